@@ -1,0 +1,65 @@
+/**
+ * Lifeline's one error catalogue.
+ *
+ * Every error Lifeline raises is a {@link LifelineError} with a stable `code` from {@link ErrorCodes}.
+ * Classify by `code`, never by message text: failures cross process boundaries in Kafka headers,
+ * and only the code survives that trip unchanged. Every code is documented in `docs/errors.md`
+ * (a test checks that the catalogue and the document agree).
+ *
+ * @module
+ */
+
+/** The catalogue: code → default retriable flag and a one-line meaning (mirrored in docs/errors.md). */
+export const ErrorCodes = {
+  LL_OPTIONS_INVALID: { retriable: false, summary: 'Options failed schema validation; the message names the option path.' },
+  LL_KAFKA_CONNECT: { retriable: true, summary: 'The Kafka client could not connect to the bootstrap brokers.' },
+  LL_KAFKA_PRODUCE: { retriable: true, summary: 'A produce request was not acknowledged by the broker.' },
+  LL_KAFKA_CONSUME: { retriable: true, summary: 'Fetching records from the broker failed.' },
+  LL_KAFKA_COMMIT: { retriable: true, summary: 'Committing consumer-group offsets failed.' },
+  LL_KAFKA_ADMIN: { retriable: true, summary: 'An admin request (create/delete/describe topics, offsets) failed.' },
+  LL_KAFKA_CLOSED: { retriable: false, summary: 'A Kafka client was used after close().' },
+  LL_LAUNCHER_JAVA_MISSING: { retriable: false, summary: 'The local broker launcher needs Java 17+ on PATH (or JAVA_HOME).' },
+  LL_LAUNCHER_MAVEN_MISSING: { retriable: false, summary: 'The local broker launcher needs Maven (mvn) to resolve the broker jars.' },
+  LL_LAUNCHER_RESOLVE: { retriable: true, summary: 'Maven could not resolve the Kafka broker jars.' },
+  LL_LAUNCHER_PORT_BUSY: { retriable: false, summary: 'A requested broker or controller port is already in use.' },
+  LL_LAUNCHER_START: { retriable: false, summary: 'A broker process exited or failed before it became ready; the message carries its log tail.' },
+  LL_LAUNCHER_TIMEOUT: { retriable: true, summary: 'A broker did not become ready within the start timeout; the message carries its log tail.' },
+  LL_LAUNCHER_NOT_RUNNING: { retriable: false, summary: 'No local broker is running in the given state directory.' },
+  LL_DB_CONNECT: { retriable: true, summary: 'The database could not be opened or reached.' },
+  LL_DB_LOCKED: { retriable: false, summary: 'The embedded database directory is locked by another live process.' },
+  LL_DB_QUERY: { retriable: false, summary: 'A SQL statement failed; the cause carries the driver error.' },
+  LL_DB_MIGRATION: { retriable: false, summary: 'A migration failed, or an applied migration file was changed after it ran.' },
+  LL_DB_CLOSED: { retriable: false, summary: 'A database executor was used after close().' },
+  LL_BENCH_UNKNOWN: { retriable: false, summary: 'npm run bench was given a benchmark name that does not exist.' },
+  LL_ABORTED: { retriable: false, summary: 'A wait was cancelled by close() or an AbortSignal.' },
+} as const satisfies Record<string, { retriable: boolean; summary: string }>
+
+export type ErrorCode = keyof typeof ErrorCodes
+
+export interface LifelineErrorOptions {
+  cause?: unknown
+  /** Overrides the catalogue's default retriable flag for this instance. */
+  retriable?: boolean
+  /** Structured context for logs (never secrets: it is logged as is). */
+  details?: Record<string, unknown>
+}
+
+/** The one base class of every error Lifeline raises. */
+export class LifelineError extends Error {
+  override readonly name: string = 'LifelineError'
+  readonly code: ErrorCode
+  readonly retriable: boolean
+  readonly details: Readonly<Record<string, unknown>>
+
+  constructor(code: ErrorCode, message: string, options: LifelineErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.retriable = options.retriable ?? ErrorCodes[code].retriable
+    this.details = Object.freeze({ ...(options.details ?? {}) })
+  }
+}
+
+/** True when `err` is a LifelineError, optionally with the given code. */
+export function isLifelineError(err: unknown, code?: ErrorCode): err is LifelineError {
+  return err instanceof LifelineError && (code === undefined || err.code === code)
+}

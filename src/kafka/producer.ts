@@ -1,0 +1,122 @@
+/**
+ * A promise-per-record producer on librdkafka's native producer: each send resolves with the exact
+ * partition and offset of every record, from its delivery report.
+ */
+import { LifelineError } from '../errors.js'
+import { asError, baseConfig, nativeErrorDetails, rdkafka, toNativeHeaders } from './native.js'
+import type { KafkaProducer, ProduceAck, ProduceRecord, ProducerOptions } from './types.js'
+
+interface Pending {
+  resolve(ack: ProduceAck): void
+  reject(err: Error): void
+}
+
+const QUEUE_FULL = -184 // RD_KAFKA_RESP_ERR__QUEUE_FULL
+
+export function createProducer(options: ProducerOptions): KafkaProducer {
+  const idempotent = options.idempotent ?? true
+  const native = new rdkafka.Producer({
+    ...baseConfig(options),
+    dr_cb: true,
+    'enable.idempotence': idempotent,
+    acks: idempotent ? 'all' : ((options.config?.acks as string | undefined) ?? 'all'),
+    'linger.ms': options.lingerMs ?? 5,
+    'delivery.timeout.ms': options.deliveryTimeoutMs ?? 30_000,
+  } as never)
+
+  let connected: Promise<void> | undefined
+  let closing: Promise<void> | undefined
+
+  native.on('delivery-report', (err: unknown, report: { topic: string; partition: number; offset: number; opaque: Pending }) => {
+    const pending = report.opaque
+    if (err) {
+      pending.reject(
+        new LifelineError('LL_KAFKA_PRODUCE', `delivery to ${report.topic} failed: ${asError(err).message}`, {
+          cause: err,
+          details: nativeErrorDetails(err),
+        }),
+      )
+    } else {
+      pending.resolve({ topic: report.topic, partition: report.partition, offset: Number(report.offset) })
+    }
+  })
+
+  function connect(): Promise<void> {
+    connected ??= new Promise<void>((resolve, reject) => {
+      native.connect({ timeout: 10_000 } as never, (err: unknown) => {
+        if (err) {
+          reject(
+            new LifelineError('LL_KAFKA_CONNECT', `producer could not connect to ${options.brokers.join(',')}: ${asError(err).message}`, {
+              cause: err,
+            }),
+          )
+          return
+        }
+        native.setPollInBackground(true)
+        resolve()
+      })
+    })
+    return connected
+  }
+
+  async function produceOne(record: ProduceRecord, pending: Pending): Promise<void> {
+    const key = typeof record.key === 'string' ? Buffer.from(record.key) : (record.key ?? null)
+    const value = typeof record.value === 'string' ? Buffer.from(record.value) : record.value
+    for (;;) {
+      try {
+        native.produce(record.topic, record.partition ?? -1, value, key, record.timestamp ?? null, pending, toNativeHeaders(record.headers))
+        return
+      } catch (err) {
+        // Local queue full: wait for deliveries to drain it rather than dropping the record.
+        if ((err as { code?: number }).code === QUEUE_FULL) {
+          await new Promise((r) => setTimeout(r, 5))
+          continue
+        }
+        throw new LifelineError('LL_KAFKA_PRODUCE', `could not enqueue a record for ${record.topic}: ${asError(err).message}`, {
+          cause: err,
+          details: nativeErrorDetails(err),
+        })
+      }
+    }
+  }
+
+  async function send(records: readonly ProduceRecord[]): Promise<ProduceAck[]> {
+    if (closing) throw new LifelineError('LL_KAFKA_CLOSED', 'producer is closed')
+    await connect()
+    const acks: Array<Promise<ProduceAck>> = []
+    for (const record of records) {
+      let pending!: Pending
+      acks.push(new Promise<ProduceAck>((resolve, reject) => (pending = { resolve, reject })))
+      await produceOne(record, pending)
+    }
+    return Promise.all(acks)
+  }
+
+  function flush(timeoutMs = 30_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      native.flush(timeoutMs, (err: unknown) =>
+        err ? reject(new LifelineError('LL_KAFKA_PRODUCE', `flush failed: ${asError(err).message}`, { cause: err })) : resolve(),
+      )
+    })
+  }
+
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      if (!connected) return
+      // Never connected: nothing to flush or disconnect.
+      const ok = await connected.then(
+        () => true,
+        () => false,
+      )
+      if (!ok) return
+      try {
+        await flush(10_000)
+      } finally {
+        await new Promise<void>((resolve) => native.disconnect(() => resolve()))
+      }
+    })()
+    return closing
+  }
+
+  return { connect, send, flush, close }
+}
