@@ -32,6 +32,9 @@ export const ErrorCodes = {
   LL_DB_CLOSED: { retriable: false, summary: 'A database executor was used after close().' },
   LL_BENCH_UNKNOWN: { retriable: false, summary: 'npm run bench was given a benchmark name that does not exist.' },
   LL_ABORTED: { retriable: false, summary: 'A wait was cancelled by close() or an AbortSignal.' },
+  LL_ARGUMENT_INVALID: { retriable: false, summary: 'A function was called outside its contract (e.g. a negative or fractional offset): a bug in the caller.' },
+  LL_DECODE: { retriable: false, summary: 'A record key or value could not be decoded (bad bytes for its format); retrying cannot help.' },
+  LL_SCHEMA_INVALID: { retriable: false, summary: 'A decoded record failed schema validation; retrying cannot help.' },
 } as const satisfies Record<string, { retriable: boolean; summary: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes

@@ -4,7 +4,7 @@
  * hooks that can delay a revocation until in-flight work has finished.
  */
 import { LifelineError } from '../errors.js'
-import { asError, baseConfig, fromNativeHeaders, nativeErrorDetails, rdkafka } from './native.js'
+import { asError, baseConfig, fromNativeHeaders, nativeErrorDetails, newNativeConsumer, type NativeConsumer, type NativeMessage } from './native.js'
 import type {
   ConsumedRecord,
   ConsumerOptions,
@@ -18,21 +18,10 @@ const ERR_REVOKE = -174 // RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
 const ERR_NO_OFFSET = -168 // RD_KAFKA_RESP_ERR__NO_OFFSET: nothing to commit
 const ERR_TIMED_OUT = -185
 
-interface NativeMessage {
-  topic: string
-  partition: number
-  offset: number
-  key?: Buffer | null
-  value: Buffer | null
-  size: number
-  timestamp?: number
-  headers?: unknown
-}
-
 const tp = (p: TopicPartition): TopicPartition => ({ topic: p.topic, partition: p.partition })
 
 export function createConsumer(options: ConsumerOptions): KafkaConsumer {
-  let native!: InstanceType<typeof rdkafka.KafkaConsumer>
+  let native!: NativeConsumer
   let rebalanceChain: Promise<void> = Promise.resolve()
 
   // Rebalances are applied in the order librdkafka announces them, each after the user hook settles.
@@ -59,7 +48,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     })
   }
 
-  native = new rdkafka.KafkaConsumer(
+  native = newNativeConsumer(
     {
       ...baseConfig(options),
       'group.id': options.groupId,
@@ -71,7 +60,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
       'max.poll.interval.ms': options.maxPollIntervalMs ?? 300_000,
       'isolation.level': options.isolationLevel ?? 'read_committed',
       rebalance_cb: onRebalance,
-    } as never,
+    },
     // A topic-level property: in the global config the binding's empty topic config would override it.
     { 'auto.offset.reset': (options.fromBeginning ?? true) ? 'earliest' : 'latest' },
   )
@@ -88,7 +77,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
 
   function connect(): Promise<void> {
     connected ??= new Promise<void>((resolve, reject) => {
-      native.connect({ timeout: 10_000 } as never, (err: unknown) =>
+      native.connect({ timeout: 10_000 }, (err) =>
         err
           ? reject(
               new LifelineError('LL_KAFKA_CONNECT', `consumer could not connect to ${options.brokers.join(',')}: ${asError(err).message}`, {
@@ -123,7 +112,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     polling = true
     try {
       return await new Promise<ConsumedRecord[]>((resolve, reject) => {
-        native.consume(max, (err: unknown, messages: NativeMessage[]) => {
+        native.consume(max, (err, messages) => {
           if (err) {
             if ((err as { code?: number }).code === ERR_TIMED_OUT) return resolve([])
             return reject(
@@ -145,7 +134,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     if (offsets.length === 0) return Promise.resolve()
     const list = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? null }))
     return new Promise<void>((resolve, reject) => {
-      native.commitCb(list as never, (err: unknown) => {
+      native.commitCb(list, (err: unknown) => {
         const code = (err as { code?: number } | null | undefined)?.code
         if (err && code !== ERR_NO_OFFSET) {
           reject(new LifelineError('LL_KAFKA_COMMIT', `offset commit failed: ${asError(err).message}`, { cause: err, details: nativeErrorDetails(err) }))
@@ -157,7 +146,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
   function committed(partitions: readonly TopicPartition[], timeoutMs = 10_000): Promise<TopicPartitionOffset[]> {
     ensureOpen()
     return new Promise((resolve, reject) => {
-      native.committed(partitions.map(tp), timeoutMs, (err: unknown, result: Array<TopicPartitionOffset>) =>
+      native.committed(partitions.map(tp), timeoutMs, (err, result) =>
         err
           ? reject(new LifelineError('LL_KAFKA_COMMIT', `reading committed offsets failed: ${asError(err).message}`, { cause: err }))
           : resolve(result.map((r) => ({ topic: r.topic, partition: r.partition, offset: Number(r.offset), metadata: r.metadata ?? null }))),

@@ -55,3 +55,57 @@ export function nativeErrorDetails(err: unknown): Record<string, unknown> {
 export function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err))
 }
+
+/**
+ * The subset of the binding's KafkaConsumer that Lifeline uses. The package's own typings lack several
+ * methods it has (incrementalAssign, commitCb, ...), so the shape is declared here, in one place.
+ */
+export interface NativeConsumer {
+  connect(metadataOptions: unknown, cb: (err: unknown) => void): void
+  disconnect(cb: () => void): void
+  isConnected(): boolean
+  subscribe(topics: string[]): void
+  consume(max: number, cb: (err: unknown, messages: NativeMessage[]) => void): void
+  setDefaultConsumeTimeout(ms: number): void
+  setDefaultIsTimeoutOnlyForFirstMessage(value: boolean): void
+  commitCb(offsets: unknown[], cb: (err: unknown) => void): void
+  committed(partitions: unknown[], timeoutMs: number, cb: (err: unknown, result: Array<{ topic: string; partition: number; offset: number; metadata?: string | null }>) => void): void
+  seek(position: { topic: string; partition: number; offset: number }, timeoutMs: number, cb: (err: unknown) => void): void
+  pause(partitions: unknown[]): void
+  resume(partitions: unknown[]): void
+  assign(partitions: unknown[]): void
+  unassign(): void
+  incrementalAssign(partitions: unknown[]): void
+  incrementalUnassign(partitions: unknown[]): void
+  assignments(): Array<{ topic: string; partition: number }>
+  assignmentLost(): boolean
+  rebalanceProtocol(): string
+}
+
+export interface NativeMessage {
+  topic: string
+  partition: number
+  offset: number
+  key?: Buffer | null
+  value: Buffer | null
+  size: number
+  timestamp?: number
+  headers?: unknown
+}
+
+export interface NativeProducer {
+  connect(metadataOptions: unknown, cb: (err: unknown) => void): void
+  disconnect(cb: () => void): void
+  setPollInBackground(value: boolean): void
+  produce(topic: string, partition: number, value: Buffer | null, key: Buffer | null, timestamp: number | null, opaque: unknown, headers: NativeHeader[] | undefined): void
+  flush(timeoutMs: number, cb: (err: unknown) => void): void
+  on(event: 'delivery-report', listener: (err: unknown, report: { topic: string; partition: number; offset: number; opaque: unknown }) => void): void
+}
+
+export function newNativeConsumer(globalConfig: Record<string, unknown>, topicConfig: Record<string, unknown>): NativeConsumer {
+  return new rdkafka.KafkaConsumer(globalConfig as never, topicConfig as never) as unknown as NativeConsumer
+}
+
+export function newNativeProducer(globalConfig: Record<string, unknown>): NativeProducer {
+  return new rdkafka.Producer(globalConfig as never) as unknown as NativeProducer
+}

@@ -3,7 +3,7 @@
  * partition and offset of every record, from its delivery report.
  */
 import { LifelineError } from '../errors.js'
-import { asError, baseConfig, nativeErrorDetails, rdkafka, toNativeHeaders } from './native.js'
+import { asError, baseConfig, nativeErrorDetails, newNativeProducer, toNativeHeaders } from './native.js'
 import type { KafkaProducer, ProduceAck, ProduceRecord, ProducerOptions } from './types.js'
 
 interface Pending {
@@ -15,20 +15,20 @@ const QUEUE_FULL = -184 // RD_KAFKA_RESP_ERR__QUEUE_FULL
 
 export function createProducer(options: ProducerOptions): KafkaProducer {
   const idempotent = options.idempotent ?? true
-  const native = new rdkafka.Producer({
+  const native = newNativeProducer({
     ...baseConfig(options),
     dr_cb: true,
     'enable.idempotence': idempotent,
     acks: idempotent ? 'all' : ((options.config?.acks as string | undefined) ?? 'all'),
     'linger.ms': options.lingerMs ?? 5,
     'delivery.timeout.ms': options.deliveryTimeoutMs ?? 30_000,
-  } as never)
+  })
 
   let connected: Promise<void> | undefined
   let closing: Promise<void> | undefined
 
-  native.on('delivery-report', (err: unknown, report: { topic: string; partition: number; offset: number; opaque: Pending }) => {
-    const pending = report.opaque
+  native.on('delivery-report', (err, report) => {
+    const pending = report.opaque as Pending
     if (err) {
       pending.reject(
         new LifelineError('LL_KAFKA_PRODUCE', `delivery to ${report.topic} failed: ${asError(err).message}`, {
@@ -43,7 +43,7 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
 
   function connect(): Promise<void> {
     connected ??= new Promise<void>((resolve, reject) => {
-      native.connect({ timeout: 10_000 } as never, (err: unknown) => {
+      native.connect({ timeout: 10_000 }, (err) => {
         if (err) {
           reject(
             new LifelineError('LL_KAFKA_CONNECT', `producer could not connect to ${options.brokers.join(',')}: ${asError(err).message}`, {
@@ -94,7 +94,7 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
 
   function flush(timeoutMs = 30_000): Promise<void> {
     return new Promise((resolve, reject) => {
-      native.flush(timeoutMs, (err: unknown) =>
+      native.flush(timeoutMs, (err) =>
         err ? reject(new LifelineError('LL_KAFKA_PRODUCE', `flush failed: ${asError(err).message}`, { cause: err })) : resolve(),
       )
     })
