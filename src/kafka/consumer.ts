@@ -21,34 +21,42 @@ const ERR_TIMED_OUT = -185
 const tp = (p: TopicPartition): TopicPartition => ({ topic: p.topic, partition: p.partition })
 
 export function createConsumer(options: ConsumerOptions): KafkaConsumer {
-  let native!: NativeConsumer
   let rebalanceChain: Promise<void> = Promise.resolve()
 
   // Rebalances are applied in the order librdkafka announces them, each after the user hook settles.
   function onRebalance(err: { code: number }, assignment: TopicPartition[]): void {
     const partitions = assignment.map(tp)
-    rebalanceChain = rebalanceChain.then(async () => {
-      const cooperative = native.rebalanceProtocol() === 'COOPERATIVE'
-      if (err.code === ERR_ASSIGN) {
-        await options.rebalance?.onAssign?.(partitions)
-        if (!native.isConnected()) return
-        if (cooperative) native.incrementalAssign(partitions)
-        else native.assign(partitions)
-      } else if (err.code === ERR_REVOKE) {
-        const lost = native.assignmentLost()
-        try {
-          await options.rebalance?.onRevoke?.(partitions, lost)
-        } finally {
-          if (native.isConnected()) {
-            if (cooperative) native.incrementalUnassign(partitions)
-            else native.unassign()
-          }
-        }
-      }
+    rebalanceChain = rebalanceChain.then(() => applyRebalance(err, partitions)).catch((hookError: unknown) => {
+      // A failing hook must not wedge later rebalances: the (un)assignment below already happened.
+      options.rebalance?.onError?.(hookError)
     })
   }
 
-  native = newNativeConsumer(
+  async function applyRebalance(err: { code: number }, partitions: TopicPartition[]): Promise<void> {
+    const cooperative = native.rebalanceProtocol() === 'COOPERATIVE'
+    if (err.code === ERR_ASSIGN) {
+      try {
+        await options.rebalance?.onAssign?.(partitions)
+      } finally {
+        if (native.isConnected()) {
+          if (cooperative) native.incrementalAssign(partitions)
+          else native.assign(partitions)
+        }
+      }
+    } else if (err.code === ERR_REVOKE) {
+      const lost = native.assignmentLost()
+      try {
+        await options.rebalance?.onRevoke?.(partitions, lost)
+      } finally {
+        if (native.isConnected()) {
+          if (cooperative) native.incrementalUnassign(partitions)
+          else native.unassign()
+        }
+      }
+    }
+  }
+
+  const native: NativeConsumer = newNativeConsumer(
     {
       ...baseConfig(options),
       'group.id': options.groupId,

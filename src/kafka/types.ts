@@ -92,6 +92,8 @@ export interface RebalanceHandlers {
    * already lost (session expiry): commits would fail then.
    */
   onRevoke?(partitions: TopicPartition[], lost: boolean): Promise<void> | void
+  /** A hook threw; the (un)assignment was applied regardless. */
+  onError?(error: unknown): void
 }
 
 export interface ConsumerOptions extends KafkaConnection {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up for a fresh machine: Java + Maven for the local Kafka broker, the
+# compression libraries librdkafka builds against, and the npm dependencies (the Kafka client is built
+# from source: its prebuilt-binary download cannot work without GitHub access).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v java >/dev/null 2>&1 || need_pkgs+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need_pkgs+=(maven)
+for pkg in libzstd-dev liblz4-dev libsasl2-dev libssl-dev zlib1g-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: ${need_pkgs[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages (${need_pkgs[*]}); install them as root, continuing without" >&2
+  fi
+fi
+
+# npm ci only when the lock file changed since the last install (the second command stays fast).
+stamp=node_modules/.lifeline-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci (builds the Kafka client from source, about 1-2 minutes)"
+  CKJS_LINKING=dynamic npm ci --no-audit --no-fund
+  echo "$want" > "$stamp"
+fi
+node -e "require('@confluentinc/kafka-javascript')" || { echo "setup: the Kafka client did not build; see the npm ci output above" >&2; exit 1; }

@@ -1,0 +1,20 @@
+/** `lifeline demo` (what `npm start` runs). */
+import type { Command } from 'commander'
+import { runDemo } from '../../demo/demo.js'
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('start a local Kafka broker and the embedded database, then run the order-events demo')
+    .option('-n, --orders <n>', 'order events to produce', '30')
+    .option('--follow', 'keep producing an order per second until Ctrl-C')
+    .action(async (opts: { orders: string; follow?: boolean }) => {
+      const orders = Number(opts.orders)
+      if (!Number.isInteger(orders) || orders < 1) throw new Error(`--orders must be a positive integer, got ${opts.orders}`)
+      const controller = new AbortController()
+      const stop = () => controller.abort()
+      process.once('SIGINT', stop)
+      process.once('SIGTERM', stop)
+      await runDemo({ orders, follow: opts.follow ?? false, signal: controller.signal, print: (line) => process.stdout.write(`${line}\n`) })
+    })
+}

@@ -1,0 +1,14 @@
+/** The command tree of the `lifeline` CLI (no side effects: main.ts runs it). */
+import { Command } from 'commander'
+import { registerDemo } from './commands/demo.js'
+import { registerDevKafka } from './commands/dev-kafka.js'
+
+export function buildProgram(): Command {
+  const program = new Command('lifeline')
+    .description('Lifeline: reliable Kafka event consumption for TypeScript')
+    .version('0.1.0')
+    .showHelpAfterError()
+  registerDevKafka(program)
+  registerDemo(program)
+  return program
+}

@@ -1,0 +1,94 @@
+/**
+ * Choosing the database: a PostgreSQL URL means a server, anything else the embedded PGlite in a data
+ * directory (by default `.lifeline/db` under the working directory).
+ *
+ * @module
+ */
+import { resolve } from 'node:path'
+import { LifelineError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import type { SqlExecutor } from './executor.js'
+import { openPglite } from './pglite.js'
+import { openPostgres } from './postgres.js'
+
+export interface OpenDatabaseOptions {
+  /** `postgres://` or `postgresql://` URL of a server. When set, `dataDir` is ignored. */
+  url?: string
+  /** PGlite data directory when no `url` is given (`'memory://'` for in-memory). Default `.lifeline/db`. */
+  dataDir?: string
+  /** Pool size for PostgreSQL (ignored by PGlite, which has one connection). Default 10. */
+  poolSize?: number
+  /** Parent logger. Default: silent. */
+  logger?: Logger
+}
+
+/** Where PGlite keeps its files when neither `url` nor `dataDir` is given, relative to the cwd. */
+export const DEFAULT_DATA_DIR = '.lifeline/db'
+
+/** True for `postgres://` and `postgresql://` URLs. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(url)
+}
+
+/**
+ * Opens PostgreSQL when `options.url` is given, else PGlite at `options.dataDir` (default `.lifeline/db`).
+ * A `url` of another scheme is refused (LL_OPTIONS_INVALID) rather than silently falling back to PGlite.
+ *
+ * @example
+ * const db = await openDatabase({ url: process.env.DATABASE_URL })
+ */
+export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<SqlExecutor & AsyncDisposable> {
+  const { url, logger } = options
+  if (url !== undefined && url !== '') {
+    if (!isPostgresUrl(url)) {
+      throw new LifelineError('LL_OPTIONS_INVALID', 'url must start with postgres:// or postgresql://', {
+        details: { path: 'url' },
+      })
+    }
+    return openPostgres({
+      url,
+      ...(options.poolSize === undefined ? {} : { poolSize: options.poolSize }),
+      ...(logger === undefined ? {} : { logger }),
+    })
+  }
+  const dataDir = options.dataDir === 'memory://' ? 'memory://' : resolve(options.dataDir ?? DEFAULT_DATA_DIR)
+  return openPglite({ dataDir, ...(logger === undefined ? {} : { logger }) })
+}
+
+/**
+ * The database settings in `env` (pure): `DATABASE_URL` (PostgreSQL) when set and non-empty, else
+ * `LIFELINE_DATA_DIR` (PGlite), else nothing, which {@link openDatabase} reads as the default data dir.
+ */
+export function databaseOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<OpenDatabaseOptions, 'url' | 'dataDir'> {
+  const url = env.DATABASE_URL
+  if (url !== undefined && url !== '') return { url }
+  const dataDir = env.LIFELINE_DATA_DIR
+  return dataDir !== undefined && dataDir !== '' ? { dataDir } : {}
+}
+
+/** Opens the database that `DATABASE_URL` / `LIFELINE_DATA_DIR` name (see {@link databaseOptionsFromEnv}). */
+export async function databaseFromEnv(
+  options: { env?: NodeJS.ProcessEnv; logger?: Logger } = {},
+): Promise<SqlExecutor & AsyncDisposable> {
+  return openDatabase({
+    ...databaseOptionsFromEnv(options.env),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  })
+}
+
+/**
+ * A short label from `kind` and the text of `select version()` (pure), e.g. "PostgreSQL 15.19 (server)"
+ * or "PGlite 0.5.16 (PostgreSQL 18.6, embedded)".
+ */
+export function describeVersion(kind: SqlExecutor['kind'], version: string): string {
+  const postgres = /PostgreSQL\s+(\S+)/.exec(version)?.[1] ?? 'unknown version'
+  if (kind === 'postgres') return `PostgreSQL ${postgres} (server)`
+  const pglite = /\(PGlite\s+([^)\s]+)\)/.exec(version)?.[1]
+  return `PGlite${pglite === undefined ? '' : ` ${pglite}`} (PostgreSQL ${postgres}, embedded)`
+}
+
+/** Asks the database for its version and returns {@link describeVersion}'s label for it. */
+export async function describeDatabase(db: SqlExecutor): Promise<string> {
+  const { rows } = await db.query<{ version: string }>('select version() as version')
+  return describeVersion(db.kind, rows[0]?.version ?? '')
+}

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict'
+import { createServer } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
+import { describe, it } from 'node:test'
+import { pino } from 'pino'
+import { isLifelineError } from '../../src/errors.js'
+import { openPostgres } from '../../src/store/postgres.js'
+import { defer, randomName } from '../helpers/db.js'
+
+/** A local port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
+  assert.ok(address !== null && typeof address === 'object')
+  return address.port
+}
+
+/** Polls `predicate` every 10 ms until it holds (or fails after `timeoutMs`). */
+async function waitFor(predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await delay(10)
+  }
+}
+
+const needsServer = !process.env.DATABASE_URL && 'needs DATABASE_URL'
+
+describe('openPostgres', () => {
+  it('fails at open with a retriable LL_DB_CONNECT when nothing listens', async () => {
+    const port = await closedPort()
+    await assert.rejects(openPostgres({ url: `postgres://nobody@127.0.0.1:${port}/none`, connectTimeoutMs: 2000 }), (err) => {
+      assert.ok(isLifelineError(err, 'LL_DB_CONNECT'))
+      assert.equal(err.retriable, true)
+      assert.equal(err.details.errno, 'ECONNREFUSED')
+      return true
+    })
+  })
+
+  it('refuses invalid options with LL_OPTIONS_INVALID naming the option', async () => {
+    for (const [options, path] of [
+      [{ url: '' }, 'url'],
+      [{ url: 'postgres://x@127.0.0.1/x', poolSize: 0 }, 'poolSize'],
+      [{ url: 'postgres://x@127.0.0.1/x', connectTimeoutMs: 1.5 }, 'connectTimeoutMs'],
+    ] as const) {
+      await assert.rejects(openPostgres(options), (err) => isLifelineError(err, 'LL_OPTIONS_INVALID') && err.details.path === path)
+    }
+  })
+
+  it(
+    'fails at open with a non-retriable LL_DB_CONNECT (3D000) for a database that does not exist',
+    { skip: needsServer },
+    async () => {
+      const url = new URL(process.env.DATABASE_URL as string)
+      url.pathname = `/${randomName('lifeline_missing')}`
+      await assert.rejects(openPostgres({ url: url.href }), (err) => {
+        assert.ok(isLifelineError(err, 'LL_DB_CONNECT'))
+        assert.equal(err.details.sqlState, '3D000')
+        assert.equal(err.retriable, false)
+        return true
+      })
+    },
+  )
+
+  // Regression: a checked-out client has no pool 'error' listener, so a connection dropped between two
+  // statements of a transaction crashed the process with an unhandled 'error' event.
+  it('turns a connection killed mid-transaction into LL_DB_CONNECT, then recovers', { skip: needsServer }, async (t) => {
+    const logged: { msg?: string }[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line)) })
+    const url = process.env.DATABASE_URL as string
+    const db = await openPostgres({ url, poolSize: 1, logger })
+    const killer = await openPostgres({ url, poolSize: 1 })
+    defer(t, () => Promise.all([db.close(), killer.close()]))
+
+    await assert.rejects(
+      db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ pid: number }>('select pg_backend_pid() as pid')
+        await killer.query('select pg_terminate_backend($1)', [rows[0]?.pid])
+        await waitFor(() => logged.some((line) => line.msg === 'PostgreSQL connection failed'))
+        await tx.query('select 1')
+      }),
+      (err) => {
+        assert.ok(isLifelineError(err, 'LL_DB_CONNECT'))
+        assert.equal(err.details.sqlState, '57P01') // admin_shutdown: what pg_terminate_backend sends
+        assert.equal(err.retriable, true)
+        return true
+      },
+    )
+    assert.deepEqual((await db.query('select 1 as one')).rows, [{ one: 1 }], 'the pool replaced the dead connection')
+  })
+})
