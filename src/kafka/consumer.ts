@@ -202,6 +202,17 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     resume: (partitions) => void native.resume(partitions.map(tp)),
     seek,
     assignment: () => native.assignments().map(tp),
+    watermarks: (topic, partition) => {
+      if (!native.isConnected()) return undefined
+      try {
+        const w = native.getWatermarkOffsets(topic, partition)
+        return w.highOffset >= 0 ? { low: Number(w.lowOffset), high: Number(w.highOffset) } : undefined
+      } catch (err) {
+        // Not fetched yet (no cached watermark): unknown, not an error.
+        if ((err as { code?: number }).code !== undefined) return undefined
+        throw err
+      }
+    },
     close,
   }
 }

@@ -79,6 +79,7 @@ export interface NativeConsumer {
   incrementalUnassign(partitions: unknown[]): void
   assignments(): Array<{ topic: string; partition: number }>
   assignmentLost(): boolean
+  getWatermarkOffsets(topic: string, partition: number): { lowOffset: number; highOffset: number }
   rebalanceProtocol(): string
 }
 

@@ -16,12 +16,14 @@ const QUEUE_FULL = -184 // RD_KAFKA_RESP_ERR__QUEUE_FULL
 export function createProducer(options: ProducerOptions): KafkaProducer {
   const idempotent = options.idempotent ?? true
   const native = newNativeProducer({
-    ...baseConfig(options),
+    ...baseConfig({ ...options, config: undefined }),
     dr_cb: true,
     'enable.idempotence': idempotent,
-    acks: idempotent ? 'all' : ((options.config?.acks as string | undefined) ?? 'all'),
+    acks: 'all',
     'linger.ms': options.lingerMs ?? 5,
     'delivery.timeout.ms': options.deliveryTimeoutMs ?? 30_000,
+    // The caller's librdkafka properties win over these defaults.
+    ...options.config,
   })
 
   let connected: Promise<void> | undefined

@@ -125,6 +125,8 @@ export interface KafkaConsumer {
   resume(partitions: readonly TopicPartition[]): void
   seek(position: TopicPartitionOffset, timeoutMs?: number): Promise<void>
   assignment(): TopicPartition[]
+  /** Cached low/high watermarks of an assigned partition (updated by fetches), or undefined. */
+  watermarks(topic: string, partition: number): { low: number; high: number } | undefined
   /** Leaves the group and disconnects. Idempotent. */
   close(): Promise<void>
 }

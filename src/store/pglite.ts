@@ -61,8 +61,7 @@ function copyParams(params: readonly unknown[] | undefined): unknown[] | undefin
  */
 export async function openPglite(options: PgliteOptions = {}): Promise<SqlExecutor & AsyncDisposable> {
   const log = (options.logger ?? silentLogger()).child({ component: 'store', kind: KIND })
-  const memory = options.dataDir === undefined || options.dataDir === 'memory://'
-  const dataDir = memory ? undefined : resolve(options.dataDir as string)
+  const dataDir = options.dataDir === undefined || options.dataDir === 'memory://' ? undefined : resolve(options.dataDir)
 
   let releaseLock: (() => void) | undefined
   let db: PGlite

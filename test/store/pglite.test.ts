@@ -33,6 +33,7 @@ describe('openPglite', () => {
   it('keeps data across close and reopen of the same data directory, creating missing parents', async (t) => {
     const dataDir = join(await tempDir(t), 'nested', 'deeper', 'db')
     const first = await openPglite({ dataDir })
+    defer(t, () => first.close())
     await first.query('create table kept (id int8 primary key, body jsonb)')
     await first.transaction((tx) => tx.query('insert into kept values ($1, $2)', ['42', { ok: true }]))
     await first.close()

@@ -1,0 +1,58 @@
+/**
+ * Lifeline: reliable Kafka event consumption for TypeScript.
+ *
+ * @module
+ * @example
+ * import { createConsumer, NonRetriableError } from 'lifeline'
+ * const consumer = createConsumer({
+ *   brokers: ['127.0.0.1:9092'], groupId: 'billing', service: 'billing', topics: ['orders'],
+ *   handler: async ({ value }) => { if (!isValid(value)) throw new NonRetriableError('bad order') },
+ * })
+ * await consumer.start()
+ */
+
+// Consumer runtime
+export { createConsumer } from './runtime/consumer.js'
+export type { LifelineConsumer } from './runtime/consumer.js'
+export { consumerDefaults, dlqTopicName } from './runtime/options.js'
+export type { ConsumerEvents, ConsumerOptions, DeadLetterOptions, Decoder, Handler, LifelineMessage, RetryOptions } from './runtime/options.js'
+export { NonRetriableError, DecodeError, classifyError, fingerprint } from './runtime/classify.js'
+export type { Classification, ClassifierVerdict } from './runtime/classify.js'
+export { exponential, fixed, delayFor } from './runtime/backoff.js'
+export type { BackoffPolicy, Jitter } from './runtime/backoff.js'
+export { jsonDecoder, stringDecoder, rawDecoder } from './runtime/decode.js'
+export { encodeFailureHeaders, decodeFailureHeaders, decodeSpringHeaders, LifelineHeaders, SpringDltHeaders } from './runtime/headers.js'
+export type { FailureContext, DecodedFailureContext, SpringDltContext } from './runtime/headers.js'
+export { ensureTopics } from './runtime/topics.js'
+export type { EnsureTopicsOptions, EnsuredTopic } from './runtime/topics.js'
+
+// Kafka access (Lifeline's own interfaces over librdkafka)
+export { createProducer, createAdmin, createConsumer as createKafkaConsumer, clientVersion } from './kafka/index.js'
+export type {
+  ConsumedRecord,
+  KafkaAdmin,
+  KafkaConnection,
+  KafkaConsumer,
+  KafkaHeader,
+  KafkaProducer,
+  ProduceAck,
+  ProduceRecord,
+  TopicPartition,
+  TopicPartitionOffset,
+  TopicSpec,
+} from './kafka/index.js'
+
+// Local development broker
+export { startKafka, stopKafka, kafkaStatus } from './dev/kafka-launcher.js'
+export type { KafkaCluster, StartKafkaOptions, ClusterState } from './dev/kafka-launcher.js'
+export { resolveKafkaJars, KAFKA_VERSION } from './dev/kafka-jars.js'
+
+// Storage
+export { openDatabase, openPostgres, openPglite, databaseFromEnv, describeDatabase, loadMigrations, migrate } from './store/index.js'
+export type { SqlExecutor, SqlQueryable, SqlResult, SqlRow, Migration } from './store/index.js'
+
+// Errors and logging
+export { LifelineError, ErrorCodes, isLifelineError } from './errors.js'
+export type { ErrorCode, LifelineErrorOptions } from './errors.js'
+export { createLogger, silentLogger } from './logger.js'
+export type { Logger } from './logger.js'

@@ -1,0 +1,529 @@
+/**
+ * The Lifeline consumer: a group consumer that runs a handler per record with per-key ordered
+ * concurrency, retries with backoff, classifies errors, dead-letters with full failure context, and
+ * commits per partition only up to the lowest unfinished offset.
+ *
+ * The poll loop never waits for handlers (it keeps polling, so handler time never causes a
+ * max.poll.interval eviction); backpressure pauses single partitions.
+ *
+ * @module
+ * @example
+ * const consumer = createConsumer({
+ *   brokers: ['127.0.0.1:9092'], groupId: 'orders', service: 'billing', topics: ['orders'],
+ *   handler: async ({ value, attempt, signal }) => { await charge(value, { signal }) },
+ * })
+ * await consumer.start()
+ * // ... on shutdown:
+ * await consumer.close()
+ */
+import { EventEmitter } from 'node:events'
+import { LifelineError } from '../errors.js'
+import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../kafka/index.js'
+import type { ConsumedRecord, KafkaConsumer, KafkaProducer, TopicPartition } from '../kafka/types.js'
+import { silentLogger, type Logger } from '../logger.js'
+import { validateOptions } from '../util/options.js'
+import { delayFor, exponential, fixed, retryDecision, type BackoffPolicy } from './backoff.js'
+import { classifyError, type Classification } from './classify.js'
+import { deadLetterRecord, failureContext, sleep } from './dead-letter.js'
+import { resolveDecoder, withSchema, wrapDecode } from './decode.js'
+import { KeyScheduler, schedulingKey, type SchedulableItem } from './key-scheduler.js'
+import { createRuntimeMetrics, type RuntimeMetrics } from './metrics.js'
+import { PartitionOffsets } from './offset-tracker.js'
+import { ConsumerOptionsSchema, consumerDefaults, dlqTopicName, functionOptions, type ConsumerEvents, type ConsumerOptions, type LifelineMessage } from './options.js'
+import { ensureTopics } from './topics.js'
+
+export interface LifelineConsumer extends EventEmitter<ConsumerEvents> {
+  /** Connects, provisions DLQ topics (unless disabled), subscribes and starts the poll loop. */
+  start(): Promise<void>
+  /** Stops fetching, cancels backoffs, drains in-flight handlers, commits, leaves the group. Idempotent. */
+  close(): Promise<void>
+  /** Commits what is committable now (also runs on a timer, on revoke and on close). */
+  commit(): Promise<void>
+  /** Counters for tests and health checks. */
+  stats(): { inFlight: number; buffered: number; assigned: TopicPartition[]; paused: TopicPartition[] }
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+interface PartitionState {
+  readonly topic: string
+  readonly partition: number
+  readonly offsets: PartitionOffsets
+  readonly pausedFor: Set<string>
+  readonly running: Set<Item>
+  buffered: number
+  revoking: boolean
+}
+
+interface Item extends SchedulableItem {
+  readonly record: ConsumedRecord
+  readonly state: PartitionState
+  /** Cancels backoff and DLQ-retry waits (revoke, close). */
+  readonly waits: AbortController
+  /** The handler's signal: aborted only when a drain timed out. */
+  readonly handler: AbortController
+}
+
+type Outcome = 'done' | 'abandoned'
+
+const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
+
+function backoffPolicy(o: ConsumerOptions<unknown>['retry']): BackoffPolicy {
+  const b = o?.backoff
+  const d = consumerDefaults.retry
+  if (typeof b === 'function') return b
+  if (b?.type === 'fixed') return fixed(b.ms)
+  return exponential({ baseMs: b?.baseMs ?? d.baseMs, factor: b?.factor ?? d.factor, maxMs: b?.maxMs ?? d.maxMs, jitter: b?.jitter ?? d.jitter })
+}
+
+/** Creates a consumer; nothing connects until `start()`. Options are validated now (LL_OPTIONS_INVALID). */
+export function createConsumer<V = unknown>(input: ConsumerOptions<V>): LifelineConsumer {
+  const options = validateOptions(ConsumerOptionsSchema, input, 'consumer') as unknown as ConsumerOptions<V>
+  for (const [path, value, required] of functionOptions(options as ConsumerOptions<unknown>)) {
+    if ((required || value !== undefined) && typeof value !== 'function') {
+      throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: consumer.${path}: must be a function`)
+    }
+  }
+  const log: Logger = (options.logger ?? silentLogger()).child({ component: 'consumer', group: options.groupId })
+  const decoderBase = resolveDecoder(options.decoder as never)
+  const decoder = options.schema ? withSchema(decoderBase, options.schema) : decoderBase
+  const concurrency = options.concurrency ?? consumerDefaults.concurrency
+  const maxPerPartition = options.maxBufferedPerPartition ?? consumerDefaults.maxBufferedPerPartition
+  const maxBytes = options.maxBufferedBytes ?? consumerDefaults.maxBufferedBytes
+  const atMostOnce = (options.delivery ?? consumerDefaults.delivery) === 'at-most-once'
+  const policy = backoffPolicy(options.retry)
+  const maxAttempts = options.retry?.maxAttempts ?? consumerDefaults.retry.maxAttempts
+  const drainTimeoutMs = options.drainTimeoutMs ?? consumerDefaults.drainTimeoutMs
+  const classifyOptions = { permanentCodes: options.permanentCodes, classifier: options.classifier }
+
+  const emitter = new EventEmitter<ConsumerEvents>()
+  const partitions = new Map<string, PartitionState>()
+  // The scheduler keeps key order; `running` below bounds handlers actually executing, so a record
+  // sleeping in backoff holds its key but not a concurrency slot.
+  const scheduler = new KeyScheduler<Item>({ ordering: options.ordering ?? consumerDefaults.ordering, concurrency: Number.MAX_SAFE_INTEGER })
+  const stopping = new AbortController()
+  const drainWaiters = new Set<() => void>()
+  let running = 0
+  let inFlight = 0
+  let bufferedBytes = 0
+  let kafka: KafkaConsumer | undefined
+  let dlq: KafkaProducer | undefined
+  let loopDone: Promise<void> = Promise.resolve()
+  let commitTimer: NodeJS.Timeout | undefined
+  let commitChain: Promise<void> = Promise.resolve()
+  let started = false
+  let closing: Promise<void> | undefined
+
+  const metrics: RuntimeMetrics = createRuntimeMetrics(options.metrics?.registry, options.groupId, {
+    inFlight: () => inFlight,
+    buffered: () => scheduler.queued,
+    pausedPartitions: () => [...partitions.values()].filter((p) => p.pausedFor.size > 0).length,
+    lag: () =>
+      [...partitions.values()].flatMap((p) => {
+        const w = kafka?.watermarks(p.topic, p.partition)
+        const position = p.offsets.committed
+        return w && position !== undefined ? [{ topic: p.topic, partition: p.partition, lag: Math.max(0, w.high - position) }] : []
+      }),
+  })
+
+  function reportError(error: unknown, context: string): void {
+    log.warn({ err: error }, context)
+    if (emitter.listenerCount('error') > 0) emitter.emit('error', error)
+  }
+
+  // ---- pausing -------------------------------------------------------------------------------------
+  function pause(state: PartitionState, reason: string): void {
+    if (state.pausedFor.has(reason)) return
+    state.pausedFor.add(reason)
+    if (state.pausedFor.size === 1 && !state.revoking) kafka?.pause([{ topic: state.topic, partition: state.partition }])
+    emitter.emit('paused', { topic: state.topic, partition: state.partition }, reason)
+  }
+
+  function resume(state: PartitionState, reason: string): void {
+    if (!state.pausedFor.delete(reason) || state.pausedFor.size > 0) return
+    if (!state.revoking && partitions.get(tpKey(state.topic, state.partition)) === state) kafka?.resume([{ topic: state.topic, partition: state.partition }])
+    emitter.emit('resumed', { topic: state.topic, partition: state.partition })
+  }
+
+  function applyBackpressure(state: PartitionState): void {
+    if (state.buffered >= maxPerPartition) pause(state, 'backpressure')
+    else if (state.buffered <= maxPerPartition / 2) resume(state, 'backpressure')
+    for (const s of partitions.values()) {
+      if (bufferedBytes >= maxBytes) pause(s, 'memory')
+      else if (bufferedBytes <= maxBytes / 2) resume(s, 'memory')
+    }
+  }
+
+  // ---- intake and dispatch -------------------------------------------------------------------------
+  function accept(record: ConsumedRecord): Item | undefined {
+    const state = partitions.get(tpKey(record.topic, record.partition))
+    // Not ours (any more): its new owner reads it again from the committed offset.
+    if (!state || state.revoking) return undefined
+    if (!state.offsets.track(record.offset)) return undefined
+    const item: Item = {
+      topic: record.topic,
+      partition: record.partition,
+      schedulingKey: schedulingKey(record.key),
+      size: record.size,
+      record,
+      state,
+      waits: new AbortController(),
+      handler: new AbortController(),
+    }
+    return item
+  }
+
+  function enqueue(item: Item): void {
+    scheduler.enqueue(item)
+    item.state.buffered++
+    bufferedBytes += item.size
+    applyBackpressure(item.state)
+  }
+
+  function pump(): void {
+    while (running < concurrency && !stopping.signal.aborted) {
+      const item = scheduler.next()
+      if (!item) return
+      item.state.buffered--
+      bufferedBytes -= item.size
+      applyBackpressure(item.state)
+      void execute(item)
+    }
+  }
+
+  async function execute(item: Item): Promise<void> {
+    const state = item.state
+    state.running.add(item)
+    inFlight++
+    let outcome: Outcome = 'abandoned'
+    try {
+      outcome = await processRecord(item)
+    } catch (err) {
+      // processRecord handles every handler/DLQ failure itself; reaching here is a bug worth surfacing.
+      reportError(err, 'record processing failed unexpectedly; it stays uncommitted and will be redelivered')
+    } finally {
+      state.running.delete(item)
+      inFlight--
+      if (outcome === 'done' && partitions.get(tpKey(state.topic, state.partition)) === state) state.offsets.complete(item.record.offset)
+      scheduler.done(item)
+      for (const wake of drainWaiters) wake()
+      pump()
+    }
+  }
+
+  // ---- one record: attempts, retries, dead-lettering -----------------------------------------------
+  function message(item: Item, value: unknown, attempt: number): LifelineMessage<V> {
+    const r = item.record
+    return {
+      value: value as V,
+      key: r.key,
+      keyText: r.key === null ? null : r.key.toString('utf8'),
+      headers: r.headers,
+      header: (name) => r.headers.find((h) => h.key === name)?.value?.toString('utf8'),
+      attempt,
+      signal: item.handler.signal,
+      topic: r.topic,
+      partition: r.partition,
+      offset: r.offset,
+      timestamp: r.timestamp,
+      raw: { key: r.key, value: r.value },
+    }
+  }
+
+  function classify(err: unknown): Classification {
+    try {
+      return classifyError(err, classifyOptions)
+    } catch (classifierError) {
+      reportError(classifierError, 'the classifier threw; falling back to the default classification')
+      return classifyError(err, { permanentCodes: options.permanentCodes })
+    }
+  }
+
+  async function processRecord(item: Item): Promise<Outcome> {
+    const r = item.record
+    let value: unknown
+    let failure: { classification: Classification; error: unknown } | undefined
+    try {
+      value = wrapDecode(decoder, r.value)
+    } catch (err) {
+      failure = { classification: classify(err), error: err }
+    }
+    const now = Date.now()
+    let firstFailureAt = now
+    let lastFailureAt = now
+    let attempt = 0
+    let delayMs = 0
+    while (!failure) {
+      attempt++
+      running++
+      const startedAt = performance.now()
+      try {
+        await options.handler(message(item, value, attempt))
+        const seconds = (performance.now() - startedAt) / 1000
+        metrics.handlerDuration(r.topic, 'success', seconds)
+        metrics.processed(r.topic)
+        emitter.emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: attempt, durationMs: seconds * 1000 })
+        return 'done'
+      } catch (err) {
+        metrics.handlerDuration(r.topic, 'failure', (performance.now() - startedAt) / 1000)
+        // A handler stopped by a drain timeout is abandoned, never dead-lettered: it will be redelivered.
+        if (item.handler.signal.aborted) return 'abandoned'
+        const classification = classify(err)
+        metrics.failed(r.topic, classification.code)
+        lastFailureAt = Date.now()
+        if (attempt === 1) firstFailureAt = lastFailureAt
+        const decision = retryDecision({
+          attempt,
+          maxAttempts,
+          firstFailureAt,
+          now: lastFailureAt,
+          deadlineMs: options.retry?.deadlineMs,
+          delayMs: classification.kind === 'permanent' ? 0 : delayFor(policy, attempt, err),
+          permanent: classification.kind === 'permanent',
+        })
+        if (!decision.retry) {
+          failure = { classification, error: err }
+          break
+        }
+        delayMs = decision.delayMs
+        metrics.retried(r.topic, classification.code)
+        emitter.emit('retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, error: err })
+        log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code }, 'retrying record')
+      } finally {
+        running--
+        pump()
+      }
+      try {
+        await sleep(delayMs, item.waits.signal)
+      } catch {
+        return 'abandoned' // close() or revocation cancelled the backoff: the record stays uncommitted
+      }
+    }
+    return deadLetter(item, value, failure, Math.max(attempt, 1), firstFailureAt, lastFailureAt)
+  }
+
+  async function deadLetter(item: Item, value: unknown, failure: { classification: Classification; error: unknown }, attempts: number, firstFailureAt: number, lastFailureAt: number): Promise<Outcome> {
+    const r = item.record
+    const dlqTopic = dlqTopicName(options.service, r.topic, options.deadLetter?.topic)
+    const context = failureContext(r, options.groupId, options.service, { classification: failure.classification, attempts, firstFailureAt, lastFailureAt })
+    const out = deadLetterRecord(dlqTopic, r, context, { spring: options.deadLetter?.springHeaders })
+    // The source offset is committed only after the DLQ write is acknowledged; until then the partition
+    // stays paused and the write is retried: nothing is skipped.
+    for (let tries = 1; ; tries++) {
+      try {
+        const [ack] = await dlq!.send([out])
+        resume(item.state, 'dead-letter')
+        metrics.deadLettered(r.topic, failure.classification.code)
+        emitter.emit('dead-letter', { topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, dlqOffset: ack!.offset, errorCode: failure.classification.code, attempts })
+        log.info({ topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, code: failure.classification.code, attempts }, 'record dead-lettered')
+        break
+      } catch (err) {
+        pause(item.state, 'dead-letter')
+        reportError(new LifelineError('LL_DEAD_LETTER', `writing ${r.topic}[${r.partition}]@${r.offset} to ${dlqTopic} failed (try ${tries}); retrying`, { cause: err }), 'dead-letter write failed')
+        try {
+          await sleep(Math.min(30_000, 250 * 2 ** Math.min(tries, 7)), item.waits.signal)
+        } catch {
+          resume(item.state, 'dead-letter')
+          return 'abandoned'
+        }
+      }
+    }
+    if (options.onDeadLetter) await runHook(item, value, failure.error)
+    return 'done'
+  }
+
+  async function runHook(item: Item, value: unknown, error: unknown): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await options.onDeadLetter!(message(item, value, attempt) as LifelineMessage<unknown>, error)
+        return
+      } catch (err) {
+        if (attempt >= maxAttempts) {
+          // The record is safe in the DLQ; an operator redrives from there. Do not block the key forever.
+          reportError(new LifelineError('LL_DEAD_LETTER', `onDeadLetter failed ${attempt} times for ${item.record.topic}[${item.record.partition}]@${item.record.offset}; giving up on the hook (the record is in the DLQ)`, { cause: err }), 'onDeadLetter hook failed')
+          return
+        }
+        try {
+          await sleep(delayFor(policy, attempt, err), item.waits.signal)
+        } catch {
+          return
+        }
+      }
+    }
+  }
+
+  // ---- commits --------------------------------------------------------------------------------------
+  function commit(filter?: (s: PartitionState) => boolean): Promise<void> {
+    const run = async () => {
+      if (!kafka) return
+      const batch = [...partitions.values()]
+        .filter((s) => !filter || filter(s))
+        .flatMap((s) => {
+          const offset = s.offsets.committable()
+          return offset === undefined ? [] : [{ state: s, offset, generation: s.offsets.generation }]
+        })
+      if (batch.length === 0) return
+      const offsets = batch.map((b) => ({ topic: b.state.topic, partition: b.state.partition, offset: b.offset }))
+      await kafka.commit(offsets)
+      for (const b of batch) b.state.offsets.markCommitted(b.offset, b.generation)
+      emitter.emit('commit', offsets)
+    }
+    // One commit at a time, in order: a late answer can never move a position back.
+    const next = commitChain.then(run)
+    commitChain = next.catch(() => undefined)
+    return next
+  }
+
+  // ---- rebalances -----------------------------------------------------------------------------------
+  function onAssign(parts: TopicPartition[]): void {
+    for (const p of parts) {
+      partitions.set(tpKey(p.topic, p.partition), { topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), buffered: 0, revoking: false })
+    }
+    log.info({ partitions: parts }, 'partitions assigned')
+    emitter.emit('partitions-assigned', parts)
+  }
+
+  async function drain(states: PartitionState[]): Promise<void> {
+    const busy = () => states.some((s) => s.running.size > 0)
+    if (!busy()) return
+    const deadline = Date.now() + drainTimeoutMs
+    while (busy()) {
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        for (const s of states) for (const item of s.running) item.handler.abort(new LifelineError('LL_ABORTED', 'drain timeout: the partition is being released'))
+        log.warn({ drainTimeoutMs }, 'in-flight handlers overran the drain timeout; their records stay uncommitted')
+        return
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          drainWaiters.delete(wake)
+          clearTimeout(timer)
+          resolve()
+        }
+        const timer = setTimeout(wake, Math.min(left, 100))
+        drainWaiters.add(wake)
+      })
+    }
+  }
+
+  function release(states: PartitionState[]): void {
+    for (const s of states) {
+      s.revoking = true
+      const dropped = scheduler.removePartition(s.topic, s.partition)
+      s.buffered -= dropped.length
+      for (const d of dropped) bufferedBytes -= d.size
+      for (const item of s.running) item.waits.abort()
+    }
+  }
+
+  async function onRevoke(parts: TopicPartition[], lost: boolean): Promise<void> {
+    const states = parts.flatMap((p) => partitions.get(tpKey(p.topic, p.partition)) ?? [])
+    release(states)
+    await drain(states)
+    if (!lost) await commit((s) => states.includes(s)).catch((err) => reportError(err, 'commit on revocation failed'))
+    for (const s of states) partitions.delete(tpKey(s.topic, s.partition))
+    log.info({ partitions: parts, lost }, 'partitions revoked')
+    emitter.emit('partitions-revoked', parts, lost)
+  }
+
+  // ---- the poll loop --------------------------------------------------------------------------------
+  async function loop(consumer: KafkaConsumer): Promise<void> {
+    while (!stopping.signal.aborted) {
+      let records: ConsumedRecord[]
+      try {
+        records = await consumer.poll(500, 100)
+      } catch (err) {
+        if (stopping.signal.aborted) return
+        reportError(err, 'poll failed; retrying')
+        await sleep(500, stopping.signal).catch(() => undefined)
+        continue
+      }
+      const items = records.flatMap((r) => accept(r) ?? [])
+      if (atMostOnce && items.length > 0) {
+        // At-most-once: the offsets are committed before any handler runs.
+        for (const item of items) item.state.offsets.complete(item.record.offset)
+        try {
+          await commit()
+        } catch (err) {
+          reportError(err, 'at-most-once pre-commit failed; the records are not run and will be redelivered')
+          for (const item of items) item.state.offsets.reset(item.record.offset)
+          continue
+        }
+      }
+      for (const item of items) enqueue(item)
+      pump()
+    }
+  }
+
+  async function start(): Promise<void> {
+    if (started || closing) throw new LifelineError('LL_CONSUMER_STATE', closing ? 'start() after close()' : 'start() called twice')
+    started = true
+    const connection = { brokers: options.brokers, config: options.kafkaConfig }
+    const admin = createAdmin(connection)
+    try {
+      const provision = options.deadLetter?.provision ?? consumerDefaults.deadLetter.provision
+      if (provision) await ensureTopics(admin, { service: options.service, topics: options.topics, deadLetter: options.deadLetter })
+      else {
+        const existing = new Set(await admin.listTopics())
+        const missing = options.topics.map((t) => dlqTopicName(options.service, t, options.deadLetter?.topic)).filter((t) => !existing.has(t))
+        if (missing.length > 0) throw new LifelineError('LL_TOPIC_INVALID', `DLQ topic(s) missing and provisioning is off: ${missing.join(', ')} (run \`lifeline topics ensure\`)`)
+      }
+    } finally {
+      await admin.close()
+    }
+    dlq = createProducer({ ...connection, clientId: `${options.service}-dlq` })
+    await dlq.connect()
+    const consumer = createKafkaConsumer({
+      ...connection,
+      groupId: options.groupId,
+      sessionTimeoutMs: options.sessionTimeoutMs ?? consumerDefaults.sessionTimeoutMs,
+      rebalance: { onAssign, onRevoke, onError: (err) => reportError(err, 'rebalance hook failed') },
+    })
+    kafka = consumer
+    consumer.subscribe(options.topics)
+    await consumer.connect()
+    loopDone = loop(consumer)
+    commitTimer = setInterval(() => void commit().catch((err) => reportError(err, 'periodic commit failed')), options.commitIntervalMs ?? consumerDefaults.commitIntervalMs)
+    commitTimer.unref()
+    log.info({ topics: options.topics }, 'consumer started')
+  }
+
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      const errors: unknown[] = []
+      const step = async (what: string, fn: () => Promise<void> | void) => {
+        try {
+          await fn()
+        } catch (err) {
+          errors.push(err)
+          log.warn({ err }, `close: ${what} failed`)
+        }
+      }
+      stopping.abort()
+      clearInterval(commitTimer)
+      await step('stopping the poll loop', () => loopDone)
+      const states = [...partitions.values()]
+      await step('releasing queued records', () => release(states))
+      await step('draining in-flight handlers', () => drain(states))
+      await step('committing', () => commit())
+      await step('leaving the group', () => kafka?.close())
+      await step('closing the DLQ producer', () => dlq?.close())
+      metrics.detach()
+      log.info('consumer closed')
+      if (errors.length > 0) throw new LifelineError('LL_CONSUMER_STATE', `close() finished with ${errors.length} error(s): ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors[0], details: { errors } })
+    })()
+    return closing
+  }
+
+  return Object.assign(emitter, {
+    start,
+    close,
+    commit: () => commit(),
+    stats: () => ({
+      inFlight,
+      buffered: scheduler.queued,
+      assigned: [...partitions.values()].map((s) => ({ topic: s.topic, partition: s.partition })),
+      paused: [...partitions.values()].filter((s) => s.pausedFor.size > 0).map((s) => ({ topic: s.topic, partition: s.partition })),
+    }),
+    [Symbol.asyncDispose]: close,
+  }) as LifelineConsumer
+}

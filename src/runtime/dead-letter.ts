@@ -1,0 +1,63 @@
+/**
+ * Building the dead-letter record (pure) — same key, same partition number, original value bytes and
+ * original headers, plus Lifeline's failure headers — and the cancellable sleep the writer retries with.
+ */
+import { LifelineError } from '../errors.js'
+import type { ConsumedRecord, ProduceRecord } from '../kafka/types.js'
+import { fingerprint, type Classification } from './classify.js'
+import { encodeFailureHeaders, type FailureContext } from './headers.js'
+
+export interface FailureSummary {
+  classification: Classification
+  attempts: number
+  firstFailureAt: number
+  lastFailureAt: number
+}
+
+export function failureContext(record: ConsumedRecord, group: string, service: string, failure: FailureSummary): FailureContext {
+  const c = failure.classification
+  return {
+    originTopic: record.topic,
+    originPartition: record.partition,
+    originOffset: record.offset,
+    originTimestamp: record.timestamp,
+    group,
+    service,
+    errorClass: c.errorClass,
+    errorCode: c.code,
+    errorMessage: c.message,
+    errorStack: c.stack,
+    errorFingerprint: fingerprint(c.errorClass, c.code, c.stack),
+    attempts: failure.attempts,
+    firstFailureAt: failure.firstFailureAt,
+    lastFailureAt: failure.lastFailureAt,
+  }
+}
+
+/** The DLQ record for `record`: byte-identical key and value, source partition, failure headers. */
+export function deadLetterRecord(dlqTopic: string, record: ConsumedRecord, context: FailureContext, options: { spring?: boolean } = {}): ProduceRecord {
+  return {
+    topic: dlqTopic,
+    partition: record.partition,
+    key: record.key,
+    value: record.value,
+    headers: encodeFailureHeaders(record.headers, context, { spring: options.spring ?? false }),
+    timestamp: record.timestamp > 0 ? record.timestamp : undefined,
+  }
+}
+
+/** Resolves after `ms`, or rejects with LL_ABORTED as soon as `signal` aborts. Leaves no timer behind. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(new LifelineError('LL_ABORTED', 'wait aborted'))
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(new LifelineError('LL_ABORTED', 'wait aborted'))
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

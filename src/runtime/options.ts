@@ -1,0 +1,223 @@
+/**
+ * Options of the Lifeline consumer: types, defaults and the schema they are validated against at
+ * construction (errors name the option path, e.g. `consumer.retry.maxAttempts`).
+ */
+import Type from 'typebox'
+import type { Registry } from 'prom-client'
+import type { KafkaHeader } from '../kafka/types.js'
+import type { Logger } from '../logger.js'
+import type { BackoffFunction, Jitter } from './backoff.js'
+import type { ClassifierVerdict } from './classify.js'
+import type { Ordering } from './key-scheduler.js'
+
+/** What the handler receives for each record. */
+export interface LifelineMessage<V = unknown> {
+  /** The decoded value (null for a tombstone / null value). */
+  value: V
+  key: Buffer | null
+  /** The key as UTF-8 text (null when the key is null). */
+  keyText: string | null
+  headers: KafkaHeader[]
+  /** The first header of that name as UTF-8 text. */
+  header(name: string): string | undefined
+  /** 1 for the first attempt. */
+  attempt: number
+  /** Aborted when the consumer closes or loses the partition and the handler overran the drain timeout. */
+  signal: AbortSignal
+  topic: string
+  partition: number
+  offset: number
+  timestamp: number
+  /** The raw record: exact key, value and header bytes. */
+  raw: { key: Buffer | null; value: Buffer | null }
+}
+
+export type Handler<V = unknown> = (message: LifelineMessage<V>) => Promise<void> | void
+
+/** Turns value bytes into the handler's value; throw to mark the record undecodable (permanent). */
+export interface Decoder<V = unknown> {
+  name: string
+  decode(value: Buffer | null): V
+}
+
+export interface RetryOptions {
+  /** Total attempts, the first included (default 4: the first try and 3 retries). */
+  maxAttempts?: number
+  /**
+   * Backoff between attempts: exponential with jitter (default base 1000 ms, factor 2, max 30000 ms,
+   * jitter `full`), `{ type: 'fixed', ms }`, or a function `(attempt, error) => ms`.
+   */
+  backoff?: { type: 'exponential'; baseMs?: number; factor?: number; maxMs?: number; jitter?: Jitter } | { type: 'fixed'; ms: number } | BackoffFunction
+  /** Give up retrying this long after the first failure, ms (default: none). */
+  deadlineMs?: number
+}
+
+export interface DeadLetterOptions {
+  /** DLQ topic for a source topic (default `{service}.{topic}.dlq`): a template or a function. */
+  topic?: string | ((sourceTopic: string) => string)
+  /** Also write Spring Kafka's `kafka_dlt-*` headers (default false). */
+  springHeaders?: boolean
+  /** Create missing DLQ topics at start() (default true); false = fail start() when one is missing. */
+  provision?: boolean
+  /** DLQ retention, ms (default 14 days), used when provisioning. */
+  retentionMs?: number
+  /** Replication factor of created DLQ topics (default: the broker's default). */
+  replicationFactor?: number
+}
+
+export interface ConsumerEvents {
+  /** A record's handler succeeded. */
+  processed: [info: { topic: string; partition: number; offset: number; attempts: number; durationMs: number }]
+  /** An attempt failed and the record will be tried again after `delayMs`. */
+  retry: [info: { topic: string; partition: number; offset: number; attempt: number; delayMs: number; error: unknown }]
+  /** A record was written to its DLQ (and its offset may now be committed). */
+  'dead-letter': [info: { topic: string; partition: number; offset: number; dlqTopic: string; dlqOffset: number; errorCode: string; attempts: number }]
+  /** Offsets were committed. */
+  commit: [offsets: Array<{ topic: string; partition: number; offset: number }>]
+  'partitions-assigned': [partitions: Array<{ topic: string; partition: number }>]
+  'partitions-revoked': [partitions: Array<{ topic: string; partition: number }>, lost: boolean]
+  paused: [partition: { topic: string; partition: number }, reason: string]
+  resumed: [partition: { topic: string; partition: number }]
+  /** A non-fatal problem the consumer recovers from by itself (poll, commit or DLQ write failures). */
+  error: [error: unknown]
+}
+
+export interface ConsumerOptions<V = unknown> {
+  brokers: string[]
+  groupId: string
+  /** The service's name: part of DLQ topic names and failure headers. */
+  service: string
+  topics: string[]
+  handler: Handler<V>
+  /** `'json'` (default), `'string'`, `'raw'` (Buffer) or a custom {@link Decoder}. */
+  decoder?: 'json' | 'string' | 'raw' | Decoder<V>
+  /** JSON Schema (or a typebox schema) the decoded value must satisfy; a failure is permanent. */
+  schema?: object
+  /** `'key'` (default): one record per key at a time, keys in parallel; `'partition'`; `'none'`. */
+  ordering?: Ordering
+  /** Handlers running at once (default 32). */
+  concurrency?: number
+  /** `'at-least-once'` (default, commit after the effect) or `'at-most-once'` (commit before the handler). */
+  delivery?: 'at-least-once' | 'at-most-once'
+  /** Pause a partition when this many of its records are buffered (default 1000). */
+  maxBufferedPerPartition?: number
+  /** Pause every partition when the buffered bytes reach this (default 64 MiB). */
+  maxBufferedBytes?: number
+  retry?: RetryOptions
+  /** Error codes (anywhere in the cause chain) that go straight to the DLQ. */
+  permanentCodes?: string[]
+  /** Per-error override: `'retry'`, `'permanent'` or undefined (no opinion). */
+  classifier?: (error: unknown) => ClassifierVerdict
+  deadLetter?: DeadLetterOptions
+  /** Runs after the DLQ write and before the record's offset is committed (seed 003's recovery step). */
+  onDeadLetter?: (record: LifelineMessage<unknown>, error: unknown) => Promise<void> | void
+  /** Commit interval, ms (default 1000); commits also happen on revoke and close. */
+  commitIntervalMs?: number
+  /** How long a revocation or close() waits for in-flight handlers, ms (default 30000). */
+  drainTimeoutMs?: number
+  /** session.timeout.ms (default 10000). */
+  sessionTimeoutMs?: number
+  /** Extra librdkafka properties for the consumer and the DLQ producer. */
+  kafkaConfig?: Record<string, string | number | boolean>
+  /** A prom-client registry to register Lifeline's metrics in (see docs/metrics.md). */
+  metrics?: { registry: Registry }
+  logger?: Logger
+}
+
+export const consumerDefaults = {
+  decoder: 'json',
+  ordering: 'key',
+  concurrency: 32,
+  delivery: 'at-least-once',
+  maxBufferedPerPartition: 1000,
+  maxBufferedBytes: 64 * 1024 * 1024,
+  commitIntervalMs: 1000,
+  drainTimeoutMs: 30_000,
+  sessionTimeoutMs: 10_000,
+  retry: { maxAttempts: 4, baseMs: 1000, factor: 2, maxMs: 30_000, jitter: 'full' as Jitter },
+  deadLetter: { topic: '{service}.{topic}.dlq', springHeaders: false, provision: true, retentionMs: 14 * 24 * 3600 * 1000 },
+} as const
+
+const NonEmpty = Type.String({ minLength: 1 })
+const PositiveInt = Type.Integer({ minimum: 1 })
+
+/** Structural checks; functions are checked with typeof after the schema (typebox has no function type in JSON Schema). */
+export const ConsumerOptionsSchema = Type.Object(
+  {
+    brokers: Type.Array(NonEmpty, { minItems: 1 }),
+    groupId: NonEmpty,
+    service: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }),
+    topics: Type.Array(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }), { minItems: 1 }),
+    handler: Type.Any(),
+    decoder: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('string'), Type.Literal('raw'), Type.Object({ name: Type.String(), decode: Type.Any() })])),
+    schema: Type.Optional(Type.Object({})),
+    ordering: Type.Optional(Type.Union([Type.Literal('key'), Type.Literal('partition'), Type.Literal('none')])),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    delivery: Type.Optional(Type.Union([Type.Literal('at-least-once'), Type.Literal('at-most-once')])),
+    maxBufferedPerPartition: Type.Optional(PositiveInt),
+    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    retry: Type.Optional(
+      Type.Object(
+        {
+          maxAttempts: Type.Optional(PositiveInt),
+          backoff: Type.Optional(
+            Type.Union([
+              Type.Object(
+                {
+                  type: Type.Literal('exponential'),
+                  baseMs: Type.Optional(Type.Integer({ minimum: 0 })),
+                  factor: Type.Optional(Type.Number({ minimum: 1 })),
+                  maxMs: Type.Optional(Type.Integer({ minimum: 0 })),
+                  jitter: Type.Optional(Type.Union([Type.Literal('full'), Type.Literal('equal'), Type.Literal('none')])),
+                },
+                { additionalProperties: false },
+              ),
+              Type.Object({ type: Type.Literal('fixed'), ms: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+              Type.Any(),
+            ]),
+          ),
+          deadlineMs: Type.Optional(PositiveInt),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    permanentCodes: Type.Optional(Type.Array(Type.String())),
+    classifier: Type.Optional(Type.Any()),
+    deadLetter: Type.Optional(
+      Type.Object(
+        {
+          topic: Type.Optional(Type.Any()),
+          springHeaders: Type.Optional(Type.Boolean()),
+          provision: Type.Optional(Type.Boolean()),
+          retentionMs: Type.Optional(PositiveInt),
+          replicationFactor: Type.Optional(PositiveInt),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    onDeadLetter: Type.Optional(Type.Any()),
+    commitIntervalMs: Type.Optional(Type.Integer({ minimum: 10 })),
+    drainTimeoutMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    sessionTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000 })),
+    kafkaConfig: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]))),
+    metrics: Type.Optional(Type.Object({ registry: Type.Any() })),
+    logger: Type.Optional(Type.Any()),
+  },
+  { additionalProperties: false },
+)
+
+/** Function-valued options typebox cannot check: [path, value, required]. */
+export function functionOptions(o: ConsumerOptions<unknown>): Array<[string, unknown, boolean]> {
+  return [
+    ['handler', o.handler, true],
+    ['classifier', o.classifier, false],
+    ['onDeadLetter', o.onDeadLetter, false],
+    ['decoder.decode', typeof o.decoder === 'object' ? o.decoder.decode : undefined, typeof o.decoder === 'object'],
+  ]
+}
+
+/** The DLQ topic name for a source topic. */
+export function dlqTopicName(service: string, sourceTopic: string, template: DeadLetterOptions['topic'] = consumerDefaults.deadLetter.topic): string {
+  if (typeof template === 'function') return template(sourceTopic)
+  return template.replaceAll('{service}', service).replaceAll('{topic}', sourceTopic)
+}

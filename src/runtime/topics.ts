@@ -1,0 +1,64 @@
+/**
+ * Topic provisioning for a consumer: the DLQ topic of every source topic, with the source's partition
+ * count (a DLQ record keeps its source partition number), `cleanup.policy=delete` and a retention.
+ */
+import { LifelineError } from '../errors.js'
+import type { KafkaAdmin } from '../kafka/types.js'
+import { consumerDefaults, dlqTopicName, type DeadLetterOptions } from './options.js'
+
+export interface EnsureTopicsOptions {
+  service: string
+  topics: string[]
+  deadLetter?: DeadLetterOptions
+}
+
+export interface EnsuredTopic {
+  topic: string
+  role: 'dlq'
+  source: string
+  partitions: number
+  created: boolean
+}
+
+/**
+ * Creates the missing DLQ topics and checks the existing ones. Refuses (LL_TOPIC_INVALID) a source topic
+ * that does not exist and a DLQ with fewer partitions than its source.
+ */
+export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptions): Promise<EnsuredTopic[]> {
+  const existing = new Set(await admin.listTopics())
+  const missingSources = options.topics.filter((t) => !existing.has(t))
+  if (missingSources.length > 0) {
+    throw new LifelineError('LL_TOPIC_INVALID', `source topic(s) do not exist: ${missingSources.join(', ')}`, { details: { topics: missingSources } })
+  }
+  const sources = await admin.describeTopics(options.topics)
+  const plan = sources.map((s) => ({ source: s.topic, topic: dlqTopicName(options.service, s.topic, options.deadLetter?.topic), partitions: s.partitions.length }))
+
+  const existingDlqs = plan.filter((p) => existing.has(p.topic))
+  if (existingDlqs.length > 0) {
+    const described = await admin.describeTopics(existingDlqs.map((p) => p.topic))
+    for (const d of described) {
+      const want = plan.find((p) => p.topic === d.topic)!
+      if (d.partitions.length < want.partitions) {
+        throw new LifelineError(
+          'LL_TOPIC_INVALID',
+          `DLQ topic ${d.topic} has ${d.partitions.length} partition(s) but its source ${want.source} has ${want.partitions}: a dead-lettered record keeps its source partition number, so the DLQ needs at least as many (add partitions with kafka-topics --alter)`,
+          { details: { topic: d.topic, partitions: d.partitions.length, required: want.partitions } },
+        )
+      }
+    }
+  }
+  const retentionMs = options.deadLetter?.retentionMs ?? consumerDefaults.deadLetter.retentionMs
+  const created = new Set(
+    await admin.createTopics(
+      plan
+        .filter((p) => !existing.has(p.topic))
+        .map((p) => ({
+          topic: p.topic,
+          partitions: p.partitions,
+          replicationFactor: options.deadLetter?.replicationFactor,
+          configs: { 'cleanup.policy': 'delete', 'retention.ms': String(retentionMs) },
+        })),
+    ),
+  )
+  return plan.map((p) => ({ topic: p.topic, role: 'dlq', source: p.source, partitions: p.partitions, created: created.has(p.topic) }))
+}

@@ -1,0 +1,35 @@
+/** Helpers for consumer-runtime tests against the real broker. */
+import type { TestContext } from 'node:test'
+import { createConsumer, type LifelineConsumer } from '../../src/runtime/consumer.js'
+import type { ConsumerOptions } from '../../src/runtime/options.js'
+import type { ConsumedRecord } from '../../src/kafka/types.js'
+import { brokers, consumer as rawConsumer, pollUntil, randomName } from './kafka.js'
+
+/** Fast retries for tests: fixed 20 ms backoff, 3 attempts. */
+export const fastRetry = { maxAttempts: 3, backoff: { type: 'fixed' as const, ms: 20 } }
+
+/** A started Lifeline consumer, closed (and its DLQ topics deleted) when the test ends. */
+export async function lifeline<V = unknown>(t: TestContext, options: Partial<ConsumerOptions<V>> & Pick<ConsumerOptions<V>, 'topics' | 'handler'>): Promise<LifelineConsumer> {
+  const c = createConsumer<V>({
+    brokers: brokers(),
+    groupId: randomName('group'),
+    service: 'svc',
+    retry: fastRetry,
+    commitIntervalMs: 100,
+    ...options,
+  })
+  t.after(() => c.close())
+  await c.start()
+  return c
+}
+
+/** Reads every record of a topic from the beginning with a throwaway group. */
+export async function readAll(t: TestContext, topic: string, count: number, timeoutMs = 30_000): Promise<ConsumedRecord[]> {
+  const c = rawConsumer(t, { groupId: randomName('reader') })
+  c.subscribe([topic])
+  return pollUntil(c, count, timeoutMs)
+}
+
+export function header(record: ConsumedRecord, key: string): string | undefined {
+  return record.headers.find((h) => h.key === key)?.value?.toString('utf8')
+}
