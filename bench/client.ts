@@ -3,14 +3,18 @@
  * perf tools on the same broker, same record size and count. Informational: it tells how much of the
  * Java client's throughput the Node client reaches on this machine, before any Lifeline runtime cost.
  *
- * Steps run one after the other, never concurrently (the broker and the clients share two cores):
- * 1. Node produce, pipelined: `send()` batches of {@link SEND_BATCH} records with at most {@link SEND_WINDOW}
- *    batches unacknowledged, after a warm-up of 10 % of the count (connection, metadata, producer id, JIT).
- * 2. Node produce, serial: the same batches, each awaited before the next (what a naive loop gets).
- * 3. Java `ProducerPerformance`, same settings, `--warmup-records` = the same 10 %: its steady-state line;
- *    then once more with `batch.size` raised to librdkafka's default, so the batching differs no more.
- * 4. Node consume of the Java topic with a fresh group, `poll()` loop until the count is read.
- * 5. Java `ConsumerPerformance` of the same topic with another fresh group.
+ * First the broker is warmed up (a fresh broker JVM is several times slower until its JIT has compiled the
+ * produce and fetch paths; whoever ran first would pay for it). Then {@link QUICK_ROUNDS} or
+ * {@link FULL_ROUNDS} rounds, each on new topics, each step one after the other, never concurrently (the
+ * broker and the clients share two cores), Node first in even rounds and Java first in odd ones:
+ * - Node produce, pipelined: `send()` batches of {@link SEND_BATCH} records with at most {@link SEND_WINDOW}
+ *   batches unacknowledged, after a warm-up of 10 % of the count (connection, metadata, producer id, JIT);
+ *   then serial: the same batches, each awaited before the next (what a naive loop gets).
+ * - Java `ProducerPerformance`, same settings, `--warmup-records` = the same 10 %: its steady-state line;
+ *   then once more with `batch.size` raised to librdkafka's default, so the batching differs no more.
+ * - Node consume of the Java topic with a fresh group, `poll()` loop until the count is read.
+ * - Java `ConsumerPerformance` of the same topic with another fresh group.
+ * Each figure is the best round's: on a shared 2-core machine, noise only ever slows a run down.
  *
  * @module
  */
@@ -18,7 +22,7 @@ import { randomBytes, randomInt } from 'node:crypto'
 import { LifelineError } from '../src/errors.js'
 import { clientVersion, createAdmin, createConsumer, createProducer } from '../src/kafka/index.js'
 import type { KafkaAdmin, KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
-import { CONSUMER_PERFORMANCE, parseConsumerPerformance, parseProducerPerformance, PRODUCER_PERFORMANCE, runJavaTool, type ProducerSummary } from './lib/java-perf.js'
+import { CONSUMER_PERFORMANCE, parseConsumerPerformance, parseProducerPerformance, PRODUCER_PERFORMANCE, runJavaTool, type ConsumerSummary, type ProducerSummary } from './lib/java-perf.js'
 import { fmt, round } from './lib/results.js'
 import { MB, percentile, perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
@@ -39,143 +43,258 @@ const POLL_MAX = 10_000
 const POLL_TIMEOUT_MS = 100
 const JAVA_HEAP_MB = 512
 const CONSUME_TIMEOUT_MS = 120_000
+const QUICK_ROUNDS = 2
+const FULL_ROUNDS = 3
 const PRODUCER_PROPS = ['acks=all', 'linger.ms=5', 'enable.idempotence=true']
 /** librdkafka's default batch.size, for a second Java run that batches like the Node client does. */
 const MATCHED_BATCH_PROP = 'batch.size=1000000'
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const records = ctx.quick ? QUICK_RECORDS : FULL_RECORDS
+  const rounds = ctx.quick ? QUICK_ROUNDS : FULL_ROUNDS
   const warmup = records / 10
-  const suffix = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
-  const nodeTopic = `bench-client-node-${suffix}`
-  const javaTopic = `bench-client-java-${suffix}`
-  const javaBatchTopic = `bench-client-java-batch-${suffix}`
-  const topics = [nodeTopic, javaTopic, javaBatchTopic]
-  const bootstrap = ctx.brokers.join(',')
   // Random A–Z bytes, as ProducerPerformance's --record-size payload; one buffer reused, as the tool does.
   const value = Buffer.from(Array.from({ length: RECORD_SIZE }, () => 65 + randomInt(26)))
+  const plan: RoundPlan = { records, warmup, value, suffix: `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}` }
 
   const admin = createAdmin({ brokers: ctx.brokers })
+  const results: RoundResult[] = []
   try {
-    await admin.createTopics(topics.map((topic) => ({ topic, partitions: PARTITIONS })))
-
-    ctx.logger.info({ topic: nodeTopic, records, warmup }, 'node produce')
-    const producer = createProducer({ brokers: ctx.brokers, idempotent: true, lingerMs: 5 })
-    let pipelined: ProduceRun
-    let serial: ProduceRun
-    try {
-      await produce(producer, nodeTopic, value, warmup, SEND_WINDOW, ctx.signal)
-      pipelined = await produce(producer, nodeTopic, value, records, SEND_WINDOW, ctx.signal)
-      serial = await produce(producer, nodeTopic, value, records, 1, ctx.signal)
-    } finally {
-      await producer.close()
-    }
-    await expectRecords(admin, nodeTopic, warmup + 2 * records)
-
-    ctx.logger.info({ topic: javaTopic, records, warmup }, 'java produce (ProducerPerformance)')
-    const javaProduce = await javaProducePerf(ctx, javaTopic, records, warmup, PRODUCER_PROPS)
-    await expectRecords(admin, javaTopic, records + warmup)
-    ctx.logger.info({ topic: javaBatchTopic, records, warmup }, `java produce (ProducerPerformance, ${MATCHED_BATCH_PROP})`)
-    const javaMatched = await javaProducePerf(ctx, javaBatchTopic, records, warmup, [...PRODUCER_PROPS, MATCHED_BATCH_PROP])
-
-    ctx.logger.info({ topic: javaTopic, records }, 'node consume')
-    const nodeConsume = await consume(ctx, javaTopic, records)
-
-    ctx.logger.info({ topic: javaTopic, records }, 'java consume (ConsumerPerformance)')
-    const javaConsumeRun = await runJavaTool(
-      CONSUMER_PERFORMANCE,
-      ['--bootstrap-server', bootstrap, '--topic', javaTopic, '--num-records', String(records), '--timeout', '60000',
-        '--group', `${javaTopic}-java`, '--command-property', 'isolation.level=read_committed'],
-      { heapMb: JAVA_HEAP_MB, signal: ctx.signal },
-    )
-    const javaConsume = parseConsumerPerformance(javaConsumeRun.stdout)
-
-    const bytes = records * RECORD_SIZE
-    const nodeProduceRps = perSecond(records, pipelined.ms)
-    const nodeConsumeRps = perSecond(nodeConsume.records, nodeConsume.fetchMs)
-    const metrics = {
-      node_produce_rps: round(nodeProduceRps),
-      node_produce_mb_s: round(perSecond(bytes, pipelined.ms) / MB, 2),
-      node_produce_ms: round(pipelined.ms),
-      node_produce_batch_ack_p50_ms: round(percentile(pipelined.batchMs, 50) ?? 0, 1),
-      node_produce_batch_ack_p99_ms: round(percentile(pipelined.batchMs, 99) ?? 0, 1),
-      node_produce_batch_ack_max_ms: round(percentile(pipelined.batchMs, 100) ?? 0, 1),
-      node_produce_serial_rps: round(perSecond(records, serial.ms)),
-      node_produce_serial_batch_ack_p50_ms: round(percentile(serial.batchMs, 50) ?? 0, 1),
-      java_produce_rps: round(javaProduce.steady.recordsPerSec),
-      java_produce_mb_s: round(javaProduce.steady.mbPerSec, 2),
-      java_produce_avg_latency_ms: javaProduce.steady.avgLatencyMs,
-      java_produce_p50_ms: javaProduce.steady.p50Ms,
-      java_produce_p95_ms: javaProduce.steady.p95Ms,
-      java_produce_p99_ms: javaProduce.steady.p99Ms,
-      java_produce_p999_ms: javaProduce.steady.p999Ms,
-      java_produce_max_latency_ms: javaProduce.steady.maxLatencyMs,
-      java_produce_with_warmup_rps: round(javaProduce.total.recordsPerSec),
-      java_produce_wall_ms: round(javaProduce.wallMs),
-      java_produce_batch1m_rps: round(javaMatched.steady.recordsPerSec),
-      java_produce_batch1m_mb_s: round(javaMatched.steady.mbPerSec, 2),
-      java_produce_batch1m_p50_ms: javaMatched.steady.p50Ms,
-      java_produce_batch1m_p99_ms: javaMatched.steady.p99Ms,
-      node_consume_rps: round(nodeConsumeRps),
-      node_consume_mb_s: round(perSecond(nodeConsume.bytes, nodeConsume.fetchMs) / MB, 2),
-      node_consume_with_join_rps: round(perSecond(nodeConsume.records, nodeConsume.totalMs)),
-      node_consume_join_ms: round(nodeConsume.totalMs - nodeConsume.fetchMs),
-      java_consume_rps: round(javaConsume.fetchRecordsPerSec),
-      java_consume_mb_s: round(javaConsume.fetchMbPerSec, 2),
-      java_consume_with_join_rps: round(javaConsume.recordsPerSec),
-      java_consume_join_ms: javaConsume.rebalanceMs,
-      java_consume_wall_ms: round(javaConsumeRun.wallMs),
-      produce_ratio: round(nodeProduceRps / javaProduce.steady.recordsPerSec, 3),
-      produce_ratio_batch1m: round(nodeProduceRps / javaMatched.steady.recordsPerSec, 3),
-      consume_ratio: round(nodeConsumeRps / javaConsume.fetchRecordsPerSec, 3),
-    }
-
-    return {
-      params: {
-        records,
-        warmup_records: warmup,
-        record_size_bytes: RECORD_SIZE,
-        partitions: PARTITIONS,
-        payload: 'random A-Z bytes, null key, no compression (as ProducerPerformance --record-size)',
-        order: 'sequential: node produce, node produce serial, java produce, java produce batch1m, node consume, java consume',
-        producer_settings: `${PRODUCER_PROPS.join(' ')}; other settings at each client's defaults`,
-        java_batch1m: `java_produce_batch1m_*: a second ProducerPerformance run with ${MATCHED_BATCH_PROP} too, librdkafka's default batch.size (Java's is 16384, which caps it at ~32 records of 512 B per batch)`,
-        node_client: clientVersion(),
-        node_send: `send() of ${SEND_BATCH} records, up to ${SEND_WINDOW} unacknowledged at once, timed from the first send to the last ack`,
-        node_send_serial: `send() of ${SEND_BATCH} records, each awaited before the next`,
-        node_poll: `poll(${POLL_MAX}, ${POLL_TIMEOUT_MS}) until ${records} records`,
-        consume_topic: 'both consumers read the first ProducerPerformance topic (default batch.size: record batches of at most 16 KiB)',
-        isolation_level: 'read_committed (both clients)',
-        java_heap_mb: JAVA_HEAP_MB,
-        java_timing: 'the Java tools time themselves: JVM start-up is excluded (java_*_wall_ms include it)',
-        produce_timing: `both sides after ${warmup} warm-up records (Java: --warmup-records, steady-state line)`,
-        consume_timing: 'headline consume rates start at partition assignment (group join excluded), as ConsumerPerformance fetch.* columns do',
-        mb: '2^20 bytes of keys + values, as the Java tools count',
-      },
-      metrics,
-      baseline: { java_produce_rps: metrics.java_produce_rps, java_consume_rps: metrics.java_consume_rps },
-      headline: { metric: 'node_consume_rps', baseline: 'java_consume_rps' },
-      goal: 'informational: Node client as a fraction of the Java client on this machine',
-      summary: [
-        `client${ctx.quick ? ' (quick)' : ''}: ${fmt(records)} records × ${RECORD_SIZE} B, ${PARTITIONS} partitions`,
-        `  produce  node ${fmt(metrics.node_produce_rps)} rec/s (${fmt(metrics.node_produce_mb_s)} MB/s)  java ${fmt(metrics.java_produce_rps)} rec/s (${fmt(metrics.java_produce_mb_s)} MB/s)  node/java ${fmt(metrics.produce_ratio)}`,
-        `  consume  node ${fmt(metrics.node_consume_rps)} rec/s (${fmt(metrics.node_consume_mb_s)} MB/s)  java ${fmt(metrics.java_consume_rps)} rec/s (${fmt(metrics.java_consume_mb_s)} MB/s)  node/java ${fmt(metrics.consume_ratio)}`,
-        `  produce  java with ${MATCHED_BATCH_PROP} (librdkafka's default): ${fmt(metrics.java_produce_batch1m_rps)} rec/s  node/java ${fmt(metrics.produce_ratio_batch1m)}`,
-        `  node produce awaiting each batch: ${fmt(metrics.node_produce_serial_rps)} rec/s; java produce p99 latency ${fmt(metrics.java_produce_p99_ms)} ms (${fmt(metrics.java_produce_batch1m_p99_ms)} ms with ${MATCHED_BATCH_PROP})`,
-      ],
-    }
+    await warmBroker(ctx, admin, plan)
+    for (let i = 0; i < rounds; i++) results.push(await runRound(ctx, admin, plan, i))
   } finally {
-    try {
-      await admin.deleteTopics(topics)
-    } catch (err) {
-      ctx.logger.warn({ err, topics }, 'could not delete benchmark topics')
-    }
     await admin.close()
+  }
+
+  const nodeProduce = best(results, (r) => perSecond(records, r.nodeProduce.ms))
+  const nodeSerial = best(results, (r) => perSecond(records, r.nodeSerial.ms))
+  const javaProduce = best(results, (r) => r.javaProduce.steady.recordsPerSec)
+  const javaBatch = best(results, (r) => r.javaBatch.steady.recordsPerSec)
+  const nodeConsume = best(results, (r) => perSecond(r.nodeConsume.records, r.nodeConsume.fetchMs))
+  const javaConsume = best(results, (r) => r.javaConsume.fetchRecordsPerSec)
+
+  const bytes = records * RECORD_SIZE
+  const np = nodeProduce.round.nodeProduce
+  const ns = nodeSerial.round.nodeSerial
+  const jp = javaProduce.round.javaProduce
+  const jb = javaBatch.round.javaBatch
+  const nc = nodeConsume.round.nodeConsume
+  const jc = javaConsume.round.javaConsume
+  const metrics = {
+    node_produce_rps: round(nodeProduce.value),
+    node_produce_mb_s: round(perSecond(bytes, np.ms) / MB, 2),
+    node_produce_ms: round(np.ms),
+    node_produce_batch_ack_p50_ms: round(percentile(np.batchMs, 50) ?? 0, 1),
+    node_produce_batch_ack_p99_ms: round(percentile(np.batchMs, 99) ?? 0, 1),
+    node_produce_batch_ack_max_ms: round(percentile(np.batchMs, 100) ?? 0, 1),
+    node_produce_rps_rounds: nodeProduce.all,
+    node_produce_serial_rps: round(nodeSerial.value),
+    node_produce_serial_batch_ack_p50_ms: round(percentile(ns.batchMs, 50) ?? 0, 1),
+    java_produce_rps: round(javaProduce.value),
+    java_produce_mb_s: round(jp.steady.mbPerSec, 2),
+    java_produce_avg_latency_ms: jp.steady.avgLatencyMs,
+    java_produce_p50_ms: jp.steady.p50Ms,
+    java_produce_p95_ms: jp.steady.p95Ms,
+    java_produce_p99_ms: jp.steady.p99Ms,
+    java_produce_p999_ms: jp.steady.p999Ms,
+    java_produce_max_latency_ms: jp.steady.maxLatencyMs,
+    java_produce_with_warmup_rps: round(jp.total.recordsPerSec),
+    java_produce_wall_ms: round(jp.wallMs),
+    java_produce_rps_rounds: javaProduce.all,
+    java_produce_batch1m_rps: round(javaBatch.value),
+    java_produce_batch1m_mb_s: round(jb.steady.mbPerSec, 2),
+    java_produce_batch1m_p50_ms: jb.steady.p50Ms,
+    java_produce_batch1m_p99_ms: jb.steady.p99Ms,
+    java_produce_batch1m_rps_rounds: javaBatch.all,
+    node_consume_rps: round(nodeConsume.value),
+    node_consume_mb_s: round(perSecond(nc.bytes, nc.fetchMs) / MB, 2),
+    node_consume_with_join_rps: round(perSecond(nc.records, nc.totalMs)),
+    node_consume_join_ms: round(nc.totalMs - nc.fetchMs),
+    node_consume_rps_rounds: nodeConsume.all,
+    java_consume_rps: round(javaConsume.value),
+    java_consume_mb_s: round(jc.fetchMbPerSec, 2),
+    java_consume_with_join_rps: round(jc.recordsPerSec),
+    java_consume_join_ms: jc.rebalanceMs,
+    java_consume_wall_ms: round(jc.wallMs),
+    java_consume_rps_rounds: javaConsume.all,
+    produce_ratio: round(nodeProduce.value / javaProduce.value, 3),
+    produce_ratio_batch1m: round(nodeProduce.value / javaBatch.value, 3),
+    consume_ratio: round(nodeConsume.value / javaConsume.value, 3),
+  }
+
+  return {
+    params: {
+      records,
+      warmup_records: warmup,
+      record_size_bytes: RECORD_SIZE,
+      partitions: PARTITIONS,
+      rounds,
+      aggregation: 'each figure from the best round of its step (highest records/s); *_rounds list every round',
+      broker_warmup: `${records} records produced and consumed through the broker by the Node client before round 1, unmeasured`,
+      payload: 'random A-Z bytes, null key, no compression (as ProducerPerformance --record-size)',
+      order: 'sequential, never concurrent; produce steps then consume steps; Node first in even rounds, Java first in odd rounds',
+      producer_settings: `${PRODUCER_PROPS.join(' ')}; other settings at each client's defaults`,
+      java_batch1m: `java_produce_batch1m_*: a second ProducerPerformance run with ${MATCHED_BATCH_PROP} too, librdkafka's default batch.size (Java's is 16384: at most ~32 records of 512 B per batch)`,
+      node_client: clientVersion(),
+      node_send: `send() of ${SEND_BATCH} records, up to ${SEND_WINDOW} unacknowledged at once, timed from the first send to the last ack`,
+      node_send_serial: `send() of ${SEND_BATCH} records, each awaited before the next`,
+      node_batch_ack: 'node_produce_*batch_ack_*: per send() call, call to its last ack (not per-record latency like the java_produce_p* figures)',
+      node_poll: `poll(${POLL_MAX}, ${POLL_TIMEOUT_MS}) until ${records} records`,
+      consume_topic: 'both consumers read the round\'s first ProducerPerformance topic (default batch.size: record batches of at most 16 KiB)',
+      isolation_level: 'read_committed (both clients)',
+      java_heap_mb: JAVA_HEAP_MB,
+      java_timing: 'the Java tools time themselves: JVM start-up is excluded (java_*_wall_ms include it)',
+      produce_timing: `both sides after ${warmup} warm-up records (Java: --warmup-records, steady-state line)`,
+      consume_timing: 'headline consume rates start at partition assignment (group join excluded), as ConsumerPerformance fetch.* columns do',
+      mb: '2^20 bytes of keys + values, as the Java tools count',
+    },
+    metrics,
+    baseline: { java_produce_rps: metrics.java_produce_rps, java_consume_rps: metrics.java_consume_rps },
+    headline: { metric: 'node_consume_rps', baseline: 'java_consume_rps' },
+    goal: 'informational: Node client as a fraction of the Java client on this machine',
+    summary: [
+      `client${ctx.quick ? ' (quick)' : ''}: ${fmt(records)} records × ${RECORD_SIZE} B, ${PARTITIONS} partitions, best of ${rounds} rounds`,
+      `  produce  node ${fmt(metrics.node_produce_rps)} rec/s (${fmt(metrics.node_produce_mb_s)} MB/s)  java ${fmt(metrics.java_produce_rps)} rec/s (${fmt(metrics.java_produce_mb_s)} MB/s)  node/java ${fmt(metrics.produce_ratio)}`,
+      `  produce  java with ${MATCHED_BATCH_PROP} (librdkafka's default) ${fmt(metrics.java_produce_batch1m_rps)} rec/s  node/java ${fmt(metrics.produce_ratio_batch1m)}`,
+      `  consume  node ${fmt(metrics.node_consume_rps)} rec/s (${fmt(metrics.node_consume_mb_s)} MB/s)  java ${fmt(metrics.java_consume_rps)} rec/s (${fmt(metrics.java_consume_mb_s)} MB/s)  node/java ${fmt(metrics.consume_ratio)}`,
+      `  node produce awaiting each batch: ${fmt(metrics.node_produce_serial_rps)} rec/s; java produce p99 latency ${fmt(metrics.java_produce_p99_ms)} ms (${fmt(metrics.java_produce_batch1m_p99_ms)} ms with ${MATCHED_BATCH_PROP})`,
+    ],
   }
 }
 
+interface RoundPlan {
+  records: number
+  warmup: number
+  value: Buffer
+  suffix: string
+}
+
+interface JavaProduce {
+  steady: ProducerSummary
+  total: ProducerSummary
+  wallMs: number
+}
+
+interface RoundResult {
+  nodeProduce: ProduceRun
+  nodeSerial: ProduceRun
+  javaProduce: JavaProduce
+  javaBatch: JavaProduce
+  nodeConsume: ConsumeRun
+  javaConsume: ConsumerSummary & { wallMs: number }
+}
+
+/** The round with the highest `rate`, and every round's rate ("a / b / c", rounded). */
+function best(results: readonly RoundResult[], rate: (r: RoundResult) => number): { round: RoundResult; value: number; all: string } {
+  const rates = results.map(rate)
+  const at = rates.indexOf(Math.max(...rates))
+  return { round: results[at]!, value: rates[at]!, all: rates.map((r) => String(round(r))).join(' / ') }
+}
+
+/** Pushes `records` records through a fresh broker (produce, then consume) so its JIT is warm before round 1. */
+async function warmBroker(ctx: BenchContext, admin: KafkaAdmin, plan: RoundPlan): Promise<void> {
+  const topic = `bench-client-warmup-${plan.suffix}`
+  ctx.logger.info({ topic, records: plan.records }, 'broker warm-up')
+  await admin.createTopics([{ topic, partitions: PARTITIONS }])
+  try {
+    const producer = createProducer({ brokers: ctx.brokers, idempotent: true, lingerMs: 5 })
+    try {
+      await produce(producer, topic, plan.value, plan.records, SEND_WINDOW, ctx.signal)
+    } finally {
+      await producer.close()
+    }
+    await consume(ctx, topic, plan.records)
+  } finally {
+    await deleteTopics(ctx, admin, [topic])
+  }
+}
+
+async function runRound(ctx: BenchContext, admin: KafkaAdmin, plan: RoundPlan, index: number): Promise<RoundResult> {
+  const { records, warmup, value } = plan
+  const nodeTopic = `bench-client-node-${plan.suffix}-r${index}`
+  const javaTopic = `bench-client-java-${plan.suffix}-r${index}`
+  const javaBatchTopic = `bench-client-java-batch-${plan.suffix}-r${index}`
+  const topics = [nodeTopic, javaTopic, javaBatchTopic]
+  const log = ctx.logger.child({ round: index + 1 })
+  await admin.createTopics(topics.map((topic) => ({ topic, partitions: PARTITIONS })))
+  try {
+    const nodeProduceSteps = async (): Promise<[ProduceRun, ProduceRun]> => {
+      log.info({ topic: nodeTopic, records, warmup }, 'node produce (pipelined, then serial)')
+      const producer = createProducer({ brokers: ctx.brokers, idempotent: true, lingerMs: 5 })
+      try {
+        await produce(producer, nodeTopic, value, warmup, SEND_WINDOW, ctx.signal)
+        const pipelined = await produce(producer, nodeTopic, value, records, SEND_WINDOW, ctx.signal)
+        const serial = await produce(producer, nodeTopic, value, records, 1, ctx.signal)
+        return [pipelined, serial]
+      } finally {
+        await producer.close()
+      }
+    }
+    const javaProduceSteps = async (): Promise<[JavaProduce, JavaProduce]> => {
+      log.info({ topic: javaTopic, records, warmup }, 'java produce (ProducerPerformance)')
+      const defaults = await javaProducePerf(ctx, javaTopic, records, warmup, PRODUCER_PROPS)
+      log.info({ topic: javaBatchTopic, records, warmup }, `java produce (ProducerPerformance, ${MATCHED_BATCH_PROP})`)
+      const batched = await javaProducePerf(ctx, javaBatchTopic, records, warmup, [...PRODUCER_PROPS, MATCHED_BATCH_PROP])
+      return [defaults, batched]
+    }
+    const nodeFirst = index % 2 === 0
+    let nodeRuns: [ProduceRun, ProduceRun]
+    let javaRuns: [JavaProduce, JavaProduce]
+    if (nodeFirst) {
+      nodeRuns = await nodeProduceSteps()
+      javaRuns = await javaProduceSteps()
+    } else {
+      javaRuns = await javaProduceSteps()
+      nodeRuns = await nodeProduceSteps()
+    }
+    await expectRecords(admin, nodeTopic, warmup + 2 * records)
+    await expectRecords(admin, javaTopic, records + warmup)
+    await expectRecords(admin, javaBatchTopic, records + warmup)
+
+    const nodeConsumeStep = (): Promise<ConsumeRun> => {
+      log.info({ topic: javaTopic, records }, 'node consume')
+      return consume(ctx, javaTopic, records)
+    }
+    const javaConsumeStep = (): Promise<ConsumerSummary & { wallMs: number }> => {
+      log.info({ topic: javaTopic, records }, 'java consume (ConsumerPerformance)')
+      return javaConsumePerf(ctx, javaTopic, records)
+    }
+    let nodeConsume: ConsumeRun
+    let javaConsume: ConsumerSummary & { wallMs: number }
+    if (nodeFirst) {
+      nodeConsume = await nodeConsumeStep()
+      javaConsume = await javaConsumeStep()
+    } else {
+      javaConsume = await javaConsumeStep()
+      nodeConsume = await nodeConsumeStep()
+    }
+    return { nodeProduce: nodeRuns[0], nodeSerial: nodeRuns[1], javaProduce: javaRuns[0], javaBatch: javaRuns[1], nodeConsume, javaConsume }
+  } finally {
+    // Frees the disk between rounds (a full round writes ~430 MB).
+    await deleteTopics(ctx, admin, topics)
+  }
+}
+
+async function deleteTopics(ctx: BenchContext, admin: KafkaAdmin, topics: string[]): Promise<void> {
+  try {
+    await admin.deleteTopics(topics)
+  } catch (err) {
+    ctx.logger.warn({ err, topics }, 'could not delete benchmark topics')
+  }
+}
+
+async function javaConsumePerf(ctx: BenchContext, topic: string, records: number): Promise<ConsumerSummary & { wallMs: number }> {
+  const run = await runJavaTool(
+    CONSUMER_PERFORMANCE,
+    ['--bootstrap-server', ctx.brokers.join(','), '--topic', topic, '--num-records', String(records), '--timeout', '60000',
+      '--group', `${topic}-java`, '--command-property', 'isolation.level=read_committed'],
+    { heapMb: JAVA_HEAP_MB, signal: ctx.signal },
+  )
+  return { ...parseConsumerPerformance(run.stdout), wallMs: run.wallMs }
+}
+
 /** One ProducerPerformance run of `warmup` + `records` records; `steady` excludes the warm-up. */
-async function javaProducePerf(ctx: BenchContext, topic: string, records: number, warmup: number, props: readonly string[]): Promise<{ steady: ProducerSummary; total: ProducerSummary; wallMs: number }> {
+async function javaProducePerf(ctx: BenchContext, topic: string, records: number, warmup: number, props: readonly string[]): Promise<JavaProduce> {
   const run = await runJavaTool(
     PRODUCER_PERFORMANCE,
     ['--bootstrap-server', ctx.brokers.join(','), '--topic', topic, '--num-records', String(records + warmup), '--warmup-records', String(warmup),
