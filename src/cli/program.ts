@@ -2,6 +2,7 @@
 import { Command } from 'commander'
 import { registerDemo } from './commands/demo.js'
 import { registerDevKafka } from './commands/dev-kafka.js'
+import { registerTopics } from './commands/topics.js'
 
 export function buildProgram(): Command {
   const program = new Command('lifeline')
@@ -9,6 +10,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
   registerDevKafka(program)
+  registerTopics(program)
   registerDemo(program)
   return program
 }

@@ -4,17 +4,17 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { describe, test } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import { isLifelineError } from '../../src/errors.js'
 import { resolveKafkaJars } from '../../src/dev/kafka-jars.js'
 import { kafkaStatus, readClusterState, startKafka, stopKafka } from '../../src/dev/kafka-launcher.js'
 import { alive } from '../../src/dev/processes.js'
 import { createAdmin, createProducer } from '../../src/kafka/index.js'
-import { waitFor } from '../helpers/kafka.js'
+import { waitFor, defer } from '../helpers/kafka.js'
 
-function tempDir(t: { after(fn: () => void): void }): string {
+function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'lifeline-launcher-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  defer(t, () => rmSync(dir, { recursive: true, force: true }))
   return dir
 }
 
@@ -67,7 +67,7 @@ describe('local Kafka launcher', () => {
   test('a busy port is refused before anything starts', async (t) => {
     const server = createServer()
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    t.after(() => server.close())
+    defer(t, () => server.close())
     const port = (server.address() as { port: number }).port
     await assert.rejects(startKafka({ stateDir: tempDir(t), ports: [port] }), (err: unknown) => {
       assert.ok(isLifelineError(err, 'LL_LAUNCHER_PORT_BUSY'))
@@ -92,7 +92,7 @@ const c = await startKafka({ stateDir: ${JSON.stringify(stateDir)} })
 console.log('READY ' + c.state.nodes[0].pid)
 setInterval(() => {}, 1000)`
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
-    t.after(() => child.kill('SIGKILL'))
+    defer(t, () => child.kill('SIGKILL'))
     const brokerPid = await new Promise<number>((resolve, reject) => {
       let out = ''
       child.stdout.on('data', (d: Buffer) => {
@@ -127,11 +127,11 @@ setInterval(() => {}, 1000)`
 
   test('a cluster of three keeps accepting acks=all writes while one broker is down', async (t) => {
     const cluster = await startKafka({ brokers: 3, stateDir: tempDir(t), heapMb: 384 })
-    t.after(() => cluster.close())
+    defer(t, () => cluster.close())
     assert.equal(cluster.brokers.length, 3)
     const admin = createAdmin({ brokers: cluster.brokers })
     const producer = createProducer({ brokers: cluster.brokers, deliveryTimeoutMs: 60_000 })
-    t.after(async () => {
+    defer(t, async () => {
       await producer.close()
       await admin.close()
     })

@@ -11,6 +11,9 @@ import type { TestContext } from 'node:test'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { openPglite } from '../../src/store/pglite.js'
 import { openPostgres } from '../../src/store/postgres.js'
+import { defer } from './cleanup.js'
+
+export { defer }
 
 export type DatabaseKind = SqlExecutor['kind']
 
@@ -24,32 +27,7 @@ export function randomName(prefix: string): string {
   return `${prefix}_${randomBytes(6).toString('hex')}`
 }
 
-const cleanupStacks = new WeakMap<TestContext, (() => unknown)[]>()
 
-/**
- * Runs `cleanup` when the test ends, BEFORE the cleanups registered earlier (last in, first out, like Go's
- * t.Cleanup), so a database closes before its directory is deleted or its server database dropped.
- * `t.after` alone runs hooks first in, first out. Every cleanup runs even if one fails.
- */
-export function defer(t: TestContext, cleanup: () => unknown): void {
-  let stack = cleanupStacks.get(t)
-  if (stack === undefined) {
-    const created: (() => unknown)[] = []
-    cleanupStacks.set(t, created)
-    t.after(async () => {
-      const failures: unknown[] = []
-      for (const run of created.reverse()) {
-        await Promise.resolve()
-          .then(run)
-          .catch((err: unknown) => failures.push(err))
-      }
-      if (failures.length === 1) throw failures[0]
-      if (failures.length > 1) throw new AggregateError(failures, 'several test cleanups failed')
-    })
-    stack = created
-  }
-  stack.push(cleanup)
-}
 
 /** A new empty directory under the OS temp dir, removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'lifeline-test'): Promise<string> {

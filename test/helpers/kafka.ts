@@ -1,6 +1,9 @@
+export { defer }
+
 /** Test helpers for the real broker that `npm test` starts (KAFKA_BOOTSTRAP). */
 import { randomBytes } from 'node:crypto'
 import type { TestContext } from 'node:test'
+import { defer } from './cleanup.js'
 import { createAdmin, createConsumer, createProducer } from '../../src/kafka/index.js'
 import type { ConsumedRecord, ConsumerOptions, KafkaAdmin, KafkaConsumer, KafkaProducer, ProducerOptions, TopicSpec } from '../../src/kafka/index.js'
 
@@ -18,7 +21,7 @@ export function randomName(prefix: string): string {
 /** An admin client closed when the test ends. */
 export function admin(t: TestContext): KafkaAdmin {
   const a = createAdmin({ brokers: brokers() })
-  t.after(() => a.close())
+  defer(t, () => a.close())
   return a
 }
 
@@ -27,7 +30,7 @@ export async function topic(t: TestContext, spec: Partial<TopicSpec> & { prefix?
   const name = spec.topic ?? randomName(spec.prefix ?? 'test')
   const a = createAdmin({ brokers: brokers() })
   await a.createTopics([{ topic: name, partitions: spec.partitions ?? 1, replicationFactor: spec.replicationFactor, configs: spec.configs }])
-  t.after(async () => {
+  defer(t, async () => {
     await a.deleteTopics([name])
     await a.close()
   })
@@ -36,13 +39,13 @@ export async function topic(t: TestContext, spec: Partial<TopicSpec> & { prefix?
 
 export function producer(t: TestContext, options: Partial<ProducerOptions> = {}): KafkaProducer {
   const p = createProducer({ brokers: brokers(), ...options })
-  t.after(() => p.close())
+  defer(t, () => p.close())
   return p
 }
 
 export function consumer(t: TestContext, options: Partial<ConsumerOptions> & { groupId: string }): KafkaConsumer {
   const c = createConsumer({ brokers: brokers(), ...options })
-  t.after(() => c.close())
+  defer(t, () => c.close())
   return c
 }
 

@@ -3,7 +3,7 @@ import type { TestContext } from 'node:test'
 import { createConsumer, type LifelineConsumer } from '../../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../../src/runtime/options.js'
 import type { ConsumedRecord } from '../../src/kafka/types.js'
-import { brokers, consumer as rawConsumer, pollUntil, randomName } from './kafka.js'
+import { brokers, consumer as rawConsumer, defer, pollUntil, randomName } from './kafka.js'
 
 /** Fast retries for tests: fixed 20 ms backoff, 3 attempts. */
 export const fastRetry = { maxAttempts: 3, backoff: { type: 'fixed' as const, ms: 20 } }
@@ -18,7 +18,7 @@ export async function lifeline<V = unknown>(t: TestContext, options: Partial<Con
     commitIntervalMs: 100,
     ...options,
   })
-  t.after(() => c.close())
+  defer(t, () => c.close())
   await c.start()
   return c
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { isLifelineError } from '../../src/errors.js'
 import { createAdmin } from '../../src/kafka/index.js'
-import { admin, brokers, consumer, pollUntil, producer, randomName, topic } from '../helpers/kafka.js'
+import { admin, brokers, consumer, pollUntil, producer, randomName, topic, defer } from '../helpers/kafka.js'
 
 describe('kafka client against the real broker', () => {
   test('produce and consume keep keys, values and headers byte-identical', async (t) => {
@@ -48,7 +48,7 @@ describe('kafka client against the real broker', () => {
   test('topics are created with their partition count and configs, and creation is idempotent', async (t) => {
     const name = randomName('cfg')
     const a = createAdmin({ brokers: brokers() })
-    t.after(async () => {
+    defer(t, async () => {
       await a.deleteTopics([name])
       await a.close()
     })

@@ -5,7 +5,7 @@ import { isLifelineError } from '../../src/errors.js'
 import { NonRetriableError } from '../../src/runtime/classify.js'
 import { createConsumer } from '../../src/runtime/consumer.js'
 import { decodeFailureHeaders, decodeSpringHeaders } from '../../src/runtime/headers.js'
-import { admin, brokers, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { admin, brokers, producer, randomName, topic, waitFor, defer } from '../helpers/kafka.js'
 import { header, lifeline, readAll } from '../helpers/lifeline.js'
 
 describe('consumer runtime against the real broker', () => {
@@ -250,7 +250,7 @@ describe('consumer runtime against the real broker', () => {
       },
     })
     c.on('paused', (_p, reason) => reasons.push(reason))
-    t.after(() => c.close())
+    defer(t, () => c.close())
     await c.start()
     await waitFor(() => handled === 60, 'all records handled')
     assert.ok(reasons.includes('backpressure'))
