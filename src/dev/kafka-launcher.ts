@@ -188,7 +188,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   })
 
   const previous = readClusterIdIfFormatted(nodes)
-  const clusterId = previous ?? randomBytes(16).toString('base64url').slice(0, 22)
+  const clusterId = previous ?? newClusterId()
   if (previous === undefined) {
     await Promise.all(
       nodes.map(async (node) => {
@@ -261,6 +261,17 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
     },
   }
   return cluster
+}
+
+/**
+ * A KRaft cluster id: 16 random bytes, base64url (22 chars) like Kafka's own `random-uuid`, never starting
+ * with '-' (StorageTool's argument parser would take it for an option).
+ */
+export function newClusterId(random: (n: number) => Buffer = randomBytes): string {
+  for (;;) {
+    const id = random(16).toString('base64url').slice(0, 22)
+    if (!id.startsWith('-')) return id
+  }
 }
 
 function nodeById(nodes: BrokerNode[], id: number): BrokerNode {

@@ -17,6 +17,7 @@
  * await consumer.close()
  */
 import { EventEmitter } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import { LifelineError } from '../errors.js'
 import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../kafka/index.js'
 import type { ConsumedRecord, KafkaConsumer, KafkaProducer, TopicPartition } from '../kafka/types.js'
@@ -64,6 +65,9 @@ interface Item extends SchedulableItem {
 }
 
 type Outcome = 'done' | 'abandoned'
+
+/** This file's path: stack frames from here down are the runtime's, not the handler's (see userFrames). */
+const RUNTIME_FILE = fileURLToPath(import.meta.url)
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
 
@@ -304,7 +308,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   async function deadLetter(item: Item, value: unknown, failure: { classification: Classification; error: unknown }, attempts: number, firstFailureAt: number, lastFailureAt: number): Promise<Outcome> {
     const r = item.record
     const dlqTopic = dlqTopicName(options.service, r.topic, options.deadLetter?.topic)
-    const context = failureContext(r, options.groupId, options.service, { classification: failure.classification, attempts, firstFailureAt, lastFailureAt })
+    const context = failureContext(r, options.groupId, options.service, { classification: failure.classification, attempts, firstFailureAt, lastFailureAt }, RUNTIME_FILE)
     const out = deadLetterRecord(dlqTopic, r, context, { spring: options.deadLetter?.springHeaders })
     // The source offset is committed only after the DLQ write is acknowledged; until then the partition
     // stays paused and the write is retried: nothing is skipped.

@@ -14,7 +14,18 @@ export interface FailureSummary {
   lastFailureAt: number
 }
 
-export function failureContext(record: ConsumedRecord, group: string, service: string, failure: FailureSummary): FailureContext {
+/**
+ * Drops the frames at and below `boundary` (the runtime's own file that called the handler): how the runtime
+ * reached the handler varies from call to call, and must not split one error into several fingerprints.
+ */
+export function userFrames(stack: string | undefined, boundary: string): string | undefined {
+  if (stack === undefined) return undefined
+  const lines = stack.split('\n')
+  const cut = lines.findIndex((line, i) => i > 0 && line.includes(boundary))
+  return cut < 0 ? stack : lines.slice(0, cut).join('\n')
+}
+
+export function failureContext(record: ConsumedRecord, group: string, service: string, failure: FailureSummary, fingerprintBoundary?: string): FailureContext {
   const c = failure.classification
   return {
     originTopic: record.topic,
@@ -27,7 +38,7 @@ export function failureContext(record: ConsumedRecord, group: string, service: s
     errorCode: c.code,
     errorMessage: c.message,
     errorStack: c.stack,
-    errorFingerprint: fingerprint(c.errorClass, c.code, c.stack),
+    errorFingerprint: fingerprint(c.errorClass, c.code, fingerprintBoundary === undefined ? c.stack : userFrames(c.stack, fingerprintBoundary)),
     attempts: failure.attempts,
     firstFailureAt: failure.firstFailureAt,
     lastFailureAt: failure.lastFailureAt,

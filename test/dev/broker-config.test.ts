@@ -33,3 +33,14 @@ test('three nodes share a static voter set and replicate internal topics three w
     assert.equal(p.get('min.insync.replicas'), '2')
   }
 })
+
+test('cluster ids never start with "-" (regression: StorageTool read such an id as an option)', async () => {
+  const { newClusterId } = await import('../../src/dev/kafka-launcher.js')
+  let calls = 0
+  // The first draw encodes to an id starting with '-' (0xf8 → '-' in base64url); the second must be used.
+  const id = newClusterId((n) => (calls++ === 0 ? Buffer.alloc(n, 0xf8) : Buffer.alloc(n, 1)))
+  assert.equal(calls, 2)
+  assert.ok(!id.startsWith('-'))
+  assert.equal(id.length, 22)
+  for (let i = 0; i < 2000; i++) assert.ok(!newClusterId().startsWith('-'))
+})

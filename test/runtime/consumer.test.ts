@@ -278,3 +278,17 @@ describe('consumer runtime against the real broker', () => {
     assert.throws(() => createConsumer({ brokers: ['b:1'], groupId: 'g', service: 's', topics: ['t'], handler: 'nope' as never }), /consumer\.handler: must be a function/)
   })
 })
+
+describe('fingerprints', () => {
+  test('the same error thrown on different runtime call paths has one fingerprint', async (t) => {
+    const source = await topic(t, { partitions: 1 })
+    await producer(t).send(Array.from({ length: 6 }, (_, i) => ({ topic: source, key: `k${i}`, value: '{}' })))
+    const c = await lifeline(t, { topics: [source], concurrency: 2, handler: () => { throw new NonRetriableError('always', { code: 'E_SAME' }) } })
+    let n = 0
+    c.on('dead-letter', () => n++)
+    await waitFor(() => n === 6, 'six dead letters')
+    const dlq = await readAll(t, `svc.${source}.dlq`, 6)
+    const prints = new Set(dlq.map((r) => decodeFailureHeaders(r.headers)!.errorFingerprint))
+    assert.equal(prints.size, 1, `fingerprints: ${[...prints].join(', ')}`)
+  })
+})

@@ -6,7 +6,7 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('start a local Kafka broker and the embedded database, then run the order-events demo')
-    .option('-n, --orders <n>', 'order events to produce', '30')
+    .option('-n, --orders <n>', 'orders to produce (3 events each: CREATED, PAID, SHIPPED)', '10')
     .option('--follow', 'keep producing an order per second until Ctrl-C')
     .action(async (opts: { orders: string; follow?: boolean }) => {
       const orders = Number(opts.orders)
