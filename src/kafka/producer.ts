@@ -82,15 +82,23 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
     }
   }
 
+  // Enqueueing is serialised across send() calls: records of two concurrent sends never interleave, so
+  // the order of send() calls is the order on each partition (the idempotent producer keeps it from there).
+  let enqueueChain: Promise<void> = Promise.resolve()
+
   async function send(records: readonly ProduceRecord[]): Promise<ProduceAck[]> {
     if (closing) throw new LifelineError('LL_KAFKA_CLOSED', 'producer is closed')
-    await connect()
     const acks: Array<Promise<ProduceAck>> = []
-    for (const record of records) {
-      let pending!: Pending
-      acks.push(new Promise<ProduceAck>((resolve, reject) => (pending = { resolve, reject })))
-      await produceOne(record, pending)
-    }
+    const enqueued = enqueueChain.then(async () => {
+      await connect()
+      for (const record of records) {
+        let pending!: Pending
+        acks.push(new Promise<ProduceAck>((resolve, reject) => (pending = { resolve, reject })))
+        await produceOne(record, pending)
+      }
+    })
+    enqueueChain = enqueued.catch(() => undefined)
+    await enqueued
     return Promise.all(acks)
   }
 

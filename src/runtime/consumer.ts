@@ -51,23 +51,28 @@ interface PartitionState {
   readonly offsets: PartitionOffsets
   readonly pausedFor: Set<string>
   readonly running: Set<Item>
+  /** Cancels this partition's backoff and DLQ-retry waits (revoke, close). */
+  readonly waits: AbortController
+  /** Handlers' signal: aborted only when a drain of this partition timed out. */
+  readonly handlers: AbortController
   buffered: number
+  /** Records of this partition whose DLQ write is failing right now. */
+  dlqFailing: number
   revoking: boolean
 }
 
 interface Item extends SchedulableItem {
   readonly record: ConsumedRecord
   readonly state: PartitionState
-  /** Cancels backoff and DLQ-retry waits (revoke, close). */
-  readonly waits: AbortController
-  /** The handler's signal: aborted only when a drain timed out. */
-  readonly handler: AbortController
 }
 
 type Outcome = 'done' | 'abandoned'
 
 /** This file's path: stack frames from here down are the runtime's, not the handler's (see userFrames). */
 const RUNTIME_FILE = fileURLToPath(import.meta.url)
+
+/** Records per poll: large batches amortise the trip to librdkafka's thread. */
+const POLL_MAX = 2000
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
 
@@ -114,7 +119,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   let loopDone: Promise<void> = Promise.resolve()
   let commitTimer: NodeJS.Timeout | undefined
   let commitChain: Promise<void> = Promise.resolve()
-  let started = false
+  let starting: Promise<void> | undefined
   let closing: Promise<void> | undefined
 
   const metrics: RuntimeMetrics = createRuntimeMetrics(options.metrics?.registry, options.groupId, {
@@ -124,14 +129,23 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     lag: () =>
       [...partitions.values()].flatMap((p) => {
         const w = kafka?.watermarks(p.topic, p.partition)
-        const position = p.offsets.committed
+        const position = p.offsets.committed ?? p.offsets.lowestUnfinished
         return w && position !== undefined ? [{ topic: p.topic, partition: p.partition, lag: Math.max(0, w.high - position) }] : []
       }),
   })
 
+  /** Emits to user listeners; a throwing listener is logged and never disturbs processing. */
+  function emit<K extends keyof ConsumerEvents>(event: K, ...args: ConsumerEvents[K]): void {
+    try {
+      ;(emitter.emit as (e: K, ...a: ConsumerEvents[K]) => boolean)(event, ...args)
+    } catch (err) {
+      log.warn({ err, event }, 'an event listener threw; ignored')
+    }
+  }
+
   function reportError(error: unknown, context: string): void {
     log.warn({ err: error }, context)
-    if (emitter.listenerCount('error') > 0) emitter.emit('error', error)
+    if (emitter.listenerCount('error') > 0) emit('error', error)
   }
 
   // ---- pausing -------------------------------------------------------------------------------------
@@ -139,21 +153,32 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     if (state.pausedFor.has(reason)) return
     state.pausedFor.add(reason)
     if (state.pausedFor.size === 1 && !state.revoking) kafka?.pause([{ topic: state.topic, partition: state.partition }])
-    emitter.emit('paused', { topic: state.topic, partition: state.partition }, reason)
+    emit('paused', { topic: state.topic, partition: state.partition }, reason)
   }
 
   function resume(state: PartitionState, reason: string): void {
     if (!state.pausedFor.delete(reason) || state.pausedFor.size > 0) return
     if (!state.revoking && partitions.get(tpKey(state.topic, state.partition)) === state) kafka?.resume([{ topic: state.topic, partition: state.partition }])
-    emitter.emit('resumed', { topic: state.topic, partition: state.partition })
+    emit('resumed', { topic: state.topic, partition: state.partition })
   }
 
+  let memoryPaused = false
+  /** Pauses a partition whose backlog is full, or every partition when buffered bytes are. */
   function applyBackpressure(state: PartitionState): void {
     if (state.buffered >= maxPerPartition) pause(state, 'backpressure')
-    else if (state.buffered <= maxPerPartition / 2) resume(state, 'backpressure')
-    for (const s of partitions.values()) {
-      if (bufferedBytes >= maxBytes) pause(s, 'memory')
-      else if (bufferedBytes <= maxBytes / 2) resume(s, 'memory')
+    if (!memoryPaused && bufferedBytes >= maxBytes) {
+      memoryPaused = true
+      for (const s of partitions.values()) pause(s, 'memory')
+    }
+    relieve(state)
+  }
+
+  /** Resumes once a backlog drained to half its limit (hysteresis: no pause/resume flapping). */
+  function relieve(state: PartitionState): void {
+    if (state.buffered <= maxPerPartition / 2) resume(state, 'backpressure')
+    if (memoryPaused && bufferedBytes <= maxBytes / 2) {
+      memoryPaused = false
+      for (const s of partitions.values()) resume(s, 'memory')
     }
   }
 
@@ -170,8 +195,6 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       size: record.size,
       record,
       state,
-      waits: new AbortController(),
-      handler: new AbortController(),
     }
     return item
   }
@@ -180,7 +203,6 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     scheduler.enqueue(item)
     item.state.buffered++
     bufferedBytes += item.size
-    applyBackpressure(item.state)
   }
 
   function pump(): void {
@@ -189,7 +211,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       if (!item) return
       item.state.buffered--
       bufferedBytes -= item.size
-      applyBackpressure(item.state)
+      // Draining only ever resumes here; pausing is judged by the poll loop (see loop()).
+      if (item.state.pausedFor.size > 0 || memoryPaused) relieve(item.state)
       void execute(item)
     }
   }
@@ -200,10 +223,21 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     inFlight++
     let outcome: Outcome = 'abandoned'
     try {
-      outcome = await processRecord(item)
-    } catch (err) {
-      // processRecord handles every handler/DLQ failure itself; reaching here is a bug worth surfacing.
-      reportError(err, 'record processing failed unexpectedly; it stays uncommitted and will be redelivered')
+      for (let tries = 1; ; tries++) {
+        try {
+          outcome = await processRecord(item)
+          break
+        } catch (err) {
+          // processRecord handles handler and DLQ failures itself; this is a failing user function (a backoff
+          // or DLQ-topic function) or a bug. The record keeps its key and its offset until it succeeds.
+          reportError(err, 'record processing failed unexpectedly; retrying it')
+          try {
+            await sleep(Math.min(30_000, 500 * 2 ** Math.min(tries, 6)), state.waits.signal)
+          } catch {
+            break // revoked or closing: left uncommitted, redelivered to the next owner
+          }
+        }
+      }
     } finally {
       state.running.delete(item)
       inFlight--
@@ -224,7 +258,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       headers: r.headers,
       header: (name) => r.headers.find((h) => h.key === name)?.value?.toString('utf8'),
       attempt,
-      signal: item.handler.signal,
+      signal: item.state.handlers.signal,
       topic: r.topic,
       partition: r.partition,
       offset: r.offset,
@@ -265,12 +299,12 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         const seconds = (performance.now() - startedAt) / 1000
         metrics.handlerDuration(r.topic, 'success', seconds)
         metrics.processed(r.topic)
-        emitter.emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: attempt, durationMs: seconds * 1000 })
+        emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: attempt, durationMs: seconds * 1000 })
         return 'done'
       } catch (err) {
         metrics.handlerDuration(r.topic, 'failure', (performance.now() - startedAt) / 1000)
         // A handler stopped by a drain timeout is abandoned, never dead-lettered: it will be redelivered.
-        if (item.handler.signal.aborted) return 'abandoned'
+        if (item.state.handlers.signal.aborted) return 'abandoned'
         const classification = classify(err)
         metrics.failed(r.topic, classification.code)
         lastFailureAt = Date.now()
@@ -290,14 +324,14 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         }
         delayMs = decision.delayMs
         metrics.retried(r.topic, classification.code)
-        emitter.emit('retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, error: err })
+        emit('retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, error: err })
         log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code }, 'retrying record')
       } finally {
         running--
         pump()
       }
       try {
-        await sleep(delayMs, item.waits.signal)
+        await sleep(delayMs, item.state.waits.signal)
       } catch {
         return 'abandoned' // close() or revocation cancelled the backoff: the record stays uncommitted
       }
@@ -312,24 +346,36 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     const out = deadLetterRecord(dlqTopic, r, context, { spring: options.deadLetter?.springHeaders })
     // The source offset is committed only after the DLQ write is acknowledged; until then the partition
     // stays paused and the write is retried: nothing is skipped.
+    let failing = false
+    const stopFailing = () => {
+      if (!failing) return
+      failing = false
+      if (--item.state.dlqFailing === 0) resume(item.state, 'dead-letter')
+    }
     for (let tries = 1; ; tries++) {
+      let ack
       try {
-        const [ack] = await dlq!.send([out])
-        resume(item.state, 'dead-letter')
-        metrics.deadLettered(r.topic, failure.classification.code)
-        emitter.emit('dead-letter', { topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, dlqOffset: ack!.offset, errorCode: failure.classification.code, attempts })
-        log.info({ topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, code: failure.classification.code, attempts }, 'record dead-lettered')
-        break
+        ;[ack] = await dlq!.send([out])
       } catch (err) {
-        pause(item.state, 'dead-letter')
+        if (!failing) {
+          failing = true
+          item.state.dlqFailing++
+          pause(item.state, 'dead-letter')
+        }
         reportError(new LifelineError('LL_DEAD_LETTER', `writing ${r.topic}[${r.partition}]@${r.offset} to ${dlqTopic} failed (try ${tries}); retrying`, { cause: err }), 'dead-letter write failed')
         try {
-          await sleep(Math.min(30_000, 250 * 2 ** Math.min(tries, 7)), item.waits.signal)
+          await sleep(Math.min(30_000, 250 * 2 ** Math.min(tries, 7)), item.state.waits.signal)
         } catch {
-          resume(item.state, 'dead-letter')
+          stopFailing()
           return 'abandoned'
         }
+        continue
       }
+      stopFailing()
+      metrics.deadLettered(r.topic, failure.classification.code)
+      emit('dead-letter', { topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, dlqOffset: ack!.offset, errorCode: failure.classification.code, attempts })
+      log.info({ topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, code: failure.classification.code, attempts }, 'record dead-lettered')
+      break
     }
     if (options.onDeadLetter) await runHook(item, value, failure.error)
     return 'done'
@@ -347,7 +393,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
           return
         }
         try {
-          await sleep(delayFor(policy, attempt, err), item.waits.signal)
+          await sleep(delayFor(policy, attempt, err), item.state.waits.signal)
         } catch {
           return
         }
@@ -369,7 +415,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       const offsets = batch.map((b) => ({ topic: b.state.topic, partition: b.state.partition, offset: b.offset }))
       await kafka.commit(offsets)
       for (const b of batch) b.state.offsets.markCommitted(b.offset, b.generation)
-      emitter.emit('commit', offsets)
+      emit('commit', offsets)
     }
     // One commit at a time, in order: a late answer can never move a position back.
     const next = commitChain.then(run)
@@ -380,10 +426,10 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   // ---- rebalances -----------------------------------------------------------------------------------
   function onAssign(parts: TopicPartition[]): void {
     for (const p of parts) {
-      partitions.set(tpKey(p.topic, p.partition), { topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), buffered: 0, revoking: false })
+      partitions.set(tpKey(p.topic, p.partition), { topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), waits: new AbortController(), handlers: new AbortController(), buffered: 0, dlqFailing: 0, revoking: false })
     }
     log.info({ partitions: parts }, 'partitions assigned')
-    emitter.emit('partitions-assigned', parts)
+    emit('partitions-assigned', parts)
   }
 
   async function drain(states: PartitionState[]): Promise<void> {
@@ -393,7 +439,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     while (busy()) {
       const left = deadline - Date.now()
       if (left <= 0) {
-        for (const s of states) for (const item of s.running) item.handler.abort(new LifelineError('LL_ABORTED', 'drain timeout: the partition is being released'))
+        for (const s of states) s.handlers.abort(new LifelineError('LL_ABORTED', 'drain timeout: the partition is being released'))
         log.warn({ drainTimeoutMs }, 'in-flight handlers overran the drain timeout; their records stay uncommitted')
         return
       }
@@ -415,7 +461,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       const dropped = scheduler.removePartition(s.topic, s.partition)
       s.buffered -= dropped.length
       for (const d of dropped) bufferedBytes -= d.size
-      for (const item of s.running) item.waits.abort()
+      s.waits.abort()
     }
   }
 
@@ -426,7 +472,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     if (!lost) await commit((s) => states.includes(s)).catch((err) => reportError(err, 'commit on revocation failed'))
     for (const s of states) partitions.delete(tpKey(s.topic, s.partition))
     log.info({ partitions: parts, lost }, 'partitions revoked')
-    emitter.emit('partitions-revoked', parts, lost)
+    emit('partitions-revoked', parts, lost)
   }
 
   // ---- the poll loop --------------------------------------------------------------------------------
@@ -434,7 +480,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     while (!stopping.signal.aborted) {
       let records: ConsumedRecord[]
       try {
-        records = await consumer.poll(500, 100)
+        records = await consumer.poll(POLL_MAX, 100)
       } catch (err) {
         if (stopping.signal.aborted) return
         reportError(err, 'poll failed; retrying')
@@ -445,22 +491,38 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       if (atMostOnce && items.length > 0) {
         // At-most-once: the offsets are committed before any handler runs.
         for (const item of items) item.state.offsets.complete(item.record.offset)
-        try {
-          await commit()
-        } catch (err) {
-          reportError(err, 'at-most-once pre-commit failed; the records are not run and will be redelivered')
-          for (const item of items) item.state.offsets.reset(item.record.offset)
-          continue
+        // Never run a record before its offset is committed; keep trying (polling goes on meanwhile only
+        // through librdkafka's own background threads, which is all the group membership needs).
+        let committed = false
+        for (let tries = 1; !committed && !stopping.signal.aborted; tries++) {
+          try {
+            await commit()
+            committed = true
+          } catch (err) {
+            reportError(err, 'at-most-once pre-commit failed; retrying before any handler runs')
+            await sleep(Math.min(5_000, 100 * 2 ** tries), stopping.signal).catch(() => undefined)
+          }
         }
+        if (!committed) continue
       }
       for (const item of items) enqueue(item)
       pump()
+      if (items.length === 0) continue
+      // Backpressure is judged once the batch had its chance to run (fast handlers finish within this
+      // turn), so only records that really wait pause their partition. A pause makes librdkafka drop its
+      // prefetched records, so pausing for a backlog that drains in microseconds would cost throughput.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      for (const state of new Set(items.map((i) => i.state))) applyBackpressure(state)
     }
   }
 
-  async function start(): Promise<void> {
-    if (started || closing) throw new LifelineError('LL_CONSUMER_STATE', closing ? 'start() after close()' : 'start() called twice')
-    started = true
+  function start(): Promise<void> {
+    if (starting || closing) return Promise.reject(new LifelineError('LL_CONSUMER_STATE', closing ? 'start() after close()' : 'start() called twice'))
+    starting = doStart()
+    return starting
+  }
+
+  async function doStart(): Promise<void> {
     const connection = { brokers: options.brokers, config: options.kafkaConfig }
     const admin = createAdmin(connection)
     try {
@@ -502,6 +564,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
           log.warn({ err }, `close: ${what} failed`)
         }
       }
+      // A close() racing start() waits for it, so nothing start() creates outlives close().
+      await starting?.catch(() => undefined)
       stopping.abort()
       clearInterval(commitTimer)
       await step('stopping the poll loop', () => loopDone)
@@ -513,7 +577,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       await step('closing the DLQ producer', () => dlq?.close())
       metrics.detach()
       log.info('consumer closed')
-      if (errors.length > 0) throw new LifelineError('LL_CONSUMER_STATE', `close() finished with ${errors.length} error(s): ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors[0], details: { errors } })
+      if (errors.length > 0) throw new LifelineError('LL_CONSUMER_CLOSE', `close() finished with ${errors.length} error(s): ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors[0], details: { errors } })
     })()
     return closing
   }

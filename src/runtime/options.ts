@@ -173,7 +173,8 @@ export const ConsumerOptionsSchema = Type.Object(
                 { additionalProperties: false },
               ),
               Type.Object({ type: Type.Literal('fixed'), ms: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
-              Type.Any(),
+              // A function (checked in functionOptions): JSON Schema cannot describe one.
+              Type.Unsafe<BackoffFunction>({ 'x-function': true, not: { type: ['object', 'array', 'string', 'number', 'boolean', 'null'] } }),
             ]),
           ),
           deadlineMs: Type.Optional(PositiveInt),

@@ -270,12 +270,48 @@ describe('consumer runtime against the real broker', () => {
     void c
   })
 
+  test('a throwing event listener never disturbs processing', async (t) => {
+    const source = await topic(t, { partitions: 1 })
+    await producer(t).send([{ topic: source, key: 'ok', value: '{}' }, { topic: source, key: 'bad', value: '{"bad":true}' }])
+    let calls = 0
+    const c = await lifeline(t, {
+      topics: [source],
+      handler: ({ value }) => {
+        calls++
+        if ((value as { bad?: boolean }).bad) throw new NonRetriableError('bad')
+      },
+    })
+    let deadLetters = 0
+    c.on('processed', () => { throw new Error('listener bug') })
+    c.on('dead-letter', () => {
+      deadLetters++
+      throw new Error('listener bug')
+    })
+    await waitFor(() => deadLetters === 1 && calls === 2, 'both records handled')
+    await c.commit()
+    assert.equal(calls, 2, 'a throwing processed listener does not re-run the handler')
+    assert.equal((await readAll(t, `svc.${source}.dlq`, 2, 3000)).length, 1, 'a throwing dead-letter listener does not duplicate the DLQ record')
+  })
+
+  test('close() racing start() waits for it and leaves nothing running', async (t) => {
+    const source = await topic(t)
+    const c = createConsumer({ brokers: brokers(), groupId: randomName('race'), service: 'svc', topics: [source], handler: () => undefined })
+    const started = c.start()
+    const closed = c.close()
+    await started
+    await closed
+    assert.deepEqual(c.stats().assigned, [])
+    await assert.rejects(c.start(), (err: unknown) => isLifelineError(err, 'LL_CONSUMER_STATE'))
+  })
+
   test('invalid options fail at construction naming the option path', () => {
     assert.throws(
       () => createConsumer({ brokers: [], groupId: 'g', service: 's', topics: ['t'], handler: () => undefined, retry: { maxAttempts: 0 } }),
       (err: unknown) => isLifelineError(err, 'LL_OPTIONS_INVALID') && /consumer\.brokers/.test((err as Error).message) && /consumer\.retry\.maxAttempts/.test((err as Error).message),
     )
     assert.throws(() => createConsumer({ brokers: ['b:1'], groupId: 'g', service: 's', topics: ['t'], handler: 'nope' as never }), /consumer\.handler: must be a function/)
+    // A misspelt backoff type is refused, not silently replaced by the default.
+    assert.throws(() => createConsumer({ brokers: ['b:1'], groupId: 'g', service: 's', topics: ['t'], handler: () => undefined, retry: { backoff: { type: 'expo' } as never } }), /consumer\.retry\.backoff/)
   })
 })
 

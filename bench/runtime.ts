@@ -1,0 +1,277 @@
+/**
+ * `runtime`: what the Lifeline consumer costs and what it buys, in one run.
+ *
+ * 1. Overhead: the raw client consumer (poll loop, commit every second) vs the Lifeline consumer with a
+ *    no-op handler, on the same topic (3 partitions), each with a fresh group. Throughput is measured from
+ *    the first record received to the last, so group-join time is not counted for either. Rounds alternate
+ *    which side runs first; each figure is the best round's. Headline: lifeline_rps / raw_rps (goal ≥ 0.95).
+ * 2. Key-ordered concurrency: 1 partition, records over many keys, a 5 ms async handler. Lifeline with
+ *    `ordering: 'key'` and concurrency 100 vs partition-sequential processing (a raw poll loop awaiting
+ *    each handler in turn, what a bare consumer does). Goal ≥ 50x speedup; the limit is 100x
+ *    (concurrency 100). Latency is max(record timestamp, run start) → handler end; peak RSS is sampled every 50 ms.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto'
+import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../src/kafka/index.js'
+import type { KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
+import { createConsumer } from '../src/runtime/consumer.js'
+import { round } from './lib/results.js'
+import { percentile, perSecond } from './lib/stats.js'
+import type { BenchContext, BenchResult } from './lib/types.js'
+
+const VALUE = Buffer.alloc(256, 'x')
+const HANDLER_MS = 5
+const CONCURRENCY = 100
+
+function suffix(): string {
+  return `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
+}
+
+async function fill(producer: KafkaProducer, topic: string, count: number, key: (i: number) => string, value: (i: number) => Buffer = () => VALUE): Promise<void> {
+  const batch = 2_000
+  const window: Array<Promise<unknown>> = []
+  for (let i = 0; i < count; i += batch) {
+    const records: ProduceRecord[] = []
+    for (let j = i; j < Math.min(count, i + batch); j++) records.push({ topic, key: key(j), value: value(j) })
+    window.push(producer.send(records))
+    if (window.length >= 8) await window.shift()
+  }
+  await Promise.all(window)
+}
+
+/** Raw client: poll until `count` records were read; ms from the first record to the last. */
+async function rawConsume(brokers: string[], topic: string, count: number): Promise<number> {
+  const consumer = createKafkaConsumer({ brokers, groupId: `bench-raw-${suffix()}` })
+  consumer.subscribe([topic])
+  let seen = 0
+  let first = 0
+  let lastCommit = Date.now()
+  const positions = new Map<number, number>()
+  try {
+    while (seen < count) {
+      const records = await consumer.poll(10_000, 100)
+      if (records.length > 0 && first === 0) first = performance.now()
+      seen += records.length
+      for (const r of records) positions.set(r.partition, r.offset + 1)
+      if (Date.now() - lastCommit > 1000) {
+        lastCommit = Date.now()
+        await consumer.commit([...positions].map(([partition, offset]) => ({ topic, partition, offset })))
+      }
+    }
+    return performance.now() - first
+  } finally {
+    await consumer.close()
+  }
+}
+
+/** Lifeline with a no-op handler; ms from the first record handled to the last. */
+async function lifelineConsume(brokers: string[], topic: string, count: number): Promise<number> {
+  let seen = 0
+  let first = 0
+  let resolveDone!: () => void
+  const done = new Promise<void>((r) => (resolveDone = r))
+  const consumer = createConsumer({
+    brokers,
+    groupId: `bench-lifeline-${suffix()}`,
+    service: 'bench',
+    topics: [topic],
+    decoder: 'raw',
+    handler: () => {
+      if (seen === 0) first = performance.now()
+      if (++seen === count) resolveDone()
+    },
+  })
+  await consumer.start()
+  try {
+    await done
+    return performance.now() - first
+  } finally {
+    await consumer.close()
+  }
+}
+
+interface KeyedRun {
+  ms: number
+  latencies: number[]
+  peakRss: number
+  orderViolations: number
+}
+
+function rssSampler(): { stop(): number } {
+  let peak = process.memoryUsage().rss
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50)
+  return {
+    stop() {
+      clearInterval(timer)
+      return Math.max(peak, process.memoryUsage().rss)
+    },
+  }
+}
+
+/** Per-key order check shared by both runs: a key's sequence numbers must arrive increasing. */
+function orderChecker() {
+  const last = new Map<string, number>()
+  let violations = 0
+  return {
+    see(key: string, seq: number) {
+      if ((last.get(key) ?? -1) >= seq) violations++
+      last.set(key, seq)
+    },
+    violations: () => violations,
+  }
+}
+
+async function keyedLifeline(brokers: string[], topic: string, count: number): Promise<KeyedRun> {
+  const latencies: number[] = []
+  const order = orderChecker()
+  let seen = 0
+  let first = 0
+  let resolveDone!: () => void
+  const done = new Promise<void>((r) => (resolveDone = r))
+  const consumer = createConsumer<{ k: string; s: number }>({
+    brokers,
+    groupId: `bench-keyed-${suffix()}`,
+    service: 'bench',
+    topics: [topic],
+    ordering: 'key',
+    concurrency: CONCURRENCY,
+    handler: async ({ value, timestamp }) => {
+      if (first === 0) first = performance.now()
+      await new Promise((r) => setTimeout(r, HANDLER_MS))
+      order.see(value.k, value.s)
+      latencies.push(Date.now() - Math.max(timestamp, runStart))
+      if (++seen === count) resolveDone()
+    },
+  })
+  const rss = rssSampler()
+  const runStart = Date.now()
+  await consumer.start()
+  try {
+    await done
+    return { ms: performance.now() - first, latencies, peakRss: rss.stop(), orderViolations: order.violations() }
+  } finally {
+    rss.stop()
+    await consumer.close()
+  }
+}
+
+async function sequentialRaw(brokers: string[], topic: string, count: number): Promise<KeyedRun> {
+  const latencies: number[] = []
+  const order = orderChecker()
+  const consumer = createKafkaConsumer({ brokers, groupId: `bench-seq-${suffix()}` })
+  consumer.subscribe([topic])
+  const rss = rssSampler()
+  const runStart = Date.now()
+  let seen = 0
+  let first = 0
+  try {
+    while (seen < count) {
+      const records = await consumer.poll(500, 100)
+      for (const r of records) {
+        if (first === 0) first = performance.now()
+        const value = JSON.parse(r.value!.toString()) as { k: string; s: number }
+        await new Promise((res) => setTimeout(res, HANDLER_MS))
+        order.see(value.k, value.s)
+        latencies.push(Date.now() - Math.max(r.timestamp, runStart))
+        seen++
+      }
+      if (records.length > 0) await consumer.commit([{ topic, partition: 0, offset: records.at(-1)!.offset + 1 }])
+    }
+    return { ms: performance.now() - first, latencies, peakRss: rss.stop(), orderViolations: order.violations() }
+  } finally {
+    rss.stop()
+    await consumer.close()
+  }
+}
+
+export async function run(ctx: BenchContext): Promise<BenchResult> {
+  const overheadRecords = ctx.quick ? 60_000 : 200_000
+  const rounds = ctx.quick ? 2 : 3
+  const keyedRecords = ctx.quick ? 3_000 : 10_000
+  const keys = ctx.quick ? 300 : 1_000
+  const admin = createAdmin({ brokers: ctx.brokers })
+  const producer = createProducer({ brokers: ctx.brokers })
+  const created: string[] = []
+  try {
+    // Part 1: overhead.
+    const overheadTopic = `bench-runtime-${suffix()}`
+    await admin.createTopics([{ topic: overheadTopic, partitions: 3 }])
+    created.push(overheadTopic)
+    ctx.logger.info({ records: overheadRecords }, 'filling the overhead topic')
+    await fill(producer, overheadTopic, overheadRecords, (i) => `k${i % 10_000}`)
+    const raw: number[] = []
+    const life: number[] = []
+    for (let round_ = 0; round_ < rounds && !ctx.signal.aborted; round_++) {
+      const sides = [
+        async () => raw.push(perSecond(overheadRecords, await rawConsume(ctx.brokers, overheadTopic, overheadRecords))),
+        async () => life.push(perSecond(overheadRecords, await lifelineConsume(ctx.brokers, overheadTopic, overheadRecords))),
+      ]
+      if (round_ % 2 === 1) sides.reverse()
+      for (const side of sides) await side()
+      ctx.logger.info({ round: round_ + 1, raw_rps: Math.round(raw.at(-1)!), lifeline_rps: Math.round(life.at(-1)!) }, 'overhead round')
+    }
+    const rawRps = Math.max(...raw)
+    const lifelineRps = Math.max(...life)
+
+    // Part 2: key-ordered concurrency on one partition.
+    const keyedTopic = `bench-keyed-${suffix()}`
+    await admin.createTopics([{ topic: keyedTopic, partitions: 1 }])
+    created.push(keyedTopic)
+    await fill(producer, keyedTopic, keyedRecords, (i) => `key-${i % keys}`, (i) => Buffer.from(JSON.stringify({ k: `key-${i % keys}`, s: Math.floor(i / keys) })))
+    ctx.logger.info({ records: keyedRecords, keys }, 'key-ordered Lifeline run')
+    const keyed = await keyedLifeline(ctx.brokers, keyedTopic, keyedRecords)
+    ctx.logger.info('partition-sequential run')
+    const sequential = await sequentialRaw(ctx.brokers, keyedTopic, keyedRecords)
+    const speedup = sequential.ms / keyed.ms
+    const mb = (n: number) => round(n / 2 ** 20, 1)
+
+    return {
+      params: {
+        overhead_records: overheadRecords,
+        overhead_partitions: 3,
+        value_bytes: VALUE.length,
+        rounds,
+        keyed_records: keyedRecords,
+        keyed_keys: keys,
+        keyed_partitions: 1,
+        handler_ms: HANDLER_MS,
+        concurrency: CONCURRENCY,
+        method: 'throughput from the first record to the last (group join excluded); best of rounds, alternating order; sequential baseline = raw poll loop awaiting each handler',
+      },
+      metrics: {
+        raw_rps: round(rawRps),
+        lifeline_rps: round(lifelineRps),
+        raw_rps_rounds: raw.map((v) => Math.round(v)).join(' / '),
+        lifeline_rps_rounds: life.map((v) => Math.round(v)).join(' / '),
+        overhead_ratio: round(lifelineRps / rawRps, 3),
+        keyed_ms: round(keyed.ms),
+        keyed_rps: round(perSecond(keyedRecords, keyed.ms)),
+        keyed_p50_latency_ms: percentile(keyed.latencies, 50),
+        keyed_p99_latency_ms: percentile(keyed.latencies, 99),
+        keyed_peak_rss_mb: mb(keyed.peakRss),
+        keyed_order_violations: keyed.orderViolations,
+        sequential_ms: round(sequential.ms),
+        sequential_rps: round(perSecond(keyedRecords, sequential.ms)),
+        sequential_p50_latency_ms: percentile(sequential.latencies, 50),
+        sequential_p99_latency_ms: percentile(sequential.latencies, 99),
+        sequential_peak_rss_mb: mb(sequential.peakRss),
+        sequential_order_violations: sequential.orderViolations,
+        keyed_speedup: round(speedup, 1),
+      },
+      baseline: { raw_rps: round(rawRps) },
+      headline: { metric: 'lifeline_rps', baseline: 'raw_rps' },
+      goal: 'lifeline_rps / raw_rps ≥ 0.95; keyed_speedup ≥ 50 (limit 100)',
+      target: { minRatio: 0.95 },
+      summary: [
+        `overhead: raw ${Math.round(rawRps)} rec/s, Lifeline no-op ${Math.round(lifelineRps)} rec/s → ratio ${(lifelineRps / rawRps).toFixed(3)} (goal ≥ 0.95)`,
+        `key-ordered (1 partition, ${keyedRecords} records, ${keys} keys, ${HANDLER_MS} ms handler, concurrency ${CONCURRENCY}): ${Math.round(keyed.ms)} ms vs sequential ${Math.round(sequential.ms)} ms → ${speedup.toFixed(1)}x (goal ≥ 50x)`,
+        `latency p50/p99: keyed ${percentile(keyed.latencies, 50)}/${percentile(keyed.latencies, 99)} ms, sequential ${percentile(sequential.latencies, 50)}/${percentile(sequential.latencies, 99)} ms; peak RSS ${mb(keyed.peakRss)} MB; order violations ${keyed.orderViolations}/${sequential.orderViolations}`,
+      ],
+    }
+  } finally {
+    if (created.length > 0) await admin.deleteTopics(created)
+    await producer.close()
+    await admin.close()
+  }
+}
