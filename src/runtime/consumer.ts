@@ -16,7 +16,7 @@
  * // ... on shutdown:
  * await consumer.close()
  */
-import { EventEmitter } from 'node:events'
+import { EventEmitter, setMaxListeners } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { LifelineError } from '../errors.js'
 import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../kafka/index.js'
@@ -28,6 +28,7 @@ import { classifyError, type Classification } from './classify.js'
 import { deadLetterRecord, failureContext, sleep } from './dead-letter.js'
 import { resolveDecoder, withSchema, wrapDecode } from './decode.js'
 import { KeyScheduler, schedulingKey, type SchedulableItem } from './key-scheduler.js'
+import { Message } from './message.js'
 import { createRuntimeMetrics, type RuntimeMetrics } from './metrics.js'
 import { PartitionOffsets } from './offset-tracker.js'
 import { ConsumerOptionsSchema, consumerDefaults, dlqTopicName, functionOptions, type ConsumerEvents, type ConsumerOptions, type LifelineMessage } from './options.js'
@@ -71,6 +72,13 @@ type Outcome = 'done' | 'abandoned'
 /** This file's path: stack frames from here down are the runtime's, not the handler's (see userFrames). */
 const RUNTIME_FILE = fileURLToPath(import.meta.url)
 
+/** Every record in backoff listens on its partition's signal: hundreds of listeners are normal here. */
+function unboundedController(): AbortController {
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  return controller
+}
+
 /** Records per poll: large batches amortise the trip to librdkafka's thread. */
 const POLL_MAX = 2000
 
@@ -109,7 +117,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   // The scheduler keeps key order; `running` below bounds handlers actually executing, so a record
   // sleeping in backoff holds its key but not a concurrency slot.
   const scheduler = new KeyScheduler<Item>({ ordering: options.ordering ?? consumerDefaults.ordering, concurrency: Number.MAX_SAFE_INTEGER })
-  const stopping = new AbortController()
+  const stopping = unboundedController()
   const drainWaiters = new Set<() => void>()
   let running = 0
   let inFlight = 0
@@ -250,21 +258,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
 
   // ---- one record: attempts, retries, dead-lettering -----------------------------------------------
   function message(item: Item, value: unknown, attempt: number): LifelineMessage<V> {
-    const r = item.record
-    return {
-      value: value as V,
-      key: r.key,
-      keyText: r.key === null ? null : r.key.toString('utf8'),
-      headers: r.headers,
-      header: (name) => r.headers.find((h) => h.key === name)?.value?.toString('utf8'),
-      attempt,
-      signal: item.state.handlers.signal,
-      topic: r.topic,
-      partition: r.partition,
-      offset: r.offset,
-      timestamp: r.timestamp,
-      raw: { key: r.key, value: r.value },
-    }
+    return new Message(item.record, value as V, attempt, item.state.handlers.signal)
   }
 
   function classify(err: unknown): Classification {
@@ -295,11 +289,13 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       running++
       const startedAt = performance.now()
       try {
-        await options.handler(message(item, value, attempt))
+        const pending = options.handler(message(item, value, attempt))
+        // A synchronous handler costs no extra turn of the microtask queue.
+        if (pending !== undefined && typeof (pending as Promise<void>).then === 'function') await pending
         const seconds = (performance.now() - startedAt) / 1000
         metrics.handlerDuration(r.topic, 'success', seconds)
         metrics.processed(r.topic)
-        emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: attempt, durationMs: seconds * 1000 })
+        if (emitter.listenerCount('processed') > 0) emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: attempt, durationMs: seconds * 1000 })
         return 'done'
       } catch (err) {
         metrics.handlerDuration(r.topic, 'failure', (performance.now() - startedAt) / 1000)
@@ -328,14 +324,17 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code }, 'retrying record')
       } finally {
         running--
-        pump()
       }
+      // This record now waits out its backoff without a concurrency slot: let others use it. Deferred, so a
+      // run of synchronously failing handlers cannot recurse through pump (success pumps in execute()).
+      queueMicrotask(pump)
       try {
         await sleep(delayMs, item.state.waits.signal)
       } catch {
         return 'abandoned' // close() or revocation cancelled the backoff: the record stays uncommitted
       }
     }
+    queueMicrotask(pump) // the DLQ write needs no handler slot
     return deadLetter(item, value, failure, Math.max(attempt, 1), firstFailureAt, lastFailureAt)
   }
 
@@ -426,7 +425,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   // ---- rebalances -----------------------------------------------------------------------------------
   function onAssign(parts: TopicPartition[]): void {
     for (const p of parts) {
-      partitions.set(tpKey(p.topic, p.partition), { topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), waits: new AbortController(), handlers: new AbortController(), buffered: 0, dlqFailing: 0, revoking: false })
+      partitions.set(tpKey(p.topic, p.partition), { topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), waits: unboundedController(), handlers: unboundedController(), buffered: 0, dlqFailing: 0, revoking: false })
     }
     log.info({ partitions: parts }, 'partitions assigned')
     emit('partitions-assigned', parts)
@@ -477,43 +476,64 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
 
   // ---- the poll loop --------------------------------------------------------------------------------
   async function loop(consumer: KafkaConsumer): Promise<void> {
-    while (!stopping.signal.aborted) {
-      let records: ConsumedRecord[]
-      try {
-        records = await consumer.poll(POLL_MAX, 100)
-      } catch (err) {
-        if (stopping.signal.aborted) return
-        reportError(err, 'poll failed; retrying')
-        await sleep(500, stopping.signal).catch(() => undefined)
-        continue
-      }
-      const items = records.flatMap((r) => accept(r) ?? [])
-      if (atMostOnce && items.length > 0) {
-        // At-most-once: the offsets are committed before any handler runs.
-        for (const item of items) item.state.offsets.complete(item.record.offset)
-        // Never run a record before its offset is committed; keep trying (polling goes on meanwhile only
-        // through librdkafka's own background threads, which is all the group membership needs).
-        let committed = false
-        for (let tries = 1; !committed && !stopping.signal.aborted; tries++) {
-          try {
-            await commit()
-            committed = true
-          } catch (err) {
-            reportError(err, 'at-most-once pre-commit failed; retrying before any handler runs')
-            await sleep(Math.min(5_000, 100 * 2 ** tries), stopping.signal).catch(() => undefined)
-          }
+    // The next batch is fetched (on librdkafka's thread) while this one is dispatched: one poll in flight.
+    let next: Promise<ConsumedRecord[]> = consumer.poll(POLL_MAX, 100)
+    try {
+      while (!stopping.signal.aborted) {
+        let records: ConsumedRecord[]
+        try {
+          records = await next
+        } catch (err) {
+          if (stopping.signal.aborted) return
+          reportError(err, 'poll failed; retrying')
+          await sleep(500, stopping.signal).catch(() => undefined)
+          next = consumer.poll(POLL_MAX, 100)
+          continue
         }
-        if (!committed) continue
+        if (stopping.signal.aborted) return
+        next = consumer.poll(POLL_MAX, 100)
+        await dispatch(records)
       }
-      for (const item of items) enqueue(item)
-      pump()
-      if (items.length === 0) continue
-      // Backpressure is judged once the batch had its chance to run (fast handlers finish within this
-      // turn), so only records that really wait pause their partition. A pause makes librdkafka drop its
-      // prefetched records, so pausing for a backlog that drains in microseconds would cost throughput.
-      await new Promise<void>((resolve) => setImmediate(resolve))
-      for (const state of new Set(items.map((i) => i.state))) applyBackpressure(state)
+    } finally {
+      // A batch fetched during close() is dropped: never committed, it is read again by the next owner.
+      await next.then(
+        () => undefined,
+        () => undefined,
+      )
     }
+  }
+
+  async function dispatch(records: ConsumedRecord[]): Promise<void> {
+    const items: Item[] = []
+    for (const r of records) {
+      const item = accept(r)
+      if (item) items.push(item)
+    }
+    if (atMostOnce && items.length > 0) {
+      // At-most-once: the offsets are committed before any handler runs.
+      for (const item of items) item.state.offsets.complete(item.record.offset)
+      // Never run a record before its offset is committed; keep trying (polling goes on meanwhile only
+      // through librdkafka's own background threads, which is all the group membership needs).
+      let committed = false
+      for (let tries = 1; !committed && !stopping.signal.aborted; tries++) {
+        try {
+          await commit()
+          committed = true
+        } catch (err) {
+          reportError(err, 'at-most-once pre-commit failed; retrying before any handler runs')
+          await sleep(Math.min(5_000, 100 * 2 ** tries), stopping.signal).catch(() => undefined)
+        }
+      }
+      if (!committed) return
+    }
+    for (const item of items) enqueue(item)
+    pump()
+    if (items.length === 0) return
+    // Backpressure is judged once the batch had its chance to run (fast handlers finish within this
+    // turn), so only records that really wait pause their partition. A pause makes librdkafka drop its
+    // prefetched records, so pausing for a backlog that drains in microseconds would cost throughput.
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    for (const state of new Set(items.map((i) => i.state))) applyBackpressure(state)
   }
 
   function start(): Promise<void> {
