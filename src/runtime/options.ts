@@ -99,7 +99,7 @@ export interface ConsumerOptions<V = unknown> {
   concurrency?: number
   /** `'at-least-once'` (default, commit after the effect) or `'at-most-once'` (commit before the handler). */
   delivery?: 'at-least-once' | 'at-most-once'
-  /** Pause a partition when this many of its records are buffered (default 1000). */
+  /** Pause a partition when this many of its records are buffered (default 5000; a pause makes librdkafka refetch, so not too low). */
   maxBufferedPerPartition?: number
   /** Pause every partition when the buffered bytes reach this (default 64 MiB). */
   maxBufferedBytes?: number
@@ -129,7 +129,7 @@ export const consumerDefaults = {
   ordering: 'key',
   concurrency: 32,
   delivery: 'at-least-once',
-  maxBufferedPerPartition: 1000,
+  maxBufferedPerPartition: 5000,
   maxBufferedBytes: 64 * 1024 * 1024,
   commitIntervalMs: 1000,
   drainTimeoutMs: 30_000,
