@@ -547,12 +547,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     const admin = createAdmin(connection)
     try {
       const provision = options.deadLetter?.provision ?? consumerDefaults.deadLetter.provision
-      if (provision) await ensureTopics(admin, { service: options.service, topics: options.topics, deadLetter: options.deadLetter })
-      else {
-        const existing = new Set(await admin.listTopics())
-        const missing = options.topics.map((t) => dlqTopicName(options.service, t, options.deadLetter?.topic)).filter((t) => !existing.has(t))
-        if (missing.length > 0) throw new LifelineError('LL_TOPIC_INVALID', `DLQ topic(s) missing and provisioning is off: ${missing.join(', ')} (run \`lifeline topics ensure\`)`)
-      }
+      // Without provisioning the same checks run (sources exist, DLQs exist with enough partitions).
+      await ensureTopics(admin, { service: options.service, topics: options.topics, deadLetter: options.deadLetter, checkOnly: !provision })
     } finally {
       await admin.close()
     }

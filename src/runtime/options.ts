@@ -28,7 +28,7 @@ export interface LifelineMessage<V = unknown> {
   partition: number
   offset: number
   timestamp: number
-  /** The raw record: exact key, value and header bytes. */
+  /** The record's exact key and value bytes (`headers` holds the header bytes). */
   raw: { key: Buffer | null; value: Buffer | null }
 }
 
@@ -70,7 +70,7 @@ export interface ConsumerEvents {
   processed: [info: { topic: string; partition: number; offset: number; attempts: number; durationMs: number }]
   /** An attempt failed and the record will be tried again after `delayMs`. */
   retry: [info: { topic: string; partition: number; offset: number; attempt: number; delayMs: number; error: unknown }]
-  /** A record was written to its DLQ (and its offset may now be committed). */
+  /** A record was written to its DLQ; its offset is committable once `onDeadLetter` (if any) returned. */
   'dead-letter': [info: { topic: string; partition: number; offset: number; dlqTopic: string; dlqOffset: number; errorCode: string; attempts: number }]
   /** Offsets were committed. */
   commit: [offsets: Array<{ topic: string; partition: number; offset: number }>]
@@ -117,7 +117,11 @@ export interface ConsumerOptions<V = unknown> {
   drainTimeoutMs?: number
   /** session.timeout.ms (default 10000). */
   sessionTimeoutMs?: number
-  /** Extra librdkafka properties for the consumer and the DLQ producer. */
+  /**
+   * Extra librdkafka properties for the consumer, the DLQ producer and the admin client. They override the
+   * producer's defaults; the consumer's commit and assignment settings (manual commits, cooperative-sticky)
+   * are fixed by Lifeline and cannot be changed here.
+   */
   kafkaConfig?: Record<string, string | number | boolean>
   /** A prom-client registry to register Lifeline's metrics in (see docs/metrics.md). */
   metrics?: { registry: Registry }

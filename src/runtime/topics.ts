@@ -10,6 +10,8 @@ export interface EnsureTopicsOptions {
   service: string
   topics: string[]
   deadLetter?: DeadLetterOptions
+  /** Only check: a missing DLQ is an error instead of being created. */
+  checkOnly?: boolean
 }
 
 export interface EnsuredTopic {
@@ -34,9 +36,17 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
   const plan = sources.map((s) => ({ source: s.topic, topic: dlqTopicName(options.service, s.topic, options.deadLetter?.topic), partitions: s.partitions.length }))
 
   const existingDlqs = plan.filter((p) => existing.has(p.topic))
+  const actualPartitions = new Map<string, number>()
+  if (options.checkOnly) {
+    const missing = plan.filter((p) => !existing.has(p.topic)).map((p) => p.topic)
+    if (missing.length > 0) {
+      throw new LifelineError('LL_TOPIC_INVALID', `DLQ topic(s) missing and provisioning is off: ${missing.join(', ')} (run \`lifeline topics ensure\`)`, { details: { topics: missing } })
+    }
+  }
   if (existingDlqs.length > 0) {
     const described = await admin.describeTopics(existingDlqs.map((p) => p.topic))
     for (const d of described) {
+      actualPartitions.set(d.topic, d.partitions.length)
       const want = plan.find((p) => p.topic === d.topic)!
       if (d.partitions.length < want.partitions) {
         throw new LifelineError(
@@ -60,5 +70,5 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
         })),
     ),
   )
-  return plan.map((p) => ({ topic: p.topic, role: 'dlq', source: p.source, partitions: p.partitions, created: created.has(p.topic) }))
+  return plan.map((p) => ({ topic: p.topic, role: 'dlq', source: p.source, partitions: actualPartitions.get(p.topic) ?? p.partitions, created: created.has(p.topic) }))
 }

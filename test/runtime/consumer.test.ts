@@ -304,6 +304,13 @@ describe('consumer runtime against the real broker', () => {
     await assert.rejects(c.start(), (err: unknown) => isLifelineError(err, 'LL_CONSUMER_STATE'))
   })
 
+  test('with provisioning off, start() refuses a missing DLQ topic', async (t) => {
+    const source = await topic(t)
+    const c = createConsumer({ brokers: brokers(), groupId: randomName('noprov'), service: randomName('svc'), topics: [source], deadLetter: { provision: false }, handler: () => undefined })
+    defer(t, () => c.close())
+    await assert.rejects(c.start(), (err: unknown) => isLifelineError(err, 'LL_TOPIC_INVALID'))
+  })
+
   test('invalid options fail at construction naming the option path', () => {
     assert.throws(
       () => createConsumer({ brokers: [], groupId: 'g', service: 's', topics: ['t'], handler: () => undefined, retry: { maxAttempts: 0 } }),

@@ -29,3 +29,15 @@ test('ensureTopics refuses a DLQ with fewer partitions than its source, and a mi
   })
   await assert.rejects(ensureTopics(a, { service, topics: [randomName('missing')] }), (err: unknown) => isLifelineError(err, 'LL_TOPIC_INVALID'))
 })
+
+test('checkOnly reports a missing DLQ instead of creating it, and reports the DLQ\'s own partition count', async (t) => {
+  const source = await topic(t, { partitions: 2 })
+  const service = randomName('svc')
+  const a = admin(t)
+  await assert.rejects(ensureTopics(a, { service, topics: [source], checkOnly: true }), (err: unknown) => isLifelineError(err, 'LL_TOPIC_INVALID') && /missing and provisioning is off/.test((err as Error).message))
+  assert.equal((await a.listTopics()).includes(`${service}.${source}.dlq`), false)
+  await topic(t, { topic: `${service}.${source}.dlq`, partitions: 6 })
+  const [checked] = await ensureTopics(a, { service, topics: [source], checkOnly: true })
+  assert.equal(checked!.partitions, 6)
+  assert.equal(checked!.created, false)
+})
