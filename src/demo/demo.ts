@@ -4,6 +4,7 @@
  * (retried with backoff, then applied), some are poison (dead-lettered with full failure context); the
  * demo prints every step and then reads the dead-letter topic back.
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startKafka, type KafkaCluster } from '../dev/kafka-launcher.js'
@@ -130,7 +131,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     let lastProduce = Date.now()
     const deadline = Date.now() + 60_000
     while (!options.signal.aborted && (options.follow || (processed + deadLettered < produced && Date.now() < deadline))) {
-      await new Promise((r) => setTimeout(r, 100))
+      await delay(100)
       if (options.follow && Date.now() - lastProduce > 1000) {
         lastProduce = Date.now()
         await produce(1)
@@ -163,7 +164,7 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs = 30_000): Pro
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error('timed out waiting for the demo topics to be deleted')
-    await new Promise((r) => setTimeout(r, 100))
+    await delay(100)
   }
 }
 

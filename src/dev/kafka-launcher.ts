@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs'
@@ -129,7 +130,7 @@ async function waitReady(node: BrokerNode, timeoutMs: number, from: number): Pro
     if (Date.now() > deadline) {
       throw new LifelineError('LL_LAUNCHER_TIMEOUT', `Kafka broker ${node.id} was not ready after ${timeoutMs} ms. Last lines of ${node.logFile}:\n${readTail(node.logFile, 40)}`)
     }
-    await new Promise((r) => setTimeout(r, 100))
+    await delay(100)
   }
 }
 

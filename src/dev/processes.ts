@@ -1,4 +1,5 @@
 /** Process helpers for the launcher: liveness, waiting, reaping what an earlier run left behind. */
+import { setTimeout as delay } from 'node:timers/promises'
 import { existsSync, readFileSync } from 'node:fs'
 import type { ClusterState } from './kafka-launcher.js'
 
@@ -22,7 +23,7 @@ export async function waitForExit(pid: number, timeoutMs: number): Promise<boole
   const deadline = Date.now() + timeoutMs
   while (alive(pid)) {
     if (Date.now() > deadline) return false
-    await new Promise((r) => setTimeout(r, 50))
+    await delay(50)
   }
   return true
 }

@@ -1,4 +1,5 @@
 /** Topic and group administration on the client's promise-based admin API. */
+import { setTimeout as delay } from 'node:timers/promises'
 import { LifelineError } from '../errors.js'
 import { asError, baseConfig, rdkafka } from './native.js'
 import type { KafkaAdmin, KafkaConnection, TopicDescription, TopicSpec } from './types.js'
@@ -76,7 +77,7 @@ export function createAdmin(options: KafkaConnection): KafkaAdmin {
       const ready = described.length === topics.length && described.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))
       if (ready) return
       if (Date.now() > deadline) throw new LifelineError('LL_KAFKA_ADMIN', `topics ${topics.join(', ')} did not become available within 30 s`)
-      await new Promise((r) => setTimeout(r, 100))
+      await delay(100)
     }
   }
 

@@ -3,6 +3,7 @@
  * loop), explicit commits that resolve on the broker's answer, per-partition pause/resume, and rebalance
  * hooks that can delay a revocation until in-flight work has finished.
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import { LifelineError } from '../errors.js'
 import { asError, baseConfig, fromNativeHeaders, nativeErrorDetails, newNativeConsumer, type NativeConsumer, type NativeMessage } from './native.js'
 import type {
@@ -180,7 +181,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
       )
       if (!wasConnected) return
       // Let an in-progress poll return before disconnecting (the binding forbids overlapping calls).
-      while (polling) await new Promise((r) => setTimeout(r, 5))
+      while (polling) await delay(5)
       await new Promise<void>((resolve) => native.disconnect(() => resolve()))
       await rebalanceChain
     })()

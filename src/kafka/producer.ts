@@ -2,6 +2,7 @@
  * A promise-per-record producer on librdkafka's native producer: each send resolves with the exact
  * partition and offset of every record, from its delivery report.
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import { LifelineError } from '../errors.js'
 import { asError, baseConfig, nativeErrorDetails, newNativeProducer, toNativeHeaders } from './native.js'
 import type { KafkaProducer, ProduceAck, ProduceRecord, ProducerOptions } from './types.js'
@@ -71,7 +72,7 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
       } catch (err) {
         // Local queue full: wait for deliveries to drain it rather than dropping the record.
         if ((err as { code?: number }).code === QUEUE_FULL) {
-          await new Promise((r) => setTimeout(r, 5))
+          await delay(5)
           continue
         }
         throw new LifelineError('LL_KAFKA_PRODUCE', `could not enqueue a record for ${record.topic}: ${asError(err).message}`, {

@@ -1,8 +1,7 @@
 /**
  * Building the dead-letter record (pure) — same key, same partition number, original value bytes and
- * original headers, plus Lifeline's failure headers — and the cancellable sleep the writer retries with.
+ * original headers, plus Lifeline's failure headers.
  */
-import { LifelineError } from '../errors.js'
 import type { ConsumedRecord, ProduceRecord } from '../kafka/types.js'
 import { fingerprint, type Classification } from './classify.js'
 import { encodeFailureHeaders, type FailureContext } from './headers.js'
@@ -55,20 +54,4 @@ export function deadLetterRecord(dlqTopic: string, record: ConsumedRecord, conte
     headers: encodeFailureHeaders(record.headers, context, { spring: options.spring ?? false }),
     timestamp: record.timestamp > 0 ? record.timestamp : undefined,
   }
-}
-
-/** Resolves after `ms`, or rejects with LL_ABORTED as soon as `signal` aborts. Leaves no timer behind. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(new LifelineError('LL_ABORTED', 'wait aborted'))
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(new LifelineError('LL_ABORTED', 'wait aborted'))
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

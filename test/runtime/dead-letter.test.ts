@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { isLifelineError } from '../../src/errors.js'
 import { classifyError } from '../../src/runtime/classify.js'
-import { deadLetterRecord, failureContext, sleep, userFrames } from '../../src/runtime/dead-letter.js'
+import { deadLetterRecord, failureContext, userFrames } from '../../src/runtime/dead-letter.js'
 import { decodeFailureHeaders } from '../../src/runtime/headers.js'
 import type { ConsumedRecord } from '../../src/kafka/types.js'
 
@@ -28,13 +27,4 @@ test('userFrames cuts the stack at the runtime boundary', () => {
   assert.equal(userFrames(stack, '/lib/consumer.ts'), 'Error: x\n    at handler (/app/h.ts:1:1)')
   assert.equal(userFrames(stack, '/elsewhere.ts'), stack)
   assert.equal(userFrames(undefined, '/x'), undefined)
-})
-
-test('sleep resolves, and rejects with LL_ABORTED at once when aborted', async () => {
-  await sleep(1, new AbortController().signal)
-  const c = new AbortController()
-  const p = sleep(60_000, c.signal)
-  c.abort()
-  await assert.rejects(p, (err: unknown) => isLifelineError(err, 'LL_ABORTED'))
-  await assert.rejects(sleep(1, c.signal), (err: unknown) => isLifelineError(err, 'LL_ABORTED'))
 })
