@@ -24,6 +24,7 @@ import type { ConsumedRecord, KafkaConsumer, KafkaProducer, TopicPartition } fro
 import { silentLogger, type Logger } from '../logger.js'
 import { validateOptions } from '../util/options.js'
 import { delayFor, exponential, fixed, retryDecision, type BackoffPolicy } from './backoff.js'
+import { CircuitBreaker, type Permit } from './circuit-breaker.js'
 import { classifyError, type Classification } from './classify.js'
 import { sleep } from '../util/sleep.js'
 import { deadLetterRecord, failureContext } from './dead-letter.js'
@@ -113,6 +114,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   const drainTimeoutMs = options.drainTimeoutMs ?? consumerDefaults.drainTimeoutMs
   const classifyOptions = { permanentCodes: options.permanentCodes, classifier: options.classifier }
 
+  const breaker = options.circuitBreaker ? new CircuitBreaker(options.circuitBreaker) : undefined
   const emitter = new EventEmitter<ConsumerEvents>()
   const partitions = new Map<string, PartitionState>()
   // The scheduler keeps key order; `running` below bounds handlers actually executing, so a record
@@ -121,6 +123,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   const stopping = unboundedController()
   const drainWaiters = new Set<() => void>()
   let running = 0
+  /** Records back from a backoff or the breaker, waiting for a handler slot; served before new records. */
+  const slotWaiters: Array<() => void> = []
   let inFlight = 0
   let bufferedBytes = 0
   let kafka: KafkaConsumer | undefined
@@ -135,6 +139,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     inFlight: () => inFlight,
     buffered: () => scheduler.queued,
     pausedPartitions: () => [...partitions.values()].filter((p) => p.pausedFor.size > 0).length,
+    breakerState: () => breaker?.snapshot(Date.now()).state,
     lag: () =>
       [...partitions.values()].flatMap((p) => {
         const w = kafka?.watermarks(p.topic, p.partition)
@@ -215,9 +220,10 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   }
 
   function pump(): void {
-    while (running < concurrency && !stopping.signal.aborted) {
+    while (running < concurrency && slotWaiters.length === 0 && !stopping.signal.aborted) {
       const item = scheduler.next()
       if (!item) return
+      running++ // the slot for its first attempt, reserved now so this loop never over-dispatches
       item.state.buffered--
       bufferedBytes -= item.size
       // Draining only ever resumes here; pausing is judged by the poll loop (see loop()).
@@ -257,6 +263,73 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     }
   }
 
+  // ---- circuit breaker -----------------------------------------------------------------------------
+  /** Applies the breaker's state changes: events, logs, and pausing every partition while not closed. */
+  function breakerTransitions(): void {
+    if (!breaker) return
+    for (const t of breaker.takeTransitions()) {
+      log.warn({ from: t.from, to: t.to, failureRate: t.failureRate }, `circuit breaker ${t.to}`)
+      metrics.breakerTransition(t.to)
+      emit('breaker', t)
+      for (const s of partitions.values()) {
+        if (t.to === 'closed') resume(s, 'breaker')
+        else pause(s, 'breaker')
+      }
+    }
+  }
+
+  /** Frees a handler slot: to a waiting retry first, else to a new record. */
+  function releaseSlot(): void {
+    running--
+    const waiter = slotWaiters.shift()
+    if (waiter) {
+      running++
+      waiter()
+    } else queueMicrotask(pump)
+  }
+
+  /** Takes a handler slot, waiting for one when all are busy; false when cancelled meanwhile. */
+  async function takeSlot(signal: AbortSignal): Promise<boolean> {
+    if (running < concurrency && slotWaiters.length === 0) {
+      running++
+      return true
+    }
+    if (signal.aborted) return false
+    return new Promise<boolean>((resolve) => {
+      const granted = () => {
+        signal.removeEventListener('abort', cancel)
+        resolve(true)
+      }
+      const cancel = () => {
+        const i = slotWaiters.indexOf(granted)
+        if (i >= 0) slotWaiters.splice(i, 1)
+        resolve(false)
+      }
+      slotWaiters.push(granted)
+      signal.addEventListener('abort', cancel, { once: true })
+    })
+  }
+
+  /** Waits (holding no slot) until the breaker lets one more attempt start; 'cancelled' on revoke/close. */
+  async function admit(item: Item): Promise<Permit | 'cancelled'> {
+    const b = breaker!
+    for (;;) {
+      const now = Date.now()
+      if (b.canRun(now)) {
+        const permit = b.started(now)
+        breakerTransitions()
+        return permit
+      }
+      breakerTransitions()
+      const wait = Math.max(10, Math.min(1000, (b.nextProbeAt() ?? now + 100) - now))
+      try {
+        await sleep(wait, item.state.waits.signal)
+      } catch {
+        return 'cancelled'
+      }
+    }
+  }
+
   // ---- one record: attempts, retries, dead-lettering -----------------------------------------------
   function message(item: Item, value: unknown, attempt: number): LifelineMessage<V> {
     return new Message(item.record, value as V, attempt, item.state.handlers.signal)
@@ -285,14 +358,42 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     let lastFailureAt = now
     let attempt = 0
     let delayMs = 0
+    // The first attempt runs in the slot pump() reserved; every later one takes a slot again.
+    let hasSlot = true
+    const giveUpSlot = () => {
+      if (hasSlot) {
+        hasSlot = false
+        releaseSlot()
+      }
+    }
     while (!failure) {
+      let permit: Permit | undefined
+      if (breaker) {
+        if (!breaker.canRun(Date.now())) giveUpSlot() // wait for the breaker without holding a slot
+        const admitted = await admit(item)
+        if (admitted === 'cancelled') {
+          giveUpSlot()
+          return 'abandoned' // close() or revocation while the breaker held it back
+        }
+        permit = admitted
+      }
+      if (!hasSlot) {
+        if (!(await takeSlot(item.state.waits.signal))) {
+          if (permit) breaker!.release(permit)
+          return 'abandoned'
+        }
+        hasSlot = true
+      }
       attempt++
-      running++
       const startedAt = performance.now()
       try {
         const pending = options.handler(message(item, value, attempt))
         // A synchronous handler costs no extra turn of the microtask queue.
         if (pending !== undefined && typeof (pending as Promise<void>).then === 'function') await pending
+        if (permit) {
+          breaker!.record('success', Date.now(), permit)
+          breakerTransitions()
+        }
         const seconds = (performance.now() - startedAt) / 1000
         metrics.handlerDuration(r.topic, 'success', seconds)
         metrics.processed(r.topic)
@@ -304,6 +405,19 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         if (item.state.handlers.signal.aborted) return 'abandoned'
         const classification = classify(err)
         metrics.failed(r.topic, classification.code)
+        if (permit) {
+          // Only transient failures say something about the downstream; a bad payload does not.
+          if (classification.kind === 'retriable') breaker!.record('failure', Date.now(), permit)
+          else breaker!.release(permit)
+          breakerTransitions()
+          if (classification.kind === 'retriable' && breaker!.state !== 'closed') {
+            // An outage: this attempt does not count toward maxAttempts or the deadline; the record waits
+            // at the breaker instead of walking towards the DLQ.
+            attempt--
+            metrics.retried(r.topic, classification.code)
+            continue
+          }
+        }
         lastFailureAt = Date.now()
         if (attempt === 1) firstFailureAt = lastFailureAt
         const decision = retryDecision({
@@ -324,18 +438,16 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         emit('retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, error: err })
         log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code }, 'retrying record')
       } finally {
-        running--
+        giveUpSlot()
       }
-      // This record now waits out its backoff without a concurrency slot: let others use it. Deferred, so a
-      // run of synchronously failing handlers cannot recurse through pump (success pumps in execute()).
-      queueMicrotask(pump)
+      // The record now waits out its backoff without a handler slot (released above, pumped deferred).
       try {
         await sleep(delayMs, item.state.waits.signal)
       } catch {
         return 'abandoned' // close() or revocation cancelled the backoff: the record stays uncommitted
       }
     }
-    queueMicrotask(pump) // the DLQ write needs no handler slot
+    giveUpSlot() // the DLQ write needs no handler slot (an undecodable record never used its slot)
     return deadLetter(item, value, failure, Math.max(attempt, 1), firstFailureAt, lastFailureAt)
   }
 
@@ -427,6 +539,17 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   function onAssign(parts: TopicPartition[]): void {
     for (const p of parts) {
       partitions.set(tpKey(p.topic, p.partition), { topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), waits: unboundedController(), handlers: unboundedController(), buffered: 0, dlqFailing: 0, revoking: false })
+    }
+    // Partitions assigned during an outage start paused like the others (once the assignment is applied,
+    // which happens right after this hook returns).
+    if (breaker && breaker.state !== 'closed') {
+      setImmediate(() => {
+        if (breaker.state === 'closed') return
+        for (const p of parts) {
+          const state = partitions.get(tpKey(p.topic, p.partition))
+          if (state) pause(state, 'breaker')
+        }
+      })
     }
     log.info({ partitions: parts }, 'partitions assigned')
     emit('partitions-assigned', parts)

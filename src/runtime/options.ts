@@ -8,6 +8,7 @@ import type { KafkaHeader } from '../kafka/types.js'
 import type { Logger } from '../logger.js'
 import type { BackoffFunction, Jitter } from './backoff.js'
 import type { ClassifierVerdict } from './classify.js'
+import type { CircuitBreakerOptions, Transition } from './circuit-breaker.js'
 import type { Ordering } from './key-scheduler.js'
 
 /** What the handler receives for each record. */
@@ -78,6 +79,8 @@ export interface ConsumerEvents {
   'partitions-revoked': [partitions: Array<{ topic: string; partition: number }>, lost: boolean]
   paused: [partition: { topic: string; partition: number }, reason: string]
   resumed: [partition: { topic: string; partition: number }]
+  /** The circuit breaker changed state (only with the `circuitBreaker` option). */
+  breaker: [transition: Transition]
   /** A non-fatal problem the consumer recovers from by itself (poll, commit or DLQ write failures). */
   error: [error: unknown]
 }
@@ -109,6 +112,14 @@ export interface ConsumerOptions<V = unknown> {
   /** Per-error override: `'retry'`, `'permanent'` or undefined (no opinion). */
   classifier?: (error: unknown) => ClassifierVerdict
   deadLetter?: DeadLetterOptions
+  /**
+   * Stop consuming while a downstream is down instead of burning retries into the DLQ (opt-in). When the
+   * rate of retriable failures in the window crosses the threshold the breaker opens: every partition
+   * pauses, no handler starts, and attempts that fail meanwhile do not count toward `retry.maxAttempts`.
+   * After `openMs` one probe record runs; `successesToClose` probe successes close it and consumption resumes.
+   * Permanent failures (bad payloads) never count.
+   */
+  circuitBreaker?: CircuitBreakerOptions
   /** Runs after the DLQ write and before the record's offset is committed (seed 003's recovery step). */
   onDeadLetter?: (record: LifelineMessage<unknown>, error: unknown) => Promise<void> | void
   /** Commit interval, ms (default 1000); commits also happen on revoke and close. */
@@ -201,6 +212,19 @@ export const ConsumerOptionsSchema = Type.Object(
       ),
     ),
     onDeadLetter: Type.Optional(Type.Any()),
+    circuitBreaker: Type.Optional(
+      Type.Object(
+        {
+          windowMs: Type.Optional(Type.Integer({ minimum: 1 })),
+          minimumCalls: Type.Optional(PositiveInt),
+          failureRateThreshold: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+          openMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          halfOpenProbes: Type.Optional(PositiveInt),
+          successesToClose: Type.Optional(PositiveInt),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     commitIntervalMs: Type.Optional(Type.Integer({ minimum: 10 })),
     drainTimeoutMs: Type.Optional(Type.Integer({ minimum: 0 })),
     sessionTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000 })),

@@ -149,6 +149,32 @@ describe('consumer runtime against the real broker', () => {
     for (const seqs of sequences.values()) assert.deepEqual(seqs, [...Array(perKey).keys()])
   })
 
+  test('records coming back from a backoff never push running handlers past the concurrency limit', async (t) => {
+    const source = await topic(t, { partitions: 1 })
+    await producer(t).send(Array.from({ length: 24 }, (_, i) => ({ topic: source, key: `k${i}`, value: `{"i":${i}}` })))
+    const failedOnce = new Set<number>()
+    let running = 0
+    let maxRunning = 0
+    let done = 0
+    await lifeline<{ i: number }>(t, {
+      topics: [source],
+      concurrency: 3,
+      retry: { maxAttempts: 3, backoff: { type: 'fixed', ms: 1 } },
+      handler: async ({ value }) => {
+        maxRunning = Math.max(maxRunning, ++running)
+        await new Promise((r) => setTimeout(r, 3))
+        running--
+        if (!failedOnce.has(value.i)) {
+          failedOnce.add(value.i)
+          throw new Error('transient')
+        }
+        done++
+      },
+    })
+    await waitFor(() => done === 24, 'every record to succeed on its second attempt')
+    assert.ok(maxRunning <= 3, `ran ${maxRunning} handlers at once with concurrency 3`)
+  })
+
   test('a failing DLQ write pauses the partition, commits nothing past the record, and recovers', async (t) => {
     const source = await topic(t, { partitions: 1 })
     const groupId = randomName('dlqdown')
