@@ -177,9 +177,15 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   }
 
   let memoryPaused = false
-  /** Pauses a partition whose backlog is full, or every partition when buffered bytes are. */
+  /**
+   * A partition's load: records queued plus records started and not finished (running, in backoff, at the
+   * breaker, being dead-lettered). Both count, so many failing keys cannot pile up without bound.
+   */
+  const load = (state: PartitionState) => state.buffered + state.running.size
+
+  /** Pauses a partition whose load is at its limit, or every partition when buffered bytes are. */
   function applyBackpressure(state: PartitionState): void {
-    if (state.buffered >= maxPerPartition) pause(state, 'backpressure')
+    if (load(state) >= maxPerPartition) pause(state, 'backpressure')
     if (!memoryPaused && bufferedBytes >= maxBytes) {
       memoryPaused = true
       for (const s of partitions.values()) pause(s, 'memory')
@@ -189,7 +195,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
 
   /** Resumes once a backlog drained to half its limit (hysteresis: no pause/resume flapping). */
   function relieve(state: PartitionState): void {
-    if (state.buffered <= maxPerPartition / 2) resume(state, 'backpressure')
+    if (load(state) <= maxPerPartition / 2) resume(state, 'backpressure')
     if (memoryPaused && bufferedBytes <= maxBytes / 2) {
       memoryPaused = false
       for (const s of partitions.values()) resume(s, 'memory')
@@ -256,6 +262,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     } finally {
       state.running.delete(item)
       inFlight--
+      if (state.pausedFor.has('backpressure')) relieve(state)
       if (outcome === 'done' && partitions.get(tpKey(state.topic, state.partition)) === state) state.offsets.complete(item.record.offset)
       scheduler.done(item)
       for (const wake of drainWaiters) wake()

@@ -283,6 +283,32 @@ describe('consumer runtime against the real broker', () => {
     assert.equal(c.stats().paused.length, 0)
   })
 
+  test('records waiting in backoff count toward backpressure: many failing keys pause the partition', async (t) => {
+    const source = await topic(t, { partitions: 1 })
+    await producer(t).send(Array.from({ length: 30 }, (_, i) => ({ topic: source, key: `k${i}`, value: `{"i":${i}}` })))
+    const failedOnce = new Set<number>()
+    const reasons: string[] = []
+    let done = 0
+    const c = createConsumer<{ i: number }>({
+      brokers: brokers(), groupId: randomName('inflight'), service: 'svc', topics: [source], maxBufferedPerPartition: 10,
+      retry: { maxAttempts: 3, backoff: { type: 'fixed', ms: 400 } },
+      handler: ({ value }) => {
+        if (!failedOnce.has(value.i)) {
+          failedOnce.add(value.i)
+          throw new Error('transient')
+        }
+        done++
+      },
+    })
+    c.on('paused', (_p, reason) => reasons.push(reason))
+    defer(t, () => c.close())
+    await c.start()
+    await waitFor(() => done === 30, 'all records to succeed after one retry')
+    // Every record started at once (concurrency 32), so nothing was queued: only in-flight records paused it.
+    assert.ok(reasons.includes('backpressure'), `pause reasons: ${reasons.join(', ')}`)
+    await waitFor(() => c.stats().paused.length === 0, 'the partition to resume')
+  })
+
   test('metrics land in the registry the user passes', async (t) => {
     const source = await topic(t)
     const registry = new Registry()

@@ -83,7 +83,10 @@ describe('openPostgres', () => {
       }),
       (err) => {
         assert.ok(isLifelineError(err, 'LL_DB_CONNECT'))
-        assert.equal(err.details.sqlState, '57P01') // admin_shutdown: what pg_terminate_backend sends
+        // pg_terminate_backend sends 57P01 (admin_shutdown) and closes the socket; which of the two the client
+        // sees first is a race: the SQLSTATE is 57P01, or absent when the closed socket won (regression: this
+        // assertion was once strict on 57P01 and failed about one run in three under load).
+        assert.ok([undefined, '57P01'].includes(err.details.sqlState as string | undefined), JSON.stringify(err.details))
         assert.equal(err.retriable, true)
         return true
       },
