@@ -655,7 +655,14 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
           await sleep(Math.min(5_000, 100 * 2 ** tries), stopping.signal).catch(() => undefined)
         }
       }
-      if (!committed) return
+      if (!committed) {
+        // close() interrupted the pre-commit: keep the batch uncommitted (close() commits what is complete),
+        // so the next owner reads it again.
+        const lowest = new Map<PartitionState, number>()
+        for (const item of items) lowest.set(item.state, Math.min(lowest.get(item.state) ?? Number.POSITIVE_INFINITY, item.record.offset))
+        for (const [state, offset] of lowest) state.offsets.reset(offset)
+        return
+      }
     }
     for (const item of items) enqueue(item)
     pump()
