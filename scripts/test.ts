@@ -61,7 +61,16 @@ try {
   const concurrency = process.env.LIFELINE_TEST_CONCURRENCY ?? '2'
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...passThrough, ...files.map((f) => relative(process.cwd(), f))],
+    [
+      '--import',
+      'tsx',
+      '--test',
+      `--test-concurrency=${concurrency}`,
+      // TAP ('# pass N' summary lines) on every Node version: Node 23+ defaults to the spec reporter.
+      ...(passThrough.some((a) => a.startsWith('--test-reporter')) ? [] : ['--test-reporter=tap']),
+      ...passThrough,
+      ...files.map((f) => relative(process.cwd(), f)),
+    ],
     { stdio: 'inherit', env: { ...process.env, KAFKA_BOOTSTRAP: bootstrap, LIFELINE_LOG_LEVEL: process.env.LIFELINE_LOG_LEVEL ?? 'silent' } },
   )
   const stop = (sig: NodeJS.Signals) => child.kill(sig)
