@@ -71,6 +71,13 @@ interface Item extends SchedulableItem {
 
 type Outcome = 'done' | 'abandoned'
 
+/** The first attempt, begun synchronously by pump(): the decoded value and what the handler returned. */
+interface FirstAttempt {
+  value: unknown
+  startedAt: number
+  result: Promise<void>
+}
+
 /** This file's path: stack frames from here down are the runtime's, not the handler's (see userFrames). */
 const RUNTIME_FILE = fileURLToPath(import.meta.url)
 
@@ -234,11 +241,53 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       bufferedBytes -= item.size
       // Draining only ever resumes here; pausing is judged by the poll loop (see loop()).
       if (item.state.pausedFor.size > 0 || memoryPaused) relieve(item.state)
-      void execute(item)
+      const first = runSynchronously(item)
+      if (first !== 'done') void execute(item, first)
     }
   }
 
-  async function execute(item: Item): Promise<void> {
+  /**
+   * The first attempt, run in place: a record whose value decodes and whose handler returns without a promise
+   * finishes here with no promise at all (the common case for cheap handlers). Anything else — a decode
+   * failure, a thrown error, a returned promise, a breaker to consult — continues on the async path with
+   * what happened so far, so the handler never runs twice for one attempt.
+   */
+  function runSynchronously(item: Item): FirstAttempt | 'done' | undefined {
+    if (breaker) return undefined
+    let value: unknown
+    try {
+      value = wrapDecode(decoder, item.record.value)
+    } catch {
+      return undefined // the async path decodes again and dead-letters it
+    }
+    const startedAt = performance.now()
+    let result: unknown
+    try {
+      result = options.handler(message(item, value, 1))
+    } catch (error) {
+      return { value, startedAt, result: Promise.reject(error) }
+    }
+    if (result !== undefined && typeof (result as Promise<void>).then === 'function') return { value, startedAt, result: result as Promise<void> }
+    const r = item.record
+    const seconds = (performance.now() - startedAt) / 1000
+    metrics.handlerDuration(r.topic, 'success', seconds)
+    metrics.processed(r.topic)
+    if (emitter.listenerCount('processed') > 0) emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: 1, durationMs: seconds * 1000 })
+    running--
+    finish(item, 'done')
+    return 'done'
+  }
+
+  /** Bookkeeping once a record is finished or abandoned (shared by both paths). */
+  function finish(item: Item, outcome: Outcome): void {
+    const state = item.state
+    if (state.pausedFor.has('backpressure')) relieve(state)
+    if (outcome === 'done' && partitions.get(tpKey(state.topic, state.partition)) === state) state.offsets.complete(item.record.offset)
+    scheduler.done(item)
+    for (const wake of drainWaiters) wake()
+  }
+
+  async function execute(item: Item, first: FirstAttempt | undefined): Promise<void> {
     const state = item.state
     state.running.add(item)
     inFlight++
@@ -246,7 +295,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     try {
       for (let tries = 1; ; tries++) {
         try {
-          outcome = await processRecord(item)
+          outcome = await processRecord(item, tries === 1 ? first : undefined)
           break
         } catch (err) {
           // processRecord handles handler and DLQ failures itself; this is a failing user function (a backoff
@@ -262,10 +311,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     } finally {
       state.running.delete(item)
       inFlight--
-      if (state.pausedFor.has('backpressure')) relieve(state)
-      if (outcome === 'done' && partitions.get(tpKey(state.topic, state.partition)) === state) state.offsets.complete(item.record.offset)
-      scheduler.done(item)
-      for (const wake of drainWaiters) wake()
+      finish(item, outcome)
       pump()
     }
   }
@@ -351,14 +397,16 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     }
   }
 
-  async function processRecord(item: Item): Promise<Outcome> {
+  async function processRecord(item: Item, first?: FirstAttempt): Promise<Outcome> {
     const r = item.record
-    let value: unknown
+    let value: unknown = first?.value
     let failure: { classification: Classification; error: unknown } | undefined
-    try {
-      value = wrapDecode(decoder, r.value)
-    } catch (err) {
-      failure = { classification: classify(err), error: err }
+    if (!first) {
+      try {
+        value = wrapDecode(decoder, r.value)
+      } catch (err) {
+        failure = { classification: classify(err), error: err }
+      }
     }
     const now = Date.now()
     let firstFailureAt = now
@@ -392,9 +440,10 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         hasSlot = true
       }
       attempt++
-      const startedAt = performance.now()
+      const resumed = attempt === 1 ? first : undefined
+      const startedAt = resumed?.startedAt ?? performance.now()
       try {
-        const pending = options.handler(message(item, value, attempt))
+        const pending = resumed ? resumed.result : options.handler(message(item, value, attempt))
         // A synchronous handler costs no extra turn of the microtask queue.
         if (pending !== undefined && typeof (pending as Promise<void>).then === 'function') await pending
         if (permit) {
