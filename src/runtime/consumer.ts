@@ -71,11 +71,14 @@ interface Item extends SchedulableItem {
 
 type Outcome = 'done' | 'abandoned'
 
-/** The first attempt, begun synchronously by pump(): the decoded value and what the handler returned. */
-interface FirstAttempt {
-  value: unknown
-  startedAt: number
-  result: Promise<void>
+/**
+ * What pump() already did for a record it could not finish synchronously: the value failed to decode, or the
+ * first attempt's handler ran and returned a promise (or threw, as a rejected one).
+ */
+type FirstAttempt = { decodeError: unknown } | { value: unknown; startedAt: number; result: Promise<void> }
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== undefined && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
 }
 
 /** This file's path: stack frames from here down are the runtime's, not the handler's (see userFrames). */
@@ -257,8 +260,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     let value: unknown
     try {
       value = wrapDecode(decoder, item.record.value)
-    } catch {
-      return undefined // the async path decodes again and dead-letters it
+    } catch (decodeError) {
+      return { decodeError } // dead-lettered on the async path
     }
     const startedAt = performance.now()
     let result: unknown
@@ -267,15 +270,19 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     } catch (error) {
       return { value, startedAt, result: Promise.reject(error) }
     }
-    if (result !== undefined && typeof (result as Promise<void>).then === 'function') return { value, startedAt, result: result as Promise<void> }
-    const r = item.record
-    const seconds = (performance.now() - startedAt) / 1000
-    metrics.handlerDuration(r.topic, 'success', seconds)
-    metrics.processed(r.topic)
-    if (emitter.listenerCount('processed') > 0) emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: 1, durationMs: seconds * 1000 })
+    if (isThenable(result)) return { value, startedAt, result: result as Promise<void> }
+    succeeded(item.record, 1, startedAt)
     running--
     finish(item, 'done')
     return 'done'
+  }
+
+  /** Metrics and the `processed` event for a successful attempt (shared by both paths). */
+  function succeeded(r: ConsumedRecord, attempts: number, startedAt: number): void {
+    const seconds = (performance.now() - startedAt) / 1000
+    metrics.handlerDuration(r.topic, 'success', seconds)
+    metrics.processed(r.topic)
+    if (emitter.listenerCount('processed') > 0) emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts, durationMs: seconds * 1000 })
   }
 
   /** Bookkeeping once a record is finished or abandoned (shared by both paths). */
@@ -399,9 +406,11 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
 
   async function processRecord(item: Item, first?: FirstAttempt): Promise<Outcome> {
     const r = item.record
-    let value: unknown = first?.value
+    const resumedAttempt = first && 'result' in first ? first : undefined
+    let value: unknown = resumedAttempt?.value
     let failure: { classification: Classification; error: unknown } | undefined
-    if (!first) {
+    if (first && 'decodeError' in first) failure = { classification: classify(first.decodeError), error: first.decodeError }
+    else if (!first) {
       try {
         value = wrapDecode(decoder, r.value)
       } catch (err) {
@@ -440,20 +449,17 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         hasSlot = true
       }
       attempt++
-      const resumed = attempt === 1 ? first : undefined
+      const resumed = attempt === 1 ? resumedAttempt : undefined
       const startedAt = resumed?.startedAt ?? performance.now()
       try {
         const pending = resumed ? resumed.result : options.handler(message(item, value, attempt))
         // A synchronous handler costs no extra turn of the microtask queue.
-        if (pending !== undefined && typeof (pending as Promise<void>).then === 'function') await pending
+        if (isThenable(pending)) await pending
         if (permit) {
           breaker!.record('success', Date.now(), permit)
           breakerTransitions()
         }
-        const seconds = (performance.now() - startedAt) / 1000
-        metrics.handlerDuration(r.topic, 'success', seconds)
-        metrics.processed(r.topic)
-        if (emitter.listenerCount('processed') > 0) emit('processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts: attempt, durationMs: seconds * 1000 })
+        succeeded(r, attempt, startedAt)
         return 'done'
       } catch (err) {
         metrics.handlerDuration(r.topic, 'failure', (performance.now() - startedAt) / 1000)
