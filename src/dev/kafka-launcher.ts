@@ -245,16 +245,17 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       if (alive(node.pid)) return
       const from = existsSync(node.logFile) ? readFileSync(node.logFile).length : 0
       node.pid = spawnBroker(node, jars.classpath, log4j, heapMb)
-      if (state.watchdogPid !== undefined) state.watchdogPid = spawnWatchdog(process.pid, [node.pid])
+      if (state.watchdogPid !== undefined) {
+        // One watchdog for the current pids: the old one would signal the restarted node's old pid, which
+        // the system may have given to an unrelated process by then.
+        killWatchdog(state)
+        state.watchdogPid = spawnWatchdog(process.pid, nodes.map((n) => n.pid))
+      }
       save()
       await waitReady(node, timeoutMs, from)
     },
     close() {
-      closing ??= (async () => {
-        await stopPids(nodes.map((n) => n.pid), false)
-        if (state.watchdogPid !== undefined && alive(state.watchdogPid)) process.kill(state.watchdogPid, 'SIGKILL')
-        rmSync(clusterFile(stateDir), { force: true })
-      })()
+      closing ??= stopCluster(state)
       return closing
     },
     [Symbol.asyncDispose]() {
@@ -308,10 +309,19 @@ export async function stopPids(pids: number[], hard: boolean): Promise<void> {
 export async function stopKafka(stateDir = defaultStateDir()): Promise<ClusterState> {
   const state = readClusterState(stateDir)
   if (!state) throw new LifelineError('LL_LAUNCHER_NOT_RUNNING', `no local Kafka recorded in ${stateDir}`)
-  await stopPids(state.nodes.map((n) => n.pid).filter((pid) => alive(pid)), false)
-  if (state.watchdogPid !== undefined && alive(state.watchdogPid)) process.kill(state.watchdogPid, 'SIGKILL')
-  rmSync(clusterFile(stateDir), { force: true })
+  await stopCluster(state)
   return state
+}
+
+function killWatchdog(state: ClusterState): void {
+  if (state.watchdogPid !== undefined && alive(state.watchdogPid)) process.kill(state.watchdogPid, 'SIGKILL')
+}
+
+/** Stops every broker of `state`, then its watchdog, and forgets the cluster (close() and stopKafka()). */
+async function stopCluster(state: ClusterState): Promise<void> {
+  await stopPids(state.nodes.map((n) => n.pid).filter((pid) => alive(pid)), false)
+  killWatchdog(state)
+  rmSync(clusterFile(state.stateDir), { force: true })
 }
 
 export interface NodeStatus {
