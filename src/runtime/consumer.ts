@@ -16,6 +16,7 @@
  * // ... on shutdown:
  * await consumer.close()
  */
+import { randomUUID } from 'node:crypto'
 import { EventEmitter, setMaxListeners } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { LifelineError } from '../errors.js'
@@ -35,6 +36,10 @@ import { createRuntimeMetrics, type RuntimeMetrics } from './metrics.js'
 import { PartitionOffsets } from './offset-tracker.js'
 import { ConsumerOptionsSchema, consumerDefaults, dlqTopicName, functionOptions, type ConsumerEvents, type ConsumerOptions, type LifelineMessage } from './options.js'
 import { ensureTopics } from './topics.js'
+import { originView, readTierRecord, retryTopicName, tierRecord, type TierInfo } from './retry-topics.js'
+import { OrderingStore, type ParkedRecord } from '../ordering/state-store.js'
+import { SequenceBuffer } from '../ordering/sequence-buffer.js'
+import { migrateLifeline } from '../store/schema.js'
 
 export interface LifelineConsumer extends EventEmitter<ConsumerEvents> {
   /** Connects, provisions DLQ topics (unless disabled), subscribes and starts the poll loop. */
@@ -44,7 +49,7 @@ export interface LifelineConsumer extends EventEmitter<ConsumerEvents> {
   /** Commits what is committable now (also runs on a timer, on revoke and on close). */
   commit(): Promise<void>
   /** Counters for tests and health checks. */
-  stats(): { inFlight: number; buffered: number; assigned: TopicPartition[]; paused: TopicPartition[] }
+  stats(): { inFlight: number; buffered: number; assigned: TopicPartition[]; paused: TopicPartition[]; parkedKeys: number; reorderBuffered: number }
   [Symbol.asyncDispose](): Promise<void>
 }
 
@@ -59,15 +64,58 @@ interface PartitionState {
   /** Handlers' signal: aborted only when a drain of this partition timed out. */
   readonly handlers: AbortController
   buffered: number
-  /** Records of this partition whose DLQ write is failing right now. */
-  dlqFailing: number
+  /** Records of this partition whose DLQ / retry-tier / state write is failing right now, by pause reason. */
+  readonly failing: Map<string, number>
   revoking: boolean
+  /** Set for a retry-tier partition: its source topic and tier number. */
+  readonly tierOf: { source: string; n: number } | undefined
+  /** False until the partition's ordering state is loaded; records fetched meanwhile wait in `stash`. */
+  ready: boolean
+  stash: ConsumedRecord[]
+  /** Parked keys of this (source) partition, by scheduling key. */
+  readonly parked: Map<string, ParkEntry>
+  /** The reorder buffer (with `sequence`). */
+  readonly sequences: SequenceBuffer<Item> | undefined
+  /** Last handled sequence per key, not yet saved (saved before the offsets covering it are committed). */
+  readonly dirtySeq: Map<string, { key: Buffer; seq: number }>
+  /** Records the reorder buffer had no room for, offered again later (the partition is paused meanwhile). */
+  overflow: Item[]
+  /** Retry-tier records held until due, in arrival order (the partition is paused meanwhile). */
+  delayed: Item[]
+  delayTimer: NodeJS.Timeout | undefined
+}
+
+interface ParkEntry {
+  readonly key: Buffer
+  status: 'parked' | 'released'
+  headOffset: number
+  /** Records stored behind the head (as far as this owner knows). */
+  records: number
+  parkedAt: number
+  draining: boolean
 }
 
 interface Item extends SchedulableItem {
+  /** What the handler sees: the consumed record, a retry-tier record at its origin, or a parked record. */
   readonly record: ConsumedRecord
   readonly state: PartitionState
+  /** `drain`: replays a released key's parked records in its lane. */
+  readonly kind: 'record' | 'drain'
+  /** The Kafka record whose offset this item completes; undefined for a parked record or a drain. */
+  readonly source: ConsumedRecord | undefined
+  /** A retry-tier record's tier headers. */
+  readonly tier?: TierInfo
+  /** A parked record being replayed: its row id. */
+  readonly parkedId?: string
+  seq?: number
+  /** The value decoded at intake (sequence extraction needs it). */
+  decoded?: { value: unknown } | { error: unknown }
+  /** An error that dead-letters the record without running the handler (bad sequence, gap timeout, bad tier headers). */
+  forced?: unknown
 }
+
+/** A state read/write or a produce that close() or a revocation cancelled. */
+const CANCELLED = Symbol('cancelled')
 
 type Outcome = 'done' | 'abandoned'
 
@@ -123,13 +171,37 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   const maxAttempts = options.retry?.maxAttempts ?? consumerDefaults.retry.maxAttempts
   const drainTimeoutMs = options.drainTimeoutMs ?? consumerDefaults.drainTimeoutMs
   const classifyOptions = { permanentCodes: options.permanentCodes, classifier: options.classifier }
+  const ordering = options.ordering ?? consumerDefaults.ordering
+  const tiers = options.retryTopics?.delaysMs ?? []
+  const tierTemplate = options.retryTopics?.topic ?? consumerDefaults.retryTopics.topic
+  const store = options.state ? new OrderingStore(options.state) : undefined
+  /** Keys park behind records that leave the main path (ordering key/partition with a state database). */
+  const parking = store !== undefined && ordering !== 'none'
+  if (tiers.length > 0 && ordering !== 'none' && !store) {
+    throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: consumer.state: retryTopics with ordering '${ordering}' needs a state database, so later records of a retried key park behind it instead of overtaking it (or use ordering 'none' for independent retries)`)
+  }
+  if (options.sequence && !store) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: consumer.state: sequence needs a state database for the last handled sequence of each key')
+  if (options.sequence && ordering === 'none') throw new LifelineError('LL_OPTIONS_INVALID', "invalid options: consumer.sequence: needs ordering 'key' or 'partition'")
+  /** Retry-tier topic → its source topic and tier number. */
+  const tierTopics = new Map<string, { source: string; n: number }>()
+  for (const topic of options.topics) {
+    tiers.forEach((_, i) => {
+      const name = retryTopicName(options.service, topic, i + 1, tierTemplate)
+      if (options.topics.includes(name) || tierTopics.has(name)) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: consumer.retryTopics.topic: tier ${i + 1} of ${topic} is named ${name}, which is already a source or tier topic`)
+      tierTopics.set(name, { source: topic, n: i + 1 })
+    })
+  }
+  const pollMs = options.parking?.pollMs ?? consumerDefaults.parking.pollMs
+  const seqOptions = options.sequence
+  let releaseTimer: NodeJS.Timeout | undefined
+  let gapTimer: NodeJS.Timeout | undefined
 
   const breaker = options.circuitBreaker ? new CircuitBreaker(options.circuitBreaker) : undefined
   const emitter = new EventEmitter<ConsumerEvents>()
   const partitions = new Map<string, PartitionState>()
   // The scheduler keeps key order; `running` below bounds handlers actually executing, so a record
   // sleeping in backoff holds its key but not a concurrency slot.
-  const scheduler = new KeyScheduler<Item>({ ordering: options.ordering ?? consumerDefaults.ordering, concurrency: Number.MAX_SAFE_INTEGER })
+  const scheduler = new KeyScheduler<Item>({ ordering, concurrency: Number.MAX_SAFE_INTEGER })
   const stopping = unboundedController()
   const drainWaiters = new Set<() => void>()
   let running = 0
@@ -156,7 +228,26 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         const position = p.offsets.committed ?? p.offsets.lowestUnfinished
         return w && position !== undefined ? [{ topic: p.topic, partition: p.partition, lag: Math.max(0, w.high - position) }] : []
       }),
+    parkedKeys: () => sourceStates().reduce((n, s) => n + s.parked.size, 0),
+    parkedRecords: () => sourceStates().reduce((n, s) => n + [...s.parked.values()].reduce((m, e) => m + e.records, 0), 0),
+    oldestParkedSeconds: () => {
+      const oldest = Math.min(...sourceStates().flatMap((s) => [...s.parked.values()].map((e) => e.parkedAt)))
+      return Number.isFinite(oldest) ? (Date.now() - oldest) / 1000 : 0
+    },
+    reorderBuffered: () => sourceStates().reduce((n, s) => n + (s.sequences?.buffered ?? 0), 0),
+    tierDepth: () =>
+      [...partitions.values()].flatMap((p) => {
+        if (!p.tierOf) return []
+        const w = kafka?.watermarks(p.topic, p.partition)
+        const position = p.offsets.committed ?? p.offsets.lowestUnfinished
+        return w ? [{ topic: p.topic, depth: Math.max(0, w.high - (position ?? w.low)) }] : []
+      }),
   })
+
+  /** Assigned source (non-tier) partitions. */
+  function sourceStates(): PartitionState[] {
+    return [...partitions.values()].filter((s) => !s.tierOf)
+  }
 
   /** Emits to user listeners; a throwing listener is logged and never disturbs processing. */
   function emit<K extends keyof ConsumerEvents>(event: K, ...args: ConsumerEvents[K]): void {
@@ -217,16 +308,163 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     const state = partitions.get(tpKey(record.topic, record.partition))
     // Not ours (any more): its new owner reads it again from the committed offset.
     if (!state || state.revoking) return undefined
-    if (!state.offsets.track(record.offset)) return undefined
-    const item: Item = {
-      topic: record.topic,
-      partition: record.partition,
-      schedulingKey: schedulingKey(record.key),
-      size: record.size,
-      record,
-      state,
+    if (!state.ready) {
+      // The partition's ordering state is still loading: keep the record (untracked) until it is.
+      state.stash.push(record)
+      return undefined
     }
-    return item
+    if (!state.offsets.track(record.offset)) return undefined
+    const base = { topic: record.topic, partition: record.partition, schedulingKey: schedulingKey(record.key), size: record.size, state, kind: 'record' as const, source: record }
+    if (!state.tierOf) return { ...base, record }
+    const tier = readTierRecord(record)
+    if (tier) return { ...base, record: originView(record, tier), tier }
+    // Not a record this runtime wrote (or its headers were damaged): dead-letter it as it is, under its source topic.
+    const forced = new LifelineError('LL_RETRY_TIER', `${record.topic}[${record.partition}]@${record.offset} has no readable retry-tier headers (lifeline.retry.tier, lifeline.retry.due, lifeline.origin.*); dead-lettering it`, { retriable: false })
+    return { ...base, record: { ...record, topic: state.tierOf.source }, forced }
+  }
+
+  /** Sends an accepted item on: a retry-tier record waits until due, a sequenced record through the reorder buffer. */
+  function route(item: Item): void {
+    const state = item.state
+    if (state.tierOf) {
+      if (item.tier && (state.delayed.length > 0 || item.tier.dueAt > Date.now())) {
+        state.delayed.push(item)
+        pause(state, 'retry-delay')
+        armDelay(state)
+      } else releaseDue(item)
+      return
+    }
+    if (state.sequences && item.record.key !== null) offerSequenced(item)
+    else enqueue(item)
+  }
+
+  // ---- retry tiers: holding records until due -------------------------------------------------------
+  function releaseDue(item: Item): void {
+    if (item.tier) metrics.dueLag(item.tier.tier, Math.max(0, Date.now() - item.tier.dueAt) / 1000)
+    enqueue(item)
+  }
+
+  function armDelay(state: PartitionState): void {
+    if (state.delayTimer || state.delayed.length === 0) return
+    const head = state.delayed[0]!
+    state.delayTimer = setTimeout(() => {
+      state.delayTimer = undefined
+      if (state.revoking) return
+      const now = Date.now()
+      while (state.delayed.length > 0 && state.delayed[0]!.tier!.dueAt <= now) releaseDue(state.delayed.shift()!)
+      if (state.delayed.length === 0) resume(state, 'retry-delay')
+      else armDelay(state)
+      pump()
+    }, Math.max(0, head.tier!.dueAt - Date.now()))
+  }
+
+  // ---- sequences: reorder buffer ---------------------------------------------------------------------
+  /** The record's sequence (decoding it at intake); undefined when it has none or is already marked to fail. */
+  function sequenceOf(item: Item): number | undefined {
+    if (item.seq !== undefined) return item.seq
+    if (item.forced !== undefined) return undefined
+    let value: unknown
+    try {
+      value = wrapDecode(decoder, item.record.value)
+      item.decoded = { value }
+    } catch (error) {
+      item.decoded = { error }
+      return undefined
+    }
+    let raw: unknown
+    try {
+      raw = seqOptions!.extract(new Message(item.record, value, 0, item.state.handlers.signal) as LifelineMessage<unknown>)
+    } catch (err) {
+      item.forced = new LifelineError('LL_SEQUENCE_INVALID', `sequence.extract threw for ${item.record.topic}[${item.record.partition}]@${item.record.offset}: ${(err as Error)?.message ?? String(err)}`, { cause: err, retriable: false })
+      return undefined
+    }
+    if (raw === undefined || raw === null) return undefined
+    const seq = typeof raw === 'bigint' && raw >= 0n && raw <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(raw) : raw
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+      item.forced = new LifelineError('LL_SEQUENCE_INVALID', `sequence.extract returned ${typeof raw === 'bigint' ? `${raw}n` : JSON.stringify(raw)} for ${item.record.topic}[${item.record.partition}]@${item.record.offset}; expected a non-negative safe integer`, { retriable: false })
+      return undefined
+    }
+    item.seq = seq
+    return seq
+  }
+
+  /** Offers a record to its partition's reorder buffer; false when the buffer had no room (kept in `overflow`). */
+  function offerSequenced(item: Item): boolean {
+    const state = item.state
+    const seq = sequenceOf(item)
+    if (seq === undefined) {
+      enqueue(item)
+      return true
+    }
+    const verdict = state.sequences!.offer(item.schedulingKey!, seq, item, Date.now())
+    switch (verdict.kind) {
+      case 'apply':
+        for (const it of verdict.items) enqueue(it)
+        return true
+      case 'duplicate':
+        skipDuplicate(item)
+        return true
+      case 'buffered':
+        return true
+      case 'overflow':
+        state.overflow.push(item)
+        pause(state, 'reorder')
+        return false
+    }
+  }
+
+  function skipDuplicate(item: Item): void {
+    const r = item.record
+    metrics.duplicateSkipped(r.topic)
+    log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, seq: item.seq }, 'duplicate sequence skipped')
+    if (emitter.listenerCount('duplicate') > 0) emit('duplicate', { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key!, seq: item.seq! })
+    if (item.source) item.state.offsets.complete(item.source.offset)
+  }
+
+  /** Offers the records the reorder buffer had no room for again, oldest first; resumes when all fit. */
+  function retryOverflow(state: PartitionState): void {
+    if (state.overflow.length === 0) return
+    const waiting = state.overflow
+    state.overflow = []
+    for (const item of waiting) {
+      if (state.overflow.length > 0) state.overflow.push(item)
+      else offerSequenced(item)
+    }
+    if (state.overflow.length === 0) resume(state, 'reorder')
+  }
+
+  /** Applies timed-out gaps: `skip` runs the held records, `dead-letter` dead-letters them, `hold` alerts. */
+  function expireGaps(): void {
+    const now = Date.now()
+    for (const state of partitions.values()) {
+      const buffer = state.sequences
+      if (!buffer || state.revoking) continue
+      const deadline = buffer.nextDeadline()
+      if (deadline !== undefined && deadline <= now) {
+        for (const expiry of buffer.expire(now)) {
+          const key = Buffer.from(expiry.key, 'latin1')
+          metrics.gap(state.topic, expiry.kind)
+          const records = expiry.kind === 'hold' ? 0 : expiry.items.length
+          log.warn({ topic: state.topic, partition: state.partition, key: key.toString('utf8'), missing: expiry.missing, policy: expiry.kind, records }, 'sequence gap timed out')
+          emit('sequence-gap', { topic: state.topic, partition: state.partition, key, missing: expiry.missing, policy: expiry.kind, records, ...(expiry.kind === 'hold' ? { waitingMs: expiry.waitingMs } : {}) })
+          if (expiry.kind === 'hold') continue
+          store!.recordEvent(options.groupId, state.topic, key, expiry.kind === 'skip' ? 'gap-skipped' : 'gap-dead-lettered', { missing: expiry.missing, records }).catch((err: unknown) => reportError(err, 'recording a sequence gap failed'))
+          for (const it of expiry.items) {
+            if (expiry.kind === 'dead-letter') it.forced = new LifelineError('LL_SEQUENCE_GAP', `sequence ${expiry.missing[0]}..${expiry.missing[1]} of this key never arrived within ${buffer.timeoutMs} ms; record seq ${it.seq} dead-lettered (policy dead-letter)`, { retriable: false })
+            enqueue(it)
+          }
+        }
+      }
+      retryOverflow(state)
+    }
+    pump()
+  }
+
+  function noteSequence(item: Item): void {
+    if (item.seq === undefined || !item.state.sequences) return
+    const sk = item.schedulingKey!
+    const known = item.state.dirtySeq.get(sk)
+    if (!known || known.seq < item.seq) item.state.dirtySeq.set(sk, { key: item.record.key!, seq: item.seq })
   }
 
   function enqueue(item: Item): void {
@@ -239,9 +477,13 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     while (running < concurrency && slotWaiters.length === 0 && !stopping.signal.aborted) {
       const item = scheduler.next()
       if (!item) return
-      running++ // the slot for its first attempt, reserved now so this loop never over-dispatches
       item.state.buffered--
       bufferedBytes -= item.size
+      if (item.kind === 'drain') {
+        void execute(item, undefined) // holds the key's lane; takes a slot per replayed record
+        continue
+      }
+      running++ // the slot for its first attempt, reserved now so this loop never over-dispatches
       // Draining only ever resumes here; pausing is judged by the poll loop (see loop()).
       if (item.state.pausedFor.size > 0 || memoryPaused) relieve(item.state)
       const first = runSynchronously(item)
@@ -256,12 +498,19 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
    * what happened so far, so the handler never runs twice for one attempt.
    */
   function runSynchronously(item: Item): FirstAttempt | 'done' | undefined {
-    if (breaker) return undefined
+    // Anything but a plain record of a key that is not parked takes the async path.
+    if (breaker || item.kind !== 'record' || item.tier || item.parkedId !== undefined || item.forced !== undefined) return undefined
+    if (item.state.parked.size > 0 && item.schedulingKey !== null && item.state.parked.has(item.schedulingKey)) return undefined
     let value: unknown
-    try {
-      value = wrapDecode(decoder, item.record.value)
-    } catch (decodeError) {
-      return { decodeError } // dead-lettered on the async path
+    const decoded = item.decoded
+    if (decoded && 'error' in decoded) return { decodeError: decoded.error }
+    if (decoded) value = decoded.value
+    else {
+      try {
+        value = wrapDecode(decoder, item.record.value)
+      } catch (decodeError) {
+        return { decodeError } // dead-lettered on the async path
+      }
     }
     const startedAt = performance.now()
     let result: unknown
@@ -289,7 +538,10 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   function finish(item: Item, outcome: Outcome): void {
     const state = item.state
     if (state.pausedFor.has('backpressure')) relieve(state)
-    if (outcome === 'done' && partitions.get(tpKey(state.topic, state.partition)) === state) state.offsets.complete(item.record.offset)
+    if (outcome === 'done' && item.source && partitions.get(tpKey(state.topic, state.partition)) === state) {
+      noteSequence(item)
+      state.offsets.complete(item.source.offset)
+    }
     scheduler.done(item)
     for (const wake of drainWaiters) wake()
   }
@@ -302,7 +554,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     try {
       for (let tries = 1; ; tries++) {
         try {
-          outcome = await processRecord(item, tries === 1 ? first : undefined)
+          outcome = item.kind === 'drain' ? await drainKey(item) : await processRecord(item, tries === 1 ? first : undefined)
           break
         } catch (err) {
           // processRecord handles handler and DLQ failures itself; this is a failing user function (a backoff
@@ -391,8 +643,9 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   }
 
   // ---- one record: attempts, retries, dead-lettering -----------------------------------------------
+  /** The handler's message; a retry-tier record's attempt counts the attempts made before its tier. */
   function message(item: Item, value: unknown, attempt: number): LifelineMessage<V> {
-    return new Message(item.record, value as V, attempt, item.state.handlers.signal)
+    return new Message(item.record, value as V, attempt + (item.tier?.attempts ?? 0), item.state.handlers.signal)
   }
 
   function classify(err: unknown): Classification {
@@ -404,19 +657,86 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     }
   }
 
+  /**
+   * What happens to a record before its handler: a record of a parked key is stored behind the head; a
+   * retry-tier copy whose key moved on is skipped. Undefined = run it.
+   */
+  async function preflight(item: Item): Promise<'parked' | 'skipped' | typeof CANCELLED | undefined> {
+    const r = item.record
+    if (!parking || r.key === null) return undefined
+    const state = item.state
+    if (item.tier) {
+      if (item.tier.token === undefined) return undefined
+      const current = await withState(state, 'checking a retry record against its parked key', () => store!.isHead(options.groupId, r.topic, r.key!, item.tier!.token!))
+      if (current === CANCELLED) return CANCELLED
+      if (current) return undefined
+      metrics.staleRetry(r.topic)
+      log.info({ topic: item.source?.topic, partition: r.partition, offset: r.offset, tier: item.tier.tier }, 'stale retry-tier record skipped: its key is no longer parked behind it')
+      return 'skipped'
+    }
+    if (item.parkedId !== undefined || state.parked.size === 0) return undefined
+    const entry = state.parked.get(item.schedulingKey!)
+    if (!entry) return undefined
+    if (r.offset === entry.headOffset) {
+      // The head itself, delivered again (a crash before its offset was committed): run it again while its
+      // key is parked; a released key's head already succeeded.
+      return entry.status === 'parked' ? undefined : 'skipped'
+    }
+    // Without sequences a key's earlier offsets ran before its head failed: a redelivery, not new work.
+    if (!seqOptions && r.offset < entry.headOffset) return 'skipped'
+    const stored = await withState(state, 'storing a record behind its parked key', () =>
+      store!.addFollower({ group: options.groupId, topic: r.topic, partition: r.partition, key: r.key!, offset: r.offset, seq: item.seq, value: r.value, headers: r.headers, timestamp: r.timestamp }),
+    )
+    if (stored === CANCELLED) return CANCELLED
+    if (stored) {
+      entry.records++
+      metrics.recordParked(r.topic)
+      if (emitter.listenerCount('record-parked') > 0) emit('record-parked', { topic: r.topic, partition: r.partition, key: r.key, offset: r.offset })
+    }
+    return 'parked'
+  }
+
+  /** After a success: a replayed parked record leaves the table; a retry-tier head releases its key. */
+  async function afterSuccess(item: Item): Promise<boolean> {
+    const r = item.record
+    if (item.parkedId !== undefined) {
+      if ((await withState(item.state, 'removing a replayed parked record', () => store!.deleteRecord(item.parkedId!))) === CANCELLED) return false
+    }
+    if (parking && item.tier?.token !== undefined && r.key !== null) {
+      const partition = await withState(item.state, 'releasing a key whose head succeeded', () => store!.headSucceeded(options.groupId, r.topic, r.key!, item.tier!.token!))
+      if (partition === CANCELLED) return false
+      const owner = partition === undefined ? undefined : partitions.get(tpKey(r.topic, partition))
+      if (owner && owner.ready && !owner.revoking) markReleased(owner, r.key)
+    }
+    return true
+  }
+
   async function processRecord(item: Item, first?: FirstAttempt): Promise<Outcome> {
     const r = item.record
     const resumedAttempt = first && 'result' in first ? first : undefined
     let value: unknown = resumedAttempt?.value
     let failure: { classification: Classification; error: unknown } | undefined
-    if (first && 'decodeError' in first) failure = { classification: classify(first.decodeError), error: first.decodeError }
-    else if (!first) {
+    if (!first) {
+      const pre = await preflight(item)
+      if (pre !== undefined) {
+        releaseSlot()
+        return pre === CANCELLED ? 'abandoned' : 'done'
+      }
+    }
+    if (item.forced !== undefined) failure = { classification: classify(item.forced), error: item.forced }
+    else if (first && 'decodeError' in first) failure = { classification: classify(first.decodeError), error: first.decodeError }
+    else if (!first && item.decoded) {
+      if ('error' in item.decoded) failure = { classification: classify(item.decoded.error), error: item.decoded.error }
+      else value = item.decoded.value
+    } else if (!first) {
       try {
         value = wrapDecode(decoder, r.value)
       } catch (err) {
         failure = { classification: classify(err), error: err }
       }
     }
+    // A retry-tier record gets one attempt per tier; a record in the main path retries in place first.
+    const attemptsHere = item.tier ? 1 : maxAttempts
     const now = Date.now()
     let firstFailureAt = now
     let lastFailureAt = now
@@ -459,7 +779,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
           breaker!.record('success', Date.now(), permit)
           breakerTransitions()
         }
-        succeeded(r, attempt, startedAt)
+        succeeded(r, attempt + (item.tier?.attempts ?? 0), startedAt)
+        if ((item.parkedId !== undefined || item.tier) && !(await afterSuccess(item))) return 'abandoned'
         return 'done'
       } catch (err) {
         metrics.handlerDuration(r.topic, 'failure', (performance.now() - startedAt) / 1000)
@@ -484,7 +805,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         if (attempt === 1) firstFailureAt = lastFailureAt
         const decision = retryDecision({
           attempt,
-          maxAttempts,
+          maxAttempts: attemptsHere,
           firstFailureAt,
           now: lastFailureAt,
           deadlineMs: options.retry?.deadlineMs,
@@ -510,49 +831,185 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       }
     }
     giveUpSlot() // the DLQ write needs no handler slot (an undecodable record never used its slot)
-    return deadLetter(item, value, failure, Math.max(attempt, 1), firstFailureAt, lastFailureAt)
+    return leaveMainPath(item, value, failure, Math.max(attempt, 1), firstFailureAt, lastFailureAt)
   }
 
-  async function deadLetter(item: Item, value: unknown, failure: { classification: Classification; error: unknown }, attempts: number, firstFailureAt: number, lastFailureAt: number): Promise<Outcome> {
-    const r = item.record
-    const dlqTopic = dlqTopicName(options.service, r.topic, options.deadLetter?.topic)
-    const context = failureContext(r, options.groupId, options.service, { classification: failure.classification, attempts, firstFailureAt, lastFailureAt }, RUNTIME_FILE)
-    const out = deadLetterRecord(dlqTopic, r, context, { spring: options.deadLetter?.springHeaders })
-    // The source offset is committed only after the DLQ write is acknowledged; until then the partition
-    // stays paused and the write is retried: nothing is skipped.
+  /** Runs a state-store step, pausing the partition and retrying while it fails; CANCELLED on revoke/close. */
+  async function withState<T>(state: PartitionState, what: string, step: () => Promise<T>): Promise<T | typeof CANCELLED> {
+    return retrying(state, 'state', step, (err, tries) => new LifelineError('LL_STATE', `${what} failed (try ${tries}); retrying`, { cause: err }))
+  }
+
+  /**
+   * Runs `step` until it succeeds. While it fails the partition is paused under `reason` (nothing after it
+   * is fetched) and the step is retried with backoff: a record is never skipped because a write failed.
+   */
+  async function retrying<T>(state: PartitionState, reason: string, step: () => Promise<T>, describe: (err: unknown, tries: number) => LifelineError): Promise<T | typeof CANCELLED> {
     let failing = false
-    const stopFailing = () => {
-      if (!failing) return
-      failing = false
-      if (--item.state.dlqFailing === 0) resume(item.state, 'dead-letter')
-    }
-    for (let tries = 1; ; tries++) {
-      let ack
-      try {
-        ;[ack] = await dlq!.send([out])
-      } catch (err) {
-        if (!failing) {
-          failing = true
-          item.state.dlqFailing++
-          pause(item.state, 'dead-letter')
-        }
-        reportError(new LifelineError('LL_DEAD_LETTER', `writing ${r.topic}[${r.partition}]@${r.offset} to ${dlqTopic} failed (try ${tries}); retrying`, { cause: err }), 'dead-letter write failed')
+    try {
+      for (let tries = 1; ; tries++) {
         try {
-          await sleep(Math.min(30_000, 250 * 2 ** Math.min(tries, 7)), item.state.waits.signal)
-        } catch {
-          stopFailing()
-          return 'abandoned'
+          return await step()
+        } catch (err) {
+          if (!failing) {
+            failing = true
+            state.failing.set(reason, (state.failing.get(reason) ?? 0) + 1)
+            pause(state, reason)
+          }
+          reportError(describe(err, tries), `${reason} write failed`)
+          try {
+            await sleep(Math.min(30_000, 250 * 2 ** Math.min(tries, 7)), state.waits.signal)
+          } catch {
+            return CANCELLED
+          }
         }
-        continue
       }
-      stopFailing()
-      metrics.deadLettered(r.topic, failure.classification.code)
-      emit('dead-letter', { topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, dlqOffset: ack!.offset, errorCode: failure.classification.code, attempts })
-      log.info({ topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, code: failure.classification.code, attempts }, 'record dead-lettered')
-      break
+    } finally {
+      if (failing) {
+        const left = (state.failing.get(reason) ?? 1) - 1
+        state.failing.set(reason, left)
+        if (left === 0) resume(state, reason)
+      }
     }
+  }
+
+  /**
+   * A record whose attempts here failed leaves the main path: to the next retry tier when the failure is
+   * retriable and a tier is left, else to the DLQ. With parking its key is parked (or its head moved) first,
+   * so a crash between the two can only leave a stale copy, never an unparked key. The source offset is
+   * committable once the write is acknowledged.
+   */
+  async function leaveMainPath(item: Item, value: unknown, failure: { classification: Classification; error: unknown }, attemptsHere: number, firstFailureAt: number, lastFailureAt: number): Promise<Outcome> {
+    const origin = item.record
+    const attempts = (item.tier?.attempts ?? 0) + attemptsHere
+    const nextTier = (item.tier?.tier ?? 0) + 1
+    const toTier = tiers.length > 0 && failure.classification.kind === 'retriable' && nextTier <= tiers.length
+    const target = toTier ? retryTopicName(options.service, origin.topic, nextTier, tierTemplate) : dlqTopicName(options.service, origin.topic, options.deadLetter?.topic)
+    const location = toTier ? `retry:${nextTier}` : 'dlq'
+    const context = failureContext(origin, options.groupId, options.service, { classification: failure.classification, attempts, firstFailureAt: item.tier?.firstFailureAt ?? firstFailureAt, lastFailureAt }, RUNTIME_FILE)
+    const parks = parking && origin.key !== null
+    // Hops between tiers keep the token (a copy redelivered after a crash stays valid); a new head gets a new one.
+    const token = parks ? (item.tier?.token ?? randomUUID()) : undefined
+    if (parks) {
+      const moved = await withState(item.state, 'parking a key', () =>
+        store!.moveHead({ group: options.groupId, topic: origin.topic, partition: origin.partition, key: origin.key!, headOffset: origin.offset, token: token!, location, headTopic: target, errorCode: failure.classification.code, errorMessage: failure.classification.message, fromParkedRecord: item.parkedId }),
+      )
+      if (moved === CANCELLED) return 'abandoned'
+      const owner = partitions.get(tpKey(origin.topic, origin.partition))
+      if (owner && !owner.tierOf) {
+        const sk = schedulingKey(origin.key)!
+        const entry = owner.parked.get(sk)
+        if (entry) {
+          entry.status = 'parked'
+          entry.headOffset = origin.offset
+          if (item.parkedId !== undefined) entry.records = Math.max(0, entry.records - 1)
+        } else {
+          owner.parked.set(sk, { key: origin.key!, status: 'parked', headOffset: origin.offset, records: 0, parkedAt: Date.now(), draining: false })
+          metrics.keyParked(origin.topic)
+        }
+      }
+      log.info({ topic: origin.topic, partition: origin.partition, offset: origin.offset, location }, item.tier || item.parkedId !== undefined ? 'parked key: head moved' : 'key parked')
+      emit('parked', { topic: origin.topic, partition: origin.partition, key: origin.key!, offset: origin.offset, location })
+    }
+    const dueAt = Date.now() + (toTier ? (tiers[nextTier - 1] as number) : 0)
+    const out = toTier ? tierRecord(target, origin, context, nextTier, dueAt, token) : deadLetterRecord(target, origin, context, { spring: options.deadLetter?.springHeaders })
+    const where = `${origin.topic}[${origin.partition}]@${origin.offset}`
+    const acks = await retrying(item.state, toTier ? 'retry-tier' : 'dead-letter', () => dlq!.send([out]), (err, tries) =>
+      toTier ? new LifelineError('LL_RETRY_TIER', `writing ${where} to ${target} failed (try ${tries}); retrying`, { cause: err }) : new LifelineError('LL_DEAD_LETTER', `writing ${where} to ${target} failed (try ${tries}); retrying`, { cause: err }),
+    )
+    if (acks === CANCELLED) return 'abandoned'
+    if (toTier) {
+      metrics.tierForwarded(origin.topic, nextTier)
+      emit('retry-tier', { topic: origin.topic, partition: origin.partition, offset: origin.offset, tier: nextTier, retryTopic: target, dueAt, attempts, errorCode: failure.classification.code })
+      log.info({ topic: origin.topic, partition: origin.partition, offset: origin.offset, retryTopic: target, dueAt: new Date(dueAt).toISOString(), code: failure.classification.code, attempts }, 'record moved to a retry tier')
+      return 'done'
+    }
+    metrics.deadLettered(origin.topic, failure.classification.code)
+    emit('dead-letter', { topic: origin.topic, partition: origin.partition, offset: origin.offset, dlqTopic: target, dlqOffset: acks[0]!.offset, errorCode: failure.classification.code, attempts })
+    log.info({ topic: origin.topic, partition: origin.partition, offset: origin.offset, dlqTopic: target, code: failure.classification.code, attempts }, 'record dead-lettered')
     if (options.onDeadLetter) await runHook(item, value, failure.error)
     return 'done'
+  }
+
+  // ---- parked keys: release and replay -------------------------------------------------------------
+  /** The key was released (its head succeeded, was redriven or discarded): replay its parked records in its lane. */
+  function markReleased(state: PartitionState, key: Buffer): void {
+    const sk = schedulingKey(key)!
+    let entry = state.parked.get(sk)
+    if (!entry) {
+      entry = { key, status: 'released', headOffset: -1, records: 0, parkedAt: Date.now(), draining: false }
+      state.parked.set(sk, entry)
+    }
+    entry.status = 'released'
+    if (entry.draining) return
+    entry.draining = true
+    enqueue({ kind: 'drain', topic: state.topic, partition: state.partition, schedulingKey: sk, size: 0, record: { topic: state.topic, partition: state.partition, offset: -1, key, value: null, headers: [], timestamp: 0, size: 0 }, state, source: undefined })
+    pump()
+  }
+
+  function parkedRecordItem(state: PartitionState, row: ParkedRecord): Item {
+    const record: ConsumedRecord = { topic: row.topic, partition: row.partition, offset: row.offset, key: row.key, value: row.value, headers: row.headers, timestamp: row.timestamp, size: row.key.length + (row.value?.length ?? 0) }
+    return { kind: 'record', topic: state.topic, partition: state.partition, schedulingKey: schedulingKey(row.key), size: record.size, record, state, source: undefined, parkedId: row.id, ...(row.seq === null ? {} : { seq: row.seq }) }
+  }
+
+  /**
+   * Replays a released key's parked records in order, each through the full attempt path. One that fails
+   * becomes the key's new head (parked again); when none is left the key is forgotten and flows again.
+   * Runs in the key's lane, so live records of the key wait behind it (and park, until it finishes).
+   */
+  async function drainKey(item: Item): Promise<Outcome> {
+    const state = item.state
+    const sk = item.schedulingKey!
+    const entry = state.parked.get(sk)
+    if (!entry || !store) return 'done'
+    const key = entry.key
+    let replayed = 0
+    try {
+      for (;;) {
+        const rows = await withState(state, 'reading parked records', () => store.records(options.groupId, state.topic, key, 100))
+        if (rows === CANCELLED) return 'abandoned'
+        if (rows.length === 0) {
+          const finished = await withState(state, 'finishing a release', () => store.finishRelease(options.groupId, state.topic, key))
+          if (finished === CANCELLED) return 'abandoned'
+          if (!finished) continue
+          state.parked.delete(sk)
+          metrics.keyReleased(state.topic)
+          log.info({ topic: state.topic, partition: state.partition, replayed }, 'parked key released')
+          emit('released', { topic: state.topic, partition: state.partition, key, replayed })
+          return 'done'
+        }
+        for (const row of rows) {
+          if (!(await takeSlot(state.waits.signal))) return 'abandoned'
+          const outcome = await processRecord(parkedRecordItem(state, row))
+          if (outcome === 'abandoned') return 'abandoned'
+          replayed++
+          if (entry.status === 'parked') return 'done' // it failed again and is the key's new head
+          entry.records = Math.max(0, entry.records - 1)
+        }
+      }
+    } finally {
+      entry.draining = false
+    }
+  }
+
+  /** Looks for keys released elsewhere (a retry tier on another member, an operator) in the assigned partitions. */
+  let pollingReleases = false
+  async function pollReleases(): Promise<void> {
+    if (pollingReleases || !store) return
+    pollingReleases = true
+    try {
+      const byTopic = new Map<string, number[]>()
+      for (const s of sourceStates()) if (s.ready && !s.revoking) byTopic.set(s.topic, [...(byTopic.get(s.topic) ?? []), s.partition])
+      for (const [topic, parts] of byTopic) {
+        for (const { partition, key } of await store.releasedKeys(options.groupId, topic, parts)) {
+          const s = partitions.get(tpKey(topic, partition))
+          if (s && s.ready && !s.revoking && !s.parked.get(schedulingKey(key)!)?.draining) markReleased(s, key)
+        }
+      }
+    } catch (err) {
+      reportError(new LifelineError('LL_STATE', 'looking for released keys failed; retrying at the next poll', { cause: err }), 'release poll failed')
+    } finally {
+      pollingReleases = false
+    }
   }
 
   async function runHook(item: Item, value: unknown, error: unknown): Promise<void> {
@@ -587,6 +1044,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         })
       if (batch.length === 0) return
       const offsets = batch.map((b) => ({ topic: b.state.topic, partition: b.state.partition, offset: b.offset }))
+      // Sequences first: everything the offsets below cover was noted before they were computed.
+      await saveSequences(batch.map((b) => b.state))
       await kafka.commit(offsets)
       for (const b of batch) b.state.offsets.markCommitted(b.offset, b.generation)
       emit('commit', offsets)
@@ -597,10 +1056,89 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     return next
   }
 
+  /** Saves the last handled sequences noted so far (a failed save keeps them noted and fails the commit). */
+  async function saveSequences(states: PartitionState[]): Promise<void> {
+    for (const s of states) {
+      if (s.dirtySeq.size === 0) continue
+      const entries = [...s.dirtySeq.values()]
+      s.dirtySeq.clear()
+      try {
+        await store!.saveSequences(options.groupId, s.topic, s.partition, entries.map((e) => [e.key, e.seq] as const))
+      } catch (err) {
+        for (const e of entries) {
+          const sk = schedulingKey(e.key)!
+          const now = s.dirtySeq.get(sk)
+          if (!now || now.seq < e.seq) s.dirtySeq.set(sk, e)
+        }
+        throw new LifelineError('LL_STATE', `saving last sequences of ${s.topic}[${s.partition}] failed; offsets not committed`, { cause: err })
+      }
+    }
+  }
+
   // ---- rebalances -----------------------------------------------------------------------------------
-  function onAssign(parts: TopicPartition[]): void {
-    for (const p of parts) {
-      partitions.set(tpKey(p.topic, p.partition), { topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), waits: unboundedController(), handlers: unboundedController(), buffered: 0, dlqFailing: 0, revoking: false })
+  function newPartitionState(p: TopicPartition): PartitionState {
+    const tierOf = tierTopics.get(p.topic)
+    const sequences =
+      seqOptions && !tierOf
+        ? new SequenceBuffer<Item>({
+            maxPerKey: seqOptions.maxPerKey ?? consumerDefaults.sequence.maxPerKey,
+            maxTotal: seqOptions.maxTotal ?? consumerDefaults.sequence.maxTotal,
+            timeoutMs: seqOptions.timeoutMs ?? consumerDefaults.sequence.timeoutMs,
+            policy: seqOptions.policy ?? consumerDefaults.sequence.policy,
+            ...(seqOptions.firstSequence === undefined ? {} : { firstSequence: seqOptions.firstSequence }),
+          })
+        : undefined
+    return {
+      topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), waits: unboundedController(), handlers: unboundedController(),
+      buffered: 0, failing: new Map(), revoking: false, tierOf, ready: store === undefined || tierOf !== undefined, stash: [], parked: new Map(), sequences, dirtySeq: new Map(), overflow: [], delayed: [], delayTimer: undefined,
+    }
+  }
+
+  /** Loads a source partition's parked keys and last sequences; until then its records wait (the partition paused). */
+  async function loadState(state: PartitionState): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      if (state.revoking || stopping.signal.aborted) return
+      try {
+        const loaded = await store!.loadPartition(options.groupId, state.topic, state.partition)
+        if (state.revoking) return
+        for (const p of loaded.parked) state.parked.set(schedulingKey(p.key)!, { key: p.key, status: p.status, headOffset: p.headOffset, records: p.records, parkedAt: p.parkedAt.getTime(), draining: false })
+        if (state.sequences) for (const q of loaded.sequences) state.sequences.restore(schedulingKey(q.key)!, q.lastSeq)
+        break
+      } catch (err) {
+        reportError(new LifelineError('LL_STATE', `loading the ordering state of ${state.topic}[${state.partition}] failed (try ${tries}); its records wait`, { cause: err }), 'state load failed')
+        // Paused once the assignment is applied (right after onAssign returns); records fetched before wait in the stash.
+        setImmediate(() => {
+          if (!state.ready && !state.revoking) pause(state, 'state')
+        })
+        try {
+          await sleep(Math.min(30_000, 250 * 2 ** Math.min(tries, 7)), state.waits.signal)
+        } catch {
+          return
+        }
+      }
+    }
+    state.ready = true
+    resume(state, 'state')
+    if (state.stash.length > 0) {
+      const stashed = state.stash
+      state.stash = []
+      void dispatch(stashed).catch((err: unknown) => reportError(err, 'dispatching records held during the state load failed'))
+    }
+    for (const entry of state.parked.values()) if (entry.status === 'released') markReleased(state, entry.key)
+  }
+
+  async function onAssign(parts: TopicPartition[]): Promise<void> {
+    const states = parts.map((p) => {
+      const state = newPartitionState(p)
+      partitions.set(tpKey(p.topic, p.partition), state)
+      return state
+    })
+    // The assignment takes effect when this returns: wait (bounded) for the state, so nothing is fetched before it.
+    const loading = states.filter((s) => !s.ready).map((s) => loadState(s))
+    if (loading.length > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.all(loading), new Promise<void>((resolve) => (timer = setTimeout(resolve, 10_000)))])
+      clearTimeout(timer)
     }
     // Partitions assigned during an outage start paused like the others (once the assignment is applied,
     // which happens right after this hook returns).
@@ -646,6 +1184,11 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       const dropped = scheduler.removePartition(s.topic, s.partition)
       s.buffered -= dropped.length
       for (const d of dropped) bufferedBytes -= d.size
+      // Held, delayed and stashed records stay uncommitted: the next owner reads them again.
+      clearTimeout(s.delayTimer)
+      s.delayed = []
+      s.overflow = []
+      s.stash = []
       s.waits.abort()
     }
   }
@@ -719,7 +1262,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         return
       }
     }
-    for (const item of items) enqueue(item)
+    for (const item of items) route(item)
     pump()
     if (items.length === 0) return
     // Backpressure is judged once the batch had its chance to run (fast handlers finish within this
@@ -741,10 +1284,11 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     try {
       const provision = options.deadLetter?.provision ?? consumerDefaults.deadLetter.provision
       // Without provisioning the same checks run (sources exist, DLQs exist with enough partitions).
-      await ensureTopics(admin, { service: options.service, topics: options.topics, deadLetter: options.deadLetter, checkOnly: !provision })
+      await ensureTopics(admin, { service: options.service, topics: options.topics, deadLetter: options.deadLetter, retryTopics: options.retryTopics, checkOnly: !provision })
     } finally {
       await admin.close()
     }
+    if (store) await migrateLifeline(store.db, { logger: log })
     dlq = createProducer({ ...connection, clientId: `${options.service}-dlq` })
     await dlq.connect()
     const consumer = createKafkaConsumer({
@@ -754,11 +1298,19 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       rebalance: { onAssign, onRevoke, onError: (err) => reportError(err, 'rebalance hook failed') },
     })
     kafka = consumer
-    consumer.subscribe(options.topics)
+    consumer.subscribe([...options.topics, ...tierTopics.keys()])
     await consumer.connect()
     loopDone = loop(consumer)
     commitTimer = setInterval(() => void commit().catch((err) => reportError(err, 'periodic commit failed')), options.commitIntervalMs ?? consumerDefaults.commitIntervalMs)
     commitTimer.unref()
+    if (parking) {
+      releaseTimer = setInterval(() => void pollReleases(), pollMs)
+      releaseTimer.unref()
+    }
+    if (seqOptions) {
+      gapTimer = setInterval(expireGaps, Math.max(20, Math.min(1000, Math.floor((seqOptions.timeoutMs ?? consumerDefaults.sequence.timeoutMs) / 4))))
+      gapTimer.unref()
+    }
     log.info({ topics: options.topics }, 'consumer started')
   }
 
@@ -777,6 +1329,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       await starting?.catch(() => undefined)
       stopping.abort()
       clearInterval(commitTimer)
+      clearInterval(releaseTimer)
+      clearInterval(gapTimer)
       await step('stopping the poll loop', () => loopDone)
       const states = [...partitions.values()]
       await step('releasing queued records', () => release(states))
@@ -800,6 +1354,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       buffered: scheduler.queued,
       assigned: [...partitions.values()].map((s) => ({ topic: s.topic, partition: s.partition })),
       paused: [...partitions.values()].filter((s) => s.pausedFor.size > 0).map((s) => ({ topic: s.topic, partition: s.partition })),
+      parkedKeys: sourceStates().reduce((n, st) => n + st.parked.size, 0),
+      reorderBuffered: sourceStates().reduce((n, st) => n + (st.sequences?.buffered ?? 0), 0),
     }),
     [Symbol.asyncDispose]: close,
   }) as LifelineConsumer

@@ -10,6 +10,8 @@ import type { BackoffFunction, Jitter } from './backoff.js'
 import type { ClassifierVerdict } from './classify.js'
 import type { CircuitBreakerOptions, Transition } from './circuit-breaker.js'
 import type { Ordering } from './key-scheduler.js'
+import type { SqlExecutor } from '../store/executor.js'
+import type { GapPolicy, SeqRange } from '../ordering/sequence-buffer.js'
 
 /** What the handler receives for each record. */
 export interface LifelineMessage<V = unknown> {
@@ -66,6 +68,43 @@ export interface DeadLetterOptions {
   replicationFactor?: number
 }
 
+export interface RetryTopicsOptions {
+  /**
+   * One delay per tier, ms: `[5000, 60000, 600000]` makes tiers `.retry.1` (5 s), `.retry.2` (1 min) and
+   * `.retry.3` (10 min). A record whose in-place attempts (`retry.maxAttempts`) failed with a retriable error
+   * moves to the next tier and its source offset is committed; after the last tier it is dead-lettered.
+   */
+  delaysMs: number[]
+  /** Tier topic name: a template with `{service}`, `{topic}`, `{n}` (default `{service}.{topic}.retry.{n}`) or a function. */
+  topic?: string | ((sourceTopic: string, n: number) => string)
+  /** Retention of created tier topics, ms (default 7 days). */
+  retentionMs?: number
+}
+
+export interface ParkingOptions {
+  /** How often the owner of a partition looks for keys released elsewhere (a retry tier, an operator), ms (default 1000). */
+  pollMs?: number
+}
+
+export interface SequenceOptions {
+  /**
+   * The record's sequence within its key: a non-negative safe integer, or undefined/null for a record that
+   * is not sequenced. Gets the decoded message (`attempt` is 0). Throwing, or returning anything else,
+   * dead-letters the record (LL_SEQUENCE_INVALID).
+   */
+  extract: (message: LifelineMessage<unknown>) => number | bigint | null | undefined
+  /** The sequence of a key's first record (default: the first one seen is the key's start). */
+  firstSequence?: number
+  /** How long a gap may stay open, ms (default 30000). */
+  timeoutMs?: number
+  /** What happens to a gap still open after `timeoutMs` (default `hold`). */
+  policy?: GapPolicy
+  /** Records held for one key at most (default 1000); more pause the partition until the gap fills. */
+  maxPerKey?: number
+  /** Records held per partition at most (default 10000); more pause the partition. */
+  maxTotal?: number
+}
+
 export interface ConsumerEvents {
   /** A record's handler succeeded. */
   processed: [info: { topic: string; partition: number; offset: number; attempts: number; durationMs: number }]
@@ -79,6 +118,18 @@ export interface ConsumerEvents {
   'partitions-revoked': [partitions: Array<{ topic: string; partition: number }>, lost: boolean]
   paused: [partition: { topic: string; partition: number }, reason: string]
   resumed: [partition: { topic: string; partition: number }]
+  /** A record left the main path to a retry tier (`location` `retry:N`) or the DLQ. */
+  'retry-tier': [info: { topic: string; partition: number; offset: number; tier: number; retryTopic: string; dueAt: number; attempts: number; errorCode: string }]
+  /** A key was parked behind a record that left the main path (or its head moved to another tier or the DLQ). */
+  parked: [info: { topic: string; partition: number; key: Buffer; offset: number; location: string }]
+  /** A record arrived for a parked key and was stored behind its head (its offset is then committed). */
+  'record-parked': [info: { topic: string; partition: number; key: Buffer; offset: number }]
+  /** A released key's parked records were all replayed and the key flows again. */
+  released: [info: { topic: string; partition: number; key: Buffer; replayed: number }]
+  /** A record at or below its key's last handled sequence was skipped. */
+  duplicate: [info: { topic: string; partition: number; offset: number; key: Buffer; seq: number }]
+  /** A sequence gap timed out: `policy` says what happened (`hold` repeats every timeoutMs while it stays open). */
+  'sequence-gap': [info: { topic: string; partition: number; key: Buffer; missing: SeqRange; policy: GapPolicy; waitingMs?: number; records: number }]
   /** The circuit breaker changed state (only with the `circuitBreaker` option). */
   breaker: [transition: Transition]
   /** A non-fatal problem the consumer recovers from by itself (poll, commit or DLQ write failures). */
@@ -120,6 +171,22 @@ export interface ConsumerOptions<V = unknown> {
    * Permanent failures (bad payloads) never count.
    */
   circuitBreaker?: CircuitBreakerOptions
+  /**
+   * Non-blocking retries: after `retry.maxAttempts` in-place attempts a retriable failure moves to retry-tier
+   * topics instead of the DLQ (see {@link RetryTopicsOptions}). With `ordering` `key` or `partition` it needs
+   * `state`, so later records of the key park behind it.
+   */
+  retryTopics?: RetryTopicsOptions
+  /**
+   * The database for ordering state (parked keys, parked records, last sequences): a PostgreSQL server
+   * shared by the group's members (or embedded PGlite for a single process). Lifeline migrates its tables
+   * at start(). With it and `ordering` `key`/`partition`, a key whose record leaves the main path (retry tier
+   * or DLQ) is parked: its later records wait, in order, until the head succeeds or is released.
+   */
+  state?: SqlExecutor
+  parking?: ParkingOptions
+  /** Per-key sequence reordering and duplicate detection (needs `state`). */
+  sequence?: SequenceOptions
   /** Runs after the DLQ write and before the record's offset is committed (seed 003's recovery step). */
   onDeadLetter?: (record: LifelineMessage<unknown>, error: unknown) => Promise<void> | void
   /** Commit interval, ms (default 1000); commits also happen on revoke and close. */
@@ -151,6 +218,9 @@ export const consumerDefaults = {
   sessionTimeoutMs: 10_000,
   retry: { maxAttempts: 4, baseMs: 1000, factor: 2, maxMs: 30_000, jitter: 'full' as Jitter },
   deadLetter: { topic: '{service}.{topic}.dlq', springHeaders: false, provision: true, retentionMs: 14 * 24 * 3600 * 1000 },
+  retryTopics: { topic: '{service}.{topic}.retry.{n}', retentionMs: 7 * 24 * 3600 * 1000 },
+  parking: { pollMs: 1000 },
+  sequence: { timeoutMs: 30_000, policy: 'hold' as GapPolicy, maxPerKey: 1000, maxTotal: 10_000 },
 } as const
 
 const NonEmpty = Type.String({ minLength: 1 })
@@ -212,6 +282,31 @@ export const ConsumerOptionsSchema = Type.Object(
       ),
     ),
     onDeadLetter: Type.Optional(Type.Any()),
+    retryTopics: Type.Optional(
+      Type.Object(
+        {
+          delaysMs: Type.Array(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600 * 1000 }), { minItems: 1, maxItems: 20 }),
+          topic: Type.Optional(Type.Any()),
+          retentionMs: Type.Optional(PositiveInt),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    state: Type.Optional(Type.Any()),
+    parking: Type.Optional(Type.Object({ pollMs: Type.Optional(Type.Integer({ minimum: 10 })) }, { additionalProperties: false })),
+    sequence: Type.Optional(
+      Type.Object(
+        {
+          extract: Type.Any(),
+          firstSequence: Type.Optional(Type.Integer({ minimum: 0 })),
+          timeoutMs: Type.Optional(PositiveInt),
+          policy: Type.Optional(Type.Union([Type.Literal('hold'), Type.Literal('skip'), Type.Literal('dead-letter')])),
+          maxPerKey: Type.Optional(PositiveInt),
+          maxTotal: Type.Optional(PositiveInt),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     circuitBreaker: Type.Optional(
       Type.Object(
         {
@@ -241,6 +336,9 @@ export function functionOptions(o: ConsumerOptions<unknown>): Array<[string, unk
     ['handler', o.handler, true],
     ['classifier', o.classifier, false],
     ['onDeadLetter', o.onDeadLetter, false],
+    ['sequence.extract', o.sequence?.extract, o.sequence !== undefined],
+    ['state.transaction', o.state?.transaction, o.state !== undefined],
+    ['retryTopics.topic', typeof o.retryTopics?.topic === 'function' ? o.retryTopics.topic : undefined, false],
     ['decoder.decode', typeof o.decoder === 'object' ? o.decoder.decode : undefined, typeof o.decoder === 'object'],
   ]
 }

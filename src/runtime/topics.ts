@@ -1,22 +1,28 @@
 /**
- * Topic provisioning for a consumer: the DLQ topic of every source topic, with the source's partition
- * count (a DLQ record keeps its source partition number), `cleanup.policy=delete` and a retention.
+ * Topic provisioning for a consumer: the DLQ topic and the retry-tier topics of every source topic, with the
+ * source's partition count (a DLQ or tier record keeps its source partition number), `cleanup.policy=delete`
+ * and a retention.
  */
 import { LifelineError } from '../errors.js'
 import type { KafkaAdmin } from '../kafka/types.js'
-import { consumerDefaults, dlqTopicName, type DeadLetterOptions } from './options.js'
+import { consumerDefaults, dlqTopicName, type DeadLetterOptions, type RetryTopicsOptions } from './options.js'
+import { retryTopicName } from './retry-topics.js'
 
 export interface EnsureTopicsOptions {
   service: string
   topics: string[]
   deadLetter?: DeadLetterOptions
+  /** Also the retry-tier topics of every source topic. */
+  retryTopics?: RetryTopicsOptions
   /** Only check: a missing DLQ is an error instead of being created. */
   checkOnly?: boolean
 }
 
 export interface EnsuredTopic {
   topic: string
-  role: 'dlq'
+  role: 'dlq' | 'retry'
+  /** The tier number of a retry topic. */
+  tier?: number
   source: string
   partitions: number
   created: boolean
@@ -33,14 +39,26 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
     throw new LifelineError('LL_TOPIC_INVALID', `source topic(s) do not exist: ${missingSources.join(', ')}`, { details: { topics: missingSources } })
   }
   const sources = await admin.describeTopics(options.topics)
-  const plan = sources.map((s) => ({ source: s.topic, topic: dlqTopicName(options.service, s.topic, options.deadLetter?.topic), partitions: s.partitions.length }))
+  const retentionMs = options.deadLetter?.retentionMs ?? consumerDefaults.deadLetter.retentionMs
+  const tierRetentionMs = options.retryTopics?.retentionMs ?? consumerDefaults.retryTopics.retentionMs
+  const plan: Array<{ source: string; topic: string; partitions: number; role: 'dlq' | 'retry'; tier?: number; retentionMs: number }> = sources.flatMap((s) => [
+    { source: s.topic, topic: dlqTopicName(options.service, s.topic, options.deadLetter?.topic), partitions: s.partitions.length, role: 'dlq' as const, retentionMs },
+    ...(options.retryTopics?.delaysMs ?? []).map((_, i) => ({
+      source: s.topic,
+      topic: retryTopicName(options.service, s.topic, i + 1, options.retryTopics?.topic ?? consumerDefaults.retryTopics.topic),
+      partitions: s.partitions.length,
+      role: 'retry' as const,
+      tier: i + 1,
+      retentionMs: tierRetentionMs,
+    })),
+  ])
 
   const existingDlqs = plan.filter((p) => existing.has(p.topic))
   const actualPartitions = new Map<string, number>()
   if (options.checkOnly) {
     const missing = plan.filter((p) => !existing.has(p.topic)).map((p) => p.topic)
     if (missing.length > 0) {
-      throw new LifelineError('LL_TOPIC_INVALID', `DLQ topic(s) missing and provisioning is off: ${missing.join(', ')} (run \`lifeline topics ensure\`)`, { details: { topics: missing } })
+      throw new LifelineError('LL_TOPIC_INVALID', `DLQ or retry topic(s) missing and provisioning is off: ${missing.join(', ')} (run \`lifeline topics ensure\`)`, { details: { topics: missing } })
     }
   }
   if (existingDlqs.length > 0) {
@@ -51,13 +69,12 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
       if (d.partitions.length < want.partitions) {
         throw new LifelineError(
           'LL_TOPIC_INVALID',
-          `DLQ topic ${d.topic} has ${d.partitions.length} partition(s) but its source ${want.source} has ${want.partitions}: a dead-lettered record keeps its source partition number, so the DLQ needs at least as many (add partitions with kafka-topics --alter)`,
+          `${want.role === 'dlq' ? 'DLQ' : 'retry'} topic ${d.topic} has ${d.partitions.length} partition(s) but its source ${want.source} has ${want.partitions}: a dead-lettered or retried record keeps its source partition number, so it needs at least as many (add partitions with kafka-topics --alter)`,
           { details: { topic: d.topic, partitions: d.partitions.length, required: want.partitions } },
         )
       }
     }
   }
-  const retentionMs = options.deadLetter?.retentionMs ?? consumerDefaults.deadLetter.retentionMs
   const created = new Set(
     await admin.createTopics(
       plan
@@ -66,9 +83,9 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
           topic: p.topic,
           partitions: p.partitions,
           replicationFactor: options.deadLetter?.replicationFactor,
-          configs: { 'cleanup.policy': 'delete', 'retention.ms': String(retentionMs) },
+          configs: { 'cleanup.policy': 'delete', 'retention.ms': String(p.retentionMs) },
         })),
     ),
   )
-  return plan.map((p) => ({ topic: p.topic, role: 'dlq', source: p.source, partitions: actualPartitions.get(p.topic) ?? p.partitions, created: created.has(p.topic) }))
+  return plan.map((p) => ({ topic: p.topic, role: p.role, ...(p.tier === undefined ? {} : { tier: p.tier }), source: p.source, partitions: actualPartitions.get(p.topic) ?? p.partitions, created: created.has(p.topic) }))
 }

@@ -111,3 +111,11 @@ export async function connectAgain(t: TestContext, db: SqlExecutor): Promise<Sql
   defer(t, () => other.close())
   return other
 }
+
+/**
+ * The database runtime tests keep ordering state in: the PostgreSQL server when DATABASE_URL is set (as in
+ * CI), else embedded PGlite. Fresh per test.
+ */
+export function stateDatabase(t: TestContext): Promise<SqlExecutor> {
+  return freshDatabase(t, process.env.DATABASE_URL ? 'postgres' : 'pglite')
+}

@@ -1,0 +1,87 @@
+/**
+ * Non-blocking retry tiers (pure): names, the record written to a tier, and reading a tier record back.
+ *
+ * A record whose in-place attempts failed with a retriable error is written to tier 1
+ * (`{service}.{topic}.retry.1`) with a due time `delaysMs[0]` from now, and its source offset is
+ * committed: the source partition flows on. The tier's consumer holds it until due, runs it once more
+ * and, on failure, moves it to tier 2, ... and after the last tier to the DLQ. The failure headers
+ * (`lifeline.origin.*`, `lifeline.attempts`, `lifeline.first-failure`, ...) travel with it, so attempts and
+ * the first failure time survive across tiers and reach the DLQ record.
+ *
+ * @module
+ */
+import type { ConsumedRecord, KafkaHeader, ProduceRecord } from '../kafka/types.js'
+import { decodeFailureHeaders, encodeFailureHeaders, type FailureContext } from './headers.js'
+
+/** Headers a tier record carries on top of the failure headers. */
+export const RetryHeaders = Object.freeze({
+  /** 1-based tier number. */
+  tier: 'lifeline.retry.tier',
+  /** When the record may run again (ISO-8601 UTC). */
+  due: 'lifeline.retry.due',
+  /** The parked-key head token this copy belongs to (absent when the key is not parked). */
+  token: 'lifeline.park.token',
+} as const)
+
+export const defaultRetryTopicTemplate = '{service}.{topic}.retry.{n}'
+
+/** The topic of tier `n` (1-based) of a source topic. */
+export function retryTopicName(service: string, sourceTopic: string, n: number, template: string | ((sourceTopic: string, n: number) => string) = defaultRetryTopicTemplate): string {
+  if (typeof template === 'function') return template(sourceTopic, n)
+  return template.replaceAll('{service}', service).replaceAll('{topic}', sourceTopic).replaceAll('{n}', String(n))
+}
+
+/** What a tier record says about itself. */
+export interface TierInfo {
+  tier: number
+  dueAt: number
+  token?: string
+  /** The source record as first consumed (topic, partition, offset, timestamp from the failure headers). */
+  origin: { topic: string; partition: number; offset: number; timestamp: number }
+  /** Attempts made before this tier (all failed). */
+  attempts: number
+  firstFailureAt: number
+}
+
+/** The record for tier `tier`: same key, value and user headers; failure headers; the source partition number. */
+export function tierRecord(tierTopic: string, source: ConsumedRecord, context: FailureContext, tier: number, dueAt: number, token: string | undefined): ProduceRecord {
+  const headers = encodeFailureHeaders(source.headers, context)
+  headers.push({ key: RetryHeaders.tier, value: Buffer.from(String(tier)) })
+  headers.push({ key: RetryHeaders.due, value: Buffer.from(new Date(dueAt).toISOString()) })
+  if (token !== undefined) headers.push({ key: RetryHeaders.token, value: Buffer.from(token) })
+  return { topic: tierTopic, partition: context.originPartition, key: source.key, value: source.value, headers, timestamp: source.timestamp > 0 ? source.timestamp : undefined }
+}
+
+const last = (headers: readonly KafkaHeader[], key: string): string | undefined => {
+  for (let i = headers.length - 1; i >= 0; i--) if (headers[i]!.key === key) return headers[i]!.value?.toString('utf8')
+  return undefined
+}
+
+/**
+ * Reads a tier record's headers; undefined when they are missing or garbage (such a record is not ours to
+ * retry: the runtime dead-letters it with what it has). Never throws.
+ */
+export function readTierRecord(record: ConsumedRecord): TierInfo | undefined {
+  const failure = decodeFailureHeaders(record.headers)
+  const tier = Number(last(record.headers, RetryHeaders.tier))
+  const dueText = last(record.headers, RetryHeaders.due)
+  const dueAt = dueText === undefined ? Number.NaN : Date.parse(dueText)
+  if (!failure || !Number.isInteger(tier) || tier < 1 || Number.isNaN(dueAt)) return undefined
+  if (failure.originTopic === undefined || failure.originPartition === undefined || failure.originOffset === undefined) return undefined
+  return {
+    tier,
+    dueAt,
+    token: last(record.headers, RetryHeaders.token),
+    origin: { topic: failure.originTopic, partition: failure.originPartition, offset: failure.originOffset, timestamp: failure.originTimestamp ?? record.timestamp },
+    attempts: failure.attempts ?? 0,
+    firstFailureAt: failure.firstFailureAt ?? record.timestamp,
+  }
+}
+
+/**
+ * The source record as the handler should see it: the tier record's key, value and headers (user headers
+ * plus Lifeline's failure context), at its origin topic, partition and offset.
+ */
+export function originView(record: ConsumedRecord, info: TierInfo): ConsumedRecord {
+  return { ...record, topic: info.origin.topic, partition: info.origin.partition, offset: info.origin.offset, timestamp: info.origin.timestamp }
+}
