@@ -2,6 +2,7 @@
 import { Command } from 'commander'
 import { registerDemo } from './commands/demo.js'
 import { registerDevKafka } from './commands/dev-kafka.js'
+import { registerKeys } from './commands/keys.js'
 import { registerTopics } from './commands/topics.js'
 
 export function buildProgram(): Command {
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
   registerDevKafka(program)
   registerTopics(program)
+  registerKeys(program)
   registerDemo(program)
   return program
 }

@@ -297,7 +297,7 @@ export class OrderingStore implements ParkedKeys {
       `insert into lifeline_key_sequences (group_id, topic, partition, key, last_seq)
        select $1, $2, $3, decode(k, 'hex'), s from unnest($4::text[], $5::int8[]) as t(k, s)
        on conflict (group_id, topic, key) do update set last_seq = greatest(lifeline_key_sequences.last_seq, excluded.last_seq), partition = excluded.partition, updated_at = now()`,
-      [group, topic, partition, `{${entries.map(([k]) => k.toString('hex')).join(',')}}`, `{${entries.map(([, s]) => String(s)).join(',')}}`],
+      [group, topic, partition, `{${entries.map(([k]) => `"${k.toString('hex')}"`).join(',')}}`, `{${entries.map(([, s]) => String(s)).join(',')}}`],
     )
   }
 

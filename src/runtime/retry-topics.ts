@@ -52,6 +52,8 @@ export function tierRecord(tierTopic: string, source: ConsumedRecord, context: F
   return { topic: tierTopic, partition: context.originPartition, key: source.key, value: source.value, headers, timestamp: source.timestamp > 0 ? source.timestamp : undefined }
 }
 
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/
+
 const last = (headers: readonly KafkaHeader[], key: string): string | undefined => {
   for (let i = headers.length - 1; i >= 0; i--) if (headers[i]!.key === key) return headers[i]!.value?.toString('utf8')
   return undefined
@@ -63,9 +65,10 @@ const last = (headers: readonly KafkaHeader[], key: string): string | undefined 
  */
 export function readTierRecord(record: ConsumedRecord): TierInfo | undefined {
   const failure = decodeFailureHeaders(record.headers)
-  const tier = Number(last(record.headers, RetryHeaders.tier))
+  const tierText = last(record.headers, RetryHeaders.tier)
+  const tier = tierText !== undefined && /^[1-9]\d{0,2}$/.test(tierText) ? Number(tierText) : Number.NaN
   const dueText = last(record.headers, RetryHeaders.due)
-  const dueAt = dueText === undefined ? Number.NaN : Date.parse(dueText)
+  const dueAt = dueText !== undefined && ISO_UTC.test(dueText) ? Date.parse(dueText) : Number.NaN
   if (!failure || !Number.isInteger(tier) || tier < 1 || Number.isNaN(dueAt)) return undefined
   if (failure.originTopic === undefined || failure.originPartition === undefined || failure.originOffset === undefined) return undefined
   return {
