@@ -1,8 +1,10 @@
 /**
  * The live demo: a real local Kafka broker, the embedded database (or DATABASE_URL), an order-events
  * producer and a Lifeline consumer that applies each event to a table. Some events fail transiently
- * (retried with backoff, then applied), some are poison (dead-lettered with full failure context); the
- * demo prints every step and then reads the dead-letter topic back.
+ * (retried in place, then moved to a retry tier while the partition flows on), some are poison
+ * (dead-lettered with full failure context). Either way the order's later events are parked behind the
+ * failed one and released in order: by the retry succeeding, or by an operator releasing the key. The demo
+ * prints every step and then reads the dead-letter topic back.
  */
 import { setTimeout as delay } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
@@ -15,6 +17,8 @@ import { createConsumer } from '../runtime/consumer.js'
 import { decodeFailureHeaders } from '../runtime/headers.js'
 import { dlqTopicName } from '../runtime/options.js'
 import { databaseFromEnv, describeDatabase, loadMigrations, migrate } from '../store/index.js'
+import { createParkedKeys } from '../ordering/state-store.js'
+import { retryTopicName } from '../runtime/retry-topics.js'
 
 export interface DemoOptions {
   orders: number
@@ -25,6 +29,7 @@ export interface DemoOptions {
 
 const TOPIC = 'demo.orders'
 const SERVICE = 'demo'
+const GROUP = 'lifeline-demo'
 const STATUSES = ['CREATED', 'PAID', 'SHIPPED'] as const
 
 interface OrderEvent {
@@ -35,13 +40,13 @@ interface OrderEvent {
   flaky?: number
 }
 
-/** Order events: every 5th order's PAID is flaky (2 timeouts), every 7th order has a negative amount (poison). */
+/** Order events: every 5th order's PAID is flaky (2 timeouts), every 7th order's PAID has a negative amount (poison). */
 export function demoEvents(from: number, count: number): ProduceRecord[] {
   return Array.from({ length: count }, (_, i) => {
     const n = from + i
     const order = Math.floor(n / STATUSES.length)
     const status = STATUSES[n % STATUSES.length]!
-    const event: OrderEvent = { orderId: `order-${order}`, status, amount: order % 7 === 6 ? -1 : 1000 + (order % 5) * 250 }
+    const event: OrderEvent = { orderId: `order-${order}`, status, amount: order % 7 === 6 && status === 'PAID' ? -1 : 1000 + (order % 5) * 250 }
     if (order % 5 === 2 && status === 'PAID') event.flaky = 2
     return { topic: TOPIC, key: event.orderId, value: JSON.stringify(event), headers: [{ key: 'event-id', value: Buffer.from(`evt-${n}`) }] }
   })
@@ -62,18 +67,23 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const db = await databaseFromEnv()
   const admin = createAdmin({ brokers })
   const producer = createProducer({ brokers })
-  const attempts = new Map<string, number>()
+  /** Statuses in the order they were applied, per order: the demo checks no event overtook an earlier one. */
+  const history = new Map<string, string[]>()
   const consumer = createConsumer<OrderEvent>({
     brokers,
-    groupId: 'lifeline-demo',
+    groupId: GROUP,
     service: SERVICE,
     topics: [TOPIC],
-    retry: { maxAttempts: 4, backoff: { type: 'exponential', baseMs: 200, maxMs: 2000, jitter: 'equal' } },
+    // Two attempts in place, then retry tiers of 1 s and 2 s (non-blocking), then the DLQ.
+    retry: { maxAttempts: 2, backoff: { type: 'exponential', baseMs: 200, maxMs: 2000, jitter: 'equal' } },
+    retryTopics: { delaysMs: [1000, 2000] },
+    // Parked keys live in the same database; the owner looks for released keys every 200 ms.
+    state: db,
+    parking: { pollMs: 200 },
     handler: async ({ value, offset, partition, attempt }) => {
-      const id = `${partition}:${offset}`
       if (value.amount < 0) throw new NonRetriableError(`order ${value.orderId} has a negative amount`, { code: 'E_NEGATIVE_AMOUNT' })
       if ((value.flaky ?? 0) >= attempt) throw Object.assign(new Error('payment gateway timed out'), { code: 'E_GATEWAY_TIMEOUT' })
-      attempts.set(id, attempt)
+      history.set(value.orderId, [...(history.get(value.orderId) ?? []), value.status])
       await db.query(
         `insert into demo_orders (order_id, status, amount, source_topic, source_partition, source_offset)
          values ($1, $2, $3, $4, $5, $6)
@@ -87,6 +97,17 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   })
   let processed = 0
   let deadLettered = 0
+  let parkedRecords = 0
+  consumer.on('retry-tier', (e) => print(`tier     partition ${e.partition} offset ${e.offset} -> ${e.retryTopic}, due in ${Math.max(0, e.dueAt - Date.now())} ms (${e.errorCode}, ${e.attempts} attempts so far); the partition flows on`))
+  consumer.on('parked', (e) => print(`park     key ${e.key.toString()} is parked behind offset ${e.offset} (${e.location}): its later events wait`))
+  consumer.on('record-parked', (e) => {
+    parkedRecords++
+    print(`park     partition ${e.partition} offset ${e.offset} (key ${e.key.toString()}) stored behind its parked key`)
+  })
+  consumer.on('released', (e) => {
+    parkedRecords -= e.replayed
+    print(`release  key ${e.key.toString()}: ${e.replayed} parked event(s) replayed in order; the key flows again`)
+  })
   consumer.on('processed', (e) => {
     processed++
     print(`consume  partition ${e.partition} offset ${e.offset} applied to demo_orders${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`)
@@ -104,11 +125,15 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
     // A fresh run: recreate the demo topics so earlier runs' records and offsets do not mix in.
     const dlqTopic = dlqTopicName(SERVICE, TOPIC)
-    const stale = (await admin.listTopics()).filter((t) => t === TOPIC || t === dlqTopic)
+    const derived = [dlqTopic, retryTopicName(SERVICE, TOPIC, 1), retryTopicName(SERVICE, TOPIC, 2)]
+    const stale = (await admin.listTopics()).filter((t) => t === TOPIC || derived.includes(t))
     if (stale.length > 0) await admin.deleteTopics(stale)
     await waitUntil(async () => !(await admin.listTopics()).some((t) => stale.includes(t)))
     await admin.createTopics([{ topic: TOPIC, partitions: 3 }])
-    print(`topic: ${TOPIC} (3 partitions); its DLQ ${dlqTopic} is created by the consumer at start`)
+    print(`topic: ${TOPIC} (3 partitions); its retry tiers and DLQ (${derived.join(', ')}) are created by the consumer at start`)
+    // Parked keys of earlier runs refer to the deleted topic: start clean.
+    await db.query('delete from lifeline_parked_records where group_id = $1', [GROUP]).catch(() => undefined)
+    await db.query('delete from lifeline_parked_keys where group_id = $1', [GROUP]).catch(() => undefined)
     await consumer.start()
 
     let produced = 0
@@ -130,13 +155,25 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
     let lastProduce = Date.now()
     const deadline = Date.now() + 60_000
-    while (!options.signal.aborted && (options.follow || (processed + deadLettered < produced && Date.now() < deadline))) {
+    const handled = () => processed + deadLettered + parkedRecords
+    while (!options.signal.aborted && (options.follow || (handled() < produced && Date.now() < deadline))) {
       await delay(100)
       if (options.follow && Date.now() - lastProduce > 1000) {
         lastProduce = Date.now()
         await produce(1)
       }
     }
+
+    // The operator's part: look at the parked keys and release them (the DLQ processor does this on discard or redrive).
+    const keys = createParkedKeys(db)
+    const parked = await keys.list({ group: GROUP })
+    print(`operator: ${parked.length} key(s) parked behind a dead letter (\`lifeline keys list --group ${GROUP}\`):`)
+    for (const k of parked) print(`  ${k.keyText} head offset ${k.headOffset} in ${k.headLocation} (${k.headErrorCode}), ${k.parkedRecords} event(s) waiting`)
+    for (const k of parked) {
+      await keys.release({ group: GROUP, topic: TOPIC, key: k.key, actor: 'demo-operator', reason: 'discarded: negative amount' })
+      print(`operator: released ${k.keyText} (\`lifeline keys release ${k.keyText} --group ${GROUP} --topic ${TOPIC} --reason discarded\`)`)
+    }
+    while (!options.signal.aborted && processed + deadLettered < produced && Date.now() < deadline) await delay(100)
     await consumer.close()
 
     const dlqRecords = await readTopic(brokers, dlqTopic, deadLettered)
@@ -145,9 +182,12 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       const f = decodeFailureHeaders(r.headers)!
       print(`  ${r.key?.toString()} from ${f.originTopic}[${f.originPartition}]@${f.originOffset}: ${f.errorClass} ${f.errorCode} "${f.errorMessage}" attempts=${f.attempts} fingerprint=${f.errorFingerprint}`)
     }
+    const overtaken = [...history].filter(([, statuses]) => statuses.some((st, i) => i > 0 && STATUSES.indexOf(st as (typeof STATUSES)[number]) < STATUSES.indexOf(statuses[i - 1] as (typeof STATUSES)[number])))
+    print(`order: ${history.size} orders, ${overtaken.length === 0 ? 'no event overtook an earlier event of its order' : `OUT OF ORDER: ${overtaken.map(([o]) => o).join(', ')}`}`)
     const { rows } = await db.query<{ status: string; n: number }>('select status, count(*)::int as n from demo_orders group by status order by status')
     print(`summary: produced ${produced}, applied ${processed}, dead-lettered ${deadLettered}; orders by latest status: ${rows.map((r) => `${r.status}=${r.n}`).join(', ')}`)
     if (!options.follow && processed + deadLettered < produced) throw new Error(`only ${processed + deadLettered} of ${produced} events were handled within 60 s`)
+    if (overtaken.length > 0) throw new Error(`events applied out of order for ${overtaken.map(([o]) => o).join(', ')}`)
   } finally {
     await consumer.close().catch((err: unknown) => print(`consumer close failed: ${(err as Error).message}`))
     await producer.close()
