@@ -15,7 +15,7 @@
 export { createConsumer } from './runtime/consumer.js'
 export type { LifelineConsumer } from './runtime/consumer.js'
 export { consumerDefaults, dlqTopicName } from './runtime/options.js'
-export type { ConsumerEvents, ConsumerOptions, DeadLetterOptions, Decoder, Handler, LifelineMessage, RetryOptions } from './runtime/options.js'
+export type { ConsumerEvents, ConsumerOptions, DeadLetterOptions, Decoder, Handler, LifelineMessage, RetryOptions, RetryTopicsOptions, ParkingOptions, SequenceOptions } from './runtime/options.js'
 export { NonRetriableError, DecodeError, classifyError, fingerprint } from './runtime/classify.js'
 export type { Classification, ClassifierVerdict } from './runtime/classify.js'
 export { exponential, fixed, delayFor } from './runtime/backoff.js'
@@ -46,6 +46,15 @@ export type {
 export { startKafka, stopKafka, kafkaStatus } from './dev/kafka-launcher.js'
 export type { KafkaCluster, StartKafkaOptions, ClusterState } from './dev/kafka-launcher.js'
 export { resolveKafkaJars, KAFKA_VERSION } from './dev/kafka-jars.js'
+
+// Order under failure: parked keys (operator API), sequence buffer, retry-tier records
+export { createParkedKeys } from './ordering/state-store.js'
+export type { ParkedKey, ParkedKeys, ParkedKeyFilter, ParkedRecord, KeyEvent, ReleaseRequest } from './ordering/state-store.js'
+export { SequenceBuffer } from './ordering/sequence-buffer.js'
+export type { GapPolicy, SequenceBufferOptions } from './ordering/sequence-buffer.js'
+export { retryTopicName, readTierRecord, RetryHeaders } from './runtime/retry-topics.js'
+export type { TierInfo } from './runtime/retry-topics.js'
+export { migrateLifeline } from './store/schema.js'
 
 // Storage
 export { openDatabase, openPostgres, openPglite, databaseFromEnv, describeDatabase, loadMigrations, migrate } from './store/index.js'

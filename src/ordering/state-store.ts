@@ -90,11 +90,12 @@ export interface ReleaseRequest {
 /** The operator-facing API over parked keys (what `lifeline keys` and the DLQ processor call). */
 export interface ParkedKeys {
   list(filter?: ParkedKeyFilter): Promise<ParkedKey[]>
-  /** The key, its first `limit` parked records in replay order, and its history; undefined if not parked. */
+  /** The key, its first `limit` (1..10000, default 100) parked records in replay order, and its latest 50 history events (newest first); undefined if not parked. */
   show(group: string, topic: string, key: Buffer | string, options?: { limit?: number }): Promise<{ key: ParkedKey; records: ParkedRecord[]; events: KeyEvent[] } | undefined>
   /**
    * Marks the key released: the owner of its partition replays the parked records in order (within about
-   * `parking.pollMs`), then forgets the key. LL_KEY_NOT_PARKED when it is not parked (or its head moved).
+   * `parking.pollMs`), then forgets the key. A head still waiting in a retry tier is given up (its copy is
+   * skipped as stale). LL_KEY_NOT_PARKED when it is not parked (or its head moved).
    */
   release(request: ReleaseRequest): Promise<ParkedKey>
 }
@@ -214,7 +215,8 @@ export class OrderingStore implements ParkedKeys {
       const { rows } = await tx.query<{ inserted: boolean }>(
         `insert into lifeline_parked_keys (group_id, topic, partition, key, status, head_offset, head_token, head_location, head_topic, head_error_code, head_error_message)
          values ($1, $2, $3, $4, 'parked', $5, $6, $7, $8, $9, $10)
-         on conflict (group_id, topic, key) do update set status = 'parked', partition = excluded.partition, head_offset = excluded.head_offset,
+         on conflict (group_id, topic, key) do update set status = 'parked',
+           parked_at = case when lifeline_parked_keys.status = 'released' then now() else lifeline_parked_keys.parked_at end, partition = excluded.partition, head_offset = excluded.head_offset,
            head_token = excluded.head_token, head_location = excluded.head_location, head_topic = excluded.head_topic,
            head_error_code = excluded.head_error_code, head_error_message = excluded.head_error_message, updated_at = now(),
            release_reason = null, released_by = null, released_at = null
@@ -321,9 +323,11 @@ export class OrderingStore implements ParkedKeys {
 
   async show(group: string, topic: string, keyInput: Buffer | string, options: { limit?: number } = {}): Promise<{ key: ParkedKey; records: ParkedRecord[]; events: KeyEvent[] } | undefined> {
     const key = toKey(keyInput)
+    const limit = options.limit ?? 100
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new LifelineError('LL_ARGUMENT_INVALID', `limit must be an integer from 1 to 10000, got ${String(limit)}`)
     const { rows } = await this.db.query(`select ${KEY_COLUMNS} from lifeline_parked_keys k where k.group_id = $1 and k.topic = $2 and k.key = $3`, [group, topic, key])
     if (rows.length === 0) return undefined
-    const records = await this.records(group, topic, key, options.limit ?? 100)
+    const records = await this.records(group, topic, key, limit)
     const events = await this.db.query('select id, event, detail, actor, at from lifeline_key_events where group_id = $1 and topic = $2 and key = $3 order by id desc limit 50', [group, topic, key])
     return {
       key: toParkedKey(rows[0]!),
@@ -347,7 +351,9 @@ export class OrderingStore implements ParkedKeys {
           details: { group: request.group, topic: request.topic },
         })
       }
-      await event(tx, request.group, request.topic, key, 'released', { reason: request.reason }, request.actor)
+      // A head still in a retry tier is given up: its copy is skipped as stale when it comes due.
+      const given = rows[0]!
+      await event(tx, request.group, request.topic, key, 'released', { reason: request.reason, headOffset: Number(given.head_offset), headLocation: given.head_location }, request.actor)
       const count = await tx.query('select count(*) as n from lifeline_parked_records where group_id = $1 and topic = $2 and key = $3', [request.group, request.topic, key])
       return toParkedKey({ ...rows[0]!, records: count.rows[0]!.n })
     })

@@ -185,6 +185,7 @@ describe('lifeline keys', { concurrency: true }, () => {
       }
       assert.match(stdout, /^released key "order-1" of orders\[2\] in group billing \(head was offset 41 in retry:1\); status: released, 3 parked records to replay\n/)
       assert.match(stdout, /the owner of partition 2 replays them in order, then forgets the key, within its parking poll interval/)
+      assert.match(stdout, /note: the head \(offset 41\) was waiting in retry:1; that retry is now stale and is skipped, not run\n$/)
       assert.match(await keys(['list', '--group', 'billing', '--database', db]), /billing\s+orders\s+2\s+order-1\s+released\s+41\s+retry:1\s/)
       const shown = await keys(['show', 'order-1', '-g', 'billing', '-t', 'orders', '--database', db])
       assert.match(shown, /^released:\s+\S+Z by test-operator: fixed the handler$/m)
@@ -212,6 +213,8 @@ describe('lifeline keys', { concurrency: true }, () => {
     await t.test('bad options fail before the database is opened', async (t2) => {
       const never = join(await tempDir(t2), 'never-created')
       assert.match(await keysFails(['list', '--limit', '10001', '--database', never]), /^--limit must be an integer from 1 to 10000, got 10001$/)
+      assert.match(await keysFails(['list', '--limit', '0', '--database', never]), /^--limit must be an integer from 1 to 10000, got 0$/)
+      assert.match(await keysFails(['list', '--status', 'stuck', '--database', never]), /^--status must be parked or released, got stuck$/)
       assert.match(await keysFails(['show', 'k', '-g', 'g', '-t', 't', '--limit', '2.5', '--database', never]), /^--limit must be an integer from 1 to 10000, got 2\.5$/)
       assert.match(await keysFails(['release', 'k', '-g', 'g', '-t', 't', '-r', 'x', '--expect-head', '-1', '--database', never]), /^--expect-head must be a source offset \(an integer >= 0\), got -1$/)
       assert.match(await keysFails(['release', 'k', '-g', 'g', '-t', 't', '-r', ' ', '--database', never]), /^--reason must not be empty$/)
@@ -232,10 +235,9 @@ describe('lifeline keys', { concurrency: true }, () => {
     assert.equal(again, 'lifeline: key "order-1" of orders in group billing is not parked [LL_KEY_NOT_PARKED]\n')
   })
 
-  test('child process: a bad --limit or --status exits 1 with a clear message', async (t) => {
+  test('child process: a bad --limit exits 1 with a clear message', async (t) => {
     const never = join(await tempDir(t), 'never-created')
-    assert.equal(await childFails(['list', '--status', 'stuck', '--limit', 'abc', '--database', never]), 'lifeline: --limit must be an integer from 1 to 10000, got abc\n')
-    assert.equal(await childFails(['list', '--status', 'stuck', '--database', never]), 'lifeline: --status must be parked or released, got stuck\n')
+    assert.equal(await childFails(['list', '--limit', 'abc', '--database', never]), 'lifeline: --limit must be an integer from 1 to 10000, got abc\n')
     assert.equal(existsSync(never), false, 'the database directory was not created')
   })
 })

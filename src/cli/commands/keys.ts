@@ -261,5 +261,8 @@ export function registerKeys(program: Command): void {
         `the owner of partition ${released.partition} ${replays} within its parking poll interval (parking.pollMs, default 1 s); ` +
           'if no member of the group runs, once the partition is next assigned\n',
       )
+      if (released.headLocation.startsWith('retry')) {
+        process.stdout.write(`note: the head (offset ${released.headOffset}) was waiting in ${released.headLocation}; that retry is now stale and is skipped, not run\n`)
+      }
     })
 }
