@@ -209,23 +209,32 @@ export class OrderingStore implements ParkedKeys {
     }
   }
 
-  /** Parks the key behind `move`'s record, or moves its head there (a new token makes older retry copies stale). */
+  /**
+   * Parks the key behind `move`'s record, or moves its head there (a new token makes older retry copies
+   * stale). One statement (atomic on its own): the upsert, the history event and, for a replayed parked
+   * record, its deletion — one round trip on the failure path.
+   */
   async moveHead(move: HeadMove): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ inserted: boolean }>(
-        `insert into lifeline_parked_keys (group_id, topic, partition, key, status, head_offset, head_token, head_location, head_topic, head_error_code, head_error_message)
+    await this.db.query(
+      `with up as (
+         insert into lifeline_parked_keys (group_id, topic, partition, key, status, head_offset, head_token, head_location, head_topic, head_error_code, head_error_message)
          values ($1, $2, $3, $4, 'parked', $5, $6, $7, $8, $9, $10)
          on conflict (group_id, topic, key) do update set status = 'parked',
            parked_at = case when lifeline_parked_keys.status = 'released' then now() else lifeline_parked_keys.parked_at end, partition = excluded.partition, head_offset = excluded.head_offset,
            head_token = excluded.head_token, head_location = excluded.head_location, head_topic = excluded.head_topic,
            head_error_code = excluded.head_error_code, head_error_message = excluded.head_error_message, updated_at = now(),
            release_reason = null, released_by = null, released_at = null
-         returning (xmax = 0) as inserted`,
-        [move.group, move.topic, move.partition, move.key, move.headOffset, move.token, move.location, move.headTopic, move.errorCode, move.errorMessage.slice(0, 2000)],
-      )
-      if (move.fromParkedRecord !== undefined) await tx.query('delete from lifeline_parked_records where id = $1', [move.fromParkedRecord])
-      await event(tx, move.group, move.topic, move.key, rows[0]?.inserted === true ? 'parked' : 'head-moved', { offset: move.headOffset, location: move.location, topic: move.headTopic, errorCode: move.errorCode })
-    })
+         returning (xmax = 0) as inserted
+       ),
+       gone as (delete from lifeline_parked_records where $11::int8 is not null and id = $11::int8 returning id)
+       insert into lifeline_key_events (group_id, topic, key, event, detail)
+       select $1, $2, $4, case when up.inserted then 'parked' else 'head-moved' end, $12::jsonb from up`,
+      [
+        move.group, move.topic, move.partition, move.key, move.headOffset, move.token, move.location, move.headTopic, move.errorCode, move.errorMessage.slice(0, 2000),
+        move.fromParkedRecord ?? null,
+        JSON.stringify({ offset: move.headOffset, location: move.location, topic: move.headTopic, errorCode: move.errorCode }),
+      ],
+    )
   }
 
   /** Stores a record behind its parked key; idempotent on its source offset (a redelivery adds nothing). */
@@ -246,16 +255,16 @@ export class OrderingStore implements ParkedKeys {
 
   /** The head with `token` succeeded in a retry tier: release the key. Returns its partition, or undefined if stale. */
   async headSucceeded(group: string, topic: string, key: Buffer, token: string): Promise<number | undefined> {
-    return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ partition: number }>(
-        `update lifeline_parked_keys set status = 'released', release_reason = 'head-succeeded', released_by = 'runtime', released_at = now(), updated_at = now()
-         where group_id = $1 and topic = $2 and key = $3 and head_token = $4 and status = 'parked' returning partition`,
-        [group, topic, key, token],
-      )
-      if (rows.length === 0) return undefined
-      await event(tx, group, topic, key, 'released', { reason: 'head-succeeded' }, 'runtime')
-      return Number(rows[0]!.partition)
-    })
+    const { rows } = await this.db.query<{ partition: number }>(
+      `with up as (
+         update lifeline_parked_keys set status = 'released', release_reason = 'head-succeeded', released_by = 'runtime', released_at = now(), updated_at = now()
+         where group_id = $1 and topic = $2 and key = $3 and head_token = $4 and status = 'parked' returning partition
+       ),
+       ev as (insert into lifeline_key_events (group_id, topic, key, event, detail, actor) select $1, $2, $3, 'released', '{"reason":"head-succeeded"}', 'runtime' from up)
+       select partition from up`,
+      [group, topic, key, token],
+    )
+    return rows.length === 0 ? undefined : Number(rows[0]!.partition)
   }
 
   /** Released keys of these partitions, waiting for their owner to replay their records. */

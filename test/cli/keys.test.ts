@@ -189,7 +189,7 @@ describe('lifeline keys', { concurrency: true }, () => {
       assert.match(await keys(['list', '--group', 'billing', '--database', db]), /billing\s+orders\s+2\s+order-1\s+released\s+41\s+retry:1\s/)
       const shown = await keys(['show', 'order-1', '-g', 'billing', '-t', 'orders', '--database', db])
       assert.match(shown, /^released:\s+\S+Z by test-operator: fixed the handler$/m)
-      assert.match(shown, /\s+parked\s+\{.*\n\S+Z\s+released\s+test-operator\s+\{"reason":"fixed the handler"\}$/m)
+      assert.match(shown, /\s+parked\s+\{.*\n\S+Z\s+released\s+test-operator\s+\{"reason":"fixed the handler","headOffset":41,"headLocation":"retry:1"\}$/m)
       assert.equal(await keysFails(['release', 'order-1', '-g', 'billing', '-t', 'orders', '-r', 'again', '--database', db], 'LL_KEY_NOT_PARKED'), 'key "order-1" of orders in group billing is not parked')
     })
 

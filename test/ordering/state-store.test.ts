@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test'
 import { isLifelineError, type ErrorCode } from '../../src/errors.js'
 import type { KafkaHeader } from '../../src/kafka/types.js'
 import { createParkedKeys, OrderingStore, type FollowerRecord, type HeadMove } from '../../src/ordering/state-store.js'
-import type { SqlExecutor, SqlQueryable } from '../../src/store/executor.js'
+import type { SqlExecutor } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { databaseKinds, freshDatabase, type DatabaseKind } from '../helpers/db.js'
 
@@ -73,22 +73,6 @@ async function parkedRecordCount(db: SqlExecutor): Promise<number> {
   return rows[0]!.n
 }
 
-/** `db`, but every transaction fails at its first statement whose text matches `failOn` (after running those before it). */
-function failingAt(db: SqlExecutor, failOn: RegExp): SqlExecutor {
-  return {
-    kind: db.kind,
-    query: (text, params) => db.query(text, params),
-    transaction: (fn) =>
-      db.transaction((tx) => {
-        const wrapped: SqlQueryable = {
-          query: (text, params) => (failOn.test(text) ? Promise.reject(new Error('injected failure')) : tx.query(text, params)),
-        }
-        return fn(wrapped)
-      }),
-    close: () => db.close(),
-  }
-}
-
 for (const kind of databaseKinds()) {
   test(`${kind}: moveHead parks a key, then moves its head`, async (t) => {
     const { db, store } = await setup(t, kind)
@@ -145,9 +129,11 @@ for (const kind of databaseKinds()) {
     const [first, second] = await store.records(GROUP, TOPIC, key, 10)
     assert.ok(first && second)
 
-    // The head's event insert fails: the delete of the parked record must roll back with the head move.
-    const broken = new OrderingStore(failingAt(db, /lifeline_key_events/))
-    await assert.rejects(broken.moveHead(head({ headOffset: 101, token: 'token-2', fromParkedRecord: first.id })), /injected failure/)
+    // The head's event insert fails (a trigger refuses it): the delete of the parked record must roll back with the head move.
+    await db.query(`create function refuse_event() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$`)
+    await db.query('create trigger refuse_event before insert on lifeline_key_events for each row execute function refuse_event()')
+    await assert.rejects(store.moveHead(head({ headOffset: 101, token: 'token-2', fromParkedRecord: first.id })), /injected failure/)
+    await db.query('drop trigger refuse_event on lifeline_key_events')
     assert.deepEqual(
       (await store.records(GROUP, TOPIC, key, 10)).map((r) => r.id),
       [first.id, second.id],
@@ -551,7 +537,7 @@ for (const kind of databaseKinds()) {
         ['parked', null],
       ],
     )
-    assert.deepEqual(shown.events[0]!.detail, { reason: 'operator' })
+    assert.deepEqual(shown.events[0]!.detail, { reason: 'operator', headOffset: 104, headLocation: 'retry:1' })
     const ids = shown.events.map((e) => BigInt(e.id))
     assert.ok(ids[0]! > ids[1]! && ids[1]! > ids[2]!, 'newest first')
     for (const e of shown.events) assert.ok(e.at instanceof Date)
@@ -594,7 +580,7 @@ for (const kind of databaseKinds()) {
     assert.equal(released.headOffset, 100)
     assert.equal(released.partition, 3)
     assert.equal(released.parkedRecords, 1)
-    assert.deepEqual((await eventsOf(db, Buffer.from('k1'))).at(-1), { event: 'released', detail: { reason: 'redriven' }, actor: 'alice' })
+    assert.deepEqual((await eventsOf(db, Buffer.from('k1'))).at(-1), { event: 'released', detail: { reason: 'redriven', headOffset: 100, headLocation: 'retry:1' }, actor: 'alice' })
 
     await assert.rejects(keys.release(request), expectCode('LL_KEY_NOT_PARKED'), 'already released')
     await assert.rejects(keys.release({ ...request, expectHeadOffset: 100 }), expectCode('LL_KEY_NOT_PARKED'), 'already released, same head')
