@@ -31,6 +31,7 @@ interface BenchEntry {
 /** Every benchmark: `name: { about, load }`, module in `bench/<name>.ts`. Adding one is one line here. */
 const BENCHMARKS = {
   runtime: { about: 'Lifeline no-op consumer vs the raw client; key-ordered concurrency vs partition-sequential', load: () => import('./runtime.js') },
+  inbox: { about: 'one PostgreSQL insert per record: plain vs through the inbox (effect-once), on the server and on PGlite', load: () => import('./inbox.js') },
   hol: { about: 'head-of-line blocking: no failures vs 1% poison with retry tiers vs blocking in-place retries', load: () => import('./hol.js') },
   client: { about: 'raw Node client vs Kafka\'s Java perf tools: produce and consume throughput', load: () => import('./client.js') },
 } satisfies Record<string, BenchEntry>

@@ -21,6 +21,17 @@ const ERR_TIMED_OUT = -185
 
 const tp = (p: TopicPartition): TopicPartition => ({ topic: p.topic, partition: p.partition })
 
+const natives = new WeakMap<KafkaConsumer, NativeConsumer>()
+
+/**
+ * The binding's consumer behind a consumer made here, for the one call that needs it: a transaction's
+ * offsets carry the group's generation and member id, which librdkafka reads from it (KIP-447). Internal
+ * to src/kafka (index.ts does not export it).
+ */
+export function nativeConsumerOf(consumer: KafkaConsumer): NativeConsumer | undefined {
+  return natives.get(consumer)
+}
+
 export function createConsumer(options: ConsumerOptions): KafkaConsumer {
   let rebalanceChain: Promise<void> = Promise.resolve()
 
@@ -36,12 +47,20 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
   async function applyRebalance(err: { code: number }, partitions: TopicPartition[]): Promise<void> {
     const cooperative = native.rebalanceProtocol() === 'COOPERATIVE'
     if (err.code === ERR_ASSIGN) {
+      let assignment: Array<TopicPartition & { offset?: number }> = partitions
       try {
-        await options.rebalance?.onAssign?.(partitions)
+        const starts = await options.rebalance?.onAssign?.(partitions)
+        if (starts && starts.length > 0) {
+          const at = new Map(starts.map((s) => [`${s.topic}\u0000${s.partition}`, s.offset]))
+          assignment = partitions.map((p) => {
+            const offset = at.get(`${p.topic}\u0000${p.partition}`)
+            return offset === undefined ? p : { ...p, offset }
+          })
+        }
       } finally {
         if (native.isConnected()) {
-          if (cooperative) native.incrementalAssign(partitions)
-          else native.assign(partitions)
+          if (cooperative) native.incrementalAssign(assignment)
+          else native.assign(assignment)
         }
       }
     } else if (err.code === ERR_REVOKE) {
@@ -188,7 +207,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     return closing
   }
 
-  return {
+  const consumer: KafkaConsumer = {
     connect,
     subscribe: (topics) => {
       ensureOpen()
@@ -216,4 +235,6 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     },
     close,
   }
+  natives.set(consumer, native)
+  return consumer
 }

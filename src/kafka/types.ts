@@ -84,8 +84,12 @@ export interface KafkaProducer {
 }
 
 export interface RebalanceHandlers {
-  /** Called before partitions are given to this member. */
-  onAssign?(partitions: TopicPartition[]): Promise<void> | void
+  /**
+   * Called before partitions are given to this member. It may return start offsets for some of them (e.g.
+   * offsets stored with the effects in a database): those partitions start there instead of at the
+   * group's committed offset.
+   */
+  onAssign?(partitions: TopicPartition[]): Promise<void | TopicPartitionOffset[]> | void | TopicPartitionOffset[]
   /**
    * Called before partitions are taken away; the revocation completes only when the returned promise
    * settles, so in-flight work can finish and commit first. `lost` is true when the partitions were
@@ -155,5 +159,44 @@ export interface KafkaAdmin {
   topicOffsets(topic: string): Promise<Array<{ partition: number; low: number; high: number }>>
   /** The group's committed offsets per partition of `topic` (-1 when none). */
   groupOffsets(groupId: string, topic: string): Promise<Array<{ partition: number; offset: number }>>
+  close(): Promise<void>
+}
+
+export interface TransactionalProducerOptions extends KafkaConnection {
+  /**
+   * transactional.id. Keep it stable for one producing instance across its restarts and unique among
+   * the instances alive at once: a producer that initialises with an id fences every older producer with
+   * that id (a zombie) and aborts the transaction it left open (KIP-98).
+   */
+  transactionalId: string
+  /** transaction.timeout.ms: the broker aborts a transaction left open longer than this, ms (default 60000). */
+  transactionTimeoutMs?: number
+  /** Timeout of each init, sendOffsets, commit and abort call, ms (default 30000). */
+  operationTimeoutMs?: number
+  /** linger.ms (default 5). */
+  lingerMs?: number
+}
+
+/**
+ * A transactional producer: records sent between `begin()` and `commit()`, and the consumer offsets
+ * given to `sendOffsets()`, become visible together or not at all (to `read_committed` readers).
+ * Fenced → every call rejects with `LL_FENCED`; any other failure → `LL_TRANSACTION` with the cause.
+ */
+export interface TransactionalProducer {
+  /** Connects and initialises transactions (once): fences older producers with the same id. */
+  connect(): Promise<void>
+  /** Starts a transaction (connects first if needed). One transaction at a time. */
+  begin(): Promise<void>
+  /** Sends records in the open transaction; resolves with one ack per record, in order. */
+  send(records: readonly ProduceRecord[]): Promise<ProduceAck[]>
+  /** Adds consumer offsets (next offset to read) to the open transaction; they commit with it. */
+  sendOffsets(offsets: readonly TopicPartitionOffset[], consumer: KafkaConsumer): Promise<void>
+  /** Commits the open transaction (flushing its records first). */
+  commit(): Promise<void>
+  /** Aborts the open transaction: its records stay invisible to read_committed readers. */
+  abort(): Promise<void>
+  /** True from begin() until commit() or abort() succeeded. */
+  inTransaction(): boolean
+  /** Aborts an open transaction (best effort), then disconnects. Idempotent. */
   close(): Promise<void>
 }

@@ -21,7 +21,7 @@ import { EventEmitter, setMaxListeners } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { LifelineError } from '../errors.js'
 import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../kafka/index.js'
-import type { ConsumedRecord, KafkaConsumer, KafkaProducer, TopicPartition } from '../kafka/types.js'
+import type { ConsumedRecord, KafkaConsumer, KafkaProducer, TopicPartition, TopicPartitionOffset } from '../kafka/types.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { validateOptions } from '../util/options.js'
 import { delayFor, exponential, fixed, retryDecision, type BackoffPolicy } from './backoff.js'
@@ -181,6 +181,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: consumer.state: retryTopics with ordering '${ordering}' needs a state database, so later records of a retried key park behind it instead of overtaking it (or use ordering 'none' for independent retries)`)
   }
   if (options.sequence && !store) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: consumer.state: sequence needs a state database for the last handled sequence of each key')
+  if (options.startOffsets && ordering !== 'partition') throw new LifelineError('LL_OPTIONS_INVALID', "invalid options: consumer.startOffsets: needs ordering 'partition' (a stored position is only safe when every offset below it is finished)")
   if (options.sequence && ordering === 'none') throw new LifelineError('LL_OPTIONS_INVALID', "invalid options: consumer.sequence: needs ordering 'key' or 'partition'")
   /** Retry-tier topic → its source topic and tier number. */
   const tierTopics = new Map<string, { source: string; n: number }>()
@@ -1127,7 +1128,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     for (const entry of state.parked.values()) if (entry.status === 'released') markReleased(state, entry.key)
   }
 
-  async function onAssign(parts: TopicPartition[]): Promise<void> {
+  async function onAssign(parts: TopicPartition[]): Promise<TopicPartitionOffset[] | undefined> {
     const states = parts.map((p) => {
       const state = newPartitionState(p)
       partitions.set(tpKey(p.topic, p.partition), state)
@@ -1153,6 +1154,23 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     }
     log.info({ partitions: parts }, 'partitions assigned')
     emit('partitions-assigned', parts)
+    return options.startOffsets ? storedStarts(parts) : undefined
+  }
+
+  /** Stored positions ahead of the group's committed offsets (a failure to read them falls back to the committed ones). */
+  async function storedStarts(parts: TopicPartition[]): Promise<TopicPartitionOffset[] | undefined> {
+    const sources = parts.filter((p) => !tierTopics.has(p.topic))
+    if (sources.length === 0 || !kafka) return undefined
+    try {
+      const [stored, committed] = await Promise.all([options.startOffsets!(sources), kafka.committed(sources, 10_000)])
+      const at = new Map(committed.map((c) => [tpKey(c.topic, c.partition), c.offset]))
+      const starts = stored.filter((s) => s.offset > (at.get(tpKey(s.topic, s.partition)) ?? -1))
+      if (starts.length > 0) log.info({ starts }, 'starting partitions at positions stored with the effects')
+      return starts
+    } catch (err) {
+      reportError(err, 'reading stored start offsets failed; starting at the committed offsets (the inbox still skips applied events)')
+      return undefined
+    }
   }
 
   async function drain(states: PartitionState[]): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import Type from 'typebox'
 import type { Registry } from 'prom-client'
-import type { KafkaHeader } from '../kafka/types.js'
+import type { KafkaHeader, TopicPartition, TopicPartitionOffset } from '../kafka/types.js'
 import type { Logger } from '../logger.js'
 import type { BackoffFunction, Jitter } from './backoff.js'
 import type { ClassifierVerdict } from './classify.js'
@@ -187,6 +187,12 @@ export interface ConsumerOptions<V = unknown> {
   parking?: ParkingOptions
   /** Per-key sequence reordering and duplicate detection (needs `state`). */
   sequence?: SequenceOptions
+  /**
+   * Positions stored with the effects (e.g. `inbox.startOffsets` with `storeOffsets`): on assignment a
+   * partition starts at the stored offset when it is ahead of the group's committed one. Needs
+   * `ordering: 'partition'` (then every offset below a stored position is finished).
+   */
+  startOffsets?: (partitions: TopicPartition[]) => Promise<TopicPartitionOffset[]>
   /** Runs after the DLQ write and before the record's offset is committed (seed 003's recovery step). */
   onDeadLetter?: (record: LifelineMessage<unknown>, error: unknown) => Promise<void> | void
   /** Commit interval, ms (default 1000); commits also happen on revoke and close. */
@@ -307,6 +313,7 @@ export const ConsumerOptionsSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    startOffsets: Type.Optional(Type.Any()),
     circuitBreaker: Type.Optional(
       Type.Object(
         {
@@ -337,6 +344,7 @@ export function functionOptions(o: ConsumerOptions<unknown>): Array<[string, unk
     ['classifier', o.classifier, false],
     ['onDeadLetter', o.onDeadLetter, false],
     ['sequence.extract', o.sequence?.extract, o.sequence !== undefined],
+    ['startOffsets', o.startOffsets, false],
     ['state.transaction', o.state?.transaction, o.state !== undefined],
     ['retryTopics.topic', typeof o.retryTopics?.topic === 'function' ? o.retryTopics.topic : undefined, false],
     ['decoder.decode', typeof o.decoder === 'object' ? o.decoder.decode : undefined, typeof o.decoder === 'object'],

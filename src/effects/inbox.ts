@@ -1,0 +1,270 @@
+/**
+ * The inbox: effects exactly once under at-least-once delivery. A handler wrapper that, in one database
+ * transaction, claims the event id (`INSERT ... ON CONFLICT DO NOTHING` into `lifeline_inbox`), runs the
+ * handler's writes through the same transaction, and commits. A redelivered or re-produced event finds its
+ * id claimed: it is skipped and counted, and its effects are not applied again. If the handler throws,
+ * the claim rolls back with the effects and the runtime retries the record as usual.
+ *
+ * Optionally (`storeOffsets`) the consumed position is written in the same transaction, and the consumer
+ * starts each assigned partition from it when it is ahead of the group's committed offset (see
+ * {@link Inbox.startOffsets}): effects and progress can never disagree, and records already applied are not
+ * even fetched again.
+ *
+ * @module
+ * @example
+ * const inbox = createInbox<Order>({
+ *   db, consumer: 'orders',
+ *   handler: async (m, { tx, ignore }) => {
+ *     await tx.query('insert into payments (order_id, amount) values ($1, $2)', [m.value.id, m.value.amount])
+ *   },
+ * })
+ * const consumer = createConsumer({ ..., handler: inbox.handler })
+ */
+import { LifelineError } from '../errors.js'
+import type { TopicPartition, TopicPartitionOffset } from '../kafka/types.js'
+import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
+import type { Handler, LifelineMessage } from '../runtime/options.js'
+import type { Registry } from 'prom-client'
+import { Counter } from 'prom-client'
+
+/** What the wrapped handler gets besides the message. */
+export interface EffectContext {
+  /** The open transaction: run every write of the effect through it. */
+  readonly tx: SqlQueryable
+  /** The claimed event id. */
+  readonly eventId: string
+  /**
+   * Records that this event was not applied and why (a transition not allowed from the current state, a
+   * stale version): a row in `lifeline_ignored_events`, in this transaction. The event stays claimed.
+   */
+  ignore(reason: string, detail?: IgnoreDetail): Promise<void>
+}
+
+export interface IgnoreDetail {
+  /** The entity type, e.g. `order`. */
+  entity?: string
+  entityId?: string
+  [key: string]: unknown
+}
+
+export interface InboxOptions<V> {
+  db: SqlExecutor
+  /** The inbox's namespace, usually the consumer group: event ids are unique per consumer. */
+  consumer: string
+  /**
+   * Where the event id comes from: a header name (default `event-id`) or a function. A record without one
+   * is identified by its source coordinates (`topic/partition/offset`): redeliveries are still caught, a
+   * producer that sent the event twice is not. `missingId: 'reject'` dead-letters such records instead.
+   */
+  eventId?: string | ((message: LifelineMessage<V>) => string | null | undefined)
+  missingId?: 'offset' | 'reject'
+  handler: (message: LifelineMessage<V>, context: EffectContext) => Promise<void> | void
+  /** Also store the consumed position in the transaction (use with `startOffsets`; needs `ordering: 'partition'`). */
+  storeOffsets?: boolean
+  /**
+   * Group commit: records handed to the inbox in the same event-loop turn (the runtime starts up to
+   * `concurrency` at once) share one transaction, up to `maxRecords`: one COMMIT (and one fsync) for many
+   * events. Handlers of a batch run one after the other on its connection. If any of them throws, the whole
+   * batch rolls back and every record of it runs again in a transaction of its own, so only the failing one
+   * fails — handlers must therefore have no effects outside `tx` (the inbox's contract anyway). Default
+   * `maxRecords` 16; 1 turns it off (a transaction per record).
+   */
+  batch?: { maxRecords: number }
+  /** Prometheus registry for `lifeline_inbox_events_total{consumer,outcome}` (applied, duplicate, ignored). */
+  metrics?: { registry: Registry }
+}
+
+export interface InboxStats {
+  applied: number
+  duplicates: number
+  ignored: number
+}
+
+export interface Inbox<V> {
+  /** The handler to give the consumer. */
+  readonly handler: Handler<V>
+  /**
+   * The stored positions of these partitions (`storeOffsets`), for the consumer's `startOffsets` option:
+   * a partition starts there when it is ahead of the group's committed offset.
+   */
+  startOffsets(partitions: TopicPartition[]): Promise<TopicPartitionOffset[]>
+  /** Deletes claims older than `olderThanMs` (keep longer than any redelivery or replay can come back); returns the count. */
+  cleanup(olderThanMs: number): Promise<number>
+  stats(): InboxStats
+}
+
+const HEADER_DEFAULT = 'event-id'
+
+export const inboxDefaults = { eventIdHeader: HEADER_DEFAULT, missingId: 'offset', batchMaxRecords: 16 } as const
+
+/** Creates an inbox over `db` (migrate it first: `migrateLifeline(db)`, which the consumer does with `state`). */
+export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
+  if (!options.consumer) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: inbox.consumer: must be a non-empty string')
+  if (typeof options.handler !== 'function') throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: inbox.handler: must be a function')
+  const { db, consumer } = options
+  const idOf = typeof options.eventId === 'function' ? options.eventId : (m: LifelineMessage<V>) => m.header((options.eventId as string | undefined) ?? HEADER_DEFAULT)
+  const stats: InboxStats = { applied: 0, duplicates: 0, ignored: 0 }
+  const registry = options.metrics?.registry
+  const counter = registry
+    ? ((registry.getSingleMetric('lifeline_inbox_events_total') as Counter | undefined) ??
+      new Counter({ name: 'lifeline_inbox_events_total', help: 'Events through an inbox, by outcome: applied, duplicate (already claimed: skipped), ignored (claimed, not applied by a guard).', labelNames: ['consumer', 'outcome'], registers: [registry] }))
+    : undefined
+  const count = (outcome: keyof InboxStats, label: string) => {
+    stats[outcome]++
+    counter?.inc({ consumer, outcome: label })
+  }
+
+  function eventIdOf(m: LifelineMessage<V>): string {
+    const id = idOf(m)
+    if (typeof id === 'string' && id.length > 0) return id
+    if (options.missingId === 'reject') {
+      throw new LifelineError('LL_ARGUMENT_INVALID', `${m.topic}[${m.partition}]@${m.offset} has no event id (${typeof options.eventId === 'function' ? 'the eventId function returned none' : `header ${(options.eventId as string | undefined) ?? HEADER_DEFAULT}`}) and inbox.missingId is 'reject'`)
+    }
+    return `${m.topic}/${m.partition}/${m.offset}`
+  }
+
+  type Outcome = 'duplicate' | 'ignored' | 'applied'
+  /** Claims the event and runs the handler in `tx`. */
+  async function applyIn(tx: SqlQueryable, m: LifelineMessage<V>, eventId: string): Promise<Outcome> {
+    const claim = await tx.query('insert into lifeline_inbox (consumer, event_id, topic, partition, "offset") values ($1, $2, $3, $4, $5) on conflict do nothing', [consumer, eventId, m.topic, m.partition, m.offset])
+    if (claim.rowCount === 0) {
+      await storePosition(tx, m)
+      return 'duplicate'
+    }
+    return runClaimed(tx, m, eventId)
+  }
+
+  /** With `storeOffsets`: the next offset of `m`'s partition, never moving back (duplicates move it too). */
+  async function storePosition(tx: SqlQueryable, m: LifelineMessage<V>): Promise<void> {
+    if (!options.storeOffsets) return
+    await tx.query(
+      `insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset) values ($1, $2, $3, $4)
+       on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`,
+      [consumer, m.topic, m.partition, m.offset + 1],
+    )
+  }
+
+  /** Runs the handler for a claimed event in `tx` (plus the stored position). */
+  async function runClaimed(tx: SqlQueryable, m: LifelineMessage<V>, eventId: string): Promise<Outcome> {
+      let ignored = false
+      const context: EffectContext = {
+        tx,
+        eventId,
+        ignore: async (reason, detail = {}) => {
+          ignored = true
+          const { entity, entityId, ...rest } = detail
+          await tx.query(
+            'insert into lifeline_ignored_events (consumer, event_id, topic, partition, "offset", entity, entity_id, reason, detail) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+            [consumer, eventId, m.topic, m.partition, m.offset, entity ?? null, entityId ?? null, reason, JSON.stringify(rest)],
+          )
+        },
+      }
+      await options.handler(m, context)
+      await storePosition(tx, m)
+      return ignored ? 'ignored' : 'applied'
+  }
+
+  function counted(outcome: Outcome): void {
+    if (outcome === 'duplicate') count('duplicates', 'duplicate')
+    else if (outcome === 'ignored') count('ignored', 'ignored')
+    else count('applied', 'applied')
+  }
+
+  const single = async (m: LifelineMessage<V>): Promise<void> => {
+    const eventId = eventIdOf(m)
+    counted(await db.transaction((tx) => applyIn(tx, m, eventId)))
+  }
+
+  const maxBatch = options.batch?.maxRecords ?? inboxDefaults.batchMaxRecords
+  if (!(Number.isInteger(maxBatch) && maxBatch >= 1 && maxBatch <= 10_000)) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: inbox.batch.maxRecords: must be an integer from 1 to 10000')
+  interface Pending {
+    m: LifelineMessage<V>
+    eventId: string
+    resolve(): void
+    reject(err: unknown): void
+  }
+  let queue: Pending[] = []
+  let scheduled = false
+
+  function flush(): void {
+    scheduled = false
+    while (queue.length > 0) {
+      const batch = queue.slice(0, maxBatch)
+      queue = queue.slice(maxBatch)
+      void runBatch(batch)
+    }
+  }
+
+  async function runBatch(batch: Pending[]): Promise<void> {
+    if (batch.length === 1) {
+      const [only] = batch as [Pending]
+      await single(only.m).then(only.resolve, only.reject)
+      return
+    }
+    let outcomes: Outcome[]
+    try {
+      outcomes = await db.transaction(async (tx) => {
+        // Every claim of the batch in one statement; then the handlers of the claimed ones, in order.
+        const { rows } = await tx.query<{ event_id: string }>(
+          `insert into lifeline_inbox (consumer, event_id, topic, partition, "offset")
+           select $1, e, t, p, o from unnest($2::text[], $3::text[], $4::int[], $5::int8[]) as x(e, t, p, o)
+           on conflict do nothing returning event_id`,
+          [consumer, batch.map((p) => p.eventId), batch.map((p) => p.m.topic), batch.map((p) => p.m.partition), batch.map((p) => String(p.m.offset))],
+        )
+        const claimed = new Set(rows.map((r) => r.event_id))
+        const out: Outcome[] = []
+        for (const p of batch) {
+          // The same id twice in a batch: the first one is the claim.
+          if (claimed.delete(p.eventId)) out.push(await runClaimed(tx, p.m, p.eventId))
+          else {
+            await storePosition(tx, p.m)
+            out.push('duplicate')
+          }
+        }
+        return out
+      })
+    } catch {
+      // One of them failed (or the commit did): each runs alone, so only the failing one fails.
+      await Promise.all(batch.map((p) => single(p.m).then(p.resolve, p.reject)))
+      return
+    }
+    outcomes.forEach(counted)
+    for (const p of batch) p.resolve()
+  }
+
+  const handler: Handler<V> =
+    maxBatch === 1
+      ? single
+      : (m) =>
+          new Promise<void>((resolve, reject) => {
+            let eventId: string
+            try {
+              eventId = eventIdOf(m)
+            } catch (err) {
+              reject(err)
+              return
+            }
+            queue.push({ m, eventId, resolve, reject })
+            if (queue.length >= maxBatch) flush()
+            else if (!scheduled) {
+              scheduled = true
+              setImmediate(flush)
+            }
+          })
+
+  return {
+    handler,
+    async startOffsets(partitions) {
+      if (partitions.length === 0) return []
+      const { rows } = await db.query('select topic, partition, next_offset from lifeline_consumer_offsets where consumer = $1', [consumer])
+      const wanted = new Set(partitions.map((p) => `${p.topic}\u0000${p.partition}`))
+      return rows.filter((r) => wanted.has(`${r.topic as string}\u0000${Number(r.partition)}`)).map((r) => ({ topic: r.topic as string, partition: Number(r.partition), offset: Number(r.next_offset) }))
+    },
+    async cleanup(olderThanMs) {
+      if (!(Number.isInteger(olderThanMs) && olderThanMs >= 0)) throw new LifelineError('LL_ARGUMENT_INVALID', `cleanup(olderThanMs) needs an integer >= 0, got ${String(olderThanMs)}`)
+      const { rowCount } = await db.query("delete from lifeline_inbox where consumer = $1 and processed_at < now() - ($2::bigint * interval '1 millisecond')", [consumer, olderThanMs])
+      return rowCount
+    },
+    stats: () => ({ ...stats }),
+  }
+}
