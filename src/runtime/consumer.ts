@@ -40,6 +40,8 @@ import { originView, readTierRecord, retryTopicName, tierRecord, type TierInfo }
 import { OrderingStore, type ParkedRecord } from '../ordering/state-store.js'
 import { SequenceBuffer } from '../ordering/sequence-buffer.js'
 import { migrateLifeline } from '../store/schema.js'
+import { Masker } from '../dlq/masking.js'
+import { LifelineHeaders } from './headers.js'
 
 export interface LifelineConsumer extends EventEmitter<ConsumerEvents> {
   /** Connects, provisions DLQ topics (unless disabled), subscribes and starts the poll loop. */
@@ -193,6 +195,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     })
   }
   const pollMs = options.parking?.pollMs ?? consumerDefaults.parking.pollMs
+  const masker = options.masking ? new Masker(options.masking.policies, options.masking.keyring) : undefined
   const seqOptions = options.sequence
   let releaseTimer: NodeJS.Timeout | undefined
   let gapTimer: NodeJS.Timeout | undefined
@@ -912,7 +915,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       emit('parked', { topic: origin.topic, partition: origin.partition, key: origin.key!, offset: origin.offset, location })
     }
     const dueAt = Date.now() + (toTier ? (tiers[nextTier - 1] as number) : 0)
-    const out = toTier ? tierRecord(target, origin, context, nextTier, dueAt, token) : deadLetterRecord(target, origin, context, { spring: options.deadLetter?.springHeaders })
+    const out = toTier ? tierRecord(target, origin, context, nextTier, dueAt, token) : maskedDeadLetter(target, origin, context)
     const where = `${origin.topic}[${origin.partition}]@${origin.offset}`
     const acks = await retrying(item.state, toTier ? 'retry-tier' : 'dead-letter', () => dlq!.send([out]), (err, tries) =>
       toTier ? new LifelineError('LL_RETRY_TIER', `writing ${where} to ${target} failed (try ${tries}); retrying`, { cause: err }) : new LifelineError('LL_DEAD_LETTER', `writing ${where} to ${target} failed (try ${tries}); retrying`, { cause: err }),
@@ -929,6 +932,16 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     log.info({ topic: origin.topic, partition: origin.partition, offset: origin.offset, dlqTopic: target, code: failure.classification.code, attempts }, 'record dead-lettered')
     if (options.onDeadLetter) await runHook(item, value, failure.error)
     return 'done'
+  }
+
+  /** The DLQ record, with the masking policy applied to its value, error message, stack and headers. */
+  function maskedDeadLetter(target: string, origin: ConsumedRecord, context: ReturnType<typeof failureContext>): ReturnType<typeof deadLetterRecord> {
+    const spring = options.deadLetter?.springHeaders
+    if (!masker?.covers(origin.topic)) return deadLetterRecord(target, origin, context, { spring })
+    const m = masker.mask(origin.topic, { value: origin.value, errorMessage: context.errorMessage, errorStack: context.errorStack, headers: origin.headers })
+    const out = deadLetterRecord(target, { ...origin, value: m.value, headers: m.headers }, { ...context, errorMessage: m.errorMessage, errorStack: m.errorStack }, { spring })
+    if (m.masked) out.headers = [...(out.headers ?? []), { key: LifelineHeaders.masked, value: Buffer.from('v1') }]
+    return out
   }
 
   // ---- parked keys: release and replay -------------------------------------------------------------

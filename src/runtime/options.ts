@@ -12,6 +12,7 @@ import type { CircuitBreakerOptions, Transition } from './circuit-breaker.js'
 import type { Ordering } from './key-scheduler.js'
 import type { SqlExecutor } from '../store/executor.js'
 import type { GapPolicy, SeqRange } from '../ordering/sequence-buffer.js'
+import type { Keyring, MaskingPolicy } from '../dlq/masking.js'
 
 /** What the handler receives for each record. */
 export interface LifelineMessage<V = unknown> {
@@ -193,6 +194,12 @@ export interface ConsumerOptions<V = unknown> {
    * `ordering: 'partition'` (then every offset below a stored position is finished).
    */
   startOffsets?: (partitions: TopicPartition[]) => Promise<TopicPartitionOffset[]>
+  /**
+   * PII masking of dead letters: policies by topic and JSON path (`redact`, `hash`, `encrypt` with
+   * AES-256-GCM under `keyring`), applied to the DLQ record's value, error message, stack and named headers
+   * before it is written (see docs/masking.md). Retry-tier records keep the clear value (the handler needs it).
+   */
+  masking?: { policies: MaskingPolicy[]; keyring?: Keyring }
   /** Runs after the DLQ write and before the record's offset is committed (seed 003's recovery step). */
   onDeadLetter?: (record: LifelineMessage<unknown>, error: unknown) => Promise<void> | void
   /** Commit interval, ms (default 1000); commits also happen on revoke and close. */
@@ -314,6 +321,26 @@ export const ConsumerOptionsSchema = Type.Object(
       ),
     ),
     startOffsets: Type.Optional(Type.Any()),
+    masking: Type.Optional(
+      Type.Object(
+        {
+          policies: Type.Array(
+            Type.Object(
+              {
+                topics: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+                rules: Type.Array(Type.Object({ path: Type.String({ minLength: 1 }), action: Type.Union([Type.Literal('redact'), Type.Literal('hash'), Type.Literal('encrypt')]) }, { additionalProperties: false })),
+                patterns: Type.Optional(Type.Array(Type.String())),
+                headers: Type.Optional(Type.Array(Type.String())),
+                nonJson: Type.Optional(Type.Union([Type.Literal('encrypt'), Type.Literal('redact'), Type.Literal('keep')])),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          keyring: Type.Optional(Type.Object({ currentKeyId: Type.String(), keys: Type.Record(Type.String(), Type.Any()), hashKey: Type.Optional(Type.Any()) }, { additionalProperties: false })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     circuitBreaker: Type.Optional(
       Type.Object(
         {
