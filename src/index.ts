@@ -56,6 +56,31 @@ export { retryTopicName, readTierRecord, RetryHeaders } from './runtime/retry-to
 export type { TierInfo } from './runtime/retry-topics.js'
 export { migrateLifeline } from './store/schema.js'
 
+// Effects exactly once: inbox, guards, compensation
+export { createInbox, inboxDefaults } from './effects/inbox.js'
+export type { Inbox, InboxOptions, InboxStats, EffectContext, IgnoreDetail } from './effects/inbox.js'
+export { defineStateMachine, versionedUpdate, listIgnoredEvents } from './effects/guards.js'
+export type { StateMachine, StateMachineDefinition, VersionedUpdate, GuardResult } from './effects/guards.js'
+export { compensateOnFailure, recordFailure, listFailures, settleFailure } from './effects/compensation.js'
+export type { Compensation, CompensateOptions, FailureRecord, FailureStatus, CompensationState } from './effects/compensation.js'
+
+export {
+  defineReconciliation,
+  runReconciliation,
+  scheduleReconciliation,
+  registerReconciliation,
+  getReconciliation,
+  listReconciliations,
+  listReconciliationRuns,
+  getReconciliationRun,
+  listReconciliationFindings,
+  diffFields,
+} from './effects/reconcile.js'
+
+// Dead letters: PII masking
+export { Masker, REDACTED } from './dlq/masking.js'
+export type { MaskingPolicy, MaskRule, MaskAction, Keyring } from './dlq/masking.js'
+
 // Storage
 export { openDatabase, openPostgres, openPglite, databaseFromEnv, describeDatabase, loadMigrations, migrate } from './store/index.js'
 export type { SqlExecutor, SqlQueryable, SqlResult, SqlRow, Migration } from './store/index.js'

@@ -2,7 +2,9 @@
 import { Command } from 'commander'
 import { registerDemo } from './commands/demo.js'
 import { registerDevKafka } from './commands/dev-kafka.js'
+import { registerEffects } from './commands/effects.js'
 import { registerKeys } from './commands/keys.js'
+import { registerReconcile } from './commands/reconcile.js'
 import { registerTopics } from './commands/topics.js'
 
 export function buildProgram(): Command {
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
   registerDevKafka(program)
   registerTopics(program)
   registerKeys(program)
+  registerReconcile(program)
+  registerEffects(program)
   registerDemo(program)
   return program
 }
