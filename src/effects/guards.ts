@@ -128,8 +128,9 @@ export function defineStateMachine<S extends string>(definition: StateMachineDef
     const current = await context.tx.query<{ state: string }>(`select ${stateColumn} as state from ${table} where ${idColumn} = $1`, [id])
     const found = current.rows[0]
     if (!found && initial.has(to)) {
-      const insertColumns = [idColumn, stateColumn, ...columns.map((c) => identifier(c, `transition.set.${c}`))]
-      await context.tx.query(`insert into ${table} (${insertColumns.join(', ')}) values (${insertColumns.map((_, i) => `$${i + 1}`).join(', ')})`, [id, to, ...columns.map((c) => set[c])])
+      const insertColumns = [idColumn, stateColumn, ...columns.map((c) => identifier(c, `transition.set.${c}`)), ...(versionColumn ? [versionColumn] : [])]
+      const values = [id, to, ...columns.map((c) => set[c]), ...(versionColumn ? [0] : [])]
+      await context.tx.query(`insert into ${table} (${insertColumns.join(', ')}) values (${insertColumns.map((_, i) => `$${i + 1}`).join(', ')})`, values)
       return { applied: true, ...(versionColumn ? { version: 0 } : {}) }
     }
     const reason = found ? (found.state === to ? `duplicate: already ${to}` : `transition ${found.state} → ${to} not allowed`) : `not found (${to} cannot create it)`

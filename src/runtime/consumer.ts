@@ -183,6 +183,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: consumer.state: retryTopics with ordering '${ordering}' needs a state database, so later records of a retried key park behind it instead of overtaking it (or use ordering 'none' for independent retries)`)
   }
   if (options.sequence && !store) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: consumer.state: sequence needs a state database for the last handled sequence of each key')
+  if (options.startOffsets && options.sequence) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: consumer.startOffsets: cannot be combined with sequence (records held behind a gap let later offsets finish first, so a stored position could skip them)')
   if (options.startOffsets && ordering !== 'partition') throw new LifelineError('LL_OPTIONS_INVALID', "invalid options: consumer.startOffsets: needs ordering 'partition' (a stored position is only safe when every offset below it is finished)")
   if (options.sequence && ordering === 'none') throw new LifelineError('LL_OPTIONS_INVALID', "invalid options: consumer.sequence: needs ordering 'key' or 'partition'")
   /** Retry-tier topic → its source topic and tier number. */
@@ -1029,7 +1030,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   async function runHook(item: Item, value: unknown, error: unknown): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await options.onDeadLetter!(message(item, value, attempt) as LifelineMessage<unknown>, error)
+        await options.onDeadLetter!(message(item, value, attempt), error)
         return
       } catch (err) {
         if (attempt >= maxAttempts) {

@@ -201,7 +201,7 @@ export interface ConsumerOptions<V = unknown> {
    */
   masking?: { policies: MaskingPolicy[]; keyring?: Keyring }
   /** Runs after the DLQ write and before the record's offset is committed (seed 003's recovery step). */
-  onDeadLetter?: (record: LifelineMessage<unknown>, error: unknown) => Promise<void> | void
+  onDeadLetter?: (record: LifelineMessage<V>, error: unknown) => Promise<void> | void
   /** Commit interval, ms (default 1000); commits also happen on revoke and close. */
   commitIntervalMs?: number
   /** How long a revocation or close() waits for in-flight handlers, ms (default 30000). */
