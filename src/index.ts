@@ -64,6 +64,10 @@ export type { StateMachine, StateMachineDefinition, VersionedUpdate, GuardResult
 export { compensateOnFailure, recordFailure, listFailures, settleFailure } from './effects/compensation.js'
 export type { Compensation, CompensateOptions, FailureRecord, FailureStatus, CompensationState } from './effects/compensation.js'
 
+export { createTransactionalPipeline, transactionalPipelineDefaults } from './effects/transactional-pipeline.js'
+export type { TransactionalPipeline, TransactionalPipelineOptions, TransactionalPipelineEvents, TransactionalPipelineStats, Transform, TransformContext, PipelineState } from './effects/transactional-pipeline.js'
+export { createTransactionalProducer } from './kafka/index.js'
+export type { TransactionalProducer, TransactionalProducerOptions } from './kafka/index.js'
 export {
   defineReconciliation,
   runReconciliation,

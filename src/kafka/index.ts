@@ -6,5 +6,6 @@
 export { createAdmin } from './admin.js'
 export { createConsumer } from './consumer.js'
 export { createProducer } from './producer.js'
+export { createTransactionalProducer, transactionalProducerDefaults } from './transactional.js'
 export { clientVersion } from './native.js'
 export type * from './types.js'

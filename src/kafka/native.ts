@@ -103,10 +103,24 @@ export interface NativeProducer {
   on(event: 'delivery-report', listener: (err: unknown, report: { topic: string; partition: number; offset: number; opaque: unknown }) => void): void
 }
 
+/** The binding's transaction calls (librdkafka's rd_kafka_*_transaction, KIP-98/KIP-447). */
+export interface NativeTransactionalProducer extends NativeProducer {
+  initTransactions(timeoutMs: number, cb: (err: unknown) => void): void
+  beginTransaction(cb: (err: unknown) => void): void
+  /** Takes the binding's consumer object: librdkafka reads the group metadata (generation, member id) from it. */
+  sendOffsetsToTransaction(offsets: Array<{ topic: string; partition: number; offset: number }>, consumer: NativeConsumer, timeoutMs: number, cb: (err: unknown) => void): void
+  commitTransaction(timeoutMs: number, cb: (err: unknown) => void): void
+  abortTransaction(timeoutMs: number, cb: (err: unknown) => void): void
+}
+
 export function newNativeConsumer(globalConfig: Record<string, unknown>, topicConfig: Record<string, unknown>): NativeConsumer {
   return new rdkafka.KafkaConsumer(globalConfig as never, topicConfig as never) as unknown as NativeConsumer
 }
 
 export function newNativeProducer(globalConfig: Record<string, unknown>): NativeProducer {
   return new rdkafka.Producer(globalConfig as never) as unknown as NativeProducer
+}
+
+export function newNativeTransactionalProducer(globalConfig: Record<string, unknown>): NativeTransactionalProducer {
+  return new rdkafka.Producer(globalConfig as never) as unknown as NativeTransactionalProducer
 }
