@@ -6,6 +6,9 @@
  * failed one and released in order: by the retry succeeding, or by an operator releasing the key. The demo
  * prints every step and then reads the dead-letter topic back.
  */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { createInterface } from 'node:readline'
 import { setTimeout as delay } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -188,6 +191,12 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     print(`summary: produced ${produced}, applied ${processed}, dead-lettered ${deadLettered}; orders by latest status: ${rows.map((r) => `${r.status}=${r.n}`).join(', ')}`)
     if (!options.follow && processed + deadLettered < produced) throw new Error(`only ${processed + deadLettered} of ${produced} events were handled within 60 s`)
     if (overtaken.length > 0) throw new Error(`events applied out of order for ${overtaken.map(([o]) => o).join(', ')}`)
+
+    // Part two: the examples (effects exactly once), on the same broker and database.
+    if (!options.follow && !options.signal.aborted) {
+      await db.close() // the examples open it themselves (embedded PGlite allows one process at a time)
+      await runExamples(bootstrap, options)
+    }
   } finally {
     await consumer.close().catch((err: unknown) => print(`consumer close failed: ${(err as Error).message}`))
     await producer.close()
@@ -197,6 +206,39 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       print('kafka: stopping the local broker')
       await cluster.close()
     }
+  }
+}
+
+const EXAMPLES = new URL('../../examples/', import.meta.url)
+
+/**
+ * Runs examples/orders (inbox + state machine under duplicated, shuffled events) and examples/coupons
+ * (Redis stock, compensation, reconciliation) as child processes, printing their output. Only in a checkout
+ * (the examples are not part of the package); coupons needs Redis (REDIS_URL, default 127.0.0.1:6379).
+ */
+async function runExamples(bootstrap: string, options: DemoOptions): Promise<void> {
+  const { print } = options
+  if (!existsSync(new URL('orders/run.ts', EXAMPLES))) {
+    print('examples: not in this installation (they live in the repository: examples/)')
+    return
+  }
+  for (const [name, args] of [['orders', ['8']], ['coupons', ['20', '60']]] as const) {
+    print(`example: ${name} (examples/${name}/run.ts) — ${name === 'orders' ? 'inbox + state-machine guard: every event applied once, late transitions ignored with a reason' : 'Redis stock via Lua, inbox, compensation on final failure, Redis/PostgreSQL reconciliation'}`)
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', new URL(`${name}/run.ts`, EXAMPLES).pathname, ...args], {
+        env: { ...process.env, KAFKA_BOOTSTRAP: bootstrap, LIFELINE_LOG_LEVEL: process.env.LIFELINE_LOG_LEVEL ?? 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      const stop = () => child.kill('SIGTERM')
+      options.signal.addEventListener('abort', stop, { once: true })
+      for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', (line) => print(`  [${name}] ${line}`))
+      child.once('error', reject)
+      child.once('exit', (c) => {
+        options.signal.removeEventListener('abort', stop)
+        resolve(c ?? 1)
+      })
+    })
+    if (code !== 0) throw new Error(`the ${name} example failed (exit code ${code})`)
   }
 }
 
