@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { connect } from 'node:net'
 import { createInterface } from 'node:readline'
 import { setTimeout as delay } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
@@ -223,6 +224,10 @@ async function runExamples(bootstrap: string, options: DemoOptions): Promise<voi
     return
   }
   for (const [name, args] of [['orders', ['8']], ['coupons', ['20', '60']]] as const) {
+    if (name === 'coupons' && !(await redisReachable())) {
+      print(`example: coupons skipped — no Redis at ${process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'} (set REDIS_URL)`)
+      continue
+    }
     print(`example: ${name} (examples/${name}/run.ts) — ${name === 'orders' ? 'inbox + state-machine guard: every event applied once, late transitions ignored with a reason' : 'Redis stock via Lua, inbox, compensation on final failure, Redis/PostgreSQL reconciliation'}`)
     const code = await new Promise<number>((resolve, reject) => {
       const child = spawn(process.execPath, ['--import', 'tsx', new URL(`${name}/run.ts`, EXAMPLES).pathname, ...args], {
@@ -240,6 +245,20 @@ async function runExamples(bootstrap: string, options: DemoOptions): Promise<voi
     })
     if (code !== 0) throw new Error(`the ${name} example failed (exit code ${code})`)
   }
+}
+
+function redisReachable(): Promise<boolean> {
+  const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
+  return new Promise((resolve) => {
+    const socket = connect({ host: url.hostname, port: Number(url.port || 6379), timeout: 1000 })
+    const done = (ok: boolean) => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+    socket.once('timeout', () => done(false))
+  })
 }
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
