@@ -51,6 +51,8 @@ export interface Keyring {
 }
 
 export const REDACTED = '[REDACTED]'
+/** Header on a DLQ record a masking policy changed: `v1` (encrypted fields read `enc:v1:...`). */
+export const MASKED_HEADER = 'lifeline.masked'
 const KEY_ID = /^[A-Za-z0-9_-]{1,64}$/
 
 function keyBytes(value: Buffer | string, id: string): Buffer {

@@ -40,8 +40,7 @@ import { originView, readTierRecord, retryTopicName, tierRecord, type TierInfo }
 import { OrderingStore, type ParkedRecord } from '../ordering/state-store.js'
 import { SequenceBuffer } from '../ordering/sequence-buffer.js'
 import { migrateLifeline } from '../store/schema.js'
-import { Masker } from '../dlq/masking.js'
-import { LifelineHeaders } from './headers.js'
+import { MASKED_HEADER, Masker } from '../dlq/masking.js'
 
 export interface LifelineConsumer extends EventEmitter<ConsumerEvents> {
   /** Connects, provisions DLQ topics (unless disabled), subscribes and starts the poll loop. */
@@ -941,7 +940,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     if (!masker?.covers(origin.topic)) return deadLetterRecord(target, origin, context, { spring })
     const m = masker.mask(origin.topic, { value: origin.value, errorMessage: context.errorMessage, errorStack: context.errorStack, headers: origin.headers })
     const out = deadLetterRecord(target, { ...origin, value: m.value, headers: m.headers }, { ...context, errorMessage: m.errorMessage, errorStack: m.errorStack }, { spring })
-    if (m.masked) out.headers = [...(out.headers ?? []), { key: LifelineHeaders.masked, value: Buffer.from('v1') }]
+    if (m.masked) out.headers = [...(out.headers ?? []), { key: MASKED_HEADER, value: Buffer.from('v1') }]
     return out
   }
 

@@ -45,8 +45,6 @@ export const LifelineHeaders = Object.freeze({
   attempts: 'lifeline.attempts',
   firstFailure: 'lifeline.first-failure',
   lastFailure: 'lifeline.last-failure',
-  /** `v1` when a masking policy changed the value, message, stack or headers (encrypted fields are `enc:v1:...`). */
-  masked: 'lifeline.masked',
 } as const)
 
 /** Spring Kafka dead-letter header names (`org.springframework.kafka.support.KafkaHeaders.DLT_*`). */
