@@ -50,6 +50,8 @@ test('lifeline ignored list and lifeline failures list|resolve|ignore', async (t
   await assert.rejects(run(['failures', 'ignore', f1.id, '--reason', 'again', '--database', dir]), { code: 'LL_NOT_FOUND', message: /already RESOLVED/ })
   await assert.rejects(run(['failures', 'resolve', 'abc', '--reason', 'x', '--database', dir]), { code: 'LL_ARGUMENT_INVALID' })
   await assert.rejects(run(['failures', 'list', '--status', 'DONE', '--database', dir]), /--status must be PENDING, RESOLVED or IGNORED/)
+  assert.match(await run(['inbox', 'cleanup', '--consumer', 'orders', '--older-than', '14d', '--database', dir]), /deleted 0 claim\(s\) of orders older than 14d/)
+  await assert.rejects(run(['inbox', 'cleanup', '--consumer', 'orders', '--older-than', 'soon', '--database', dir]), /--older-than must be a duration/)
   const pending = JSON.parse(await run(['failures', 'list', '--status', 'pending', '--json', '--database', dir])) as unknown[]
   assert.deepEqual(pending, [])
 })

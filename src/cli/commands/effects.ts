@@ -5,6 +5,7 @@
 import type { Command } from 'commander'
 import { listFailures, settleFailure, type FailureStatus } from '../../effects/compensation.js'
 import { listIgnoredEvents } from '../../effects/guards.js'
+import { createInbox } from '../../effects/inbox.js'
 import { openDatabase, type SqlExecutor } from '../../store/index.js'
 import { migrateLifeline } from '../../store/schema.js'
 import { printJson, printTable } from '../output.js'
@@ -31,7 +32,29 @@ function failureStatus(value: string | undefined): FailureStatus | undefined {
 
 const actorDefault = () => process.env.USER || 'operator'
 
+/** `14d`, `36h`, `90m`, `3600s` or plain milliseconds. */
+export function durationOption(value: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(value.trim())
+  if (!m) throw new Error(`--older-than must be a duration like 14d, 36h, 90m, 3600s or milliseconds, got ${value}`)
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h' | 'd']
+  return Number(m[1]) * unit
+}
+
 export function registerEffects(program: Command): void {
+  program
+    .command('inbox')
+    .description('the inbox of claimed event ids')
+    .command('cleanup')
+    .description('delete claims older than a duration (keep them longer than any redelivery, retry tier or DLQ redrive can bring an event back)')
+    .requiredOption('--consumer <name>', 'the inbox consumer')
+    .requiredOption('--older-than <duration>', 'e.g. 14d, 36h')
+    .option('--database <url|dir>', DATABASE_HELP)
+    .action(async (opts: { consumer: string; olderThan: string; database?: string }) => {
+      const ms = durationOption(opts.olderThan)
+      const deleted = await withDatabase(opts.database, (db) => createInbox({ db, consumer: opts.consumer, handler: () => undefined }).cleanup(ms))
+      process.stdout.write(`deleted ${deleted} claim(s) of ${opts.consumer} older than ${opts.olderThan}\n`)
+    })
+
   const ignored = program.command('ignored').description('events a state-machine or version guard did not apply, with the reason')
   ignored
     .command('list')
