@@ -81,8 +81,14 @@ export {
   diffFields,
 } from './effects/reconcile.js'
 
-// Dead letters: PII masking
-export { Masker, REDACTED } from './dlq/masking.js'
+// Dead letters: PII masking, other systems' formats, the indexer and the records store
+export { Masker, REDACTED, MASKED_HEADER } from './dlq/masking.js'
+export { parseDeadLetter, ReplayHeaders, DEAD_LETTER_FORMATS } from './dlq/formats.js'
+export type { DeadLetterContext, DeadLetterFormat } from './dlq/formats.js'
+export { createDlqIndexer, dlqIndexerDefaults } from './dlq/indexer.js'
+export type { DlqIndexer, DlqIndexerOptions, DlqIndexerStats } from './dlq/indexer.js'
+export { listRecords, countRecords, getRecord, groupRecords, setStatus, DLQ_STATUSES, DLQ_TRANSITIONS } from './dlq/records.js'
+export type { DlqStatus, DlqRecord, DlqRecordSummary, DlqRecordDetail, RecordFilter, ErrorGroup } from './dlq/records.js'
 export type { MaskingPolicy, MaskRule, MaskAction, Keyring } from './dlq/masking.js'
 
 // Storage

@@ -151,12 +151,16 @@ const isoTime = (ms: number): string | undefined => (Math.abs(ms) <= 8.64e15 ? n
 const decimal = (n: number): string | undefined => (Number.isSafeInteger(n) ? String(n) : undefined)
 
 /** True for headers an encode replaces. */
+/** Replay headers (`lifeline.replay.*`, written by a DLQ redrive) survive a new failure: they link it to its earlier life. */
+const REPLAY_HEADER_PREFIX = 'lifeline.replay.'
+
 function isFailureHeader(key: string, spring: boolean): boolean {
-  return key.startsWith(LIFELINE_HEADER_PREFIX) || (spring && key.startsWith(SPRING_DLT_HEADER_PREFIX))
+  return (key.startsWith(LIFELINE_HEADER_PREFIX) && !key.startsWith(REPLAY_HEADER_PREFIX)) || (spring && key.startsWith(SPRING_DLT_HEADER_PREFIX))
 }
 
 /**
- * The headers of a dead letter: `original` without earlier failure headers (`lifeline.*`, and
+ * The headers of a dead letter: `original` without earlier failure headers (`lifeline.*` except
+ * `lifeline.replay.*`, and
  * `kafka_dlt-*` with `spring`), then the headers of `failure`. The kept headers are the same objects in
  * the same order (duplicates and null values included). Never throws: a value that cannot be represented
  * (a non-integer number, an invalid time) leaves its header out.

@@ -66,6 +66,8 @@ test('masking never throws and never leaves a masked clear value, whatever the p
   const masker = new Masker([{ topics: ['t'], rules: [{ path: '$.secret', action: 'hash' }, { path: '$..pin', action: 'encrypt' }] }], keyring)
   fc.assert(
     fc.property(fc.jsonValue(), fc.string({ minLength: 6, maxLength: 20 }).filter((s) => /^[a-z]+$/.test(s)), (extra, secret) => {
+      // A secret that also occurs elsewhere in the payload, unmasked by any rule, is not what this checks.
+      if (JSON.stringify(extra).includes(secret)) return true
       const payload = { secret, nested: [{ pin: secret }], extra }
       const out = masker.mask('t', { value: Buffer.from(JSON.stringify(payload)), errorMessage: `failed for ${secret}`, headers: [] })
       const text = out.value!.toString() + out.errorMessage

@@ -96,6 +96,8 @@ test('records behind a retried record of their key are parked and released in or
   await waitFor(() => parkedEvents.length === 4, 'K2..K5 parked')
   await waitFor(() => applied.get('K')?.length === 5, 'K released', 10_000)
   assert.deepEqual(applied.get('K'), [1, 2, 3, 4, 5])
+  // The key is forgotten just after its last parked record ran.
+  await waitFor(() => released.length === 1, 'the released event')
   assert.deepEqual(released, [4])
   assert.deepEqual(await createParkedKeys(db).list(), [], 'the key is forgotten once drained')
   assert.equal(c.stats().parkedKeys, 0)
