@@ -152,3 +152,26 @@ test('a dead-lettered record parks its key until an operator releases it; a park
   assert.deepEqual(applied, [0, 2, 4])
   await waitFor(async () => (await keys.list()).length === 0, 'the key forgotten')
 })
+
+test("ordering 'none' keeps independent retries: a retried record's successors of the same key go ahead, and no state database is needed", async (t) => {
+  const source = await topic(t, { partitions: 1 })
+  const applied: number[] = []
+  let failed = false
+  await lifeline<{ n: number }>(t, {
+    topics: [source],
+    ordering: 'none',
+    concurrency: 1,
+    retry: { maxAttempts: 1 },
+    retryTopics: { delaysMs: [300] },
+    handler: ({ value }) => {
+      if (value.n === 1 && !failed) {
+        failed = true
+        throw new Error('transient')
+      }
+      applied.push(value.n)
+    },
+  })
+  await producer(t).send([1, 2, 3].map((n) => ({ topic: source, key: 'same-key', value: JSON.stringify({ n }) })))
+  await waitFor(() => applied.length === 3, 'all three, the first after its tier')
+  assert.deepEqual(applied, [2, 3, 1], 'the successors did not wait for the retried record')
+})
