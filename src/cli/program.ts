@@ -2,6 +2,7 @@
 import { Command } from 'commander'
 import { registerDemo } from './commands/demo.js'
 import { registerDevKafka } from './commands/dev-kafka.js'
+import { registerDlq } from './commands/dlq.js'
 import { registerEffects } from './commands/effects.js'
 import { registerKeys } from './commands/keys.js'
 import { registerReconcile } from './commands/reconcile.js'
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerKeys(program)
   registerReconcile(program)
   registerEffects(program)
+  registerDlq(program)
   registerDemo(program)
   return program
 }

@@ -22,6 +22,9 @@ import { decodeFailureHeaders } from '../runtime/headers.js'
 import { dlqTopicName } from '../runtime/options.js'
 import { databaseFromEnv, describeDatabase, loadMigrations, migrate } from '../store/index.js'
 import { createParkedKeys } from '../ordering/state-store.js'
+import { createDlqProcessor } from '../dlq/processor.js'
+import { createToken } from '../dlq/auth.js'
+import { countRecords, listRecords } from '../dlq/records.js'
 import { retryTopicName } from '../runtime/retry-topics.js'
 
 export interface DemoOptions {
@@ -168,16 +171,33 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       }
     }
 
-    // The operator's part: look at the parked keys and release them (the DLQ processor does this on discard or redrive).
+    // The operator's part, through the DLQ processor (indexer + API): look at the parked keys and the dead
+    // letters, discard the poison (which releases its key) and repair the garbled event by edit-and-replay.
     const keys = createParkedKeys(db)
     const parked = await keys.list({ group: GROUP })
     print(`operator: ${parked.length} key(s) parked behind a dead letter (\`lifeline keys list --group ${GROUP}\`):`)
     for (const k of parked) print(`  ${k.keyText} head offset ${k.headOffset} in ${k.headLocation} (${k.headErrorCode}), ${k.parkedRecords} event(s) waiting`)
-    for (const k of parked) {
-      await keys.release({ group: GROUP, topic: TOPIC, key: k.key, actor: 'demo-operator', reason: 'discarded: negative amount' })
-      print(`operator: released ${k.keyText} (\`lifeline keys release ${k.keyText} --group ${GROUP} --topic ${TOPIC} --reason discarded\`)`)
+    const processor = createDlqProcessor({ brokers, db, topics: [dlqTopic], api: { port: 0 } })
+    await processor.start()
+    try {
+      const token = await createToken(db, { name: `demo-operator-${Date.now().toString(36)}`, role: 'operator' })
+      print(`dlq processor: indexing ${dlqTopic}, API at ${processor.url} (token for role operator: ${token.token.slice(0, 8)}…)`)
+      while ((await countRecords(db, {})) < deadLettered && Date.now() < deadline) await delay(100)
+      const cli = async (...args: string[]) => {
+        print(`$ lifeline dlq ${args.map((a) => (/[\s{}"]/.test(a) ? `'${a}'` : a)).join(' ')}`)
+        await runChild(['bin/lifeline.js', 'dlq', ...args, '--url', processor.url!], { LIFELINE_TOKEN: token.token }, (line) => print(`  ${line}`))
+      }
+      await cli('groups')
+      for (const r of await listRecords(db, { limit: 10 })) {
+        const key = r.keyText ?? ''
+        if (key === 'order-garbled') await cli('edit', r.id, '--value', '{"orderId":"order-garbled","status":"CREATED","amount":1000}', '--reason', 'repaired the truncated JSON', '--replay')
+        else await cli('discard', r.id, '--reason', 'negative amount: refunded by hand')
+      }
+      produced++ // the repaired event comes back through the consumer
+      while (!options.signal.aborted && processed + deadLettered < produced && Date.now() < deadline) await delay(100)
+    } finally {
+      await processor.close()
     }
-    while (!options.signal.aborted && processed + deadLettered < produced && Date.now() < deadline) await delay(100)
     await consumer.close()
 
     const dlqRecords = await readTopic(brokers, dlqTopic, deadLettered)
@@ -211,6 +231,17 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 }
 
 const EXAMPLES = new URL('../../examples/', import.meta.url)
+const ROOT = new URL('../../', import.meta.url)
+
+/** Runs `node <args>` in the package root, each output line to `line`; rejects on a non-zero exit. */
+function runChild(args: string[], env: Record<string, string>, line: (text: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT.pathname, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', line)
+    child.once('error', reject)
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`lifeline ${args.slice(1).join(' ')} exited with ${code}`))))
+  })
+}
 
 /**
  * Runs examples/orders (inbox + state machine under duplicated, shuffled events) and examples/coupons

@@ -1,0 +1,188 @@
+/**
+ * `redrive`: what the DLQ processor costs. In one run, on a fresh PostgreSQL database (`DATABASE_URL`,
+ * default the local server) and one producer (the same client settings throughout):
+ * - indexer: N Lifeline dead letters in a DLQ topic are stored by `createDlqIndexer` (records/s from the first
+ *   to the last record indexed);
+ * - raw copy: a plain consumer reads the DLQ topic and the producer copies every record (key, value,
+ *   headers) to another topic, acknowledged (records/s from the first poll to the last ack);
+ * - redrive: an unthrottled bulk redrive job of the same N records to a third topic (`runRedriveJob`
+ *   duration: reads the records from the database, lifecycle writes before and after every batch, sends);
+ * - limiter: a job at 2,000 records/s; achieved rate = (records − one window's burst) / (last − first send
+ *   time), and the most sends in any 1-second window.
+ * Headline: redrive / raw copy throughput (goal ≥ 0.8).
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto'
+import { createDlqIndexer } from '../src/dlq/indexer.js'
+import { countRecords } from '../src/dlq/records.js'
+import { createRedriveJob, runRedriveJob } from '../src/dlq/redrive.js'
+import { createAdmin, createConsumer, createProducer } from '../src/kafka/index.js'
+import type { ConsumedRecord, KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
+import { encodeFailureHeaders } from '../src/runtime/headers.js'
+import { openPostgres } from '../src/store/postgres.js'
+import { migrateLifeline } from '../src/store/schema.js'
+import { round } from './lib/results.js'
+import { perSecond } from './lib/stats.js'
+import type { BenchContext, BenchResult } from './lib/types.js'
+
+const PARTITIONS = 3
+const KEYS = 100
+const VALUE_BYTES = 200
+const LIMIT_RATE = 2000
+const suffix = () => `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
+
+function deadLetters(dlq: string, origin: string, count: number): ProduceRecord[] {
+  const now = Date.now()
+  return Array.from({ length: count }, (_, i) => ({
+    topic: dlq,
+    partition: i % PARTITIONS,
+    key: `key-${i % KEYS}`,
+    value: JSON.stringify({ i, pad: 'x'.repeat(VALUE_BYTES) }),
+    headers: encodeFailureHeaders([{ key: 'trace-id', value: Buffer.from(`t-${i}`) }], {
+      originTopic: origin, originPartition: i % PARTITIONS, originOffset: i, originTimestamp: now, group: 'bench', service: 'bench', errorClass: 'Error',
+      errorCode: 'E_BENCH', errorMessage: 'bench failure', errorFingerprint: 'bench', attempts: 3, firstFailureAt: now, lastFailureAt: now,
+    }),
+  }))
+}
+
+async function produceAll(producer: KafkaProducer, records: ProduceRecord[]): Promise<void> {
+  for (let i = 0; i < records.length; i += 10_000) await producer.send(records.slice(i, i + 10_000))
+}
+
+async function waitUntil(ctx: BenchContext, check: () => boolean | Promise<boolean>, what: string, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (ctx.signal.aborted) throw new Error('interrupted')
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+/** Consume `source` and copy every record to `target` through `producer`; records/s. */
+async function rawCopy(ctx: BenchContext, producer: KafkaProducer, source: string, target: string, total: number): Promise<number> {
+  const consumer = createConsumer({ brokers: ctx.brokers, groupId: `bench-redrive-copy-${suffix()}`, fromBeginning: true })
+  consumer.subscribe([source])
+  await consumer.connect()
+  let first = 0
+  let copied = 0
+  const acks: Array<Promise<unknown>> = []
+  try {
+    while (copied < total && !ctx.signal.aborted) {
+      const batch: ConsumedRecord[] = await consumer.poll(500, 100)
+      if (batch.length === 0) continue
+      if (first === 0) first = performance.now()
+      acks.push(producer.send(batch.map((r) => ({ topic: target, partition: r.partition, key: r.key, value: r.value, headers: r.headers }))))
+      copied += batch.length
+    }
+    await Promise.all(acks)
+    return perSecond(copied, performance.now() - first)
+  } finally {
+    await consumer.close()
+  }
+}
+
+export async function run(ctx: BenchContext): Promise<BenchResult> {
+  const n = ctx.quick ? 20_000 : 100_000
+  const limited = ctx.quick ? 8000 : 20_000
+  const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+  const dbName = `lifeline_bench_redrive_${randomBytes(4).toString('hex')}`
+  const adminDb = await openPostgres({ url, poolSize: 1 })
+  await adminDb.query(`create database ${dbName}`)
+  const dbUrl = new URL(url)
+  dbUrl.pathname = `/${dbName}`
+  const db = await openPostgres({ url: dbUrl.href, poolSize: 8 })
+  const id = suffix()
+  const origin = `bench-redrive-origin-${id}`
+  const dlq = `bench-redrive-${id}.dlq`
+  const limitDlq = `bench-redrive-limit-${id}.dlq`
+  const copyTarget = `bench-redrive-copy-${id}`
+  const redriveTarget = `bench-redrive-target-${id}`
+  const limitTarget = `bench-redrive-limited-${id}`
+  const topics = [origin, dlq, limitDlq, copyTarget, redriveTarget, limitTarget]
+  const admin = createAdmin({ brokers: ctx.brokers })
+  const producer = createProducer({ brokers: ctx.brokers })
+  try {
+    await migrateLifeline(db)
+    await admin.createTopics(topics.map((topic) => ({ topic, partitions: PARTITIONS })))
+    await produceAll(producer, deadLetters(dlq, origin, n))
+    await produceAll(producer, deadLetters(limitDlq, origin, limited))
+    ctx.logger.info({ records: n }, 'dead letters written')
+
+    // The indexer: first to last record indexed.
+    const indexer = createDlqIndexer({ brokers: ctx.brokers, db, topics: [dlq, limitDlq], groupId: `bench-redrive-indexer-${id}`, migrate: false, pollTimeoutMs: 100 })
+    await indexer.start()
+    await waitUntil(ctx, () => indexer.stats().indexed > 0, 'the first indexed record')
+    const indexStart = performance.now()
+    const indexedAtStart = indexer.stats().indexed
+    await waitUntil(ctx, () => indexer.stats().indexed >= n + limited, 'every record indexed')
+    const indexMs = performance.now() - indexStart
+    await indexer.close()
+    const indexerRps = perSecond(n + limited - indexedAtStart, indexMs)
+    if ((await countRecords(db)) !== n + limited) throw new Error('the indexer stored a wrong count')
+    ctx.logger.info({ indexerRps: round(indexerRps) }, 'indexed')
+
+    const copyRps = await rawCopy(ctx, producer, dlq, copyTarget, n)
+    ctx.logger.info({ copyRps: round(copyRps) }, 'raw copy done')
+
+    const createStart = performance.now()
+    const job = await createRedriveJob({ db }, { filter: { dlqTopic: dlq }, target: { kind: 'topic', topic: redriveTarget }, actor: 'bench', batchSize: 2000 })
+    const createMs = performance.now() - createStart
+    const runStart = performance.now()
+    const done = await runRedriveJob({ db, producer }, job.id)
+    const redriveMs = performance.now() - runStart
+    if (done.succeeded !== n) throw new Error(`the redrive sent ${done.succeeded} of ${n}`)
+    const redriveRps = perSecond(n, redriveMs)
+    ctx.logger.info({ redriveRps: round(redriveRps) }, 'redrive done')
+
+    // The limiter at 2,000/s: send times are the records' timestamps (the limiter's admission times).
+    const limitedJob = await createRedriveJob({ db }, { filter: { dlqTopic: limitDlq }, target: { kind: 'topic', topic: limitTarget }, actor: 'bench', ratePerSec: LIMIT_RATE })
+    const limitedStart = performance.now()
+    await runRedriveJob({ db, producer }, limitedJob.id)
+    const limitedMs = performance.now() - limitedStart
+    const reader = createConsumer({ brokers: ctx.brokers, groupId: `bench-redrive-read-${id}`, fromBeginning: true })
+    reader.subscribe([limitTarget])
+    await reader.connect()
+    const times: number[] = []
+    try {
+      const deadline = Date.now() + 60_000
+      while (times.length < limited && Date.now() < deadline) for (const r of await reader.poll(1000, 200)) times.push(r.timestamp)
+    } finally {
+      await reader.close()
+    }
+    times.sort((a, b) => a - b)
+    let maxWindow = 0
+    for (let i = 0, j = 0; i < times.length; i++) {
+      while (times[i]! - times[j]! >= 1000) j++
+      maxWindow = Math.max(maxWindow, i - j + 1)
+    }
+    const achieved = perSecond(times.length - LIMIT_RATE, times[times.length - 1]! - times[0]!)
+    return {
+      params: {
+        records: n, limiter_records: limited, partitions: PARTITIONS, keys: KEYS, value_bytes: VALUE_BYTES, redrive_batch: 2000, limiter_rate_per_s: LIMIT_RATE,
+        database: url.replace(/\/\/[^@]*@/, '//***@'), producer: 'createProducer defaults (idempotent, acks=all, linger 5 ms)',
+        method: 'redrive = runRedriveJob duration (records read from the database, lifecycle written per batch); raw copy = first poll to last ack; indexer = first to last record stored',
+      },
+      metrics: {
+        redrive_rps: round(redriveRps), raw_copy_rps: round(copyRps), redrive_create_job_ms: round(createMs), indexer_rps: round(indexerRps),
+        limiter_achieved_rps: round(achieved), limiter_accuracy: round(achieved / LIMIT_RATE, 3), limiter_max_per_window: maxWindow, limiter_job_ms: round(limitedMs),
+      },
+      baseline: { raw_copy_rps: round(copyRps) },
+      headline: { metric: 'redrive_rps', baseline: 'raw_copy_rps' },
+      goal: 'ratio ≥ 0.8 (unthrottled bulk redrive / raw consume-and-produce copy)',
+      target: { minRatio: 0.8 },
+      summary: [
+        `redrive ${round(redriveRps)} rec/s vs raw copy ${round(copyRps)} rec/s (ratio ${round(redriveRps / copyRps, 2)}), job creation ${round(createMs)} ms for ${n} records`,
+        `indexer ${round(indexerRps)} rec/s`,
+        `limiter at ${LIMIT_RATE}/s: achieved ${round(achieved)}/s (accuracy ${round(achieved / LIMIT_RATE, 3)}), at most ${maxWindow} in any 1-s window`,
+      ],
+    }
+  } finally {
+    await producer.close().catch(() => undefined)
+    await admin.deleteTopics(topics).catch(() => undefined)
+    await admin.close().catch(() => undefined)
+    await db.close().catch(() => undefined)
+    await adminDb.query(`drop database if exists ${dbName} with (force)`).catch(() => undefined)
+    await adminDb.close().catch(() => undefined)
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * The DLQ processor: the indexer (every DLQ record into the database), the redrive job runner and the HTTP
+ * API, in one process.
+ *
+ * At `start()`: Lifeline's migrations run, the redrive producer connects, the indexer starts, the API
+ * listens, and the runner starts in the background. The runner first resumes the jobs a killed processor
+ * left running (stale heartbeat), then runs jobs one at a time: paused jobs an operator resumed, then
+ * `ready` jobs oldest first. It wakes when the API creates, approves or resumes a job, and polls every
+ * `jobPollMs` otherwise. `close()` stops the runner (the job in hand stops between
+ * records and is resumed by the next start), the API, the indexer and the producer.
+ *
+ * @module
+ * @example
+ * const processor = createDlqProcessor({ brokers: ['127.0.0.1:9092'], db, pattern: '^.*\\.dlq$', api: { port: 7480 } })
+ * await processor.start()
+ * console.log(processor.url)
+ */
+import { LifelineError } from '../errors.js'
+import { createProducer } from '../kafka/index.js'
+import type { KafkaProducer } from '../kafka/types.js'
+import { silentLogger, type Logger } from '../logger.js'
+import { createParkedKeys } from '../ordering/state-store.js'
+import type { SqlExecutor } from '../store/executor.js'
+import { migrateLifeline } from '../store/schema.js'
+import { sleep } from '../util/sleep.js'
+import { createDlqApi, serveDlqApi, type ServedApi } from './api.js'
+import { parsePolicy, type ApprovalPolicy } from './approvals.js'
+import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from './indexer.js'
+import { Masker, type Keyring, type MaskingPolicy } from './masking.js'
+import * as redrive from './redrive.js'
+
+export interface DlqProcessorOptions {
+  brokers: string[]
+  /** The processor's database (PostgreSQL or PGlite); migrated at start. */
+  db: SqlExecutor
+  /** DLQ topics to index (and/or `pattern`). */
+  topics?: string[]
+  /** A regular expression of DLQ topic names (librdkafka's dialect). */
+  pattern?: string
+  /** The indexer's consumer group (default `lifeline-dlq-indexer`). */
+  groupId?: string
+  /** PII masking: foreign records are masked when indexed; encrypted fields are decrypted for replay only. */
+  masking?: { policies: MaskingPolicy[]; keyring?: Keyring }
+  /** Which actions need a second person. */
+  approvals?: ApprovalPolicy
+  /** Where the HTTP API listens (default 127.0.0.1:7480; port 0 for any free port); false: no API. */
+  api?: { port?: number; host?: string } | false
+  /** Most replays of one record's lineage (loop detection; the redrive's default when not given). */
+  maxRedrivesPerRecord?: number
+  /** How often the runner looks for ready jobs when nothing woke it, ms (default 1000). */
+  jobPollMs?: number
+  /** Extra librdkafka properties for the indexer and the producer. */
+  kafkaConfig?: Record<string, string | number | boolean>
+  /** Anything else the indexer takes (batch size, poll timeout, metrics...). */
+  indexer?: Partial<Omit<DlqIndexerOptions, 'brokers' | 'db' | 'topics' | 'pattern' | 'groupId' | 'masking' | 'kafkaConfig' | 'logger'>>
+  logger?: Logger
+}
+
+export const dlqProcessorDefaults = { apiPort: 7480, apiHost: '127.0.0.1', jobPollMs: 1000 } as const
+
+export interface DlqProcessor {
+  start(): Promise<void>
+  /** Idempotent. */
+  close(): Promise<void>
+  /** The API's base URL once started (undefined with `api: false`). */
+  readonly url: string | undefined
+  /** The job the runner is running, if any. */
+  readonly currentJob: string | undefined
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/** Creates a processor; nothing connects until `start()`. */
+export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
+  if (!Array.isArray(options.brokers) || options.brokers.length === 0) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: processor.brokers: give at least one broker')
+  if (typeof options.db?.transaction !== 'function') throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: processor.db: must be a SqlExecutor')
+  const policy = parsePolicy(options.approvals)
+  const logger = (options.logger ?? silentLogger()).child({ component: 'dlq-processor' })
+  const jobPollMs = options.jobPollMs ?? dlqProcessorDefaults.jobPollMs
+  const db = options.db
+  const masker = options.masking ? new Masker(options.masking.policies, options.masking.keyring) : undefined
+  // Validated now (LL_OPTIONS_INVALID), started by start().
+  const indexer: DlqIndexer = createDlqIndexer({
+    ...(options.indexer ?? {}),
+    brokers: options.brokers,
+    db,
+    ...(options.topics === undefined ? {} : { topics: options.topics }),
+    ...(options.pattern === undefined ? {} : { pattern: options.pattern }),
+    ...(options.groupId === undefined ? {} : { groupId: options.groupId }),
+    ...(options.masking === undefined ? {} : { masking: options.masking }),
+    ...(options.kafkaConfig === undefined ? {} : { kafkaConfig: options.kafkaConfig }),
+    logger,
+  })
+
+  const stop = new AbortController()
+  let producer: KafkaProducer | undefined
+  let served: ServedApi | undefined
+  let runner: Promise<void> = Promise.resolve()
+  let current: string | undefined
+  let wake: (() => void) | undefined
+  /** Paused jobs an operator resumed, run before the next ready job. */
+  const resumes: string[] = []
+  let starting: Promise<void> | undefined
+  let closing: Promise<void> | undefined
+
+  async function nextReadyJob(): Promise<string | undefined> {
+    const { rows } = await db.query(`select id from lifeline_dlq_jobs where status = 'ready' order by id limit 1`)
+    return rows[0] === undefined ? undefined : String(rows[0].id)
+  }
+
+  async function runLoop(deps: redrive.RedriveDeps): Promise<void> {
+    // Jobs a killed processor left running come first (they run side by side only if several were left).
+    try {
+      const resumed = await redrive.resumeInterruptedJobs(deps, { wait: true, signal: stop.signal })
+      if (resumed.length > 0) logger.info({ jobs: resumed }, 'interrupted redrive jobs resumed')
+    } catch (err) {
+      logger.error({ err }, 'resuming interrupted redrive jobs failed')
+    }
+    while (!stop.signal.aborted) {
+      let id: string | undefined
+      try {
+        id = resumes.shift() ?? (await nextReadyJob())
+        if (id !== undefined) {
+          current = id
+          logger.info({ job: id }, 'redrive job starting')
+          await redrive.runRedriveJob(deps, id, { signal: stop.signal })
+          logger.info({ job: id }, 'redrive job stopped')
+          continue
+        }
+      } catch (err) {
+        if (stop.signal.aborted) break
+        logger.error({ err, job: id }, 'redrive job failed')
+      } finally {
+        current = undefined
+      }
+      // Nothing ready (or an error): wait for a wake-up or the poll interval.
+      const woken = new AbortController()
+      wake = () => woken.abort()
+      await sleep(jobPollMs, AbortSignal.any([stop.signal, woken.signal])).catch(() => undefined)
+      wake = undefined
+    }
+  }
+
+  async function doStart(): Promise<void> {
+    await migrateLifeline(db, { logger })
+    producer = createProducer({ brokers: options.brokers, clientId: 'lifeline-dlq-redrive', ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) })
+    await producer.connect()
+    const deps: redrive.RedriveDeps = {
+      db,
+      producer,
+      kafka: { brokers: options.brokers, ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) },
+      ...(masker === undefined ? {} : { masker }),
+      parkedKeys: createParkedKeys(db),
+      logger,
+      ...(options.maxRedrivesPerRecord === undefined ? {} : { maxRedrivesPerRecord: options.maxRedrivesPerRecord }),
+    }
+    await indexer.start()
+    if (options.api !== false) {
+      const app = createDlqApi({ db, deps, approvals: policy, logger, onJobReady: () => wake?.(), onJobResume: (id) => {
+          if (!resumes.includes(id)) resumes.push(id)
+          wake?.()
+        } })
+      served = await serveDlqApi(app, { port: options.api?.port ?? dlqProcessorDefaults.apiPort, host: options.api?.host ?? dlqProcessorDefaults.apiHost })
+      logger.info({ url: served.url }, 'DLQ API listening')
+    }
+    runner = runLoop(deps)
+  }
+
+  async function doClose(): Promise<void> {
+    stop.abort()
+    wake?.()
+    const errors: unknown[] = []
+    const step = async (fn: () => Promise<unknown>) => {
+      try {
+        await fn()
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    await step(() => (starting ?? Promise.resolve()).catch(() => undefined))
+    await step(() => runner)
+    await step(async () => served?.close())
+    await step(() => indexer.close())
+    await step(async () => producer?.close())
+    if (errors.length > 0) throw new LifelineError('LL_CONSUMER_CLOSE', `closing the DLQ processor failed in ${errors.length} step(s)`, { details: { errors: errors.map(String) } })
+  }
+
+  return {
+    start() {
+      if (closing) return Promise.reject(new LifelineError('LL_CONSUMER_STATE', 'the DLQ processor is closed'))
+      starting ??= doStart()
+      return starting
+    },
+    close() {
+      closing ??= doClose()
+      return closing
+    },
+    get url() {
+      return served?.url
+    },
+    get currentJob() {
+      return current
+    },
+    [Symbol.asyncDispose]() {
+      return this.close()
+    },
+  }
+}

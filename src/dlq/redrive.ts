@@ -1,0 +1,1343 @@
+/**
+ * DLQ redrive: replays dead letters (single records, edited records, or bulk jobs by filter), and closes
+ * them (discard, resolve). Tables: `migrations/0004_dlq.sql` and `0005_dlq_redrive.sql`.
+ *
+ * A replay sends the record's key, value (encrypted fields decrypted by the {@link Masker}) and user headers
+ * to a target: the origin topic and partition (from the failure context), a retry tier of the service that
+ * dead-lettered it, or another topic. Failure headers (Lifeline's and other systems') are stripped and
+ * replay headers added: `lifeline.replay.id` (a new uuid, also `lifeline_dlq_replays.replay_id`),
+ * `lifeline.replay.count` (replays of the record's lineage, this one included) and `lifeline.replay.actor`.
+ * A replay that fails again comes back to a DLQ with these headers and the indexer links it to this life.
+ *
+ * Limits: a record whose lineage has been replayed `maxRedrivesPerRecord` times (its own replays plus the
+ * replays before it came back, from `lifeline.replay.count` or its earlier lives) is refused with
+ * LL_REDRIVE_LIMIT (`details.loop` when the earlier lives alone reach it); `force` overrides, and also
+ * allows replaying a record already `replayed` (or stuck in `replaying`).
+ *
+ * Bulk jobs freeze their item list at creation (ordered by origin topic, key, origin offset: each key's
+ * records replay in their original order), skip what is not `pending` (or belongs to another open job)
+ * unless forced, send under a sliding-window rate limit (never more than `ratePerSec` sends in any
+ * 1-second window), run a canary first, pause themselves when replays fail again, and survive a crash:
+ * every item gets its replay id before it is sent (status `sending`), and a resumed job looks for those
+ * replay ids in the target topic (with `deps.kafka`) before sending anything again. See docs/dlq.md.
+ *
+ * @module
+ */
+import { randomUUID } from 'node:crypto'
+import { Compile } from 'typebox/compile'
+import { isLifelineError, LifelineError } from '../errors.js'
+import { createAdmin, createConsumer } from '../kafka/index.js'
+import type { KafkaHeader, KafkaProducer, ProduceAck, ProduceRecord } from '../kafka/types.js'
+import { silentLogger, type Logger } from '../logger.js'
+import type { ParkedKey, ParkedKeys } from '../ordering/state-store.js'
+import { LIFELINE_HEADER_PREFIX, type FailureContext } from '../runtime/headers.js'
+import { retryTopicName, tierRecord } from '../runtime/retry-topics.js'
+import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
+import { sleep } from '../util/sleep.js'
+import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from './formats.js'
+import type { Masker } from './masking.js'
+import { listRecords, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
+
+// ---------------------------------------------------------------------------------------------------------
+// Types
+
+export interface RedriveDeps {
+  db: SqlExecutor
+  producer: KafkaProducer
+  /** Decrypts `enc:v1:` fields of masked records for the replay (a masked value without it is refused). */
+  masker?: Masker
+  /** Releases the parked key of a redriven (or discarded) record. */
+  parkedKeys?: ParkedKeys
+  /** Topic → JSON Schema (or typebox schema) an edited value must match. */
+  schemas?: Record<string, object>
+  logger?: Logger
+  /** Replays of a record's lineage before it is refused (default 3). */
+  maxRedrivesPerRecord?: number
+  /**
+   * The target topics' brokers: a resumed job looks there for the replay ids its interrupted run may have
+   * sent before sending them again (without it, those are sent again with the same replay id).
+   */
+  kafka?: { brokers: string[]; config?: Record<string, string | number | boolean>; timeoutMs?: number }
+  /** How often a running job heartbeats, ms (default 5000); a job is stale after 3 missed heartbeats. */
+  heartbeatMs?: number
+}
+
+export type RedriveTarget = { kind: 'origin' } | { kind: 'retry-tier'; tier: number; service: string } | { kind: 'topic'; topic: string; partition?: number }
+
+export interface ReplayResult {
+  replayId: string
+  topic: string
+  partition: number
+  offset: number
+}
+
+export type RedriveJobStatus = 'awaiting-approval' | 'ready' | 'running' | 'paused' | 'completed' | 'cancelled' | 'failed'
+
+export interface RedriveJobOptions {
+  /** How long the job waits after its canary before checking whether canary replays came back, ms. */
+  canaryWaitMs: number
+  /** Records per batch (one database round trip before and one after its sends). */
+  batchSize: number
+  /** Sends (sent + failed) before the failure rate may pause the job. */
+  failureSample: number
+  /** Whether the canary passed (or the operator resumed the job after it). */
+  canaryPassed?: boolean
+  /** The last item of the canary (seq). */
+  canaryLastSeq?: number
+  /** Failures counted before the last resume (a resumed job is judged on what follows). */
+  baseline?: { sent: number; failed: number; again: number }
+}
+
+export interface RedriveJob {
+  id: string
+  status: RedriveJobStatus
+  statusReason: string | null
+  filter: Record<string, unknown>
+  target: RedriveTarget
+  ratePerSec: number | null
+  canary: number | null
+  maxFailureRate: number | null
+  force: boolean
+  /** Items frozen at creation. */
+  total: number
+  /** Items handled (sent, failed or skipped). */
+  done: number
+  succeeded: number
+  failed: number
+  skipped: number
+  requestedBy: string
+  approvedBy: string | null
+  createdAt: Date
+  updatedAt: Date
+  heartbeatAt: Date | null
+  options: RedriveJobOptions
+}
+
+export interface CreateJobOptions {
+  filter: unknown
+  target?: RedriveTarget
+  /** Records per second (1 to 1,000,000); none = as fast as the producer goes. */
+  ratePerSec?: number
+  /** Items replayed first; the job then waits `canaryWaitMs` and pauses if any of them failed again. 0 = none (default). */
+  canary?: number
+  /** Pause when (failed sends + replays that came back) / sends exceeds this (0..1, default 0.5). */
+  maxFailureRate?: number
+  force?: boolean
+  actor: string
+  status?: 'ready' | 'awaiting-approval'
+  /** Default 5000. */
+  canaryWaitMs?: number
+  /** Default: a quarter of a second's worth at the rate, at most 500. */
+  batchSize?: number
+  /** Default 20. */
+  failureSample?: number
+}
+
+export const redriveDefaults = {
+  maxRedrivesPerRecord: 3,
+  heartbeatMs: 5000,
+  canaryWaitMs: 5000,
+  maxFailureRate: 0.5,
+  failureSample: 20,
+  maxBatch: 500,
+  verifyTimeoutMs: 30_000,
+} as const
+
+// ---------------------------------------------------------------------------------------------------------
+// Validation
+
+const invalid = (message: string, details: Record<string, unknown> = {}) => new LifelineError('LL_ARGUMENT_INVALID', message, { details })
+const conflict = (message: string, details: Record<string, unknown> = {}) => new LifelineError('LL_DLQ_CONFLICT', message, { details })
+
+function positiveId(what: string, id: unknown): string {
+  const n = typeof id === 'string' && /^\d{1,16}$/.test(id) ? Number(id) : id
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw invalid(`${what} id must be a positive integer`, { field: 'id' })
+  return String(n)
+}
+
+function text(field: string, value: unknown, max: number, optional = false): string | undefined {
+  if (value === undefined && optional) return undefined
+  if (typeof value !== 'string' || value.trim().length === 0 || value.length > max) throw invalid(`${field} must be a non-empty string of at most ${max} characters`, { field })
+  return value
+}
+
+function intIn(field: string, value: unknown, min: number, max: number): number | undefined {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) throw invalid(`${field} must be an integer from ${min} to ${max}`, { field })
+  return value
+}
+
+const TOPIC = /^[A-Za-z0-9._-]{1,249}$/
+
+/** Validates a target (LL_ARGUMENT_INVALID naming the field); undefined → origin. */
+export function parseTarget(input: unknown): RedriveTarget {
+  if (input === undefined || input === null) return { kind: 'origin' }
+  if (typeof input !== 'object' || Array.isArray(input)) throw invalid('target must be an object', { field: 'target' })
+  const t = input as Record<string, unknown>
+  if (t.kind === 'origin') return { kind: 'origin' }
+  if (t.kind === 'retry-tier') {
+    const tier = intIn('target.tier', t.tier, 1, 999)
+    if (tier === undefined) throw invalid('target.tier is required for a retry-tier target', { field: 'target.tier' })
+    const service = text('target.service', t.service, 200)!
+    return { kind: 'retry-tier', tier, service }
+  }
+  if (t.kind === 'topic') {
+    if (typeof t.topic !== 'string' || !TOPIC.test(t.topic)) throw invalid('target.topic must be a topic name (letters, digits, . _ -; at most 249)', { field: 'target.topic' })
+    const partition = intIn('target.partition', t.partition, 0, 0x7fffffff)
+    return partition === undefined ? { kind: 'topic', topic: t.topic } : { kind: 'topic', topic: t.topic, partition }
+  }
+  throw invalid('target.kind must be origin, retry-tier or topic', { field: 'target.kind' })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Records as the redrive reads them
+
+interface Source {
+  id: string
+  topic: string
+  key: Buffer | null
+  value: Buffer | null
+  headers: KafkaHeader[]
+  format: DeadLetterFormat
+  originTopic: string | null
+  originPartition: number | null
+  originOffset: number | null
+  originTimestamp: number | null
+  consumerGroup: string | null
+  service: string | null
+  errorClass: string | null
+  errorCode: string | null
+  errorMessage: string | null
+  errorStack: string | null
+  fingerprint: string | null
+  attempts: number | null
+  firstFailureAt: Date | null
+  lastFailureAt: Date | null
+  status: DlqStatus
+  replayCount: number
+  replayedBefore: number
+  previousId: string | null
+  masked: boolean
+}
+
+const SOURCE_COLUMNS = `r.id, r.topic, r.key, r.value, r.headers, r.format, r.origin_topic, r.origin_partition, r.origin_offset, r.origin_timestamp, r.consumer_group, r.service,
+  r.error_class, r.error_code, r.error_message, r.error_stack, r.fingerprint, r.attempts, r.first_failure_at, r.last_failure_at, r.status, r.replay_count, r.replayed_before, r.previous_id, r.masked`
+
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v))
+const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v))
+
+function toSource(row: SqlRow): Source {
+  return {
+    id: String(row.id), topic: row.topic as string, key: (row.key as Buffer | null) ?? null, value: (row.value as Buffer | null) ?? null, headers: loadHeaders(row.headers),
+    format: row.format as DeadLetterFormat, originTopic: str(row.origin_topic), originPartition: num(row.origin_partition), originOffset: num(row.origin_offset),
+    originTimestamp: num(row.origin_timestamp), consumerGroup: str(row.consumer_group), service: str(row.service), errorClass: str(row.error_class), errorCode: str(row.error_code),
+    errorMessage: str(row.error_message), errorStack: str(row.error_stack), fingerprint: str(row.fingerprint), attempts: num(row.attempts),
+    firstFailureAt: (row.first_failure_at as Date | null) ?? null, lastFailureAt: (row.last_failure_at as Date | null) ?? null, status: row.status as DlqStatus,
+    replayCount: Number(row.replay_count), replayedBefore: Number(row.replayed_before), previousId: str(row.previous_id), masked: row.masked === true,
+  }
+}
+
+async function loadSource(db: SqlQueryable, id: string): Promise<Source> {
+  const { rows } = await db.query(`select ${SOURCE_COLUMNS} from lifeline_dlq_records r where r.id = $1`, [id])
+  if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `DLQ record ${id} does not exist`, { details: { id } })
+  return toSource(rows[0]!)
+}
+
+/** Earlier lives of each record (previous_id links), for the records that have one. */
+async function earlierLives(db: SqlQueryable, sources: readonly Source[]): Promise<Map<string, number>> {
+  const linked = sources.filter((s) => s.previousId !== null).map((s) => s.id)
+  const out = new Map<string, number>()
+  if (linked.length === 0) return out
+  const { rows } = await db.query(
+    `with recursive lives(start, id, depth) as (
+       select r.id, r.previous_id, 1 from lifeline_dlq_records r where r.id = any($1::int8[]) and r.previous_id is not null
+       union all
+       select l.start, r.previous_id, l.depth + 1 from lifeline_dlq_records r join lives l on r.id = l.id where r.previous_id is not null and l.depth < 1000
+     )
+     select start, max(depth) as depth from lives group by start`,
+    [linked],
+  )
+  for (const row of rows) out.set(String(row.start), Number(row.depth))
+  return out
+}
+
+/**
+ * Replays of the record's lineage so far (its own plus those before it came back) and whether the earlier
+ * lives alone reach the limit (a loop). Earlier replays: the larger of `lifeline.replay.count` on arrival and
+ * the number of earlier lives linked.
+ */
+function lineage(source: Source, lives: number): { earlier: number; total: number } {
+  const earlier = Math.max(source.replayedBefore, lives)
+  return { earlier, total: earlier + source.replayCount }
+}
+
+function limitError(source: Source, lives: number, max: number): LifelineError | undefined {
+  const { earlier, total } = lineage(source, lives)
+  if (total < max) return undefined
+  const loop = earlier >= max
+  return new LifelineError(
+    'LL_REDRIVE_LIMIT',
+    loop
+      ? `DLQ record ${source.id} came back to the DLQ after ${earlier} replays of its lineage (limit ${max}): a redrive loop; force to replay anyway`
+      : `DLQ record ${source.id} was already redriven ${total} times (limit ${max}); force to replay anyway`,
+    { details: { id: source.id, replays: total, earlierReplays: earlier, limit: max, loop } },
+  )
+}
+
+/** Whether `status` may be replayed (`force` also allows replaying a `replayed` or stuck `replaying` record). */
+function replayable(status: DlqStatus, force: boolean): boolean {
+  return status === 'pending' || (force && (status === 'replayed' || status === 'replaying'))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The replayed record
+
+/** Failure headers of other systems' DLQ formats (stripped from a replay, as Lifeline's own). */
+const FOREIGN_FAILURE_PREFIXES = ['kafka_dlt-', 'kafka_original-', 'kafka_exception-', 'kafka_key-exception-', 'retry_topic-', '__connect.errors.', '__streams.errors.']
+const FOREIGN_FAILURE_NAMES = new Set(['kafka_deliveryAttempt'])
+const KARAFKA_NAMES = new Set<string>(Object.values(KarafkaHeaders))
+
+/** The record's own headers: without any failure, masking or earlier replay header. */
+export function userHeaders(headers: readonly KafkaHeader[], format: DeadLetterFormat): KafkaHeader[] {
+  return headers.filter(
+    (h) =>
+      !h.key.startsWith(LIFELINE_HEADER_PREFIX) &&
+      !FOREIGN_FAILURE_PREFIXES.some((p) => h.key.startsWith(p)) &&
+      !FOREIGN_FAILURE_NAMES.has(h.key) &&
+      !(format === 'karafka' && KARAFKA_NAMES.has(h.key)),
+  )
+}
+
+const ENC = 'enc:v1:'
+
+function clearValue(source: Source, value: Buffer | null, masker: Masker | undefined): Buffer | null {
+  if (value === null) return null
+  if (masker) return masker.unmaskValue(value)
+  if (value.includes(ENC)) {
+    throw invalid(`DLQ record ${source.id} has encrypted fields: the redrive needs the masking keyring (deps.masker) to decrypt them`, { id: source.id, masked: true })
+  }
+  return value
+}
+
+interface Planned {
+  record: ProduceRecord
+  topic: string
+  /** Release the origin key after a successful send (the replay went to the origin topic). */
+  release: boolean
+}
+
+function requireOrigin(source: Source, target: RedriveTarget): { topic: string; partition: number | null } {
+  if (source.originTopic === null) throw invalid(`DLQ record ${source.id} has no origin topic: give a topic target`, { id: source.id, target: target.kind })
+  return { topic: source.originTopic, partition: source.originPartition }
+}
+
+function plan(source: Source, target: RedriveTarget, replay: { id: string; count: number; actor: string }, value: Buffer | null, headToken: string | undefined): Planned {
+  const headers = [
+    ...userHeaders(source.headers, source.format),
+    { key: ReplayHeaders.id, value: Buffer.from(replay.id, 'utf8') },
+    { key: ReplayHeaders.count, value: Buffer.from(String(replay.count), 'utf8') },
+    { key: ReplayHeaders.actor, value: Buffer.from(replay.actor, 'utf8') },
+  ]
+  if (target.kind === 'origin') {
+    const origin = requireOrigin(source, target)
+    return { record: { topic: origin.topic, ...(origin.partition === null ? {} : { partition: origin.partition }), key: source.key, value, headers }, topic: origin.topic, release: true }
+  }
+  if (target.kind === 'topic') {
+    return { record: { topic: target.topic, ...(target.partition === undefined ? {} : { partition: target.partition }), key: source.key, value, headers }, topic: target.topic, release: target.topic === source.originTopic }
+  }
+  const origin = requireOrigin(source, target)
+  if (origin.partition === null || source.originOffset === null) throw invalid(`DLQ record ${source.id} has no origin partition and offset: a retry tier needs them`, { id: source.id })
+  const topic = retryTopicName(target.service, origin.topic, target.tier)
+  const now = Date.now()
+  const context: FailureContext = {
+    originTopic: origin.topic, originPartition: origin.partition, originOffset: source.originOffset, originTimestamp: source.originTimestamp ?? -1,
+    group: source.consumerGroup ?? '', service: target.service, errorClass: source.errorClass ?? 'Error', errorCode: source.errorCode ?? 'UNKNOWN',
+    errorMessage: source.errorMessage ?? '', errorStack: source.errorStack ?? undefined, errorFingerprint: source.fingerprint ?? '', attempts: source.attempts ?? 0,
+    firstFailureAt: source.firstFailureAt?.getTime() ?? now, lastFailureAt: source.lastFailureAt?.getTime() ?? now,
+  }
+  const origin2 = { topic: origin.topic, partition: origin.partition, offset: source.originOffset, key: source.key, value, headers, timestamp: source.originTimestamp ?? 0, size: 0 }
+  // A parked key's head carries the key's head token: the tier consumer runs it as the head, and its success
+  // releases the key (its parked records then replay after it, in order). Released here it would be stale.
+  return { record: tierRecord(topic, origin2, context, target.tier, now, headToken), topic, release: headToken === undefined }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parked keys
+
+const keyId = (topic: string, key: Buffer) => `${topic}\u0000${key.toString('hex')}`
+
+/** Parked keys (by group) of the sources' origin topics, as one list call per (group, topic). */
+async function parkedOf(parkedKeys: ParkedKeys | undefined, sources: readonly Source[]): Promise<Map<string, ParkedKey>> {
+  const out = new Map<string, ParkedKey>()
+  if (!parkedKeys) return out
+  const pairs = new Map<string, { group: string; topic: string }>()
+  for (const s of sources) if (s.consumerGroup !== null && s.originTopic !== null && s.key !== null) pairs.set(`${s.consumerGroup}\u0000${s.originTopic}`, { group: s.consumerGroup, topic: s.originTopic })
+  for (const { group, topic } of pairs.values()) {
+    for (const k of await parkedKeys.list({ group, topic, status: 'parked', limit: 10_000 })) out.set(`${group}\u0000${keyId(topic, k.key)}`, k)
+  }
+  return out
+}
+
+const parkedHead = (parked: Map<string, ParkedKey>, s: Source): ParkedKey | undefined => {
+  if (s.consumerGroup === null || s.originTopic === null || s.key === null) return undefined
+  const k = parked.get(`${s.consumerGroup}\u0000${keyId(s.originTopic, s.key)}`)
+  return k !== undefined && k.headOffset === s.originOffset ? k : undefined
+}
+
+async function releaseKey(deps: RedriveDeps, s: Pick<Source, 'consumerGroup' | 'originTopic' | 'originOffset' | 'key' | 'id'>, actor: string, reason: string): Promise<boolean> {
+  if (!deps.parkedKeys || s.consumerGroup === null || s.originTopic === null || s.key === null) return false
+  try {
+    await deps.parkedKeys.release({ group: s.consumerGroup, topic: s.originTopic, key: s.key, actor, reason, ...(s.originOffset === null ? {} : { expectHeadOffset: s.originOffset }) })
+    return true
+  } catch (err) {
+    if (isLifelineError(err, 'LL_KEY_NOT_PARKED')) return false
+    ;(deps.logger ?? silentLogger()).warn({ err, recordId: s.id }, 'releasing the parked key of a DLQ record failed')
+    throw err
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Single replays
+
+async function insertEvent(db: SqlQueryable, id: string, from: DlqStatus, to: DlqStatus, actor: string, reason: string, detail: Record<string, unknown>): Promise<void> {
+  await db.query(`insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail) values ($1, $2, $3, $4, $5, $6::jsonb)`, [id, from, to, actor, reason, JSON.stringify(detail)])
+}
+
+async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; edit?: { id: string; value: Buffer } }): Promise<ReplayResult> {
+  const rid = positiveId('record', id)
+  const actor = text('actor', opts.actor, 200)!
+  const target = parseTarget(opts.target)
+  const force = opts.force === true
+  const db = deps.db
+  const source = await loadSource(db, rid)
+  const max = deps.maxRedrivesPerRecord ?? redriveDefaults.maxRedrivesPerRecord
+  const lives = (await earlierLives(db, [source])).get(rid) ?? 0
+  if (!force) {
+    const refused = limitError(source, lives, max)
+    if (refused) throw refused
+  }
+  if (!replayable(source.status, force)) {
+    throw conflict(`DLQ record ${rid} is ${source.status}: ${source.status === 'replayed' || source.status === 'replaying' ? 'force to replay it again' : 'it cannot be replayed'}`, { id: rid, status: source.status })
+  }
+  const value = clearValue(source, opts.edit?.value ?? source.value, deps.masker)
+  const parked = target.kind === 'retry-tier' ? await parkedOf(deps.parkedKeys, [source]) : new Map<string, ParkedKey>()
+  const replayId = randomUUID()
+  const count = lineage(source, lives).total + 1
+  const planned = plan(source, target, { id: replayId, count, actor }, value, parkedHead(parked, source)?.headToken)
+  const detail = { replayId, target: planned.topic, ...(opts.edit ? { editId: opts.edit.id } : {}) }
+  // The replay row first: a replay failing at once may come back to the DLQ before the send resolves here.
+  await db.query(`insert into lifeline_dlq_replays (replay_id, record_id, target_topic, target_partition, edited, actor, edit_id, replay_count) values ($1, $2, $3, $4, $5, $6, $7, $8)`, [
+    replayId, rid, planned.topic, planned.record.partition ?? null, opts.edit !== undefined, actor, opts.edit?.id ?? null, count,
+  ])
+  const moved = source.status === 'pending'
+  try {
+    if (moved) await setStatus(db, rid, 'replaying', { actor, from: 'pending', reason: 'replay', detail })
+    else await insertEvent(db, rid, source.status, source.status, actor, 'forced replay', detail)
+  } catch (err) {
+    await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
+    if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
+    throw err
+  }
+  planned.record.timestamp = Date.now()
+  let ack: ProduceAck
+  try {
+    ;[ack] = (await deps.producer.send([planned.record])) as [ProduceAck]
+  } catch (err) {
+    await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
+    if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${(err as Error)?.message ?? String(err)}`.slice(0, 2000), detail })
+    throw err
+  }
+  await db.transaction(async (tx) => {
+    await tx.query('update lifeline_dlq_replays set target_partition = $2, target_offset = $3 where replay_id = $1', [replayId, ack.partition, ack.offset])
+    await tx.query('update lifeline_dlq_records set replay_count = replay_count + 1 where id = $1', [rid])
+  })
+  if (moved) {
+    try {
+      await setStatus(db, rid, 'replayed', { actor, from: 'replaying', reason: 'replayed', detail: { ...detail, partition: ack.partition, offset: ack.offset } })
+    } catch (err) {
+      // It came back to the DLQ already (the indexer made it failed-again): that is its status now.
+      if (!(isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)) throw err
+    }
+  }
+  if (planned.release) await releaseKey(deps, source, actor, 'redriven')
+  return { replayId, topic: ack.topic, partition: ack.partition, offset: ack.offset }
+}
+
+/** Replays one record (see the module doc): LL_NOT_FOUND, LL_DLQ_CONFLICT (status), LL_REDRIVE_LIMIT, LL_ARGUMENT_INVALID. */
+export function replayRecord(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean }): Promise<ReplayResult> {
+  return replayOne(deps, id, opts)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Edit and replay
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json }
+
+export interface DiffOp {
+  op: 'add' | 'remove' | 'replace'
+  /** JSON pointer (RFC 6901). */
+  path: string
+  value?: Json
+  /** The value before (remove, replace). */
+  old?: Json
+}
+
+const pointer = (path: string, key: string | number) => `${path}/${String(key).replace(/~/g, '~0').replace(/\//g, '~1')}`
+
+/** An RFC 6902-like diff (add / remove / replace with the old value), objects by key, arrays by index. */
+export function jsonDiff(before: Json | undefined, after: Json, path = ''): DiffOp[] {
+  if (before === undefined) return [{ op: 'add', path, value: after }]
+  if (typeof before !== typeof after || before === null || after === null || Array.isArray(before) !== Array.isArray(after) || typeof before !== 'object') {
+    return JSON.stringify(before) === JSON.stringify(after) ? [] : [{ op: 'replace', path, old: before, value: after }]
+  }
+  const ops: DiffOp[] = []
+  if (Array.isArray(before) && Array.isArray(after)) {
+    for (let i = 0; i < Math.min(before.length, after.length); i++) ops.push(...jsonDiff(before[i], after[i]!, pointer(path, i)))
+    for (let i = before.length; i < after.length; i++) ops.push({ op: 'add', path: pointer(path, i), value: after[i]! })
+    for (let i = before.length - 1; i >= after.length; i--) ops.push({ op: 'remove', path: pointer(path, i), old: before[i]! })
+    return ops
+  }
+  const b = before as Record<string, Json>
+  const a = after as Record<string, Json>
+  for (const k of Object.keys(b)) if (!Object.hasOwn(a, k)) ops.push({ op: 'remove', path: pointer(path, k), old: b[k]! })
+  for (const k of Object.keys(a)) ops.push(...jsonDiff(Object.hasOwn(b, k) ? b[k] : undefined, a[k]!, pointer(path, k)))
+  return ops
+}
+
+const compiled = new WeakMap<object, ReturnType<typeof Compile>>()
+
+/**
+ * Stores an edited value of a `pending` record (the original stays in the record), validated against
+ * `deps.schemas[origin topic]` when there is one (LL_SCHEMA_INVALID listing the problems), with its diff from
+ * the stored value. The diff is taken against the value as stored (masked): fields left as `enc:v1:` tokens
+ * are decrypted at replay, and no clear value of a masked field is written unless the editor typed it.
+ */
+export async function editRecord(deps: RedriveDeps, id: string, opts: { value: unknown; actor: string; reason?: string }): Promise<{ editId: string; diff: DiffOp[] }> {
+  const rid = positiveId('record', id)
+  const actor = text('actor', opts.actor, 200)!
+  const reason = text('reason', opts.reason, 2000, true)
+  let serialized: string | undefined
+  try {
+    serialized = JSON.stringify(opts.value)
+  } catch (err) {
+    throw invalid('value must be JSON', { field: 'value', cause: (err as Error)?.message })
+  }
+  if (serialized === undefined) throw invalid('value must be JSON', { field: 'value' })
+  const value = JSON.parse(serialized) as Json
+  const source = await loadSource(deps.db, rid)
+  if (source.status !== 'pending') throw conflict(`DLQ record ${rid} is ${source.status}: only a pending record can be edited`, { id: rid, status: source.status })
+  const schema = deps.schemas?.[source.originTopic ?? source.topic]
+  if (schema) {
+    let check = compiled.get(schema)
+    if (!check) compiled.set(schema, (check = Compile(schema as never)))
+    if (!check.Check(value)) {
+      const problems = [...check.Errors(value)].slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message}`)
+      throw new LifelineError('LL_SCHEMA_INVALID', `the edited value does not match the schema of ${source.originTopic ?? source.topic}: ${problems.join('; ')}`, { details: { problems } })
+    }
+  }
+  let before: Json | undefined
+  try {
+    before = source.value === null ? null : (JSON.parse(source.value.toString('utf8')) as Json)
+  } catch {
+    before = undefined // not JSON: the whole value is replaced
+  }
+  const diff = before === undefined ? [{ op: 'replace' as const, path: '', value }] : jsonDiff(before, value)
+  const { rows } = await deps.db.query('insert into lifeline_dlq_edits (record_id, value, diff, actor, reason) values ($1, $2, $3::jsonb, $4, $5) returning id', [
+    rid, Buffer.from(serialized, 'utf8'), JSON.stringify(diff), actor, reason ?? null,
+  ])
+  return { editId: String(rows[0]!.id), diff }
+}
+
+/** Replays the record's edit `editId` (default: its latest edit) instead of its stored value. */
+export async function replayEdited(deps: RedriveDeps, id: string, opts: { actor: string; editId?: string; target?: RedriveTarget; force?: boolean }): Promise<ReplayResult> {
+  const rid = positiveId('record', id)
+  const { rows } =
+    opts.editId === undefined
+      ? await deps.db.query('select id, value from lifeline_dlq_edits where record_id = $1 order by id desc limit 1', [rid])
+      : await deps.db.query('select id, value from lifeline_dlq_edits where record_id = $1 and id = $2', [rid, positiveId('edit', opts.editId)])
+  if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', opts.editId === undefined ? `DLQ record ${rid} has no edit` : `edit ${opts.editId} of DLQ record ${rid} does not exist`, { details: { id: rid, editId: opts.editId } })
+  return replayOne(deps, rid, { ...opts, edit: { id: String(rows[0]!.id), value: rows[0]!.value as Buffer } })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Discard and resolve
+
+async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved', opts: { actor: string; reason: string }): Promise<void> {
+  const rid = positiveId('record', id)
+  const actor = text('actor', opts.actor, 200)!
+  const reason = text('reason', opts.reason, 2000)!
+  const source = await loadSource(deps.db, rid)
+  try {
+    await setStatus(deps.db, rid, to, { actor, reason })
+  } catch (err) {
+    if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
+    throw err
+  }
+  // Never a replay in flight (a failed-again record's next life is the one parked, if any).
+  if (source.status === 'pending' || source.status === 'failed-again') await releaseKey(deps, source, actor, to === 'discarded' ? 'discarded' : 'resolved')
+}
+
+/** Closes a record for good with a reason (never a delete) and releases its parked key. */
+export function discardRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string }): Promise<void> {
+  return close(deps, id, 'discarded', opts)
+}
+
+/** Marks a record handled by other means (with a reason) and releases its parked key. */
+export function resolveRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string }): Promise<void> {
+  return close(deps, id, 'resolved', opts)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Rate limiting
+
+/**
+ * A sliding-window limiter: `acquire()` resolves with the admission time (ms since the epoch) once fewer
+ * than `rate` admissions happened in the last second, so no 1-second window ([t, t + 1000) in these
+ * times) ever holds more than `rate`. Bulk sends stamp the record with that time.
+ */
+export class RateLimiter {
+  readonly #ring: number[]
+  #next = 0
+  #count = 0
+  constructor(readonly rate: number, readonly windowMs = 1000) {
+    if (!Number.isSafeInteger(rate) || rate < 1) throw invalid('rate must be a positive integer', { field: 'rate' })
+    this.#ring = new Array<number>(rate).fill(0)
+  }
+
+  async acquire(signal?: AbortSignal): Promise<number> {
+    for (;;) {
+      const now = Date.now()
+      if (this.#count < this.rate) {
+        this.#ring[(this.#next + this.#count) % this.rate] = now
+        this.#count++
+        return now
+      }
+      const oldest = this.#ring[this.#next]!
+      if (oldest <= now - this.windowMs) {
+        this.#ring[this.#next] = now
+        this.#next = (this.#next + 1) % this.rate
+        return now
+      }
+      await sleep(oldest + this.windowMs - now, signal ?? new AbortController().signal)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Jobs
+
+const JOB_COLUMNS = 'id, status, status_reason, filter, target, rate_per_sec, canary, max_failure_rate, force, total, done, succeeded, failed, skipped, requested_by, approved_by, created_at, updated_at, heartbeat_at, options'
+
+function toJob(row: SqlRow): RedriveJob {
+  return {
+    id: String(row.id), status: row.status as RedriveJobStatus, statusReason: str(row.status_reason), filter: row.filter as Record<string, unknown>, target: row.target as RedriveTarget,
+    ratePerSec: num(row.rate_per_sec), canary: num(row.canary), maxFailureRate: num(row.max_failure_rate), force: row.force === true, total: Number(row.total), done: Number(row.done),
+    succeeded: Number(row.succeeded), failed: Number(row.failed), skipped: Number(row.skipped), requestedBy: row.requested_by as string, approvedBy: str(row.approved_by),
+    createdAt: row.created_at as Date, updatedAt: row.updated_at as Date, heartbeatAt: (row.heartbeat_at as Date | null) ?? null, options: row.options as RedriveJobOptions,
+  }
+}
+
+export async function getJob(db: SqlQueryable, id: string): Promise<RedriveJob> {
+  const jid = positiveId('job', id)
+  const { rows } = await db.query(`select ${JOB_COLUMNS} from lifeline_dlq_jobs where id = $1 and kind = 'redrive'`, [jid])
+  if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `redrive job ${jid} does not exist`, { details: { id: jid } })
+  return toJob(rows[0]!)
+}
+
+const JOB_STATUSES: readonly RedriveJobStatus[] = ['awaiting-approval', 'ready', 'running', 'paused', 'completed', 'cancelled', 'failed']
+
+/** Jobs, newest first: `status` (one or several), `limit` 1..1000 (default 100). */
+export async function listJobs(db: SqlQueryable, opts: { status?: RedriveJobStatus | RedriveJobStatus[]; limit?: number } = {}): Promise<RedriveJob[]> {
+  const statuses = opts.status === undefined ? undefined : Array.isArray(opts.status) ? opts.status : [opts.status]
+  if (statuses?.some((s) => !JOB_STATUSES.includes(s))) throw invalid(`status must be one of ${JOB_STATUSES.join(', ')}`, { field: 'status' })
+  const limit = intIn('limit', opts.limit, 1, 1000) ?? 100
+  const { rows } = await db.query(`select ${JOB_COLUMNS} from lifeline_dlq_jobs where kind = 'redrive' and ($1::text[] is null or status = any($1::text[])) order by id desc limit $2`, [statuses ?? null, limit])
+  return rows.map(toJob)
+}
+
+/** Ids of the records matching `filter` (its paging fields ignored), in id order. */
+async function matchingIds(db: SqlQueryable, filter: unknown): Promise<string[]> {
+  parseFilter(filter)
+  const { afterId: _a, limit: _l, order: _o, ...rest } = (filter ?? {}) as Record<string, unknown>
+  const ids: string[] = []
+  let after: string | undefined
+  for (;;) {
+    const page = await listRecords(db, { ...rest, order: 'asc', limit: 1000, ...(after === undefined ? {} : { afterId: after }) })
+    for (const r of page) ids.push(r.id)
+    if (page.length < 1000) return ids
+    after = page[page.length - 1]!.id
+  }
+}
+
+/** The dry run of a bulk redrive: records matching `filter`, distinct keys, by origin topic; `replayable` of them are pending. */
+export async function previewRedrive(deps: Pick<RedriveDeps, 'db'>, filter: unknown): Promise<{ count: number; keys: number; byTopic: Record<string, number>; replayable: number }> {
+  const ids = await matchingIds(deps.db, filter)
+  if (ids.length === 0) return { count: 0, keys: 0, byTopic: {}, replayable: 0 }
+  const { rows } = await deps.db.query(
+    `select coalesce(origin_topic, topic) as t, count(*)::int8 as n, count(distinct key)::int8 as keys, count(*) filter (where status = 'pending')::int8 as pending
+     from lifeline_dlq_records where id = any($1::int8[]) group by 1 order by 1`,
+    [ids],
+  )
+  const byTopic: Record<string, number> = {}
+  let keys = 0
+  let replayableCount = 0
+  for (const r of rows) {
+    byTopic[r.t as string] = Number(r.n)
+    keys += Number(r.keys)
+    replayableCount += Number(r.pending)
+  }
+  return { count: ids.length, keys, byTopic, replayable: replayableCount }
+}
+
+/**
+ * Creates a bulk redrive job over the records matching `filter` now (the list is frozen): items in origin
+ * topic, key, origin offset order; records that are not replayable (not `pending`, or `replayed`/`replaying`
+ * without force) or are waiting in another open job are skipped and counted as such.
+ */
+export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: CreateJobOptions): Promise<RedriveJob> {
+  const actor = text('actor', opts.actor, 200)!
+  const target = parseTarget(opts.target)
+  const ratePerSec = intIn('ratePerSec', opts.ratePerSec, 1, 1_000_000)
+  const canary = intIn('canary', opts.canary, 0, 1_000_000) ?? 0
+  const maxFailureRate = opts.maxFailureRate ?? redriveDefaults.maxFailureRate
+  if (typeof maxFailureRate !== 'number' || !(maxFailureRate >= 0 && maxFailureRate <= 1)) throw invalid('maxFailureRate must be a number from 0 to 1', { field: 'maxFailureRate' })
+  const status = opts.status ?? 'ready'
+  if (status !== 'ready' && status !== 'awaiting-approval') throw invalid('status must be ready or awaiting-approval', { field: 'status' })
+  const options: RedriveJobOptions = {
+    canaryWaitMs: intIn('canaryWaitMs', opts.canaryWaitMs, 0, 3_600_000) ?? redriveDefaults.canaryWaitMs,
+    batchSize: intIn('batchSize', opts.batchSize, 1, 5000) ?? Math.max(1, Math.min(redriveDefaults.maxBatch, Math.floor((ratePerSec ?? 4 * redriveDefaults.maxBatch) / 4))),
+    failureSample: intIn('failureSample', opts.failureSample, 1, 1_000_000) ?? redriveDefaults.failureSample,
+  }
+  if (canary === 0) options.canaryPassed = true
+  const force = opts.force === true
+  const filter = opts.filter ?? {}
+  const ids = await matchingIds(deps.db, filter)
+  const { afterId: _a, limit: _l, order: _o, ...frozenFilter } = filter as Record<string, unknown>
+  return deps.db.transaction(async (tx) => {
+    const { rows } = await tx.query(
+      `insert into lifeline_dlq_jobs (kind, filter, target, rate_per_sec, canary, max_failure_rate, force, status, total, requested_by, options)
+       values ('redrive', $1::jsonb, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) returning id`,
+      [JSON.stringify(frozenFilter), JSON.stringify(target), ratePerSec ?? null, canary, maxFailureRate, force, status, ids.length, actor, JSON.stringify(options)],
+    )
+    const jobId = String(rows[0]!.id)
+    if (ids.length > 0) {
+      await tx.query(
+        `insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
+         select $1, row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id), r.id,
+           case when busy.job_id is not null then 'skipped'
+                when r.status = 'pending' or ($3 and r.status in ('replayed', 'replaying')) then 'pending' else 'skipped' end,
+           case when busy.job_id is not null then 'in job ' || busy.job_id
+                when r.status = 'pending' or ($3 and r.status in ('replayed', 'replaying')) then null else r.status end
+         from lifeline_dlq_records r
+         left join lateral (
+           select i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
+           where i.record_id = r.id and i.job_id <> $1 and i.status in ('pending', 'sending') and j.status in ('awaiting-approval', 'ready', 'running', 'paused') limit 1
+         ) busy on true
+         where r.id = any($2::int8[])`,
+        [jobId, ids, force],
+      )
+      await tx.query(`update lifeline_dlq_jobs set skipped = s.n, done = s.n from (select count(*)::int as n from lifeline_dlq_job_items where job_id = $1 and status = 'skipped') s where id = $1`, [jobId])
+    }
+    const { rows: job } = await tx.query(`select ${JOB_COLUMNS} from lifeline_dlq_jobs where id = $1`, [jobId])
+    return toJob(job[0]!)
+  })
+}
+
+async function setJobStatus(db: SqlQueryable, id: string, actor: string, to: RedriveJobStatus, from: readonly RedriveJobStatus[], reason: string): Promise<RedriveJob> {
+  const jid = positiveId('job', id)
+  text('actor', actor, 200)
+  const { rows } = await db.query(`update lifeline_dlq_jobs set status = $2, status_reason = $3, updated_at = now() where id = $1 and kind = 'redrive' and status = any($4::text[]) returning ${JOB_COLUMNS}`, [
+    jid, to, reason, [...from],
+  ])
+  if (rows.length > 0) return toJob(rows[0]!)
+  const job = await getJob(db, jid)
+  if (job.status === to) return job
+  throw conflict(`redrive job ${jid} is ${job.status}: it cannot become ${to}`, { id: jid, status: job.status, to })
+}
+
+/** Pauses a job; its runner stops after the batch in hand (within a heartbeat). Resume with runRedriveJob. */
+export function pauseJob(db: SqlQueryable, id: string, actor: string): Promise<RedriveJob> {
+  return setJobStatus(db, id, actor, 'paused', ['ready', 'running'], `paused by ${actor}`)
+}
+
+/** Cancels a job: its remaining items are never sent (their records stay pending). */
+export function cancelJob(db: SqlQueryable, id: string, actor: string): Promise<RedriveJob> {
+  return setJobStatus(db, id, actor, 'cancelled', ['awaiting-approval', 'ready', 'running', 'paused'], `cancelled by ${actor}`)
+}
+
+type Marks = Record<string, Record<string, number>>
+
+interface ItemRow {
+  seq: number
+  replayId: string | null
+  source: Source
+}
+
+interface Acked {
+  seq: number
+  replayId: string
+  ack: ProduceAck
+  source: Pick<Source, 'id' | 'consumerGroup' | 'originTopic' | 'originOffset' | 'key'>
+  release: boolean
+}
+
+interface SendFailure {
+  seq: number
+  replayId: string
+  recordId: string
+  error: string
+}
+
+/** A running job's context. */
+interface Run {
+  deps: RedriveDeps
+  job: RedriveJob
+  runner: string
+  actor: string
+  log: Logger
+  stop: AbortController
+}
+
+function jobStale(deps: RedriveDeps): number {
+  return 3 * (deps.heartbeatMs ?? redriveDefaults.heartbeatMs)
+}
+
+/** Takes the job for this runner: ready, paused, or running with a stale heartbeat. */
+async function claim(deps: RedriveDeps, jobId: string, runner: string): Promise<RedriveJob> {
+  const { rows } = await deps.db.query(
+    `update lifeline_dlq_jobs set status = 'running', runner = $2, heartbeat_at = now(), updated_at = now(),
+       status_reason = case when status = 'running' then 'resumed after an interruption' else null end,
+       options = case when status = 'paused' and status_reason like 'canary%' then options || '{"canaryPassed": true}'::jsonb else options end
+     where id = $1 and kind = 'redrive' and (status in ('ready', 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
+     returning ${JOB_COLUMNS}`,
+    [jobId, runner, jobStale(deps)],
+  )
+  if (rows.length > 0) return toJob(rows[0]!)
+  const job = await getJob(deps.db, jobId)
+  if (job.status === 'completed') return job
+  throw conflict(
+    job.status === 'running' ? `redrive job ${jobId} is running elsewhere (heartbeat ${job.heartbeatAt?.toISOString() ?? 'none'})` : `redrive job ${jobId} is ${job.status}: it cannot run`,
+    { id: jobId, status: job.status },
+  )
+}
+
+async function loadItems(db: SqlQueryable, jobId: string, where: string, params: unknown[], limit?: number): Promise<ItemRow[]> {
+  const { rows } = await db.query(
+    `select i.seq, i.replay_id, ${SOURCE_COLUMNS} from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id
+     where i.job_id = $1 and ${where} order by i.seq${limit === undefined ? '' : ` limit ${Math.floor(limit)}`}`,
+    [jobId, ...params],
+  )
+  return rows.map((row) => ({ seq: Number(row.seq), replayId: str(row.replay_id), source: toSource(row) }))
+}
+
+/** Records the outcome of sends (acknowledged, failed, or never made) in one transaction. */
+async function finish(run: Run, acked: readonly Acked[], failed: readonly SendFailure[], unsent: readonly { seq: number; replayId: string; recordId: string }[], skipped: readonly { seq: number; recordId: string; detail: string }[]): Promise<RedriveJobStatus | undefined> {
+  const { db } = run.deps
+  const jobId = run.job.id
+  const actor = run.actor
+  return db.transaction(async (tx) => {
+    if (acked.length > 0) {
+      const rids = acked.map((a) => a.replayId)
+      await tx.query(
+        `update lifeline_dlq_replays p set target_topic = x.t, target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::text[], $3::int[], $4::int8[]) as x(id, t, p, o) where p.replay_id = x.id`,
+        [rids, acked.map((a) => a.ack.topic), acked.map((a) => a.ack.partition), acked.map((a) => String(a.ack.offset))],
+      )
+      await tx.query(`update lifeline_dlq_job_items set status = 'sent', detail = null where job_id = $1 and seq = any($2::int[])`, [jobId, acked.map((a) => a.seq)])
+      // One row version per record: the replay count, and `replayed` unless it came back already (failed-again).
+      await tx.query(
+        `with x as (select * from unnest($1::int8[], $2::text[], $3::int[], $4::int8[]) as x(id, replay_id, p, o)),
+         up as (
+           update lifeline_dlq_records r set replay_count = r.replay_count + 1,
+             status = case when r.status = 'replaying' then 'replayed' else r.status end,
+             status_reason = case when r.status = 'replaying' then 'replayed' else r.status_reason end,
+             status_actor = case when r.status = 'replaying' then $5 else r.status_actor end,
+             status_at = case when r.status = 'replaying' then now() else r.status_at end
+           from x where r.id = x.id
+           returning r.id, x.replay_id, x.p, x.o, (select status from lifeline_dlq_records o where o.id = r.id) as before
+         )
+         insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
+         select id, 'replaying', 'replayed', $5, 'replayed', jsonb_build_object('jobId', $6::text, 'replayId', replay_id, 'partition', p, 'offset', o) from up where before = 'replaying'`,
+        [acked.map((a) => a.source.id), rids, acked.map((a) => a.ack.partition), acked.map((a) => String(a.ack.offset)), actor, jobId],
+      )
+    }
+    const back = [...failed.map((f) => ({ ...f, reason: `send failed: ${f.error}`.slice(0, 2000) })), ...unsent.map((u) => ({ ...u, reason: 'the job stopped before sending it' }))]
+    if (back.length > 0) {
+      await tx.query('delete from lifeline_dlq_replays where replay_id = any($1::text[]) and target_offset is null', [back.map((b) => b.replayId)])
+      await tx.query(
+        `with x as (select * from unnest($1::int8[], $2::text[], $3::text[]) as x(id, replay_id, reason)),
+         up as (update lifeline_dlq_records r set status = 'pending', status_reason = x.reason, status_actor = $4, status_at = now() from x where r.id = x.id and r.status = 'replaying' returning r.id, x.replay_id, x.reason)
+         insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
+         select id, 'replaying', 'pending', $4, reason, jsonb_build_object('jobId', $5::text, 'replayId', replay_id) from up`,
+        [back.map((b) => b.recordId), back.map((b) => b.replayId), back.map((b) => b.reason), actor, jobId],
+      )
+    }
+    if (failed.length > 0) {
+      await tx.query(`update lifeline_dlq_job_items i set status = 'failed', detail = x.d from unnest($2::int[], $3::text[]) as x(seq, d) where i.job_id = $1 and i.seq = x.seq`, [
+        jobId, failed.map((f) => f.seq), failed.map((f) => `send failed: ${f.error}`.slice(0, 2000)),
+      ])
+    }
+    // Never sent: pending again, keeping its replay id (reused when it is sent).
+    if (unsent.length > 0) await tx.query(`update lifeline_dlq_job_items set status = 'pending' where job_id = $1 and seq = any($2::int[])`, [jobId, unsent.map((u) => u.seq)])
+    if (skipped.length > 0) {
+      await tx.query(`update lifeline_dlq_job_items i set status = 'skipped', detail = x.d from unnest($2::int[], $3::text[]) as x(seq, d) where i.job_id = $1 and i.seq = x.seq`, [
+        jobId, skipped.map((s) => s.seq), skipped.map((s) => s.detail.slice(0, 2000)),
+      ])
+    }
+    const marks: Marks = {}
+    for (const a of acked) {
+      const t = (marks[a.ack.topic] ??= {})
+      t[String(a.ack.partition)] = Math.max(t[String(a.ack.partition)] ?? 0, a.ack.offset + 1)
+    }
+    const { rows } = await tx.query(
+      `update lifeline_dlq_jobs set done = done + $2, succeeded = succeeded + $3, failed = failed + $4, skipped = skipped + $5, updated_at = now(),
+         marks = (select coalesce(jsonb_object_agg(t, parts), '{}'::jsonb) from (
+           select t, jsonb_object_agg(p, o) as parts from (
+             select t, p, max(o) as o from (
+               select m.key as t, pp.key as p, (pp.value #>> '{}')::int8 as o from jsonb_each(marks) m, jsonb_each(m.value) pp
+               union all
+               select m.key, pp.key, (pp.value #>> '{}')::int8 from jsonb_each($6::jsonb) m, jsonb_each(m.value) pp
+             ) all_marks group by t, p
+           ) per_partition group by t
+         ) merged)
+       where id = $1 returning status, runner`,
+      [jobId, acked.length + failed.length + skipped.length, acked.length, failed.length, skipped.length, JSON.stringify(marks)],
+    )
+    const row = rows[0]
+    return row === undefined || row.runner !== run.runner ? undefined : (row.status as RedriveJobStatus)
+  })
+}
+
+/** Releases the parked keys of records replayed to their origin topic. */
+async function releaseAll(run: Run, acked: readonly Acked[]): Promise<void> {
+  if (!run.deps.parkedKeys) return
+  const candidates = acked.filter((a) => a.release && a.source.consumerGroup !== null && a.source.originTopic !== null && a.source.key !== null)
+  if (candidates.length === 0) return
+  const parked = await parkedOf(run.deps.parkedKeys, candidates.map((c) => c.source as Source))
+  for (const a of candidates) {
+    const head = parkedHead(parked, a.source as Source)
+    if (head === undefined) continue
+    try {
+      await releaseKey(run.deps, a.source, run.actor, 'redriven')
+    } catch (err) {
+      run.log.warn({ err, recordId: a.source.id }, 'the parked key of a redriven record was not released; release it with `lifeline keys release`')
+    }
+  }
+}
+
+/** Finds replay ids in the target partitions from `marks` to their end (records a crashed run may have sent). */
+async function findInTarget(deps: RedriveDeps, marks: Marks, topics: readonly string[], wanted: ReadonlySet<string>, log: Logger): Promise<Map<string, ProduceAck>> {
+  const found = new Map<string, ProduceAck>()
+  const kafka = deps.kafka
+  if (!kafka || wanted.size === 0 || topics.length === 0) return found
+  const admin = createAdmin({ brokers: kafka.brokers, clientId: 'lifeline-dlq-redrive', config: kafka.config })
+  const ends = new Map<string, number>()
+  const starts = new Map<string, number>()
+  try {
+    for (const topic of topics) {
+      for (const p of await admin.topicOffsets(topic)) {
+        const start = Math.max(p.low, marks[topic]?.[String(p.partition)] ?? p.low)
+        if (start < p.high) {
+          ends.set(`${topic}:${p.partition}`, p.high)
+          starts.set(`${topic}:${p.partition}`, start)
+        }
+      }
+    }
+  } finally {
+    await admin.close()
+  }
+  if (ends.size === 0) return found
+  const consumer = createConsumer({
+    brokers: kafka.brokers, clientId: 'lifeline-dlq-redrive', config: kafka.config, groupId: `lifeline-dlq-verify-${randomUUID()}`, fromBeginning: true, isolationLevel: 'read_uncommitted',
+    rebalance: { onAssign: (parts) => parts.map((p) => ({ ...p, offset: starts.get(`${p.topic}:${p.partition}`) ?? ends.get(`${p.topic}:${p.partition}`) ?? 0 })) },
+  })
+  try {
+    consumer.subscribe([...new Set([...ends.keys()].map((k) => k.slice(0, k.lastIndexOf(':'))))])
+    await consumer.connect()
+    const deadline = Date.now() + (kafka.timeoutMs ?? redriveDefaults.verifyTimeoutMs)
+    while (ends.size > 0 && found.size < wanted.size && Date.now() < deadline) {
+      for (const r of await consumer.poll(1000, 200)) {
+        const id = r.headers.findLast((h) => h.key === ReplayHeaders.id)?.value?.toString('utf8')
+        if (id !== undefined && wanted.has(id)) found.set(id, { topic: r.topic, partition: r.partition, offset: r.offset })
+        const k = `${r.topic}:${r.partition}`
+        if (r.offset + 1 >= (ends.get(k) ?? Infinity)) ends.delete(k)
+      }
+    }
+    if (ends.size > 0 && found.size < wanted.size) log.warn({ partitions: [...ends.keys()] }, 'looking for interrupted sends timed out: the rest are sent again (same replay ids)')
+  } finally {
+    await consumer.close()
+  }
+  return found
+}
+
+/** Settles the items a crashed run left `sending`: acknowledged or found in the target → sent; else pending again. */
+async function recover(run: Run): Promise<void> {
+  const items = await loadItems(run.deps.db, run.job.id, `i.status = 'sending'`, [])
+  if (items.length === 0) return
+  const ids = items.map((i) => i.replayId!)
+  const { rows } = await run.deps.db.query('select replay_id, target_topic, target_partition, target_offset from lifeline_dlq_replays where replay_id = any($1::text[])', [ids])
+  const known = new Map<string, { topic: string; partition: number | null; offset: number | null }>()
+  for (const r of rows) known.set(r.replay_id as string, { topic: r.target_topic as string, partition: num(r.target_partition), offset: num(r.target_offset) })
+  const acks = new Map<string, ProduceAck>()
+  for (const [id, k] of known) if (k.offset !== null && k.partition !== null) acks.set(id, { topic: k.topic, partition: k.partition, offset: k.offset })
+  const look = new Set(ids.filter((id) => !acks.has(id)))
+  const topics = [...new Set([...known.values()].map((k) => k.topic))]
+  const { rows: job } = await run.deps.db.query('select marks from lifeline_dlq_jobs where id = $1', [run.job.id])
+  for (const [id, ack] of await findInTarget(run.deps, (job[0]?.marks as Marks) ?? {}, topics, look, run.log)) acks.set(id, ack)
+  const acked: Acked[] = []
+  const unsent: Array<{ seq: number; replayId: string; recordId: string }> = []
+  for (const item of items) {
+    const ack = acks.get(item.replayId!)
+    if (ack) acked.push({ seq: item.seq, replayId: item.replayId!, ack, source: item.source, release: run.job.target.kind !== 'retry-tier' && (run.job.target.kind === 'origin' || ack.topic === item.source.originTopic) })
+    else unsent.push({ seq: item.seq, replayId: item.replayId!, recordId: item.source.id })
+  }
+  run.log.info({ jobId: run.job.id, sent: acked.length, resend: unsent.length }, 'recovered the sends of an interrupted run')
+  await finish(run, acked, [], unsent, [])
+  await releaseAll(run, acked)
+}
+
+/** Sets the marks (end offsets) of the job's target topics that have none yet, before anything is sent. */
+async function markTargets(run: Run): Promise<void> {
+  const kafka = run.deps.kafka
+  if (!kafka) return
+  const t = run.job.target
+  let topics: string[]
+  if (t.kind === 'topic') topics = [t.topic]
+  else {
+    const { rows } = await run.deps.db.query(
+      `select distinct r.origin_topic as t from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id where i.job_id = $1 and i.status = 'pending' and r.origin_topic is not null`,
+      [run.job.id],
+    )
+    topics = rows.map((r) => (t.kind === 'origin' ? (r.t as string) : retryTopicName(t.service, r.t as string, t.tier)))
+  }
+  const { rows } = await run.deps.db.query('select marks from lifeline_dlq_jobs where id = $1', [run.job.id])
+  const marks = (rows[0]?.marks as Marks) ?? {}
+  const admin = createAdmin({ brokers: kafka.brokers, clientId: 'lifeline-dlq-redrive', config: kafka.config })
+  try {
+    for (const topic of topics) {
+      const parts = (marks[topic] ??= {})
+      let offsets: Array<{ partition: number; high: number }>
+      try {
+        offsets = await admin.topicOffsets(topic)
+      } catch (err) {
+        run.log.warn({ err, topic }, 'could not read the end offsets of a target topic: a crash would resend its in-flight records')
+        continue
+      }
+      for (const p of offsets) parts[String(p.partition)] ??= p.high
+    }
+  } finally {
+    await admin.close()
+  }
+  await run.deps.db.query('update lifeline_dlq_jobs set marks = $2::jsonb where id = $1', [run.job.id, JSON.stringify(marks)])
+}
+
+/**
+ * This job's sends so far (from its counters) and its replays that came back to a DLQ (records carrying one
+ * of its replay ids: `lifeline_dlq_records_replay_id`, a partial index over the few records that came back).
+ */
+async function failureRate(run: Run): Promise<{ sent: number; failed: number; again: number }> {
+  const { rows } = await run.deps.db.query(
+    `select j.succeeded, j.failed, (select count(*) from lifeline_dlq_records n join lifeline_dlq_replays p on p.replay_id = n.replay_id where n.replay_id is not null and p.job_id = j.id)::int8 as again
+     from lifeline_dlq_jobs j where j.id = $1`,
+    [run.job.id],
+  )
+  return { sent: Number(rows[0]!.succeeded), failed: Number(rows[0]!.failed), again: Number(rows[0]!.again) }
+}
+
+async function pauseSelf(run: Run, reason: string): Promise<void> {
+  run.log.warn({ jobId: run.job.id, reason }, 'redrive job paused itself')
+  await run.deps.db.query(`update lifeline_dlq_jobs set status = 'paused', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [run.job.id, run.runner, reason])
+  run.stop.abort()
+}
+
+interface Prepared {
+  ready: Array<{ item: ItemRow; planned: Planned; replayId: string; count: number }>
+  skipped: Array<{ seq: number; recordId: string; detail: string }>
+}
+
+interface Sent {
+  acked: Acked[]
+  failed: SendFailure[]
+  unsent: Array<{ seq: number; replayId: string; recordId: string }>
+  skipped: Prepared['skipped']
+}
+
+/** Plans a batch (skips, limits, replay ids) and marks it `sending` / `replaying` in one transaction. */
+async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Set<string>): Promise<Prepared> {
+  const { deps, job } = run
+  const max = deps.maxRedrivesPerRecord ?? redriveDefaults.maxRedrivesPerRecord
+  const sources = items.map((i) => i.source)
+  const lives = await earlierLives(deps.db, sources)
+  const parked = job.target.kind === 'retry-tier' ? await parkedOf(deps.parkedKeys, sources) : new Map<string, ParkedKey>()
+  const skipped: Array<{ seq: number; recordId: string; detail: string }> = []
+  const ready: Array<{ item: ItemRow; planned: Planned; replayId: string; count: number }> = []
+  for (const item of items) {
+    const s = item.source
+    const key = s.key === null ? undefined : keyId(s.originTopic ?? s.topic, s.key)
+    if (key !== undefined && blockedKeys.has(key)) {
+      skipped.push({ seq: item.seq, recordId: s.id, detail: 'an earlier record of its key failed in this run (kept pending to keep the key in order)' })
+      continue
+    }
+    if (!replayable(s.status, job.force)) {
+      skipped.push({ seq: item.seq, recordId: s.id, detail: `record is ${s.status}` })
+      continue
+    }
+    const refused = job.force ? undefined : limitError(s, lives.get(s.id) ?? 0, max)
+    try {
+      if (refused) throw refused
+      const replayId = item.replayId ?? randomUUID()
+      const count = lineage(s, lives.get(s.id) ?? 0).total + 1
+      const planned = plan(s, job.target, { id: replayId, count, actor: run.actor }, clearValue(s, s.value, deps.masker), parkedHead(parked, s)?.headToken)
+      ready.push({ item, planned, replayId, count })
+    } catch (err) {
+      if (key !== undefined) blockedKeys.add(key)
+      skipped.push({ seq: item.seq, recordId: s.id, detail: err instanceof LifelineError ? `${err.code}: ${err.message}` : String(err) })
+    }
+  }
+  if (ready.length > 0) {
+    await deps.db.transaction(async (tx) => {
+      await tx.query(`update lifeline_dlq_job_items i set status = 'sending', replay_id = x.r from unnest($2::int[], $3::text[]) as x(seq, r) where i.job_id = $1 and i.seq = x.seq`, [
+        job.id, ready.map((r) => r.item.seq), ready.map((r) => r.replayId),
+      ])
+      await tx.query(
+        `insert into lifeline_dlq_replays (replay_id, record_id, job_id, target_topic, target_partition, actor, replay_count)
+         select x.id, x.rec, $1, x.t, x.p, $2, x.c from unnest($3::text[], $4::int8[], $5::text[], $6::int[], $7::int[]) as x(id, rec, t, p, c) on conflict (replay_id) do nothing`,
+        [job.id, run.actor, ready.map((r) => r.replayId), ready.map((r) => r.item.source.id), ready.map((r) => r.planned.topic), ready.map((r) => r.planned.record.partition ?? null), ready.map((r) => r.count)],
+      )
+      await tx.query(
+        `with x as (select * from unnest($1::int8[], $2::text[], $3::text[]) as x(id, replay_id, s)),
+         up as (update lifeline_dlq_records r set status = 'replaying', status_reason = 'redrive', status_actor = $4, status_at = now() from x where r.id = x.id and r.status = 'pending' returning r.id, x.replay_id),
+         forced as (select x.id, x.replay_id, x.s from x where x.s <> 'pending')
+         insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
+         select id, 'pending', 'replaying', $4, 'redrive', jsonb_build_object('jobId', $5::text, 'replayId', replay_id) from up
+         union all
+         select id, s, s, $4, 'forced replay', jsonb_build_object('jobId', $5::text, 'replayId', replay_id) from forced`,
+        [ready.map((r) => r.item.source.id), ready.map((r) => r.replayId), ready.map((r) => r.item.source.status), run.actor, job.id],
+      )
+    })
+  }
+  return { ready, skipped }
+}
+
+/** Sends a prepared batch under the rate limit; resolves once every send is acknowledged or failed. */
+async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: RateLimiter | undefined, blockedKeys: Set<string>, signal: AbortSignal): Promise<Sent> {
+  const { deps } = run
+  const acked: Acked[] = []
+  const failed: SendFailure[] = []
+  const unsent: Array<{ seq: number; replayId: string; recordId: string }> = []
+  const sends: Array<Promise<void>> = []
+  for (const r of ready) {
+    if (signal.aborted) {
+      unsent.push({ seq: r.item.seq, replayId: r.replayId, recordId: r.item.source.id })
+      continue
+    }
+    let at: number
+    try {
+      at = limiter ? await limiter.acquire(signal) : Date.now()
+    } catch {
+      unsent.push({ seq: r.item.seq, replayId: r.replayId, recordId: r.item.source.id })
+      continue
+    }
+    r.planned.record.timestamp = at
+    const s = r.item.source
+    sends.push(
+      deps.producer.send([r.planned.record]).then(
+        ([ack]) => void acked.push({ seq: r.item.seq, replayId: r.replayId, ack: ack!, source: s, release: r.planned.release }),
+        (err: unknown) => {
+          if (s.key !== null) blockedKeys.add(keyId(s.originTopic ?? s.topic, s.key))
+          failed.push({ seq: r.item.seq, replayId: r.replayId, recordId: s.id, error: (err as Error)?.message ?? String(err) })
+        },
+      ),
+    )
+  }
+  await Promise.all(sends)
+  return { acked, failed, unsent, skipped }
+}
+
+/** Records a sent batch, then releases the parked keys of its records. */
+async function settle(run: Run, sent: Sent): Promise<RedriveJobStatus | undefined> {
+  const status = await finish(run, sent.acked, sent.failed, sent.unsent, sent.skipped)
+  await releaseAll(run, sent.acked)
+  return status
+}
+
+/**
+ * Runs (or resumes) a job until it completes, pauses (canary, failure rate, pauseJob), is cancelled, or
+ * `signal` aborts (then it is left `running` without a heartbeat: {@link resumeInterruptedJobs} takes it).
+ * LL_DLQ_CONFLICT when it is running elsewhere, awaiting approval, or cancelled.
+ */
+export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { signal?: AbortSignal; onProgress?(job: RedriveJob): void } = {}): Promise<RedriveJob> {
+  const jid = positiveId('job', jobId)
+  const runner = randomUUID()
+  let job = await claim(deps, jid, runner)
+  if (job.status === 'completed') return job
+  const log = (deps.logger ?? silentLogger()).child({ component: 'dlq-redrive', jobId: jid })
+  const stop = new AbortController()
+  const onAbort = () => stop.abort()
+  opts.signal?.addEventListener('abort', onAbort, { once: true })
+  if (opts.signal?.aborted) stop.abort()
+  const run: Run = { deps, job, runner, actor: `redrive:${jid}`, log, stop }
+  const heartbeatMs = deps.heartbeatMs ?? redriveDefaults.heartbeatMs
+  let beating = Promise.resolve()
+  const heartbeat = setInterval(() => {
+    beating = deps.db
+      .query('update lifeline_dlq_jobs set heartbeat_at = now() where id = $1 and runner = $2 returning status', [jid, runner])
+      .then(({ rows }) => {
+        if (rows.length === 0 || rows[0]!.status !== 'running') stop.abort()
+      })
+      .catch((err: unknown) => log.warn({ err }, 'a redrive job heartbeat failed'))
+  }, heartbeatMs)
+  const progress = async () => {
+    job = await getJob(deps.db, jid)
+    run.job = job
+    try {
+      opts.onProgress?.(job)
+    } catch (err) {
+      log.warn({ err }, 'onProgress threw')
+    }
+  }
+  let stoppedBySignal = false
+  try {
+    await recover(run)
+    await markTargets(run)
+    // Judged on what follows this (re)start: failures an operator already saw and resumed past do not count again.
+    const baseline = await failureRate(run)
+    await deps.db.query(`update lifeline_dlq_jobs set options = options || jsonb_build_object('baseline', $2::jsonb) where id = $1`, [jid, JSON.stringify(baseline)])
+    job.options.baseline = baseline
+    const limiter = job.ratePerSec === null ? undefined : new RateLimiter(job.ratePerSec)
+    const blockedKeys = new Set<string>()
+    const batch = job.options.batchSize
+    // Pipelined: batch i+1 is loaded and prepared while batch i is recorded; its sends start only once batch
+    // i's are acknowledged (a failed send keeps its key's later records back, so each key stays in order).
+    let inFlight: Promise<Sent> | undefined
+    let settling: Promise<RedriveJobStatus | undefined> | undefined
+    let lastCheck = 0
+    /** Waits for the batch in flight to be recorded; false when the job must stop (paused, cancelled, taken over). */
+    const drain = async (): Promise<boolean> => {
+      if (inFlight) {
+        const sent = await inFlight
+        inFlight = undefined
+        settling = settle(run, sent)
+      }
+      if (!settling) return true
+      const status = await settling
+      settling = undefined
+      return status === 'running'
+    }
+    for (;;) {
+      if (stop.signal.aborted) break
+      let canaryLimit: number | undefined
+      if (!job.options.canaryPassed && (job.canary ?? 0) > 0) {
+        if (job.options.canaryLastSeq === undefined) {
+          const { rows } = await deps.db.query(`select seq from lifeline_dlq_job_items where job_id = $1 and status <> 'skipped' order by seq offset $2 limit 1`, [jid, job.canary! - 1])
+          job.options.canaryLastSeq = rows.length === 0 ? 2 ** 31 - 1 : Number(rows[0]!.seq)
+          await deps.db.query(`update lifeline_dlq_jobs set options = options || jsonb_build_object('canaryLastSeq', $2::int) where id = $1`, [jid, job.options.canaryLastSeq])
+        }
+        canaryLimit = job.options.canaryLastSeq
+      }
+      const items = await loadItems(deps.db, jid, `i.status = 'pending' and i.seq <= $2`, [canaryLimit ?? 2 ** 31 - 1], batch)
+      // The previous batch's acknowledgements (the keys that failed), then its record written in the background.
+      if (inFlight) {
+        const sent = await inFlight
+        inFlight = undefined
+        const previous = settling === undefined ? 'running' : await settling
+        settling = settle(run, sent)
+        settling.catch(() => undefined) // awaited below; never an unhandled rejection meanwhile
+        if (previous !== 'running') {
+          stop.abort()
+          await drain()
+          break
+        }
+      }
+      if (items.length === 0) {
+        if (!(await drain())) break
+        if (canaryLimit !== undefined) {
+          // The canary is out: wait, then see whether any of it came back.
+          try {
+            await sleep(job.options.canaryWaitMs, stop.signal)
+          } catch {
+            break
+          }
+          const { rows } = await deps.db.query(
+            `select count(*) filter (where i.status = 'sent')::int8 as sent, count(*) filter (where i.status = 'failed' or (i.status = 'sent' and (r.status = 'failed-again' or exists (select 1 from lifeline_dlq_records n where n.previous_id = r.id and n.replay_id = i.replay_id))))::int8 as bad
+             from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id where i.job_id = $1 and i.seq <= $2 and i.status in ('sent', 'failed')`,
+            [jid, canaryLimit],
+          )
+          const bad = Number(rows[0]!.bad)
+          if (bad > 0) {
+            await pauseSelf(run, `canary: ${bad} of ${Number(rows[0]!.sent)} canary replays failed or came back to the DLQ (resume to go on)`)
+            break
+          }
+          await deps.db.query(`update lifeline_dlq_jobs set options = options || '{"canaryPassed": true}'::jsonb where id = $1`, [jid])
+          job.options.canaryPassed = true
+          await progress()
+          continue
+        }
+        await deps.db.query(`update lifeline_dlq_jobs set status = 'completed', status_reason = null, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner])
+        break
+      }
+      const prepared = await prepareBatch(run, items, blockedKeys)
+      inFlight = sendPrepared(run, prepared, limiter, blockedKeys, stop.signal)
+      if (settling) {
+        const status = await settling
+        settling = undefined
+        if (status !== 'running') {
+          stop.abort()
+          await drain()
+          break
+        }
+      }
+      if (job.maxFailureRate !== null && Date.now() - lastCheck >= 250) {
+        lastCheck = Date.now()
+        const now = await failureRate(run)
+        const base = job.options.baseline ?? { sent: 0, failed: 0, again: 0 }
+        const sends = now.sent - base.sent + (now.failed - base.failed)
+        const bad = now.failed - base.failed + (now.again - base.again)
+        if (sends >= job.options.failureSample && bad / sends > job.maxFailureRate) {
+          await pauseSelf(run, `failure rate ${(bad / sends).toFixed(2)} above ${job.maxFailureRate}: ${bad} of ${sends} replays failed (resume to go on)`)
+          await drain()
+          break
+        }
+      }
+      await progress()
+    }
+    // Whatever is in flight is recorded before the run ends (unsent items go back to pending).
+    await drain()
+    stoppedBySignal = opts.signal?.aborted === true
+  } catch (err) {
+    log.error({ err }, 'redrive job failed')
+    await deps.db
+      .query(`update lifeline_dlq_jobs set status = 'failed', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner, String((err as Error)?.message ?? err).slice(0, 2000)])
+      .catch(() => undefined)
+    throw err
+  } finally {
+    clearInterval(heartbeat)
+    opts.signal?.removeEventListener('abort', onAbort)
+    await beating
+    // Stopped by the caller: left running without a heartbeat, so resumeInterruptedJobs takes it at once.
+    if (stoppedBySignal) await deps.db.query(`update lifeline_dlq_jobs set heartbeat_at = null, runner = null where id = $1 and runner = $2 and status = 'running'`, [jid, runner]).catch(() => undefined)
+    else await deps.db.query('update lifeline_dlq_jobs set runner = null where id = $1 and runner = $2', [jid, runner]).catch(() => undefined)
+  }
+  await progress()
+  return job
+}
+
+/**
+ * Resumes the jobs left `running` whose heartbeat is stale (3 × heartbeatMs, or `staleMs`): a processor
+ * killed mid-job. Each resumes in the background (or awaited with `wait`); returns their ids.
+ */
+export async function resumeInterruptedJobs(deps: RedriveDeps, opts: { staleMs?: number; wait?: boolean; signal?: AbortSignal; onProgress?(job: RedriveJob): void } = {}): Promise<string[]> {
+  const staleMs = opts.staleMs ?? jobStale(deps)
+  const { rows } = await deps.db.query(
+    `select id from lifeline_dlq_jobs where kind = 'redrive' and status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($1::int8 * interval '1 millisecond')) order by id`,
+    [staleMs],
+  )
+  const ids = rows.map((r) => String(r.id))
+  const log = (deps.logger ?? silentLogger()).child({ component: 'dlq-redrive' })
+  const runs = ids.map((id) =>
+    runRedriveJob({ ...deps, heartbeatMs: Math.min(deps.heartbeatMs ?? redriveDefaults.heartbeatMs, Math.max(1, Math.floor(staleMs / 3))) }, id, opts).catch((err: unknown) => {
+      log.error({ err, jobId: id }, 'resuming an interrupted redrive job failed')
+    }),
+  )
+  if (opts.wait) await Promise.all(runs)
+  return ids
+}
