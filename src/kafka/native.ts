@@ -2,9 +2,10 @@
  * The one import of `@confluentinc/kafka-javascript` (a CommonJS package) and the helpers that translate
  * between its shapes and Lifeline's.
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import { createRequire } from 'node:module'
 import type * as RdKafkaTypes from '@confluentinc/kafka-javascript'
-import type { KafkaConnection, KafkaHeader } from './types.js'
+import type { KafkaConnection, KafkaHeader, ProduceRecord } from './types.js'
 
 const require = createRequire(import.meta.url)
 export const rdkafka = require('@confluentinc/kafka-javascript') as typeof RdKafkaTypes
@@ -104,6 +105,26 @@ export interface NativeProducer {
 }
 
 /** The binding's transaction calls (librdkafka's rd_kafka_*_transaction, KIP-98/KIP-447). */
+const QUEUE_FULL = -184 // RD_KAFKA_RESP_ERR__QUEUE_FULL
+
+/**
+ * Enqueues one record with `opaque` as its delivery-report opaque. A full local queue is waited out (the
+ * deliveries drain it) instead of failing; any other error is thrown as the binding raised it.
+ */
+export async function enqueueRecord(native: NativeProducer, record: ProduceRecord, opaque: unknown): Promise<void> {
+  const key = typeof record.key === 'string' ? Buffer.from(record.key) : (record.key ?? null)
+  const value = typeof record.value === 'string' ? Buffer.from(record.value) : record.value
+  for (;;) {
+    try {
+      native.produce(record.topic, record.partition ?? -1, value, key, record.timestamp ?? null, opaque, toNativeHeaders(record.headers))
+      return
+    } catch (err) {
+      if ((err as { code?: number }).code !== QUEUE_FULL) throw err
+      await delay(5)
+    }
+  }
+}
+
 export interface NativeTransactionalProducer extends NativeProducer {
   initTransactions(timeoutMs: number, cb: (err: unknown) => void): void
   beginTransaction(cb: (err: unknown) => void): void

@@ -2,9 +2,8 @@
  * A promise-per-record producer on librdkafka's native producer: each send resolves with the exact
  * partition and offset of every record, from its delivery report.
  */
-import { setTimeout as delay } from 'node:timers/promises'
 import { LifelineError } from '../errors.js'
-import { asError, baseConfig, nativeErrorDetails, newNativeProducer, toNativeHeaders } from './native.js'
+import { asError, baseConfig, enqueueRecord, nativeErrorDetails, newNativeProducer } from './native.js'
 import type { KafkaProducer, ProduceAck, ProduceRecord, ProducerOptions } from './types.js'
 
 interface Pending {
@@ -12,7 +11,6 @@ interface Pending {
   reject(err: Error): void
 }
 
-const QUEUE_FULL = -184 // RD_KAFKA_RESP_ERR__QUEUE_FULL
 
 export function createProducer(options: ProducerOptions): KafkaProducer {
   const idempotent = options.idempotent ?? true
@@ -63,25 +61,16 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
   }
 
   async function produceOne(record: ProduceRecord, pending: Pending): Promise<void> {
-    const key = typeof record.key === 'string' ? Buffer.from(record.key) : (record.key ?? null)
-    const value = typeof record.value === 'string' ? Buffer.from(record.value) : record.value
-    for (;;) {
-      try {
-        native.produce(record.topic, record.partition ?? -1, value, key, record.timestamp ?? null, pending, toNativeHeaders(record.headers))
-        return
-      } catch (err) {
-        // Local queue full: wait for deliveries to drain it rather than dropping the record.
-        if ((err as { code?: number }).code === QUEUE_FULL) {
-          await delay(5)
-          continue
-        }
-        throw new LifelineError('LL_KAFKA_PRODUCE', `could not enqueue a record for ${record.topic}: ${asError(err).message}`, {
-          cause: err,
-          details: nativeErrorDetails(err),
-        })
-      }
+    try {
+      await enqueueRecord(native, record, pending)
+    } catch (err) {
+      throw new LifelineError('LL_KAFKA_PRODUCE', `could not enqueue a record for ${record.topic}: ${asError(err).message}`, {
+        cause: err,
+        details: nativeErrorDetails(err),
+      })
     }
   }
+
 
   // Enqueueing is serialised across send() calls: records of two concurrent sends never interleave, so
   // the order of send() calls is the order on each partition (the idempotent producer keeps it from there).

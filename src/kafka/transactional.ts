@@ -21,12 +21,11 @@
  * await producer.sendOffsets([{ topic: 'orders', partition: 0, offset: last + 1 }], consumer)
  * await producer.commit()
  */
-import { setTimeout as delay } from 'node:timers/promises'
 import Type from 'typebox'
 import { LifelineError } from '../errors.js'
 import { validateOptions } from '../util/options.js'
 import { nativeConsumerOf } from './consumer.js'
-import { asError, baseConfig, nativeErrorDetails, newNativeTransactionalProducer, toNativeHeaders } from './native.js'
+import { asError, baseConfig, enqueueRecord, nativeErrorDetails, newNativeTransactionalProducer } from './native.js'
 import type { KafkaConsumer, ProduceAck, ProduceRecord, TopicPartitionOffset, TransactionalProducer, TransactionalProducerOptions } from './types.js'
 
 /** Defaults of {@link TransactionalProducerOptions}. */
@@ -49,7 +48,6 @@ const Schema = Type.Object(
   { additionalProperties: false },
 )
 
-const QUEUE_FULL = -184 // RD_KAFKA_RESP_ERR__QUEUE_FULL
 /** ERR__FENCED (local), PRODUCER_FENCED (90), INVALID_PRODUCER_EPOCH (47, in delivery reports). */
 const FENCED_CODES: ReadonlySet<unknown> = new Set([-144, 90, 47])
 /** How many times a retriable commit/abort/sendOffsets failure is retried before it is reported. */
@@ -163,22 +161,13 @@ export function createTransactionalProducer(input: TransactionalProducerOptions)
   }
 
   async function produceOne(record: ProduceRecord, pending: Pending): Promise<void> {
-    const key = typeof record.key === 'string' ? Buffer.from(record.key) : (record.key ?? null)
-    const value = typeof record.value === 'string' ? Buffer.from(record.value) : record.value
-    for (;;) {
-      try {
-        native.produce(record.topic, record.partition ?? -1, value, key, record.timestamp ?? null, pending, toNativeHeaders(record.headers))
-        return
-      } catch (err) {
-        // Local queue full: wait for deliveries to drain it rather than failing the transaction.
-        if ((err as { code?: number }).code === QUEUE_FULL) {
-          await delay(5)
-          continue
-        }
-        throw fail(`enqueueing a record for ${record.topic}`, err)
-      }
+    try {
+      await enqueueRecord(native, record, pending)
+    } catch (err) {
+      throw fail(`enqueueing a record for ${record.topic}`, err)
     }
   }
+
 
   // Enqueueing is serialised across send() calls, so the order of send() calls is the order on each partition.
   let enqueueChain: Promise<void> = Promise.resolve()

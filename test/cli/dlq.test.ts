@@ -5,8 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test, type TestContext } from 'node:test'
-import type { Command } from 'commander'
-import { buildProgram } from '../../src/cli/program.js'
+import { runCli } from '../helpers/cli.js'
 import { filterFrom, progressLine, targetOption } from '../../src/cli/commands/dlq.js'
 import { createDlqApi, serveDlqApi } from '../../src/dlq/api.js'
 import type { ApprovalPolicy } from '../../src/dlq/approvals.js'
@@ -18,31 +17,8 @@ import { openPglite } from '../../src/store/pglite.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { defer, freshDatabase, pgliteDataDir } from '../helpers/db.js'
 
-/** Runs `lifeline dlq <args>` in this process; returns what it wrote to stdout and stderr. Not for concurrent use. */
-async function dlq(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  const program = buildProgram()
-  const every = (c: Command): Command[] => [c, ...c.commands.flatMap(every)]
-  let stdout = ''
-  let stderr = ''
-  for (const c of every(program)) c.exitOverride().configureOutput({ writeOut: (s) => void (stdout += s), writeErr: (s) => void (stderr += s) })
-  const out = process.stdout.write
-  const err = process.stderr.write
-  const capture = (orig: typeof process.stdout.write, stream: NodeJS.WriteStream, add: (s: string) => void) =>
-    ((chunk: unknown, ...rest: unknown[]) => {
-      if (typeof chunk !== 'string') return (orig as (...a: unknown[]) => boolean).call(stream, chunk, ...rest)
-      add(chunk)
-      return true
-    }) as typeof process.stdout.write
-  process.stdout.write = capture(out, process.stdout, (s) => void (stdout += s))
-  process.stderr.write = capture(err, process.stderr, (s) => void (stderr += s))
-  try {
-    await program.parseAsync(['dlq', ...args], { from: 'user' })
-  } finally {
-    process.stdout.write = out
-    process.stderr.write = err
-  }
-  return { stdout, stderr }
-}
+/** Runs `lifeline dlq <args>` in this process; returns what it wrote to stdout and stderr. */
+const dlq = (args: string[]): Promise<{ stdout: string; stderr: string }> => runCli(['dlq', ...args])
 
 async function dlqFails(args: string[], pattern: RegExp): Promise<void> {
   await assert.rejects(dlq(args), (err: Error) => {

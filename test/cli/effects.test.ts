@@ -1,31 +1,14 @@
 /** `lifeline ignored list` and `lifeline failures list|resolve|ignore`, run in this process against a PGlite directory. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { Command } from 'commander'
-import { buildProgram } from '../../src/cli/program.js'
+import { runCli } from '../helpers/cli.js'
 import { recordFailure } from '../../src/effects/compensation.js'
 import { openPglite } from '../../src/store/pglite.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { pgliteDataDir } from '../helpers/db.js'
 
-async function run(args: string[]): Promise<string> {
-  const program = buildProgram()
-  const every = (c: Command): Command[] => [c, ...c.commands.flatMap(every)]
-  let out = ''
-  for (const c of every(program)) c.exitOverride().configureOutput({ writeOut: (s) => void (out += s), writeErr: (s) => void (out += s) })
-  const write = process.stdout.write
-  process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (typeof chunk !== 'string') return (write as (...a: unknown[]) => boolean).call(process.stdout, chunk, ...rest)
-    out += chunk
-    return true
-  }) as typeof process.stdout.write
-  try {
-    await program.parseAsync(args, { from: 'user' })
-  } finally {
-    process.stdout.write = write
-  }
-  return out
-}
+/** Runs `lifeline <args>` in this process and returns what it printed. */
+const run = async (args: string[]): Promise<string> => (await runCli(args)).out
 
 test('lifeline ignored list and lifeline failures list|resolve|ignore', async (t) => {
   const dir = await pgliteDataDir(t)

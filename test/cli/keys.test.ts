@@ -9,13 +9,11 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { promisify } from 'node:util'
-import type { Command } from 'commander'
-import { buildProgram } from '../../src/cli/program.js'
-import { isLifelineError } from '../../src/errors.js'
 import { createParkedKeys, OrderingStore } from '../../src/ordering/state-store.js'
 import { openPglite } from '../../src/store/pglite.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { pgliteDataDir, tempDir } from '../helpers/db.js'
+import { runCli, runCliFails } from '../helpers/cli.js'
 
 const exec = promisify(execFile)
 const cli = new URL('../../bin/lifeline.js', import.meta.url).pathname
@@ -41,40 +39,10 @@ async function childFails(args: string[]): Promise<string> {
   return stderr
 }
 
-/**
- * Runs `lifeline keys <args>` in this process and returns what it printed. Only strings are captured: the
- * test runner's own reports to its parent are Buffers and pass through. Not for concurrent use.
- */
-async function keys(args: string[]): Promise<string> {
-  const program = buildProgram()
-  const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)]
-  let out = ''
-  for (const c of everyCommand(program)) c.exitOverride().configureOutput({ writeOut: (s) => void (out += s), writeErr: (s) => void (out += s) })
-  const write = process.stdout.write
-  process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (typeof chunk !== 'string') return (write as (...a: unknown[]) => boolean).call(process.stdout, chunk, ...rest)
-    out += chunk
-    return true
-  }) as typeof process.stdout.write
-  try {
-    await program.parseAsync(['keys', ...args], { from: 'user' })
-  } finally {
-    process.stdout.write = write
-  }
-  return out
-}
+/** Runs `lifeline keys <args>` in this process and returns what it printed. */
+const keys = async (args: string[]): Promise<string> => (await runCli(['keys', ...args])).out
 
-/** Expects `lifeline keys <args>` (in this process) to fail with `code` (a LifelineError's) or a plain Error; returns its message. */
-async function keysFails(args: string[], code?: string): Promise<string> {
-  let message = ''
-  await assert.rejects(keys(args), (err: Error) => {
-    if (code === undefined) assert.ok(!isLifelineError(err), `expected a plain Error, got ${String(err)}`)
-    else assert.ok(isLifelineError(err) && err.code === code, `expected ${code}, got ${String(err)}`)
-    message = err.message
-    return true
-  })
-  return message
-}
+const keysFails = (args: string[], code?: string): Promise<string> => runCliFails(['keys', ...args], code)
 
 /**
  * A PGlite directory with: billing/orders key `order-1` (partition 2) parked in retry:1 behind offset 41 with

@@ -13,9 +13,8 @@ import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
-import type { Command } from 'commander'
 import { loadDefinitions } from '../../src/cli/commands/reconcile.js'
-import { buildProgram } from '../../src/cli/program.js'
+import { runCli, runCliFails } from '../helpers/cli.js'
 import { isLifelineError } from '../../src/errors.js'
 import { openPglite } from '../../src/store/pglite.js'
 import { pgliteDataDir, tempDir } from '../helpers/db.js'
@@ -94,36 +93,10 @@ async function targetRows(db: string): Promise<unknown[]> {
   }
 }
 
-/** Runs `lifeline reconcile <args>` in this process and returns what it printed (strings only: the runner's own reports pass through). */
-async function reconcile(args: string[]): Promise<string> {
-  const program = buildProgram()
-  const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)]
-  let out = ''
-  for (const c of everyCommand(program)) c.exitOverride().configureOutput({ writeOut: (s) => void (out += s), writeErr: (s) => void (out += s) })
-  const write = process.stdout.write
-  process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (typeof chunk !== 'string') return (write as (...a: unknown[]) => boolean).call(process.stdout, chunk, ...rest)
-    out += chunk
-    return true
-  }) as typeof process.stdout.write
-  try {
-    await program.parseAsync(['reconcile', ...args], { from: 'user' })
-  } finally {
-    process.stdout.write = write
-  }
-  return out
-}
+/** Runs `lifeline reconcile <args>` in this process and returns what it printed. */
+const reconcile = async (args: string[]): Promise<string> => (await runCli(['reconcile', ...args])).out
 
-async function reconcileFails(args: string[], code?: string): Promise<string> {
-  let message = ''
-  await assert.rejects(reconcile(args), (err: Error) => {
-    if (code === undefined) assert.ok(!isLifelineError(err), `expected a plain Error, got ${String(err)}`)
-    else assert.ok(isLifelineError(err) && err.code === code, `expected ${code}, got ${String(err)}`)
-    message = err.message
-    return true
-  })
-  return message
-}
+const reconcileFails = (args: string[], code?: string): Promise<string> => runCliFails(['reconcile', ...args], code)
 
 describe('lifeline reconcile', { concurrency: true }, () => {
   test('in process: list, run, runs, findings, resume and option checks', async (t) => {
