@@ -23,6 +23,7 @@ import { silentLogger } from '../logger.js'
 import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import type { LifelineMessage } from '../runtime/options.js'
 import { classifyError } from '../runtime/classify.js'
+import { listLimit } from '../util/limit.js'
 
 export type FailureStatus = 'PENDING' | 'RESOLVED' | 'IGNORED'
 
@@ -169,8 +170,7 @@ async function recordAttempt(db: SqlQueryable, id: string, name: string, attempt
 
 /** Failure records, newest first (`lifeline failures list`). */
 export async function listFailures(db: SqlQueryable, filter: { consumer?: string; status?: FailureStatus; limit?: number } = {}): Promise<FailureRecord[]> {
-  const limit = filter.limit ?? 100
-  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new LifelineError('LL_ARGUMENT_INVALID', `limit must be an integer from 1 to 10000, got ${String(limit)}`)
+  const limit = listLimit(filter.limit)
   if (filter.status !== undefined && !['PENDING', 'RESOLVED', 'IGNORED'].includes(filter.status)) throw new LifelineError('LL_ARGUMENT_INVALID', `status must be PENDING, RESOLVED or IGNORED, got ${JSON.stringify(filter.status)}`)
   const { rows } = await db.query(
     'select * from lifeline_failures where ($1::text is null or consumer = $1) and ($2::text is null or status = $2) order by id desc limit $3',

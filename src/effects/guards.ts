@@ -19,6 +19,7 @@
 import { LifelineError } from '../errors.js'
 import type { SqlQueryable } from '../store/executor.js'
 import type { EffectContext } from './inbox.js'
+import { listLimit } from '../util/limit.js'
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/
 
@@ -146,8 +147,7 @@ export async function listIgnoredEvents(
   db: SqlQueryable,
   filter: { consumer?: string; entity?: string; entityId?: string; limit?: number } = {},
 ): Promise<Array<{ id: string; consumer: string; eventId: string | null; topic: string; partition: number; offset: number; entity: string | null; entityId: string | null; reason: string; detail: Record<string, unknown>; at: Date }>> {
-  const limit = filter.limit ?? 100
-  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new LifelineError('LL_ARGUMENT_INVALID', `limit must be an integer from 1 to 10000, got ${String(limit)}`)
+  const limit = listLimit(filter.limit)
   const { rows } = await db.query(
     `select id, consumer, event_id, topic, partition, "offset", entity, entity_id, reason, detail, at from lifeline_ignored_events
      where ($1::text is null or consumer = $1) and ($2::text is null or entity = $2) and ($3::text is null or entity_id = $3)

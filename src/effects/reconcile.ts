@@ -33,6 +33,7 @@ import { silentLogger, type Logger } from '../logger.js'
 import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import { migrateLifeline } from '../store/schema.js'
 import { validateOptions } from '../util/options.js'
+import { listLimit } from '../util/limit.js'
 
 export type ReconcileKind = 'missing' | 'extra' | 'different'
 export type ReconcileStatus = 'running' | 'completed' | 'failed' | 'aborted'
@@ -283,11 +284,7 @@ function ensureSchema(db: SqlExecutor): Promise<unknown> {
   return done
 }
 
-function limitOf(limit: number | undefined): number {
-  const value = limit ?? 100
-  if (!Number.isSafeInteger(value) || value < 1 || value > 10_000) throw new LifelineError('LL_ARGUMENT_INVALID', `limit must be an integer from 1 to 10000, got ${String(limit)}`)
-  return value
-}
+const limitOf = (limit: number | undefined): number => listLimit(limit)
 
 function runIdOf(id: string): string {
   if (!/^[1-9]\d{0,17}$/.test(id)) throw new LifelineError('LL_ARGUMENT_INVALID', `a run id is a positive integer, got ${JSON.stringify(id)}`)

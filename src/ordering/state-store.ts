@@ -16,6 +16,7 @@
 import { LifelineError } from '../errors.js'
 import type { KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
+import { listLimit } from '../util/limit.js'
 
 export type ParkStatus = 'parked' | 'released'
 
@@ -318,8 +319,7 @@ export class OrderingStore implements ParkedKeys {
 
   // ---- operators -------------------------------------------------------------------------------------
   async list(filter: ParkedKeyFilter = {}): Promise<ParkedKey[]> {
-    const limit = filter.limit ?? 100
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new LifelineError('LL_ARGUMENT_INVALID', `limit must be an integer from 1 to 10000, got ${String(limit)}`)
+    const limit = listLimit(filter.limit)
     if (filter.status !== undefined && filter.status !== 'parked' && filter.status !== 'released') throw new LifelineError('LL_ARGUMENT_INVALID', `status must be parked or released, got ${JSON.stringify(filter.status)}`)
     const { rows } = await this.db.query(
       `select ${KEY_COLUMNS} from lifeline_parked_keys k
@@ -332,8 +332,7 @@ export class OrderingStore implements ParkedKeys {
 
   async show(group: string, topic: string, keyInput: Buffer | string, options: { limit?: number } = {}): Promise<{ key: ParkedKey; records: ParkedRecord[]; events: KeyEvent[] } | undefined> {
     const key = toKey(keyInput)
-    const limit = options.limit ?? 100
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new LifelineError('LL_ARGUMENT_INVALID', `limit must be an integer from 1 to 10000, got ${String(limit)}`)
+    const limit = listLimit(options.limit)
     const { rows } = await this.db.query(`select ${KEY_COLUMNS} from lifeline_parked_keys k where k.group_id = $1 and k.topic = $2 and k.key = $3`, [group, topic, key])
     if (rows.length === 0) return undefined
     const records = await this.records(group, topic, key, limit)
