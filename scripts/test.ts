@@ -2,8 +2,9 @@
  * `npm test`: finds every test file, starts a real Kafka broker (or reuses `KAFKA_BOOTSTRAP`), and runs
  * node's test runner on them. Fails when it finds no test file (node 20 would silently pass).
  *
- *   npm test                       # all tests
+ *   npm test                       # all tests but the long fault tests (test/faults)
  *   npm test -- test/kafka         # only files under these paths
+ *   npm run test:faults            # the fault tests: the crash-point matrix, broker/database/zombie faults
  *
  * Environment: KAFKA_BOOTSTRAP (reuse a broker), DATABASE_URL (also run store tests on that PostgreSQL
  * server; PGlite always runs), LIFELINE_TEST_CONCURRENCY (files in parallel, default 2).
@@ -16,7 +17,10 @@ import { join, relative, resolve } from 'node:path'
 import { startKafka, type KafkaCluster } from '../src/dev/kafka-launcher.js'
 import { clientVersion } from '../src/kafka/index.js'
 
-function findTests(path: string, out: string[] = []): string[] {
+/** Folders of long fault tests: run only when named (`npm run test:faults`), not by a bare `npm test`. */
+const NAMED_ONLY = new Set(['faults'])
+
+function findTests(path: string, out: string[] = [], top = true): string[] {
   const st = statSync(path)
   if (st.isFile()) {
     if (path.endsWith('.test.ts')) out.push(path)
@@ -24,7 +28,8 @@ function findTests(path: string, out: string[] = []): string[] {
   }
   for (const entry of readdirSync(path).sort()) {
     if (entry === 'node_modules' || entry.startsWith('.')) continue
-    findTests(join(path, entry), out)
+    if (top && roots.length === 0 && NAMED_ONLY.has(entry)) continue
+    findTests(join(path, entry), out, false)
   }
   return out
 }

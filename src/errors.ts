@@ -42,6 +42,7 @@ export const ErrorCodes = {
   LL_SCHEMA_INVALID: { retriable: false, summary: 'A decoded record failed schema validation; retrying cannot help.' },
   LL_SEQUENCE_INVALID: { retriable: false, summary: 'The sequence extractor threw or returned something that is not a non-negative safe integer; the record is dead-lettered.' },
   LL_SEQUENCE_GAP: { retriable: false, summary: "A key's sequence gap stayed open past sequence.timeoutMs under the 'dead-letter' policy; the records held behind it are dead-lettered." },
+  LL_SEQUENCE_LATE: { retriable: false, summary: 'A record arrived after its sequence was skipped by a gap policy (or an operator releasing the gap): a late straggler, dead-lettered rather than applied out of order or dropped.' },
   LL_RETRY_TIER: { retriable: true, summary: 'Writing a record to its retry-tier topic failed (the partition pauses and the write is retried).' },
   LL_STATE: { retriable: true, summary: 'Reading or writing ordering state (parked keys, parked records, sequences) in the database failed; the partition pauses and the step is retried.' },
   LL_KEY_NOT_PARKED: { retriable: false, summary: 'A parked-key operation named a key that is not parked (or no longer has the expected head).' },

@@ -47,11 +47,12 @@ export { startKafka, stopKafka, kafkaStatus } from './dev/kafka-launcher.js'
 export type { KafkaCluster, StartKafkaOptions, ClusterState } from './dev/kafka-launcher.js'
 export { resolveKafkaJars, KAFKA_VERSION } from './dev/kafka-jars.js'
 
-// Order under failure: parked keys (operator API), sequence buffer, retry-tier records
+// Order under failure: parked keys (operator API), retry-tier records, named crash points
 export { createParkedKeys } from './ordering/state-store.js'
-export type { ParkedKey, ParkedKeys, ParkedKeyFilter, ParkedRecord, KeyEvent, ReleaseRequest } from './ordering/state-store.js'
-export { SequenceBuffer } from './ordering/sequence-buffer.js'
-export type { GapPolicy, SequenceBufferOptions } from './ordering/sequence-buffer.js'
+export type { ParkedKey, ParkedKeys, ParkedKeyFilter, ParkedRecord, ParkStatus, KeyEvent, ReleaseRequest } from './ordering/state-store.js'
+export type { GapPolicy, SeqRange } from './runtime/options.js'
+export { CRASH_POINTS, CRASH_ENV, armedCrashPoint } from './util/crash-points.js'
+export type { CrashPointName } from './util/crash-points.js'
 export { retryTopicName, readTierRecord, RetryHeaders } from './runtime/retry-topics.js'
 export type { TierInfo } from './runtime/retry-topics.js'
 export { migrateLifeline } from './store/schema.js'

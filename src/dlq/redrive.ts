@@ -31,7 +31,8 @@ import type { KafkaHeader, KafkaProducer, ProduceAck, ProduceRecord } from '../k
 import { silentLogger, type Logger } from '../logger.js'
 import type { ParkedKey, ParkedKeys } from '../ordering/state-store.js'
 import { LIFELINE_HEADER_PREFIX, type FailureContext } from '../runtime/headers.js'
-import { retryTopicName, tierRecord } from '../runtime/retry-topics.js'
+import { RetryHeaders, retryTopicName, tierRecord } from '../runtime/retry-topics.js'
+import { crashPoint } from '../util/crash-points.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from './formats.js'
@@ -338,12 +339,17 @@ function plan(source: Source, target: RedriveTarget, replay: { id: string; count
     { key: ReplayHeaders.count, value: Buffer.from(String(replay.count), 'utf8') },
     { key: ReplayHeaders.actor, value: Buffer.from(replay.actor, 'utf8') },
   ]
-  if (target.kind === 'origin') {
+  if (target.kind === 'origin' || (target.kind === 'topic' && target.topic === source.originTopic)) {
     const origin = requireOrigin(source, target)
-    return { record: { topic: origin.topic, ...(origin.partition === null ? {} : { partition: origin.partition }), key: source.key, value, headers }, topic: origin.topic, release: true }
+    const partition = target.kind === 'topic' && target.partition !== undefined ? target.partition : origin.partition
+    // A parked key's head goes back to its origin with the key's head token: its consumer runs it as the
+    // head before the records that wait behind it, and its success releases the key. Released here, the
+    // waiting records would run before it.
+    if (headToken !== undefined) headers.push({ key: RetryHeaders.token, value: Buffer.from(headToken, 'utf8') })
+    return { record: { topic: origin.topic, ...(partition === null ? {} : { partition }), key: source.key, value, headers }, topic: origin.topic, release: headToken === undefined }
   }
   if (target.kind === 'topic') {
-    return { record: { topic: target.topic, ...(target.partition === undefined ? {} : { partition: target.partition }), key: source.key, value, headers }, topic: target.topic, release: target.topic === source.originTopic }
+    return { record: { topic: target.topic, ...(target.partition === undefined ? {} : { partition: target.partition }), key: source.key, value, headers }, topic: target.topic, release: true }
   }
   const origin = requireOrigin(source, target)
   if (origin.partition === null || source.originOffset === null) throw invalid(`DLQ record ${source.id} has no origin partition and offset: a retry tier needs them`, { id: source.id })
@@ -420,7 +426,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     throw conflict(`DLQ record ${rid} is ${source.status}: ${source.status === 'replayed' || source.status === 'replaying' ? 'force to replay it again' : 'it cannot be replayed'}`, { id: rid, status: source.status })
   }
   const value = clearValue(source, opts.edit?.value ?? source.value, deps.masker)
-  const parked = target.kind === 'retry-tier' ? await parkedOf(deps.parkedKeys, [source]) : new Map<string, ParkedKey>()
+  const parked = await parkedOf(deps.parkedKeys, [source])
   const replayId = randomUUID()
   const count = lineage(source, lives).total + 1
   const planned = plan(source, target, { id: replayId, count, actor }, value, parkedHead(parked, source)?.headToken)
@@ -447,6 +453,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${(err as Error)?.message ?? String(err)}`.slice(0, 2000), detail })
     throw err
   }
+  crashPoint('redrive.after-produce')
   await db.transaction(async (tx) => {
     await tx.query('update lifeline_dlq_replays set target_partition = $2, target_offset = $3 where replay_id = $1', [replayId, ack.partition, ack.offset])
     await tx.query('update lifeline_dlq_records set replay_count = replay_count + 1 where id = $1', [rid])
@@ -459,6 +466,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
       if (!(isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)) throw err
     }
   }
+  crashPoint('redrive.after-status')
   if (planned.release) await releaseKey(deps, source, actor, 'redriven')
   return { replayId, topic: ack.topic, partition: ack.partition, offset: ack.offset }
 }
@@ -987,7 +995,9 @@ async function recover(run: Run): Promise<void> {
   const unsent: Array<{ seq: number; replayId: string; recordId: string }> = []
   for (const item of items) {
     const ack = acks.get(item.replayId!)
-    if (ack) acked.push({ seq: item.seq, replayId: item.replayId!, ack, source: item.source, release: run.job.target.kind !== 'retry-tier' && (run.job.target.kind === 'origin' || ack.topic === item.source.originTopic) })
+    // A send back to the origin topic released nothing (a parked head carries its token and its consumer
+    // releases the key; any other key is not parked behind it); a send elsewhere gave the head up.
+    if (ack) acked.push({ seq: item.seq, replayId: item.replayId!, ack, source: item.source, release: run.job.target.kind !== 'retry-tier' && ack.topic !== item.source.originTopic })
     else unsent.push({ seq: item.seq, replayId: item.replayId!, recordId: item.source.id })
   }
   run.log.info({ jobId: run.job.id, sent: acked.length, resend: unsent.length }, 'recovered the sends of an interrupted run')
@@ -1067,7 +1077,7 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
   const max = deps.maxRedrivesPerRecord ?? redriveDefaults.maxRedrivesPerRecord
   const sources = items.map((i) => i.source)
   const lives = await earlierLives(deps.db, sources)
-  const parked = job.target.kind === 'retry-tier' ? await parkedOf(deps.parkedKeys, sources) : new Map<string, ParkedKey>()
+  const parked = await parkedOf(deps.parkedKeys, sources)
   const skipped: Array<{ seq: number; recordId: string; detail: string }> = []
   const ready: Array<{ item: ItemRow; planned: Planned; replayId: string; count: number }> = []
   for (const item of items) {
@@ -1150,12 +1160,14 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
     )
   }
   await Promise.all(sends)
+  if (acked.length > 0) crashPoint('redrive.after-produce')
   return { acked, failed, unsent, skipped }
 }
 
 /** Records a sent batch, then releases the parked keys of its records. */
 async function settle(run: Run, sent: Sent): Promise<RedriveJobStatus | undefined> {
   const status = await finish(run, sent.acked, sent.failed, sent.unsent, sent.skipped)
+  if (sent.acked.length > 0) crashPoint('redrive.after-status')
   await releaseAll(run, sent.acked)
   return status
 }

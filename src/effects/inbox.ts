@@ -26,6 +26,7 @@ import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import type { Handler, LifelineMessage } from '../runtime/options.js'
 import type { Registry } from 'prom-client'
 import { Counter } from 'prom-client'
+import { crashPoint } from '../util/crash-points.js'
 
 /** What the wrapped handler gets besides the message. */
 export interface EffectContext {
@@ -172,7 +173,9 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
 
   const single = async (m: LifelineMessage<V>): Promise<void> => {
     const eventId = eventIdOf(m)
-    counted(await db.transaction((tx) => applyIn(tx, m, eventId)))
+    const outcome = await db.transaction((tx) => applyIn(tx, m, eventId))
+    crashPoint('inbox.after-commit')
+    counted(outcome)
   }
 
   const maxBatch = options.batch?.maxRecords ?? inboxDefaults.batchMaxRecords
@@ -228,6 +231,7 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
       await Promise.all(batch.map((p) => single(p.m).then(p.resolve, p.reject)))
       return
     }
+    crashPoint('inbox.after-commit')
     outcomes.forEach(counted)
     for (const p of batch) p.resolve()
   }

@@ -81,6 +81,7 @@ export interface NativeConsumer {
   assignments(): Array<{ topic: string; partition: number }>
   assignmentLost(): boolean
   getWatermarkOffsets(topic: string, partition: number): { lowOffset: number; highOffset: number }
+  queryWatermarkOffsets(topic: string, partition: number, timeoutMs: number, cb: (err: unknown, offsets: { lowOffset: number; highOffset: number }) => void): void
   rebalanceProtocol(): string
 }
 
@@ -101,6 +102,7 @@ export interface NativeProducer {
   setPollInBackground(value: boolean): void
   produce(topic: string, partition: number, value: Buffer | null, key: Buffer | null, timestamp: number | null, opaque: unknown, headers: NativeHeader[] | undefined): void
   flush(timeoutMs: number, cb: (err: unknown) => void): void
+  queryWatermarkOffsets(topic: string, partition: number, timeoutMs: number, cb: (err: unknown, offsets: { lowOffset: number; highOffset: number }) => void): void
   on(event: 'delivery-report', listener: (err: unknown, report: { topic: string; partition: number; offset: number; opaque: unknown }) => void): void
 }
 

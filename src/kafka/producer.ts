@@ -100,6 +100,15 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
     })
   }
 
+  async function highWatermark(topic: string, partition: number, timeoutMs = 10_000): Promise<number> {
+    await connect()
+    return new Promise((resolve, reject) =>
+      native.queryWatermarkOffsets(topic, partition, timeoutMs, (err, offsets) =>
+        err ? reject(new LifelineError('LL_KAFKA_ADMIN', `reading the high watermark of ${topic}[${partition}] failed: ${asError(err).message}`, { cause: err, details: nativeErrorDetails(err) })) : resolve(Number(offsets.highOffset)),
+      ),
+    )
+  }
+
   function close(): Promise<void> {
     closing ??= (async () => {
       if (!connected) return
@@ -118,5 +127,5 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
     return closing
   }
 
-  return { connect, send, flush, close }
+  return { connect, send, flush, highWatermark, close }
 }

@@ -79,6 +79,8 @@ export interface KafkaProducer {
   /** Sends records; resolves with one ack per record, in order, once every record is acknowledged. */
   send(records: readonly ProduceRecord[]): Promise<ProduceAck[]>
   flush(timeoutMs?: number): Promise<void>
+  /** The partition's high watermark (the offset the next record will get), asked of its leader. */
+  highWatermark(topic: string, partition: number, timeoutMs?: number): Promise<number>
   /** Flushes, then disconnects. Idempotent. */
   close(): Promise<void>
 }

@@ -19,7 +19,7 @@ export interface RuntimeMetricsSources {
   parkedRecords(): number
   /** Age of the oldest parked key, seconds (0 when none). */
   oldestParkedSeconds(): number
-  /** Records held in reorder buffers. */
+  /** Records stored behind keys waiting for a sequence gap. */
   reorderBuffered(): number
   /** Per assigned retry-tier partition: records not yet consumed (high watermark − committed) plus those held until due. */
   tierDepth(): Array<{ topic: string; depth: number }>
@@ -43,6 +43,10 @@ export interface RuntimeMetrics {
   keyReleased(topic: string): void
   duplicateSkipped(topic: string): void
   gap(topic: string, policy: string): void
+  /** An ordering-state write was refused: another member owns the partition now. */
+  fenced(topic: string): void
+  /** A late straggler of a skipped sequence range was dead-lettered. */
+  straggler(topic: string): void
   /** Removes this consumer's sources from the gauges (close()). */
   detach(): void
 }
@@ -57,7 +61,7 @@ const gaugeSources = new WeakMap<object, Map<string, Set<RuntimeMetricsSources>>
 export function createRuntimeMetrics(registry: Registry | undefined, group: string, sources: RuntimeMetricsSources): RuntimeMetrics {
   if (!registry) {
     const noop = () => undefined
-    return { processed: noop, failed: noop, retried: noop, deadLettered: noop, handlerDuration: noop, breakerTransition: noop, tierForwarded: noop, dueLag: noop, staleRetry: noop, keyParked: noop, recordParked: noop, keyReleased: noop, duplicateSkipped: noop, gap: noop, detach: noop }
+    return { processed: noop, failed: noop, retried: noop, deadLettered: noop, handlerDuration: noop, breakerTransition: noop, tierForwarded: noop, dueLag: noop, staleRetry: noop, keyParked: noop, recordParked: noop, keyReleased: noop, duplicateSkipped: noop, gap: noop, fenced: noop, straggler: noop, detach: noop }
   }
   const registers = [registry]
   const processed = reuse(registry, 'lifeline_records_processed_total', () => new Counter({ name: 'lifeline_records_processed_total', help: 'Records whose handler succeeded.', labelNames: ['group', 'topic'], registers }))
@@ -76,6 +80,8 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
   const recordsParked = counter('lifeline_records_parked_total', 'Records stored behind a parked key.', ['group', 'topic'])
   const keysReleased = counter('lifeline_keys_released_total', 'Parked keys whose records were all replayed.', ['group', 'topic'])
   const duplicates = counter('lifeline_sequence_duplicates_total', 'Records skipped because their sequence was already handled.', ['group', 'topic'])
+  const fenced = counter('lifeline_state_writes_fenced_total', 'Ordering-state writes refused because another member took the partition (a newer epoch): this member stopped the partition.', ['group', 'topic'])
+  const stragglers = counter('lifeline_sequence_stragglers_total', 'Records whose sequence a gap policy had skipped, arriving late: dead-lettered (LL_SEQUENCE_LATE).', ['group', 'topic'])
   const gaps = counter('lifeline_sequence_gaps_total', 'Sequence gaps that timed out, by the policy applied (hold counts each re-alert).', ['group', 'topic', 'policy'])
 
   let byGroup = gaugeSources.get(registry)
@@ -115,7 +121,7 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
       },
     }),
   )
-  sumGauge('lifeline_reorder_buffered', 'Records held in reorder buffers waiting for a sequence gap to fill.', (s) => s.reorderBuffered())
+  sumGauge('lifeline_reorder_buffered', 'Records stored (in the state database) behind keys waiting for a missing sequence.', (s) => s.reorderBuffered())
   reuse(registry, 'lifeline_retry_tier_depth', () =>
     new Gauge({
       name: 'lifeline_retry_tier_depth',
@@ -176,6 +182,8 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
     keyReleased: (topic) => keysReleased.inc({ group, topic }),
     duplicateSkipped: (topic) => duplicates.inc({ group, topic }),
     gap: (topic, policy) => gaps.inc({ group, topic, policy }),
+    fenced: (topic) => fenced.inc({ group, topic }),
+    straggler: (topic) => stragglers.inc({ group, topic }),
     detach: () => {
       groupSources.delete(sources)
       if (groupSources.size === 0) all.delete(group)

@@ -11,10 +11,15 @@ import type { ClassifierVerdict } from './classify.js'
 import type { CircuitBreakerOptions, Transition } from './circuit-breaker.js'
 import type { Ordering } from './key-scheduler.js'
 import type { SqlExecutor } from '../store/executor.js'
-import type { GapPolicy, SeqRange } from '../ordering/sequence-buffer.js'
 import type { Keyring, MaskingPolicy } from '../dlq/masking.js'
 
 /** What the handler receives for each record. */
+/** What happens to a key whose sequence gap stayed open `sequence.timeoutMs`. */
+export type GapPolicy = 'hold' | 'skip' | 'dead-letter'
+
+/** Missing sequences, both ends inclusive. */
+export type SeqRange = readonly [from: number, to: number]
+
 export interface LifelineMessage<V = unknown> {
   /** The decoded value (null for a tombstone / null value). */
   value: V
@@ -100,9 +105,13 @@ export interface SequenceOptions {
   timeoutMs?: number
   /** What happens to a gap still open after `timeoutMs` (default `hold`). */
   policy?: GapPolicy
-  /** Records held for one key at most (default 1000); more pause the partition until the gap fills. */
+  /**
+   * @deprecated No effect since records that arrive ahead of a gap are stored in the state database
+   * (store, then process) instead of an in-memory reorder buffer: nothing is held in memory and a gap
+   * never pauses a partition. Accepted so existing configurations keep working.
+   */
   maxPerKey?: number
-  /** Records held per partition at most (default 10000); more pause the partition. */
+  /** @deprecated No effect (see `maxPerKey`). */
   maxTotal?: number
 }
 
@@ -133,6 +142,7 @@ export interface ConsumerEvents {
   'sequence-gap': [info: { topic: string; partition: number; key: Buffer; missing: SeqRange; policy: GapPolicy; waitingMs?: number; records: number }]
   /** The circuit breaker changed state (only with the `circuitBreaker` option). */
   breaker: [transition: Transition]
+  fenced: [info: { topic: string; partition: number; epoch: number }]
   /** A non-fatal problem the consumer recovers from by itself (poll, commit or DLQ write failures). */
   error: [error: unknown]
 }
@@ -233,7 +243,7 @@ export const consumerDefaults = {
   deadLetter: { topic: '{service}.{topic}.dlq', springHeaders: false, provision: true, retentionMs: 14 * 24 * 3600 * 1000 },
   retryTopics: { topic: '{service}.{topic}.retry.{n}', retentionMs: 7 * 24 * 3600 * 1000 },
   parking: { pollMs: 1000 },
-  sequence: { timeoutMs: 30_000, policy: 'hold' as GapPolicy, maxPerKey: 1000, maxTotal: 10_000 },
+  sequence: { timeoutMs: 30_000, policy: 'hold' as GapPolicy },
 } as const
 
 const NonEmpty = Type.String({ minLength: 1 })

@@ -43,13 +43,18 @@ export interface TierInfo {
   firstFailureAt: number
 }
 
-/** The record for tier `tier`: same key, value and user headers; failure headers; the source partition number. */
+/**
+ * The record for tier `tier`: same key, value and user headers; failure headers; the source partition
+ * number. Its `lifeline.retry.due` header is what the writer computed; readers use {@link dueTime}.
+ */
 export function tierRecord(tierTopic: string, source: ConsumedRecord, context: FailureContext, tier: number, dueAt: number, token: string | undefined): ProduceRecord {
   const headers = encodeFailureHeaders(source.headers, context)
   headers.push({ key: RetryHeaders.tier, value: Buffer.from(String(tier)) })
   headers.push({ key: RetryHeaders.due, value: Buffer.from(new Date(dueAt).toISOString()) })
   if (token !== undefined) headers.push({ key: RetryHeaders.token, value: Buffer.from(token) })
-  return { topic: tierTopic, partition: context.originPartition, key: source.key, value: source.value, headers, timestamp: source.timestamp > 0 ? source.timestamp : undefined }
+  // No timestamp: the tier record is stamped when written (by the broker on a tier Lifeline provisioned,
+  // LogAppendTime), so its due time is computed from when it was written; the origin's timestamp is a header.
+  return { topic: tierTopic, partition: context.originPartition, key: source.key, value: source.value, headers }
 }
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/
@@ -87,4 +92,14 @@ export function readTierRecord(record: ConsumedRecord): TierInfo | undefined {
  */
 export function originView(record: ConsumedRecord, info: TierInfo): ConsumedRecord {
   return { ...record, topic: info.origin.topic, partition: info.origin.partition, offset: info.origin.offset, timestamp: info.origin.timestamp }
+}
+
+/**
+ * When a tier record may run: `delayMs` (the reading consumer's delay for its tier) after it was written,
+ * never later than its `lifeline.retry.due` header (a redrive sets an earlier one) and never more than
+ * `delayMs` after this consumer first saw it — so a writer's clock running ahead, or a delay shortened
+ * since, cannot hold a tier partition (FIFO) for longer than the tier's delay.
+ */
+export function dueTime(info: TierInfo, writtenAt: number, delayMs: number, firstSeenAt: number): number {
+  return Math.min(info.dueAt, writtenAt + delayMs, firstSeenAt + delayMs)
 }

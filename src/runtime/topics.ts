@@ -83,7 +83,9 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
           topic: p.topic,
           partitions: p.partitions,
           replicationFactor: options.deadLetter?.replicationFactor,
-          configs: { 'cleanup.policy': 'delete', 'retention.ms': String(p.retentionMs) },
+          // Tier records are stamped by the broker: a tier's due time is its append time plus the tier's delay,
+          // one clock for every member (the origin's time travels in the failure headers).
+          configs: { 'cleanup.policy': 'delete', 'retention.ms': String(p.retentionMs), ...(p.role === 'retry' ? { 'message.timestamp.type': 'LogAppendTime' } : {}) },
         })),
     ),
   )

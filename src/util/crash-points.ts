@@ -34,6 +34,7 @@ export const CRASH_POINTS = {
   // ---- replaying a released key's parked records -----------------------------------------------------
   'replay.after-handler': "a parked record's handler succeeded on replay; its row is not deleted yet",
   'replay.after-delete': "a replayed parked record's row is deleted; the next one has not started",
+  'recover.after-produce': "a pending copy left by a member that lost its partition is produced again by the partition's new owner; not marked placed yet",
   'release.after-finish': 'a drained key is forgotten (its row deleted); live records of it flow again',
   // ---- sequences -------------------------------------------------------------------------------------
   'gap.after-hold': 'a record that arrived ahead of a sequence gap is stored behind the gap; its offset is not marked finished yet',

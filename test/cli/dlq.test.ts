@@ -35,6 +35,7 @@ function fakeProducer(sent: ProduceRecord[]): KafkaProducer {
       return { topic: r.topic, partition: r.partition ?? 0, offset: sent.length - 1 }
     }),
     flush: async () => undefined,
+    highWatermark: async () => sent.length,
     close: async () => undefined,
   }
 }

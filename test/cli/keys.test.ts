@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { promisify } from 'node:util'
-import { createParkedKeys, OrderingStore } from '../../src/ordering/state-store.js'
+import { ProtocolStore, type Fence, type HeadMove } from '../../src/ordering/protocol-store.js'
+import { createParkedKeys } from '../../src/ordering/state-store.js'
 import { openPglite } from '../../src/store/pglite.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { pgliteDataDir, tempDir } from '../helpers/db.js'
@@ -46,24 +47,33 @@ const keysFails = (args: string[], code?: string): Promise<string> => runCliFail
 
 /**
  * A PGlite directory with: billing/orders key `order-1` (partition 2) parked in retry:1 behind offset 41 with
- * three records; billing/orders key ff00fe (not UTF-8, partition 0) parked in the DLQ behind offset 7 with one
- * record; shipping/orders key `order-1` parked with none.
+ * three records (sequences 2 and 3, then one without: replayed first); billing/orders key ff00fe (not UTF-8,
+ * partition 0) parked in the DLQ behind offset 7 with one record; shipping/orders key `order-1` parked with
+ * none. Written as the runtime writes it: through ProtocolStore, as the owner of each partition.
  */
 async function seeded(t: TestContext): Promise<string> {
   const dataDir = await pgliteDataDir(t)
   const db = await openPglite({ dataDir })
   try {
     await migrateLifeline(db)
-    const store = new OrderingStore(db)
-    const head = { group: 'billing', topic: 'orders', headTopic: 'billing.orders.retry.1', errorCode: 'LL_HANDLER_TIMEOUT', errorMessage: 'handler timed out\nafter 5 s' }
-    await store.moveHead({ ...head, partition: 2, key: Buffer.from('order-1'), headOffset: 41, token: 't1', location: 'retry:1' })
-    const follower = { group: 'billing', topic: 'orders', partition: 2, key: Buffer.from('order-1'), headers: [{ key: 'h', value: Buffer.from('v') }], timestamp: 1_700_000_000_000 }
-    await store.addFollower({ ...follower, offset: 42, seq: 2, value: Buffer.from('{"status":"PAID"}') })
-    await store.addFollower({ ...follower, offset: 43, seq: 3, value: Buffer.from(LONG_VALUE) })
-    await store.addFollower({ ...follower, offset: 44, value: Buffer.from([0xde, 0xad, 0xbe, 0xef]) })
-    await store.moveHead({ ...head, partition: 0, key: BINARY_KEY, headOffset: 7, token: 't2', location: 'dlq', headTopic: 'billing.orders.dlq', errorCode: 'LL_DECODE' })
-    await store.addFollower({ group: 'billing', topic: 'orders', partition: 0, key: BINARY_KEY, offset: 9, value: null, headers: [], timestamp: 1_700_000_000_001 })
-    await store.moveHead({ ...head, group: 'shipping', partition: 1, key: Buffer.from('order-1'), headOffset: 3, token: 't3', location: 'retry:1' })
+    const store = new ProtocolStore(db)
+    const owner = async (group: string, partition: number): Promise<Fence> => ({ topic: 'orders', partition, epoch: (await store.claim(group, 'orders', partition, 'seed', true)).epoch })
+    const park = async (group: string, fence: Fence, move: Pick<HeadMove, 'key' | 'headOffset' | 'token' | 'location' | 'errorCode'> & { headTopic: string }): Promise<void> => {
+      const { headTopic, ...head } = move
+      const copy = { topic: headTopic, partition: 0, key: move.key, value: Buffer.from('head'), headers: [] }
+      assert.equal(await store.moveHead(fence, group, { topic: 'orders', partition: fence.partition, expect: { status: 'none' }, errorMessage: 'handler timed out\nafter 5 s', copy, ...head }), 'ok')
+      assert.equal(await store.placed(fence, group, 'orders', move.key, move.token), 'ok')
+    }
+    const two = await owner('billing', 2)
+    await park('billing', two, { key: Buffer.from('order-1'), headOffset: 41, token: 't1', location: 'retry:1', headTopic: 'billing.orders.retry.1', errorCode: 'LL_HANDLER_TIMEOUT' })
+    const follower = { topic: 'orders', partition: 2, key: Buffer.from('order-1'), headers: [{ key: 'h', value: Buffer.from('v') }], timestamp: 1_700_000_000_000 }
+    assert.equal(await store.store(two, 'billing', { ...follower, offset: 42, seq: 2, value: Buffer.from('{"status":"PAID"}') }), 'stored')
+    assert.equal(await store.store(two, 'billing', { ...follower, offset: 43, seq: 3, value: Buffer.from(LONG_VALUE) }), 'stored')
+    assert.equal(await store.store(two, 'billing', { ...follower, offset: 44, value: Buffer.from([0xde, 0xad, 0xbe, 0xef]) }), 'stored')
+    const zero = await owner('billing', 0)
+    await park('billing', zero, { key: BINARY_KEY, headOffset: 7, token: 't2', location: 'dlq', headTopic: 'billing.orders.dlq', errorCode: 'LL_DECODE' })
+    assert.equal(await store.store(zero, 'billing', { topic: 'orders', partition: 0, key: BINARY_KEY, offset: 9, value: null, headers: [], timestamp: 1_700_000_000_001 }), 'stored')
+    await park('shipping', await owner('shipping', 1), { key: Buffer.from('order-1'), headOffset: 3, token: 't3', location: 'retry:1', headTopic: 'billing.orders.retry.1', errorCode: 'LL_HANDLER_TIMEOUT' })
   } finally {
     await db.close()
   }
@@ -110,13 +120,14 @@ describe('lifeline keys', { concurrency: true }, () => {
       assert.match(stdout, /^head:\s+offset 41 in retry:1 \(billing\.orders\.retry\.1\)$/m)
       assert.match(stdout, /^error:\s+LL_HANDLER_TIMEOUT: handler timed out\\nafter 5 s$/m)
       assert.match(stdout, /^parked records:\s+3$/m)
-      assert.match(stdout, /^ID\s+PARTITION\s+OFFSET\s+SEQ\s+VALUE\n\d+\s+2\s+42\s+2\s+\{"status":"PAID"\}\n\d+\s+2\s+43\s+3\s+(.*)\n\d+\s+2\s+44\s+hex:deadbeef\n/m)
+      assert.match(stdout, /^ID\s+PARTITION\s+OFFSET\s+SEQ\s+VALUE\n\d+\s+2\s+44\s+hex:deadbeef\n\d+\s+2\s+42\s+2\s+\{"status":"PAID"\}\n\d+\s+2\s+43\s+3\s+(.*)\n/m)
       assert.equal(/^\d+\s+2\s+43\s+3\s+(.*)$/m.exec(stdout)?.[1], `${LONG_VALUE.slice(0, 79)}…`)
       assert.match(stdout, /^AT\s+EVENT\s+ACTOR\s+DETAIL\n\S+Z\s+parked\s+\{.*"offset":41.*"errorCode":"LL_HANDLER_TIMEOUT".*\}$/m)
 
       const limited = await keys(['show', 'order-1', '-g', 'billing', '-t', 'orders', '--limit', '1', '--database', db])
       assert.match(limited, /first 1 of 3; --limit for more/)
-      assert.doesNotMatch(limited, /\s43\s/)
+      assert.match(limited, /^\d+\s+2\s+44\s+hex:deadbeef$/m)
+      assert.doesNotMatch(limited, /\s4[23]\s/)
     })
 
     await t.test('show --hex finds a key that is not UTF-8 (also as list prints it); --json', async () => {
@@ -130,8 +141,8 @@ describe('lifeline keys', { concurrency: true }, () => {
       assert.deepEqual(json.records.map((r: { offset: number; value: unknown }) => [r.offset, r.value]), [[9, null]])
       assert.deepEqual(json.events.map((e: { event: string }) => e.event), ['parked'])
       const text = JSON.parse(await keys(['show', 'order-1', '-g', 'billing', '-t', 'orders', '--json', '--database', db]))
-      assert.deepEqual(text.records.map((r: { value: unknown }) => r.value), ['{"status":"PAID"}', LONG_VALUE, null])
-      assert.equal(text.records[2].valueBase64, '3q2+7w==')
+      assert.deepEqual(text.records.map((r: { value: unknown }) => r.value), [null, '{"status":"PAID"}', LONG_VALUE])
+      assert.equal(text.records[0].valueBase64, '3q2+7w==')
       assert.deepEqual(text.records[0].headers, [{ key: 'h', valueBase64: 'dg==' }])
     })
 
@@ -182,7 +193,7 @@ describe('lifeline keys', { concurrency: true }, () => {
       const never = join(await tempDir(t2), 'never-created')
       assert.match(await keysFails(['list', '--limit', '10001', '--database', never]), /^--limit must be an integer from 1 to 10000, got 10001$/)
       assert.match(await keysFails(['list', '--limit', '0', '--database', never]), /^--limit must be an integer from 1 to 10000, got 0$/)
-      assert.match(await keysFails(['list', '--status', 'stuck', '--database', never]), /^--status must be parked or released, got stuck$/)
+      assert.match(await keysFails(['list', '--status', 'stuck', '--database', never]), /^--status must be parked, released or gap, got stuck$/)
       assert.match(await keysFails(['show', 'k', '-g', 'g', '-t', 't', '--limit', '2.5', '--database', never]), /^--limit must be an integer from 1 to 10000, got 2\.5$/)
       assert.match(await keysFails(['release', 'k', '-g', 'g', '-t', 't', '-r', 'x', '--expect-head', '-1', '--database', never]), /^--expect-head must be a source offset \(an integer >= 0\), got -1$/)
       assert.match(await keysFails(['release', 'k', '-g', 'g', '-t', 't', '-r', ' ', '--database', never]), /^--reason must not be empty$/)

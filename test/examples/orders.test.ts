@@ -179,7 +179,9 @@ describe('examples/orders', () => {
       await waitFor(() => inbox.stats().duplicates + sequenceDuplicates >= stream.length, 'every record to be redelivered', 40_000)
       assert.equal(inbox.stats().duplicates + sequenceDuplicates, stream.length)
       assert.equal(inbox.stats().applied, 0, 'nothing applied a second time')
-      assert.equal(inbox.stats().duplicates, distinct.size, 'each event redelivered and skipped by the inbox')
+      // Each event comes back and is skipped: by the inbox, or already by its sequence (records replayed from
+      // behind a gap save their sequence as they run, so a restart knows them without a commit).
+      assert.ok(inbox.stats().duplicates <= distinct.size, 'each event skipped at most once by the inbox')
       assert.equal(await effects(), distinct.size)
       await assertFinal(db, expected, distinct)
     },

@@ -1,641 +1,343 @@
 /**
- * Conformance of the ordering state store (parked keys, parked records, sequences, key events) on every
- * database kind: the embedded PGlite and (with DATABASE_URL) a real PostgreSQL server must behave the same.
+ * Conformance of the operators' API over the ordering state (list / show / release of parked keys,
+ * src/ordering/state-store.ts) on every database kind: embedded PGlite and (with DATABASE_URL) a PostgreSQL
+ * server. The state is written the way the runtime writes it: through ProtocolStore, after claiming the
+ * partition (tests of those writes: protocol-store.test.ts).
  */
 import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { isLifelineError, type ErrorCode } from '../../src/errors.js'
 import type { KafkaHeader } from '../../src/kafka/types.js'
-import { createParkedKeys, OrderingStore, type FollowerRecord, type HeadMove } from '../../src/ordering/state-store.js'
+import { ProtocolStore, type Fence, type HeadMove, type StoredRecord } from '../../src/ordering/protocol-store.js'
+import { createParkedKeys, type ParkedKeys } from '../../src/ordering/state-store.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { databaseKinds, freshDatabase, type DatabaseKind } from '../helpers/db.js'
 
 const GROUP = 'billing'
 const TOPIC = 'orders'
+const RETRY = 'billing.orders.retry.1'
+const K1 = Buffer.from('k1')
 const BINARY_KEY = Buffer.from([0xff, 0x00, 0x01])
 const HOSTILE = "'; drop table lifeline_parked_keys; --"
 
-async function setup(t: TestContext, kind: DatabaseKind): Promise<{ db: SqlExecutor; store: OrderingStore }> {
+/** The runtime's writer of one source partition (claimed) and the operators' API, on one fresh database. */
+interface Setup {
+  db: SqlExecutor
+  ps: ProtocolStore
+  keys: ParkedKeys
+  /** Park a key, store records behind it, open a gap: as the owner of `partition` of `topic` in `group`. */
+  writer(group?: string, topic?: string, partition?: number): Promise<Writer>
+}
+
+interface Writer {
+  fence: Fence
+  park(overrides?: Partial<HeadMove>): Promise<void>
+  store(overrides?: Partial<StoredRecord>, openGap?: { from: number; token: string }): Promise<void>
+}
+
+async function setup(t: TestContext, kind: DatabaseKind): Promise<Setup> {
   const db = await freshDatabase(t, kind)
   await migrateLifeline(db)
-  return { db, store: new OrderingStore(db) }
-}
-
-function head(overrides: Partial<HeadMove> = {}): HeadMove {
-  return {
-    group: GROUP,
-    topic: TOPIC,
-    partition: 3,
-    key: Buffer.from('k1'),
-    headOffset: 100,
-    token: 'token-1',
-    location: 'retry:1',
-    headTopic: 'svc.orders.retry.1',
-    errorCode: 'E_TIMEOUT',
-    errorMessage: 'upstream timed out',
-    ...overrides,
+  const ps = new ProtocolStore(db)
+  const writer = async (group = GROUP, topic = TOPIC, partition = 3): Promise<Writer> => {
+    const fence: Fence = { topic, partition, epoch: (await ps.claim(group, topic, partition, 'member-a', true)).epoch }
+    return {
+      fence,
+      async park(overrides = {}) {
+        const key = overrides.key ?? K1
+        const move: HeadMove = {
+          topic, partition, key, expect: { status: 'none' }, token: 't1', headOffset: 100, location: 'retry:1', errorCode: 'E_TIMEOUT', errorMessage: 'upstream timed out',
+          copy: { topic: RETRY, partition: 0, key, value: Buffer.from('v'), headers: [], timestamp: 1_700_000_000_000 },
+          ...overrides,
+        }
+        assert.equal(await ps.moveHead(fence, group, move), 'ok')
+      },
+      async store(overrides = {}, openGap) {
+        const r: StoredRecord = { topic, partition, key: K1, offset: 101, value: Buffer.from('v'), headers: [], timestamp: 1_700_000_000_000, ...overrides }
+        assert.equal(await ps.store(fence, group, r, openGap), 'stored')
+      },
+    }
   }
+  return { db, ps, keys: createParkedKeys(db), writer }
 }
 
-function follower(overrides: Partial<FollowerRecord> = {}): FollowerRecord {
-  return {
-    group: GROUP,
-    topic: TOPIC,
-    partition: 3,
-    key: Buffer.from('k1'),
-    offset: 101,
-    value: Buffer.from('v'),
-    headers: [],
-    timestamp: 1_700_000_000_000,
-    ...overrides,
-  }
-}
-
-function expectCode(code: ErrorCode) {
+function expectCode(code: ErrorCode, message?: RegExp) {
   return (err: unknown) => {
     assert.ok(isLifelineError(err, code), `expected ${code}, got ${String(err)}`)
+    if (message) assert.match((err as Error).message, message)
     return true
   }
 }
 
 /** The key's events, oldest first, straight from the table. */
 async function eventsOf(db: SqlExecutor, key: Buffer, group = GROUP, topic = TOPIC): Promise<Array<{ event: string; detail: unknown; actor: string | null }>> {
-  const { rows } = await db.query<{ event: string; detail: unknown; actor: string | null }>(
-    'select event, detail, actor from lifeline_key_events where group_id = $1 and topic = $2 and key = $3 order by id',
-    [group, topic, key],
-  )
+  const { rows } = await db.query<{ event: string; detail: unknown; actor: string | null }>('select event, detail, actor from lifeline_key_events where group_id = $1 and topic = $2 and key = $3 order by id', [group, topic, key])
   return rows
 }
 
-async function parkedRecordCount(db: SqlExecutor): Promise<number> {
-  const { rows } = await db.query<{ n: number }>('select count(*)::int as n from lifeline_parked_records')
-  return rows[0]!.n
+async function lastSeq(db: SqlExecutor, key: Buffer): Promise<number | undefined> {
+  const { rows } = await db.query('select last_seq from lifeline_key_sequences where group_id = $1 and topic = $2 and key = $3', [GROUP, TOPIC, key])
+  return rows[0] === undefined ? undefined : Number(rows[0].last_seq)
 }
 
+async function skipsOf(db: SqlExecutor, key: Buffer): Promise<Array<[number, number, string]>> {
+  const { rows } = await db.query('select from_seq, to_seq, policy from lifeline_sequence_skips where group_id = $1 and topic = $2 and key = $3 order by from_seq', [GROUP, TOPIC, key])
+  return rows.map((r) => [Number(r.from_seq), Number(r.to_seq), r.policy as string])
+}
+
+const keysOf = (rows: Array<{ key: Buffer }>): string[] => rows.map((r) => r.key.toString()).sort()
+
 for (const kind of databaseKinds()) {
-  test(`${kind}: moveHead parks a key, then moves its head`, async (t) => {
-    const { db, store } = await setup(t, kind)
-    const key = Buffer.from('k1')
-    await store.moveHead(head())
-    let [parked] = await store.list()
-    assert.ok(parked)
-    assert.equal(parked.group, GROUP)
-    assert.equal(parked.topic, TOPIC)
-    assert.equal(parked.partition, 3)
-    assert.ok(parked.key.equals(key))
-    assert.equal(parked.keyText, 'k1')
-    assert.equal(parked.status, 'parked')
-    assert.equal(parked.headOffset, 100)
-    assert.equal(parked.headToken, 'token-1')
-    assert.equal(parked.headLocation, 'retry:1')
-    assert.equal(parked.headTopic, 'svc.orders.retry.1')
-    assert.equal(parked.headErrorCode, 'E_TIMEOUT')
-    assert.equal(parked.headErrorMessage, 'upstream timed out')
-    assert.ok(parked.parkedAt instanceof Date && parked.updatedAt instanceof Date)
-    assert.equal(parked.releaseReason, null)
-    assert.equal(parked.releasedBy, null)
-    assert.equal(parked.releasedAt, null)
-    assert.equal(parked.parkedRecords, 0)
-    assert.deepEqual(await eventsOf(db, key), [
-      { event: 'parked', detail: { offset: 100, location: 'retry:1', topic: 'svc.orders.retry.1', errorCode: 'E_TIMEOUT' }, actor: null },
-    ])
+  test(`${kind}: list() shows a parked key with its head, its error and what waits behind it`, async (t) => {
+    const s = await setup(t, kind)
+    const w = await s.writer()
+    await w.park({ errorMessage: 'x'.repeat(5000) })
+    await w.store({ offset: 101 })
+    const [k] = await s.keys.list()
+    assert.ok(k)
+    assert.equal(k.group, GROUP)
+    assert.equal(k.topic, TOPIC)
+    assert.equal(k.partition, 3)
+    assert.ok(k.key.equals(K1))
+    assert.equal(k.keyText, 'k1')
+    assert.equal(k.status, 'parked')
+    assert.equal(k.headOffset, 100)
+    assert.equal(k.headToken, 't1')
+    assert.equal(k.headLocation, 'retry:1')
+    assert.equal(k.headState, 'pending', 'its copy is not acknowledged yet')
+    assert.equal(k.headTopic, RETRY)
+    assert.equal(k.headErrorCode, 'E_TIMEOUT')
+    assert.equal(k.headErrorMessage, 'x'.repeat(2000))
+    assert.equal(k.gapFrom, null)
+    assert.equal(k.gapSince, null)
+    assert.ok(k.parkedAt instanceof Date && k.updatedAt instanceof Date)
+    assert.deepEqual([k.releaseReason, k.releasedBy, k.releasedAt], [null, null, null])
+    assert.equal(k.parkedRecords, 1)
 
-    await store.moveHead(head({ partition: 4, headOffset: 105, token: 'token-2', location: 'dlq', headTopic: 'svc.orders.dlq', errorCode: 'E_FATAL', errorMessage: 'x'.repeat(5000) }))
-    const all = await store.list()
-    assert.equal(all.length, 1, 'still one row per key')
-    parked = all[0]!
-    assert.equal(parked.status, 'parked')
-    assert.equal(parked.partition, 4)
-    assert.equal(parked.headOffset, 105)
-    assert.equal(parked.headToken, 'token-2')
-    assert.equal(parked.headLocation, 'dlq')
-    assert.equal(parked.headTopic, 'svc.orders.dlq')
-    assert.equal(parked.headErrorCode, 'E_FATAL')
-    assert.equal(parked.headErrorMessage, 'x'.repeat(2000), 'the error message is capped at 2000 characters')
-    assert.deepEqual(
-      (await eventsOf(db, key)).map((e) => e.event),
-      ['parked', 'head-moved'],
-    )
-    assert.deepEqual((await eventsOf(db, key))[1]!.detail, { offset: 105, location: 'dlq', topic: 'svc.orders.dlq', errorCode: 'E_FATAL' })
+    assert.equal(await s.ps.placed(w.fence, GROUP, TOPIC, K1, 't1'), 'ok')
+    assert.equal((await s.keys.list())[0]!.headState, 'placed')
   })
 
-  test(`${kind}: moveHead with fromParkedRecord deletes that record in the same transaction`, async (t) => {
-    const { db, store } = await setup(t, kind)
-    const key = Buffer.from('k1')
-    await store.moveHead(head())
-    assert.equal(await store.addFollower(follower({ offset: 101 })), true)
-    assert.equal(await store.addFollower(follower({ offset: 102 })), true)
-    const [first, second] = await store.records(GROUP, TOPIC, key, 10)
-    assert.ok(first && second)
+  test(`${kind}: list() filters by group, topic, status (parked, released, gap) and limit`, async (t) => {
+    const s = await setup(t, kind)
+    const w = await s.writer()
+    await w.park({ key: Buffer.from('a'), token: 'ta' })
+    await w.park({ key: Buffer.from('b'), token: 'tb' })
+    await w.store({ key: Buffer.from('g'), offset: 300, seq: 4 }, { from: 2, token: 'tg' })
+    await (await s.writer(GROUP, 'payments')).park({ topic: 'payments', key: Buffer.from('c'), token: 'tc' })
+    await (await s.writer('shipping')).park({ key: Buffer.from('d'), token: 'td' })
+    await s.keys.release({ group: GROUP, topic: TOPIC, key: 'b', actor: 'alice', reason: 'operator' })
+    await w.store({ key: Buffer.from('a'), offset: 500 })
 
-    // The head's event insert fails (a trigger refuses it): the delete of the parked record must roll back with the head move.
-    await db.query(`create function refuse_event() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$`)
-    await db.query('create trigger refuse_event before insert on lifeline_key_events for each row execute function refuse_event()')
-    await assert.rejects(store.moveHead(head({ headOffset: 101, token: 'token-2', fromParkedRecord: first.id })), /injected failure/)
-    await db.query('drop trigger refuse_event on lifeline_key_events')
-    assert.deepEqual(
-      (await store.records(GROUP, TOPIC, key, 10)).map((r) => r.id),
-      [first.id, second.id],
-      'a failed head move leaves the parked record in place',
-    )
-    assert.equal((await store.list())[0]!.headToken, 'token-1', 'and the head where it was')
+    assert.deepEqual(keysOf(await s.keys.list()), ['a', 'b', 'c', 'd', 'g'])
+    assert.deepEqual(keysOf(await s.keys.list({ group: GROUP })), ['a', 'b', 'c', 'g'])
+    assert.deepEqual(keysOf(await s.keys.list({ topic: 'payments' })), ['c'])
+    assert.deepEqual(keysOf(await s.keys.list({ group: GROUP, topic: TOPIC })), ['a', 'b', 'g'])
+    assert.deepEqual(keysOf(await s.keys.list({ status: 'released' })), ['b'])
+    assert.deepEqual(keysOf(await s.keys.list({ status: 'parked' })), ['a', 'c', 'd'])
+    assert.deepEqual(keysOf(await s.keys.list({ status: 'gap' })), ['g'])
+    assert.deepEqual(keysOf(await s.keys.list({ group: 'shipping', status: 'released' })), [])
+    assert.deepEqual(await s.keys.list({ group: 'nobody' }), [])
+    assert.equal((await s.keys.list({ limit: 2 })).length, 2)
+    assert.equal((await s.keys.list({ limit: 1 })).length, 1)
+    assert.equal((await s.keys.list({ limit: 10_000 })).length, 5)
+    assert.equal((await s.keys.list({ status: 'parked', group: GROUP, topic: TOPIC }))[0]!.parkedRecords, 1)
+    const b = (await s.keys.list({ status: 'released' }))[0]!
+    assert.deepEqual([b.releaseReason, b.releasedBy], ['operator', 'alice'])
+    const g = (await s.keys.list({ status: 'gap' }))[0]!
+    assert.deepEqual([g.headOffset, g.headToken, g.headLocation, g.headState, g.gapFrom, g.parkedRecords], [-1, 'tg', 'gap', 'placed', 2, 1])
+    assert.ok(g.gapSince instanceof Date)
 
-    await store.moveHead(head({ headOffset: 101, token: 'token-2', fromParkedRecord: first.id }))
-    assert.deepEqual(
-      (await store.records(GROUP, TOPIC, key, 10)).map((r) => r.id),
-      [second.id],
-    )
-    const [parked] = await store.list()
-    assert.equal(parked!.headOffset, 101)
-    assert.equal(parked!.headToken, 'token-2')
-    assert.equal(parked!.parkedRecords, 1)
-    assert.deepEqual(
-      (await eventsOf(db, key)).map((e) => e.event),
-      ['parked', 'head-moved'],
-    )
+    for (const limit of [0, 10_001, 1.5, -1, Number.NaN]) await assert.rejects(s.keys.list({ limit }), expectCode('LL_ARGUMENT_INVALID'), `limit ${limit}`)
+    for (const status of ['PARKED', 'drained', ''] as never[]) await assert.rejects(s.keys.list({ status }), expectCode('LL_ARGUMENT_INVALID', /parked, released, gap/), `status ${JSON.stringify(status)}`)
   })
 
-  test(`${kind}: moveHead re-parks a released key and clears its release fields`, async (t) => {
-    const { db, store } = await setup(t, kind)
-    const key = Buffer.from('k1')
-    await store.moveHead(head())
-    await store.release({ group: GROUP, topic: TOPIC, key, actor: 'alice', reason: 'operator' })
-    await store.moveHead(head({ headOffset: 110, token: 'token-2' }))
-    const [parked] = await store.list()
-    assert.equal(parked!.status, 'parked')
-    assert.equal(parked!.headToken, 'token-2')
-    assert.equal(parked!.releaseReason, null)
-    assert.equal(parked!.releasedBy, null)
-    assert.equal(parked!.releasedAt, null)
-    assert.deepEqual(
-      (await eventsOf(db, key)).map((e) => e.event),
-      ['parked', 'released', 'head-moved'],
-    )
-  })
+  test(`${kind}: show() returns the key, its records in replay order and its events, newest first`, async (t) => {
+    const s = await setup(t, kind)
+    assert.equal(await s.keys.show(GROUP, TOPIC, 'nope'), undefined)
+    assert.equal(await s.keys.show(GROUP, TOPIC, BINARY_KEY), undefined)
+    const w = await s.writer()
+    await w.park()
+    const headers: KafkaHeader[] = [{ key: 'nothing', value: null }, { key: 'empty', value: Buffer.alloc(0) }, { key: 'bin', value: Buffer.from([0xff, 0x00]) }]
+    // Replay order: unsequenced records first, by arrival; then by sequence (they may arrive out of order).
+    await w.store({ offset: 103, seq: 9 })
+    await w.store({ offset: 101, headers, value: null })
+    await w.store({ offset: 102, seq: 8 })
+    await w.store({ offset: 104 })
+    assert.equal(await s.ps.moveHead(w.fence, GROUP, { topic: TOPIC, partition: 3, key: K1, expect: { status: 'parked', token: 't1' }, token: 't2', headOffset: 105, location: 'dlq', errorCode: 'E_FATAL', errorMessage: 'boom', copy: { topic: 'billing.orders.dlq', partition: 0, key: K1, value: null, headers: [] } }), 'ok')
+    await s.keys.release({ group: GROUP, topic: TOPIC, key: 'k1', actor: 'alice', reason: 'operator' })
 
-  test(`${kind}: addFollower is idempotent on (group, topic, partition, offset)`, async (t) => {
-    const { db, store } = await setup(t, kind)
-    await store.moveHead(head())
-    assert.equal(await store.addFollower(follower()), true)
-    assert.equal(await store.addFollower(follower()), false, 'a redelivery adds nothing')
-    assert.equal(await store.addFollower(follower({ value: Buffer.from('different'), key: Buffer.from('k2') })), false, 'the source offset alone identifies it')
-    assert.equal(await parkedRecordCount(db), 1)
-    const [only] = await store.records(GROUP, TOPIC, Buffer.from('k1'), 10)
-    assert.ok(only!.value!.equals(Buffer.from('v')), 'the first copy is kept')
-
-    assert.equal(await store.addFollower(follower({ partition: 4 })), true, 'same offset, other partition')
-    assert.equal(await store.addFollower(follower({ topic: 'payments' })), true, 'same offset, other topic')
-    assert.equal(await store.addFollower(follower({ group: 'shipping' })), true, 'same offset, other group')
-    assert.equal(await parkedRecordCount(db), 4)
-  })
-
-  test(`${kind}: records() returns a key's rows in insertion order, byte-exact`, async (t) => {
-    const { store } = await setup(t, kind)
-    await store.moveHead(head({ key: BINARY_KEY }))
-    const headers: KafkaHeader[] = [
-      { key: 'traceparent', value: Buffer.from('00-abc-01') },
-      { key: 'nothing', value: null },
-      { key: 'binary', value: Buffer.from([0x00, 0xff, 0x80, 0xc3]) },
-      { key: 'empty', value: Buffer.alloc(0) },
-      { key: 'binary', value: Buffer.from([0x01]) },
-      { key: 'zoë ✓', value: Buffer.from('ünïcödé', 'utf8') },
-    ]
-    const value = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
-    // Offsets deliberately not in insertion order: replay order is the order they were stored.
-    assert.equal(await store.addFollower(follower({ key: BINARY_KEY, offset: 130, seq: 7, value, headers, timestamp: 1_700_000_000_123 })), true)
-    assert.equal(await store.addFollower(follower({ key: BINARY_KEY, offset: 110, value: null, headers: [] })), true)
-    assert.equal(await store.addFollower(follower({ key: BINARY_KEY, offset: 120, seq: 2 ** 40, value: Buffer.alloc(0), timestamp: -1 })), true)
-    assert.equal(await store.addFollower(follower({ key: Buffer.from('other'), offset: 115 })), true)
-    assert.equal(await store.addFollower(follower({ key: BINARY_KEY, offset: 116, topic: 'payments' })), true)
-
-    const rows = await store.records(GROUP, TOPIC, BINARY_KEY, 100)
-    assert.deepEqual(
-      rows.map((r) => r.offset),
-      [130, 110, 120],
-    )
-    const ids = rows.map((r) => BigInt(r.id))
-    assert.ok(ids[0]! < ids[1]! && ids[1]! < ids[2]!, 'ascending ids')
-    for (const r of rows) {
-      assert.ok(Buffer.isBuffer(r.key) && r.key.equals(BINARY_KEY), 'the key comes back byte for byte')
-      assert.equal(r.topic, TOPIC)
-      assert.equal(r.partition, 3)
-      assert.ok(r.parkedAt instanceof Date)
-    }
-    const [a, b, c] = rows as [(typeof rows)[0], (typeof rows)[0], (typeof rows)[0]]
-    assert.ok(a.value !== null && a.value.equals(value))
-    assert.equal(a.seq, 7)
-    assert.equal(a.timestamp, 1_700_000_000_123)
-    assert.deepEqual(a.headers, headers)
-    assert.equal(b.value, null)
-    assert.equal(b.seq, null)
-    assert.deepEqual(b.headers, [])
-    assert.ok(c.value !== null && c.value.length === 0)
-    assert.equal(c.seq, 2 ** 40)
-    assert.equal(c.timestamp, -1)
-
-    assert.deepEqual(
-      (await store.records(GROUP, TOPIC, BINARY_KEY, 2)).map((r) => r.offset),
-      [130, 110],
-      'limit',
-    )
-    assert.deepEqual(
-      (await store.records(GROUP, TOPIC, BINARY_KEY, 10, a.id)).map((r) => r.offset),
-      [110, 120],
-      'after an id',
-    )
-    assert.deepEqual(await store.records(GROUP, TOPIC, BINARY_KEY, 10, c.id), [])
-    assert.deepEqual(await store.records(GROUP, TOPIC, Buffer.from([0xff, 0x00]), 10), [], 'a key prefix is another key')
-
-    await store.deleteRecord(b.id)
-    assert.deepEqual(
-      (await store.records(GROUP, TOPIC, BINARY_KEY, 10)).map((r) => r.offset),
-      [130, 120],
-    )
-  })
-
-  test(`${kind}: isHead is true only for the current token while parked`, async (t) => {
-    const { store } = await setup(t, kind)
-    const key = Buffer.from('k1')
-    assert.equal(await store.isHead(GROUP, TOPIC, key, 'token-1'), false, 'not parked yet')
-    await store.moveHead(head())
-    assert.equal(await store.isHead(GROUP, TOPIC, key, 'token-1'), true)
-    assert.equal(await store.isHead(GROUP, TOPIC, key, 'token-x'), false)
-    assert.equal(await store.isHead('shipping', TOPIC, key, 'token-1'), false, 'other group')
-    assert.equal(await store.isHead(GROUP, 'payments', key, 'token-1'), false, 'other topic')
-    assert.equal(await store.isHead(GROUP, TOPIC, Buffer.from('k2'), 'token-1'), false, 'other key')
-    await store.moveHead(head({ token: 'token-2', headOffset: 101 }))
-    assert.equal(await store.isHead(GROUP, TOPIC, key, 'token-1'), false, 'a moved head makes the old token stale')
-    assert.equal(await store.isHead(GROUP, TOPIC, key, 'token-2'), true)
-    await store.release({ group: GROUP, topic: TOPIC, key, actor: 'alice', reason: 'operator' })
-    assert.equal(await store.isHead(GROUP, TOPIC, key, 'token-2'), false, 'released')
-  })
-
-  test(`${kind}: headSucceeded releases only with the current token`, async (t) => {
-    const { db, store } = await setup(t, kind)
-    const key = Buffer.from('k1')
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, key, 'token-1'), undefined, 'unknown key')
-    await store.moveHead(head({ partition: 7 }))
-    await store.moveHead(head({ partition: 7, token: 'token-2', headOffset: 101 }))
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, key, 'token-1'), undefined, 'stale token')
-    assert.equal((await store.list())[0]!.status, 'parked')
-    assert.deepEqual(
-      (await eventsOf(db, key)).map((e) => e.event),
-      ['parked', 'head-moved'],
-      'a stale success writes no event',
-    )
-
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, key, 'token-2'), 7)
-    const [released] = await store.list()
-    assert.equal(released!.status, 'released')
-    assert.equal(released!.releaseReason, 'head-succeeded')
-    assert.equal(released!.releasedBy, 'runtime')
-    assert.ok(released!.releasedAt instanceof Date)
-    const events = await eventsOf(db, key)
-    assert.deepEqual(events.at(-1), { event: 'released', detail: { reason: 'head-succeeded' }, actor: 'runtime' })
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, key, 'token-2'), undefined, 'already released')
-    assert.equal((await eventsOf(db, key)).length, events.length)
-  })
-
-  test(`${kind}: releasedKeys lists released keys of the given partitions only`, async (t) => {
-    const { store } = await setup(t, kind)
-    const k = (s: string) => Buffer.from(s)
-    await store.moveHead(head({ key: k('p0'), partition: 0, token: 't0' }))
-    await store.moveHead(head({ key: k('p1'), partition: 1, token: 't1' }))
-    await store.moveHead(head({ key: k('p2'), partition: 2, token: 't2' }))
-    await store.moveHead(head({ key: k('p0-parked'), partition: 0, token: 't3' }))
-    await store.moveHead(head({ key: k('p0-other-topic'), partition: 0, token: 't4', topic: 'payments' }))
-    await store.moveHead(head({ key: k('p0-other-group'), partition: 0, token: 't5', group: 'shipping' }))
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, k('p2'), 't2'), 2)
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, k('p0'), 't0'), 0)
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, k('p1'), 't1'), 1)
-    assert.equal(await store.headSucceeded(GROUP, 'payments', k('p0-other-topic'), 't4'), 0)
-    assert.equal(await store.headSucceeded('shipping', TOPIC, k('p0-other-group'), 't5'), 0)
-
-    const show = (rows: Array<{ partition: number; key: Buffer }>) => rows.map((r) => ({ partition: r.partition, key: r.key.toString() }))
-    assert.deepEqual(show(await store.releasedKeys(GROUP, TOPIC, [0])), [{ partition: 0, key: 'p0' }])
-    assert.deepEqual(
-      show(await store.releasedKeys(GROUP, TOPIC, [0, 2])).sort((a, b) => a.partition - b.partition),
-      [
-        { partition: 0, key: 'p0' },
-        { partition: 2, key: 'p2' },
-      ],
-    )
-    assert.equal((await store.releasedKeys(GROUP, TOPIC, [0, 1, 2])).length, 3)
-    assert.deepEqual(await store.releasedKeys(GROUP, TOPIC, [5]), [])
-    assert.deepEqual(await store.releasedKeys(GROUP, TOPIC, []), [])
-    await store.moveHead(head({ key: BINARY_KEY, partition: 9, token: 'tb' }))
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, BINARY_KEY, 'tb'), 9)
-    const [b] = await store.releasedKeys(GROUP, TOPIC, [9])
-    assert.ok(b && Buffer.isBuffer(b.key) && b.key.equals(BINARY_KEY))
-  })
-
-  test(`${kind}: finishRelease forgets a released key only when nothing is parked behind it`, async (t) => {
-    const { db, store } = await setup(t, kind)
-    const key = Buffer.from('k1')
-    await store.moveHead(head())
-    assert.equal(await store.addFollower(follower({ offset: 101 })), true)
-    assert.equal(await store.addFollower(follower({ offset: 102 })), true)
-    // Another key's records do not hold this one back.
-    assert.equal(await store.addFollower(follower({ key: Buffer.from('k2'), offset: 103 })), true)
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, key, 'token-1'), 3)
-
-    assert.equal(await store.finishRelease(GROUP, TOPIC, key), false)
-    assert.equal((await store.list()).length, 1, 'the key stays while records remain')
-    for (const r of await store.records(GROUP, TOPIC, key, 10)) await store.deleteRecord(r.id)
-    assert.equal(await store.finishRelease(GROUP, TOPIC, key), true)
-    assert.deepEqual(await store.list(), [])
-    assert.equal(await store.show(GROUP, TOPIC, key), undefined)
-    assert.deepEqual((await eventsOf(db, key)).at(-1), { event: 'drained', detail: {}, actor: 'runtime' })
-    assert.equal(await parkedRecordCount(db), 1, "k2's record is untouched")
-  })
-
-  test(`${kind}: finishRelease never deletes a key that is parked`, async (t) => {
-    const { db, store } = await setup(t, kind)
-    const key = Buffer.from('k1')
-    await store.moveHead(head())
-    await store.finishRelease(GROUP, TOPIC, key)
-    const [parked] = await store.list()
-    assert.equal(parked?.status, 'parked', 'a parked key (its head re-parked while draining) must survive')
-    assert.deepEqual(
-      (await eventsOf(db, key)).map((e) => e.event),
-      ['parked'],
-      'no drained event when nothing was deleted',
-    )
-  })
-
-  test(`${kind}: saveSequences upserts and never moves a sequence back`, async (t) => {
-    const { store } = await setup(t, kind)
-    const seqs = async (partition: number) =>
-      (await store.loadPartition(GROUP, TOPIC, partition)).sequences.map((s) => [s.key.toString('hex'), s.lastSeq] as const).sort(([a], [b]) => a.localeCompare(b))
-    const a = Buffer.from('a')
-    await store.saveSequences(GROUP, TOPIC, 0, [])
-    assert.deepEqual(await seqs(0), [])
-    await store.saveSequences(GROUP, TOPIC, 0, [
-      [a, 5],
-      [BINARY_KEY, 2 ** 40],
-    ])
-    assert.deepEqual(await seqs(0), [
-      ['61', 5],
-      ['ff0001', 2 ** 40],
-    ])
-    await store.saveSequences(GROUP, TOPIC, 0, [
-      [a, 3],
-      [BINARY_KEY, 2 ** 40 + 1],
-    ])
-    assert.deepEqual(
-      await seqs(0),
-      [
-        ['61', 5],
-        ['ff0001', 2 ** 40 + 1],
-      ],
-      'a lower sequence never moves a key back',
-    )
-    await store.saveSequences(GROUP, TOPIC, 0, [[a, 9]])
-    assert.deepEqual((await seqs(0))[0], ['61', 9])
-    // Keys and their bytes survive exactly (a comma, quotes, braces, backslash; the empty key: see below).
-    const odd = [Buffer.from('a,b'), Buffer.from('"{}\\'), Buffer.from(HOSTILE), Buffer.from([0x00])]
-    await store.saveSequences(GROUP, TOPIC, 1, odd.map((k, i) => [k, i] as const))
-    const loaded = (await store.loadPartition(GROUP, TOPIC, 1)).sequences
-    assert.equal(loaded.length, odd.length)
-    for (const [i, k] of odd.entries()) {
-      const found = loaded.find((s) => s.key.equals(k))
-      assert.ok(found, `key ${JSON.stringify(k.toString())} round-trips`)
-      assert.equal(found.lastSeq, i)
-    }
-    // A key moving to another partition follows it (and still never moves back).
-    await store.saveSequences(GROUP, TOPIC, 2, [[a, 1]])
-    assert.deepEqual(
-      (await seqs(0)).map(([k]) => k),
-      ['ff0001'],
-    )
-    assert.deepEqual(await seqs(2), [['61', 9]])
-  })
-
-  // An empty (zero-length, non-null) key hex-encodes to '': the array literal must quote it.
-  test(`${kind}: saveSequences stores a sequence for the empty key`, async (t) => {
-    const { store } = await setup(t, kind)
-    await store.saveSequences(GROUP, TOPIC, 0, [[Buffer.alloc(0), 5]])
-    await store.saveSequences(GROUP, TOPIC, 0, [
-      [Buffer.from('a'), 1],
-      [Buffer.alloc(0), 6],
-    ])
-    const loaded = (await store.loadPartition(GROUP, TOPIC, 0)).sequences.map((s) => [s.key.toString('hex'), s.lastSeq]).sort()
-    assert.deepEqual(loaded, [
-      ['', 6],
-      ['61', 1],
-    ])
-  })
-
-  test(`${kind}: an empty key parks, stores records and releases like any other`, async (t) => {
-    const { store } = await setup(t, kind)
-    const empty = Buffer.alloc(0)
-    await store.moveHead(head({ key: empty }))
-    assert.equal(await store.addFollower(follower({ key: empty, offset: 101 })), true)
-    const shown = await store.show(GROUP, TOPIC, '')
+    const shown = await s.keys.show(GROUP, TOPIC, 'k1')
     assert.ok(shown)
-    assert.equal(shown.key.key.length, 0)
-    assert.equal(shown.key.keyText, '')
-    assert.equal(shown.records.length, 1)
-    assert.equal(shown.records[0]!.key.length, 0)
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, empty, 'token-1'), 3)
-    assert.equal((await store.releasedKeys(GROUP, TOPIC, [3]))[0]!.key.length, 0)
-  })
-
-  test(`${kind}: loadPartition returns the partition's parked keys with record counts, and its sequences`, async (t) => {
-    const { store } = await setup(t, kind)
-    await store.moveHead(head({ key: Buffer.from('k1'), partition: 3, headOffset: 100, token: 'ta' }))
-    await store.moveHead(head({ key: BINARY_KEY, partition: 3, headOffset: 200, token: 'tb' }))
-    await store.moveHead(head({ key: Buffer.from('elsewhere'), partition: 4, headOffset: 300, token: 'tc' }))
-    await store.moveHead(head({ key: Buffer.from('other-topic'), partition: 3, topic: 'payments', token: 'td' }))
-    await store.moveHead(head({ key: Buffer.from('other-group'), partition: 3, group: 'shipping', token: 'te' }))
-    for (const offset of [101, 102, 103]) assert.equal(await store.addFollower(follower({ key: Buffer.from('k1'), offset })), true)
-    assert.equal(await store.addFollower(follower({ key: Buffer.from('elsewhere'), partition: 4, offset: 301 })), true)
-    assert.equal(await store.headSucceeded(GROUP, TOPIC, BINARY_KEY, 'tb'), 3)
-    await store.saveSequences(GROUP, TOPIC, 3, [[Buffer.from('s3'), 11]])
-    await store.saveSequences(GROUP, TOPIC, 4, [[Buffer.from('s4'), 12]])
-    await store.saveSequences(GROUP, 'payments', 3, [[Buffer.from('s-other-topic'), 13]])
-    await store.saveSequences('shipping', TOPIC, 3, [[Buffer.from('s-other-group'), 14]])
-
-    const state = await store.loadPartition(GROUP, TOPIC, 3)
-    const parked = state.parked.map((p) => ({ key: p.key.toString('hex'), status: p.status, headOffset: p.headOffset, headToken: p.headToken, records: p.records })).sort((a, b) => a.key.localeCompare(b.key))
-    assert.deepEqual(parked, [
-      { key: Buffer.from('k1').toString('hex'), status: 'parked', headOffset: 100, headToken: 'ta', records: 3 },
-      { key: 'ff0001', status: 'released', headOffset: 200, headToken: 'tb', records: 0 },
-    ])
-    for (const p of state.parked) assert.ok(Buffer.isBuffer(p.key) && p.parkedAt instanceof Date)
-    assert.deepEqual(
-      state.sequences.map((s) => [s.key.toString(), s.lastSeq]),
-      [['s3', 11]],
-    )
-    const four = await store.loadPartition(GROUP, TOPIC, 4)
-    assert.deepEqual(
-      four.parked.map((p) => [p.key.toString(), p.records]),
-      [['elsewhere', 1]],
-    )
-    assert.deepEqual(await store.loadPartition(GROUP, TOPIC, 99), { parked: [], sequences: [] })
-  })
-
-  test(`${kind}: list() filters by group, topic, status and limit`, async (t) => {
-    const { store } = await setup(t, kind)
-    await store.moveHead(head({ key: Buffer.from('a'), token: 't1' }))
-    await store.moveHead(head({ key: Buffer.from('b'), token: 't2' }))
-    await store.moveHead(head({ key: Buffer.from('c'), token: 't3', topic: 'payments' }))
-    await store.moveHead(head({ key: Buffer.from('d'), token: 't4', group: 'shipping' }))
-    await store.release({ group: GROUP, topic: TOPIC, key: 'b', actor: 'alice', reason: 'operator' })
-    assert.equal(await store.addFollower(follower({ key: Buffer.from('a'), offset: 500 })), true)
-
-    const keys = (rows: Array<{ key: Buffer }>) => rows.map((r) => r.key.toString()).sort()
-    assert.deepEqual(keys(await store.list()), ['a', 'b', 'c', 'd'])
-    assert.deepEqual(keys(await store.list({ group: GROUP })), ['a', 'b', 'c'])
-    assert.deepEqual(keys(await store.list({ topic: 'payments' })), ['c'])
-    assert.deepEqual(keys(await store.list({ group: GROUP, topic: TOPIC })), ['a', 'b'])
-    assert.deepEqual(keys(await store.list({ status: 'released' })), ['b'])
-    assert.deepEqual(keys(await store.list({ status: 'parked' })), ['a', 'c', 'd'])
-    assert.deepEqual(keys(await store.list({ group: 'shipping', status: 'released' })), [])
-    assert.deepEqual(await store.list({ group: 'nobody' }), [])
-    assert.equal((await store.list({ limit: 2 })).length, 2)
-    assert.equal((await store.list({ limit: 1 })).length, 1)
-    assert.equal((await store.list({ limit: 10_000 })).length, 4)
-    const a = (await store.list({ group: GROUP, topic: TOPIC, status: 'parked' }))[0]!
-    assert.equal(a.parkedRecords, 1)
-    const b = (await store.list({ status: 'released' }))[0]!
-    assert.equal(b.releaseReason, 'operator')
-    assert.equal(b.releasedBy, 'alice')
-
-    for (const limit of [0, 10_001, 1.5, -1, Number.NaN]) {
-      await assert.rejects(store.list({ limit }), expectCode('LL_ARGUMENT_INVALID'), `limit ${limit}`)
-    }
-    for (const status of ['PARKED', 'drained', ''] as never[]) {
-      await assert.rejects(store.list({ status }), expectCode('LL_ARGUMENT_INVALID'), `status ${JSON.stringify(status)}`)
-    }
-  })
-
-  test(`${kind}: show() returns the key, its records and its events, newest first`, async (t) => {
-    const { store } = await setup(t, kind)
-    assert.equal(await store.show(GROUP, TOPIC, 'nope'), undefined)
-    assert.equal(await store.show(GROUP, TOPIC, BINARY_KEY), undefined)
-    await store.moveHead(head())
-    for (const offset of [103, 101, 102]) assert.equal(await store.addFollower(follower({ offset })), true)
-    await store.moveHead(head({ token: 'token-2', headOffset: 104 }))
-    await store.release({ group: GROUP, topic: TOPIC, key: 'k1', actor: 'alice', reason: 'operator' })
-
-    const shown = await store.show(GROUP, TOPIC, 'k1')
-    assert.ok(shown)
-    assert.ok(shown.key.key.equals(Buffer.from('k1')))
+    assert.ok(shown.key.key.equals(K1))
     assert.equal(shown.key.status, 'released')
-    assert.equal(shown.key.parkedRecords, 3)
-    assert.deepEqual(
-      shown.records.map((r) => r.offset),
-      [103, 101, 102],
-    )
-    assert.deepEqual(
-      shown.events.map((e) => [e.event, e.actor]),
-      [
-        ['released', 'alice'],
-        ['head-moved', null],
-        ['parked', null],
-      ],
-    )
-    assert.deepEqual(shown.events[0]!.detail, { reason: 'operator', headOffset: 104, headLocation: 'retry:1' })
+    assert.equal(shown.key.headTopic, 'billing.orders.dlq')
+    assert.equal(shown.key.parkedRecords, 4)
+    assert.deepEqual(shown.records.map((r) => [r.offset, r.seq]), [[101, null], [104, null], [102, 8], [103, 9]])
+    assert.deepEqual(shown.records[0]!.headers, headers)
+    assert.equal(shown.records[0]!.value, null)
+    for (const r of shown.records) assert.ok(r.key.equals(K1) && r.topic === TOPIC && r.partition === 3 && r.parkedAt instanceof Date)
+    assert.deepEqual(shown.events.map((e) => [e.event, e.actor]), [['released', 'alice'], ['head-moved', null], ['parked', null]])
+    assert.deepEqual(shown.events[0]!.detail, { reason: 'operator', headOffset: 105, headLocation: 'dlq' })
     const ids = shown.events.map((e) => BigInt(e.id))
     assert.ok(ids[0]! > ids[1]! && ids[1]! > ids[2]!, 'newest first')
     for (const e of shown.events) assert.ok(e.at instanceof Date)
 
-    const limited = await store.show(GROUP, TOPIC, Buffer.from('k1'), { limit: 1 })
-    assert.deepEqual(
-      limited!.records.map((r) => r.offset),
-      [103],
-    )
-    assert.equal(limited!.key.parkedRecords, 3, 'the count is not limited')
-    assert.equal(await store.show('shipping', TOPIC, 'k1'), undefined, 'another group')
+    const limited = await s.keys.show(GROUP, TOPIC, K1, { limit: 1 })
+    assert.deepEqual(limited!.records.map((r) => r.offset), [101])
+    assert.equal(limited!.key.parkedRecords, 4, 'the count is not limited')
+    await assert.rejects(s.keys.show(GROUP, TOPIC, K1, { limit: 0 }), expectCode('LL_ARGUMENT_INVALID'))
+    assert.equal(await s.keys.show('shipping', TOPIC, 'k1'), undefined, 'another group')
+    assert.equal(await s.keys.show(GROUP, 'payments', 'k1'), undefined, 'another topic')
+
+    // A gap key: no head, the first missing sequence and since when it waits.
+    await w.store({ key: Buffer.from('g'), offset: 300, seq: 7 }, { from: 5, token: 'tg' })
+    const g = await s.keys.show(GROUP, TOPIC, 'g')
+    assert.ok(g)
+    assert.deepEqual([g.key.status, g.key.headOffset, g.key.headLocation, g.key.gapFrom], ['gap', -1, 'gap', 5])
+    assert.ok(g.key.gapSince instanceof Date)
+    assert.deepEqual(g.records.map((r) => r.seq), [7])
+    assert.deepEqual(g.events.map((e) => [e.event, e.detail]), [['gap-opened', { missing: 5, offset: 300, seq: 7 }]])
   })
 
-  test(`${kind}: release() validates, refuses keys that are not parked, and checks the head`, async (t) => {
-    const { db } = await setup(t, kind)
-    const keys = createParkedKeys(db)
+  test(`${kind}: release() validates, refuses keys that are not parked, and checks the head's offset and token`, async (t) => {
+    const s = await setup(t, kind)
     const request = { group: GROUP, topic: TOPIC, key: 'k1', actor: 'alice', reason: 'redriven' }
-    await assert.rejects(keys.release({ ...request, actor: '' }), expectCode('LL_ARGUMENT_INVALID'))
-    await assert.rejects(keys.release({ ...request, reason: '' }), expectCode('LL_ARGUMENT_INVALID'))
-    await assert.rejects(keys.release(request), expectCode('LL_KEY_NOT_PARKED'), 'unknown key')
+    await assert.rejects(s.keys.release({ ...request, actor: '' }), expectCode('LL_ARGUMENT_INVALID'))
+    await assert.rejects(s.keys.release({ ...request, reason: '' }), expectCode('LL_ARGUMENT_INVALID'))
+    await assert.rejects(s.keys.release(request), expectCode('LL_KEY_NOT_PARKED', /^key "k1" of orders in group billing is not parked$/), 'unknown key')
 
-    const store = new OrderingStore(db)
-    await store.moveHead(head({ headOffset: 100 }))
-    assert.equal(await store.addFollower(follower({ offset: 101 })), true)
-    await assert.rejects(keys.release({ ...request, actor: '' }), expectCode('LL_ARGUMENT_INVALID'), 'validation comes first')
-    await assert.rejects(keys.release({ ...request, expectHeadOffset: 99 }), expectCode('LL_KEY_NOT_PARKED'), 'head moved')
-    assert.equal((await keys.list())[0]!.status, 'parked', 'a mismatched head is not released')
-    assert.deepEqual(
-      (await eventsOf(db, Buffer.from('k1'))).map((e) => e.event),
-      ['parked'],
-    )
+    const w = await s.writer()
+    await w.park({ headOffset: 100, token: 't1' })
+    await w.store({ offset: 101 })
+    await assert.rejects(s.keys.release({ ...request, actor: '' }), expectCode('LL_ARGUMENT_INVALID'), 'validation comes first')
+    await assert.rejects(s.keys.release({ ...request, expectHeadOffset: 99 }), expectCode('LL_KEY_NOT_PARKED', /is not parked behind offset 99$/), 'head moved')
+    await assert.rejects(s.keys.release({ ...request, expectToken: 't0' }), expectCode('LL_KEY_NOT_PARKED', /is not parked with head token t0$/), 'another head')
+    await assert.rejects(s.keys.release({ ...request, expectHeadOffset: 100, expectToken: 't0' }), expectCode('LL_KEY_NOT_PARKED', /not parked behind offset 100 with head token t0$/), 'both must match')
+    await assert.rejects(s.keys.release({ ...request, expectHeadOffset: 99, expectToken: 't1' }), expectCode('LL_KEY_NOT_PARKED'), 'both must match')
+    const still = (await s.keys.list())[0]!
+    assert.deepEqual([still.status, still.headState], ['parked', 'pending'], 'a mismatched head is not released')
+    assert.deepEqual((await eventsOf(s.db, K1)).map((e) => e.event), ['parked'])
 
-    const released = await keys.release({ ...request, expectHeadOffset: 100 })
-    assert.ok(released.key.equals(Buffer.from('k1')))
+    const released = await s.keys.release({ ...request, expectHeadOffset: 100, expectToken: 't1' })
+    assert.ok(released.key.equals(K1))
     assert.equal(released.keyText, 'k1')
     assert.equal(released.status, 'released')
     assert.equal(released.releaseReason, 'redriven')
     assert.equal(released.releasedBy, 'alice')
     assert.ok(released.releasedAt instanceof Date)
     assert.equal(released.headOffset, 100)
+    assert.equal(released.headToken, 't1')
+    assert.equal(released.headState, 'placed', 'a head still waiting for its copy is given up')
     assert.equal(released.partition, 3)
     assert.equal(released.parkedRecords, 1)
-    assert.deepEqual((await eventsOf(db, Buffer.from('k1'))).at(-1), { event: 'released', detail: { reason: 'redriven', headOffset: 100, headLocation: 'retry:1' }, actor: 'alice' })
+    assert.deepEqual((await eventsOf(s.db, K1)).at(-1), { event: 'released', detail: { reason: 'redriven', headOffset: 100, headLocation: 'retry:1' }, actor: 'alice' })
+    // The owner finds it among the released keys of its partition (with the token to replay under), and no copy to produce.
+    assert.deepEqual(await s.ps.releasedKeys(GROUP, TOPIC, [3]), [{ partition: 3, key: K1, token: 't1' }])
+    assert.deepEqual((await s.ps.claim(GROUP, TOPIC, 3, 'member-b', true)).pending, [])
+    assert.equal(await s.ps.isHead(GROUP, TOPIC, K1, 't1'), false, 'its retry is stale')
 
-    await assert.rejects(keys.release(request), expectCode('LL_KEY_NOT_PARKED'), 'already released')
-    await assert.rejects(keys.release({ ...request, expectHeadOffset: 100 }), expectCode('LL_KEY_NOT_PARKED'), 'already released, same head')
+    await assert.rejects(s.keys.release(request), expectCode('LL_KEY_NOT_PARKED'), 'already released')
+    await assert.rejects(s.keys.release({ ...request, expectHeadOffset: 100, expectToken: 't1' }), expectCode('LL_KEY_NOT_PARKED'), 'already released, same head')
 
-    // Without expectHeadOffset any head is released; a Buffer key works as well as a string.
-    await store.moveHead(head({ key: BINARY_KEY, headOffset: 7, token: 'tb' }))
-    const binary = await keys.release({ ...request, key: BINARY_KEY })
+    // Without expectations any head is released; a Buffer key works as well as a string.
+    const w2 = await s.writer(GROUP, TOPIC, 0)
+    await w2.park({ partition: 0, key: BINARY_KEY, headOffset: 7, token: 'tb' })
+    const binary = await s.keys.release({ ...request, key: BINARY_KEY })
     assert.ok(binary.key.equals(BINARY_KEY))
+    assert.equal(binary.keyText, null)
+    assert.equal(binary.partition, 0)
     assert.equal(binary.parkedRecords, 0)
   })
 
+  test(`${kind}: releasing a gap key records the skipped range and saves the last sequence before the first stored one`, async (t) => {
+    const s = await setup(t, kind)
+    const w = await s.writer()
+    const g = Buffer.from('g')
+    await w.store({ key: g, offset: 300, seq: 9 }, { from: 5, token: 'tg' })
+    await w.store({ key: g, offset: 301, seq: 12 })
+    await assert.rejects(s.keys.release({ group: GROUP, topic: TOPIC, key: g, actor: 'alice', reason: 'lost for good', expectToken: 'tx' }), expectCode('LL_KEY_NOT_PARKED', /with head token tx$/))
+    assert.deepEqual(await skipsOf(s.db, g), [], 'a refused release skips nothing')
+
+    const released = await s.keys.release({ group: GROUP, topic: TOPIC, key: g, actor: 'alice', reason: 'lost for good', expectHeadOffset: -1, expectToken: 'tg' })
+    assert.deepEqual([released.status, released.headToken, released.releaseReason, released.releasedBy, released.parkedRecords], ['released', 'tg', 'lost for good', 'alice', 2])
+    assert.deepEqual(await skipsOf(s.db, g), [[5, 8, 'operator']])
+    assert.equal(await lastSeq(s.db, g), 8)
+    for (const [seq, skipped] of [[4, false], [5, true], [8, true], [9, false]] as const) assert.equal(await s.ps.isSkipped(GROUP, TOPIC, g, seq), skipped, `seq ${seq}`)
+    assert.deepEqual((await eventsOf(s.db, g)).at(-1), { event: 'released', detail: { reason: 'lost for good', headOffset: -1, headLocation: 'gap', missing: 5 }, actor: 'alice' })
+    // The owner replays what waits under the gap's token.
+    assert.deepEqual(await s.ps.releasedKeys(GROUP, TOPIC, [3]), [{ partition: 3, key: g, token: 'tg' }])
+
+    // A last sequence saved beyond the skipped range is not moved back.
+    const h = Buffer.from('h')
+    await w.store({ key: h, offset: 400, seq: 4 }, { from: 2, token: 'th' })
+    assert.equal(await s.ps.saveSequences(w.fence, GROUP, TOPIC, 3, [[h, 10]]), 'ok')
+    await s.keys.release({ group: GROUP, topic: TOPIC, key: h, actor: 'alice', reason: 'operator' })
+    assert.equal(await lastSeq(s.db, h), 10)
+    assert.deepEqual(await skipsOf(s.db, h), [[2, 3, 'operator']])
+
+    // A gap with nothing sequenced behind it: nothing to skip, no sequence to save.
+    const e = Buffer.from('e')
+    await w.store({ key: e, offset: 500 }, { from: 3, token: 'te' })
+    assert.equal((await s.keys.release({ group: GROUP, topic: TOPIC, key: e, actor: 'alice', reason: 'operator' })).status, 'released')
+    assert.deepEqual(await skipsOf(s.db, e), [])
+    assert.equal(await lastSeq(s.db, e), undefined)
+  })
+
   test(`${kind}: keyText is the UTF-8 text of a key, or null when the key is not UTF-8`, async (t) => {
-    const { store } = await setup(t, kind)
+    const s = await setup(t, kind)
+    const w = await s.writer()
     const text = 'zoë ✓ 🚀'
-    await store.moveHead(head({ key: Buffer.from(text, 'utf8'), token: 't1' }))
-    await store.moveHead(head({ key: BINARY_KEY, token: 't2' }))
-    await store.moveHead(head({ key: Buffer.from([0xc3]), token: 't3' })) // a truncated 2-byte sequence
-    const rows = await store.list()
-    const byHex = new Map(rows.map((r) => [r.key.toString('hex'), r.keyText]))
+    await w.park({ key: Buffer.from(text, 'utf8'), token: 't1' })
+    await w.park({ key: BINARY_KEY, token: 't2' })
+    await w.park({ key: Buffer.from([0xc3]), token: 't3' }) // a truncated 2-byte sequence
+    const byHex = new Map((await s.keys.list()).map((r) => [r.key.toString('hex'), r.keyText]))
     assert.equal(byHex.get(Buffer.from(text, 'utf8').toString('hex')), text)
     assert.equal(byHex.get('ff0001'), null)
     assert.equal(byHex.get('c3'), null)
-    const shown = await store.show(GROUP, TOPIC, BINARY_KEY)
+    const shown = await s.keys.show(GROUP, TOPIC, BINARY_KEY)
     assert.equal(shown!.key.keyText, null)
     assert.ok(shown!.key.key.equals(BINARY_KEY))
-    assert.equal((await store.show(GROUP, TOPIC, text))!.key.keyText, text, 'a string key is looked up as its UTF-8 bytes')
+    assert.equal((await s.keys.show(GROUP, TOPIC, text))!.key.keyText, text, 'a string key is looked up as its UTF-8 bytes')
+    assert.equal(await s.keys.show(GROUP, TOPIC, Buffer.from([0xff, 0x00])), undefined, 'a key prefix is another key')
   })
 
-  test(`${kind}: hostile group, topic and key text is stored and found back verbatim`, async (t) => {
-    const { db, store } = await setup(t, kind)
+  test(`${kind}: an empty key parks, stores records, shows and releases like any other`, async (t) => {
+    const s = await setup(t, kind)
+    const w = await s.writer()
+    const empty = Buffer.alloc(0)
+    await w.park({ key: empty, token: 'te' })
+    await w.store({ key: empty, offset: 101 })
+    const shown = await s.keys.show(GROUP, TOPIC, '')
+    assert.ok(shown)
+    assert.equal(shown.key.key.length, 0)
+    assert.equal(shown.key.keyText, '')
+    assert.deepEqual(shown.records.map((r) => r.key.length), [0])
+    assert.equal((await s.keys.release({ group: GROUP, topic: TOPIC, key: '', actor: 'alice', reason: 'operator', expectToken: 'te' })).status, 'released')
+    assert.deepEqual((await s.ps.releasedKeys(GROUP, TOPIC, [3])).map((k) => [k.key.length, k.token]), [[0, 'te']])
+  })
+
+  test(`${kind}: hostile group, topic, key and text is stored and found back verbatim`, async (t) => {
+    const s = await setup(t, kind)
     const key = Buffer.from(HOSTILE)
     const group = `g${HOSTILE}`
     const topic = `t${HOSTILE}`
-    await store.moveHead(head({ group, topic, key, token: HOSTILE, location: HOSTILE, headTopic: HOSTILE, errorCode: HOSTILE, errorMessage: HOSTILE }))
-    assert.equal(await store.addFollower(follower({ group, topic, key, headers: [{ key: HOSTILE, value: Buffer.from(HOSTILE) }] })), true)
-    await store.saveSequences(group, topic, 3, [[key, 1]])
+    const w = await s.writer(group, topic)
+    await w.park({ topic, key, token: HOSTILE, location: HOSTILE, errorCode: HOSTILE, errorMessage: HOSTILE, copy: { topic: HOSTILE, partition: 0, key, value: null, headers: [] } })
+    await w.store({ topic, key, headers: [{ key: HOSTILE, value: Buffer.from(HOSTILE) }] })
 
-    const [found] = await store.list({ group, topic })
+    const [found] = await s.keys.list({ group, topic })
     assert.ok(found)
-    assert.equal(found.group, group)
-    assert.equal(found.topic, topic)
-    assert.equal(found.keyText, HOSTILE)
-    assert.equal(found.headToken, HOSTILE)
-    assert.equal(found.headErrorMessage, HOSTILE)
-    assert.equal(await store.isHead(group, topic, key, HOSTILE), true)
-    const shown = await store.show(group, topic, HOSTILE)
-    assert.ok(shown)
-    assert.deepEqual(shown.records[0]!.headers, [{ key: HOSTILE, value: Buffer.from(HOSTILE) }])
-    assert.equal((await store.loadPartition(group, topic, 3)).sequences[0]!.lastSeq, 1)
-    const released = await store.release({ group, topic, key: HOSTILE, actor: HOSTILE, reason: HOSTILE })
-    assert.equal(released.releasedBy, HOSTILE)
-    assert.equal(released.releaseReason, HOSTILE)
+    assert.deepEqual([found.group, found.topic, found.keyText, found.headToken, found.headLocation, found.headTopic, found.headErrorCode, found.headErrorMessage], [group, topic, HOSTILE, HOSTILE, HOSTILE, HOSTILE, HOSTILE, HOSTILE])
+    const shown = await s.keys.show(group, topic, HOSTILE)
+    assert.deepEqual(shown?.records[0]!.headers, [{ key: HOSTILE, value: Buffer.from(HOSTILE) }])
+    await assert.rejects(s.keys.release({ group, topic, key: HOSTILE, actor: HOSTILE, reason: HOSTILE, expectToken: `${HOSTILE}x` }), expectCode('LL_KEY_NOT_PARKED'))
+    const released = await s.keys.release({ group, topic, key: HOSTILE, actor: HOSTILE, reason: HOSTILE, expectToken: HOSTILE })
+    assert.deepEqual([released.releasedBy, released.releaseReason], [HOSTILE, HOSTILE])
 
-    const { rows } = await db.query<{ n: number }>("select count(*)::int as n from information_schema.tables where table_name in ('lifeline_parked_keys', 'lifeline_parked_records', 'lifeline_key_sequences', 'lifeline_key_events')")
-    assert.equal(rows[0]!.n, 4, 'every table still exists')
-    assert.equal((await store.list()).length, 1)
+    const { rows } = await s.db.query("select count(*)::int as n from information_schema.tables where table_name in ('lifeline_parked_keys', 'lifeline_parked_records', 'lifeline_key_sequences', 'lifeline_key_events', 'lifeline_sequence_skips', 'lifeline_partition_epochs')")
+    assert.equal(Number(rows[0]!.n), 6, 'every table still exists')
+    assert.equal((await s.keys.list()).length, 1)
   })
 }

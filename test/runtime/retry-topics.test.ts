@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import fc from 'fast-check'
 import type { ConsumedRecord, KafkaHeader, ProduceRecord } from '../../src/kafka/types.js'
 import { LifelineHeaders, type FailureContext } from '../../src/runtime/headers.js'
-import { defaultRetryTopicTemplate, originView, readTierRecord, RetryHeaders, retryTopicName, tierRecord, type TierInfo } from '../../src/runtime/retry-topics.js'
+import { defaultRetryTopicTemplate, dueTime, originView, readTierRecord, RetryHeaders, retryTopicName, tierRecord, type TierInfo } from '../../src/runtime/retry-topics.js'
 
 const context: FailureContext = {
   originTopic: 'orders',
@@ -82,7 +82,7 @@ test('tierRecord keeps key, value and user headers, and adds failure and tier he
   assert.equal(out.partition, context.originPartition, 'the tier record goes to the origin partition number')
   assert.ok(out.key === source.key, 'the key bytes are passed through')
   assert.ok(out.value === source.value, 'the value bytes are passed through')
-  assert.equal(out.timestamp, source.timestamp)
+  assert.equal(out.timestamp, undefined, 'stamped when written (its due time counts from then); the origin timestamp travels in a header')
 
   const headers = out.headers!
   assert.deepEqual(
@@ -109,7 +109,8 @@ test('tierRecord without a token writes no token header (and drops an earlier on
   assert.equal(readTierRecord(delivered(out))!.token, undefined)
 })
 
-test('tierRecord leaves a non-positive timestamp to the broker', () => {
+test('tierRecord leaves the timestamp to the writer or the broker, whatever the source had', () => {
+  assert.equal(tierRecord('t', consumed({ timestamp: 1_700_000_000_000 }), context, 1, DUE, undefined).timestamp, undefined)
   assert.equal(tierRecord('t', consumed({ timestamp: -1 }), context, 1, DUE, undefined).timestamp, undefined)
   assert.equal(tierRecord('t', consumed({ timestamp: 0 }), context, 1, DUE, undefined).timestamp, undefined)
   assert.equal(tierRecord('t', consumed({ key: null, value: null }), context, 1, DUE, undefined).key, null)
@@ -276,4 +277,33 @@ test('originView shows the tier record at its origin topic, partition, offset an
   assert.ok(view.headers === record.headers, 'the handler sees the failure context headers too')
   assert.equal(record.topic, 'billing.orders.retry.1', 'the tier record itself is not modified')
   assert.equal(record.offset, 77)
+})
+
+test("dueTime (issue 10, scenario 10): a writer's clock running ahead, or a tier delay shortened since, never holds a tier partition longer than the reader's delay", () => {
+  const info = (dueAt: number): TierInfo => ({ tier: 1, dueAt, origin: { topic: 'o', partition: 0, offset: 1, timestamp: 0 }, attempts: 1, firstFailureAt: 0 })
+  const now = 1_800_000_000_000
+  // Same clocks, same delay: the header's due time.
+  assert.equal(dueTime(info(now + 5_000), now, 5_000, now), now + 5_000)
+  // The writer's clock an hour ahead: its due header and its timestamp are an hour late; capped at first sight + delay.
+  assert.equal(dueTime(info(now + 3_600_000 + 5_000), now + 3_600_000, 5_000, now), now + 5_000)
+  // The delay shortened from 60 s to 5 s since the record was written: 5 s after it was written.
+  assert.equal(dueTime(info(now + 60_000), now, 5_000, now + 1_000), now + 5_000)
+  // A redrive asks for an earlier run than the delay: the header wins.
+  assert.equal(dueTime(info(now), now, 5_000, now), now)
+  // Monotone in (written, first seen) for a fixed delay: records of a FIFO tier partition come due in order.
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(1_000_000), fc.nat(1_000_000)), { minLength: 2, maxLength: 20 }), fc.nat(100_000), (steps, delay) => {
+      let written = now
+      let seen = now
+      let last = -Infinity
+      for (const [dw, ds] of steps) {
+        written += dw
+        seen += ds
+        const due = dueTime(info(written + delay + 3_600_000), written, delay, seen)
+        if (due < last) return false
+        last = due
+      }
+      return true
+    }),
+  )
 })

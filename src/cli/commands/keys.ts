@@ -26,8 +26,14 @@ export function limitOption(value: string | undefined): number {
 }
 
 function statusOption(value: string | undefined): ParkStatus | undefined {
-  if (value === undefined || value === 'parked' || value === 'released') return value
-  throw new Error(`--status must be parked or released, got ${value}`)
+  if (value === undefined || value === 'parked' || value === 'released' || value === 'gap') return value
+  throw new Error(`--status must be parked, released or gap, got ${value}`)
+}
+
+/** Where a key waits, for people: its head's offset and location, or the sequence a gap key waits for. */
+function headText(k: ParkedKey): string {
+  if (k.headLocation === 'gap') return `waiting for sequence ${k.gapFrom ?? '?'}${k.gapSince === null ? '' : ` since ${k.gapSince.toISOString()}`}`
+  return `offset ${k.headOffset} in ${k.headLocation}${k.headTopic === null ? '' : ` (${k.headTopic})`}${k.headState === 'pending' ? ' (copy being written)' : ''}`
 }
 
 function offsetOption(value: string | undefined): number | undefined {
@@ -95,6 +101,9 @@ function keyJson(k: ParkedKey) {
     headOffset: k.headOffset,
     headToken: k.headToken,
     headLocation: k.headLocation,
+    headState: k.headState,
+    gapFrom: k.gapFrom,
+    gapSince: iso(k.gapSince),
     headTopic: k.headTopic,
     headErrorCode: k.headErrorCode,
     headErrorMessage: k.headErrorMessage,
@@ -141,7 +150,7 @@ const notParked = (key: Buffer, topic: string, group: string) =>
 
 interface ListOptions { database?: string; group?: string; topic?: string; status?: string; limit?: string; json?: boolean }
 interface ShowOptions { database?: string; group: string; topic: string; hex?: boolean; limit?: string; json?: boolean }
-interface ReleaseOptions { database?: string; group: string; topic: string; reason: string; actor?: string; expectHead?: string; hex?: boolean; json?: boolean }
+interface ReleaseOptions { database?: string; group: string; topic: string; reason: string; actor?: string; expectHead?: string; expectToken?: string; hex?: boolean; json?: boolean }
 
 export function registerKeys(program: Command): void {
   const keys = program.command('keys').description('inspect and release keys parked behind a record in a retry tier or the DLQ')
@@ -151,7 +160,7 @@ export function registerKeys(program: Command): void {
     .description('list parked (and released, not yet replayed) keys, oldest first')
     .option('-g, --group <group>', 'only this consumer group')
     .option('-t, --topic <topic>', 'only this source topic')
-    .option('--status <status>', 'only parked or released keys')
+    .option('--status <status>', 'only parked, released or gap keys (gap: waiting for a missing sequence)')
     .option('-n, --limit <n>', 'most keys to list, 1 to 10000', '100')
     .option('--database <url>', DATABASE_HELP)
     .option('--json', 'print JSON')
@@ -172,7 +181,7 @@ export function registerKeys(program: Command): void {
           partition: k.partition,
           key: keyLabel(k.key, k.keyText),
           status: k.status,
-          head: k.headOffset,
+          head: k.headLocation === 'gap' ? `seq ${k.gapFrom ?? '?'}` : k.headOffset,
           location: k.headLocation,
           error: k.headErrorCode ?? '',
           'parked records': k.parkedRecords,
@@ -211,7 +220,7 @@ export function registerKeys(program: Command): void {
         ['partition', k.partition],
         ['key', keyLabel(k.key, k.keyText)],
         ['status', k.status],
-        ['head', `offset ${k.headOffset} in ${k.headLocation}${k.headTopic === null ? '' : ` (${k.headTopic})`}`],
+        ['head', headText(k)],
         ['error', k.headErrorCode === null ? '' : `${k.headErrorCode}${k.headErrorMessage === null ? '' : `: ${escapeControls(k.headErrorMessage)}`}`],
         ['parked at', `${k.parkedAt.toISOString()} (${formatAge(Date.now() - k.parkedAt.getTime())} ago)`],
         ['updated at', k.updatedAt.toISOString()],
@@ -236,6 +245,7 @@ export function registerKeys(program: Command): void {
     .requiredOption('-r, --reason <text>', 'why (kept in the key\'s history)')
     .option('--actor <name>', 'who releases it (default: $USER, else operator)')
     .option('--expect-head <offset>', 'release only while the key is parked behind this source offset')
+    .option('--expect-token <token>', "release only while the key's head has this park token (its DLQ record's lifeline.park.token)")
     .option('--hex', 'the key argument is hex bytes (as `list` prints a key that is not UTF-8: hex:…)')
     .option('--database <url>', DATABASE_HELP)
     .option('--json', 'print JSON')
@@ -246,7 +256,10 @@ export function registerKeys(program: Command): void {
       const actor = opts.actor ?? (process.env.USER || 'operator')
       if (actor.trim() === '') throw new Error('--actor must not be empty')
       const database = databaseOption(opts.database)
-      const released = await withParkedKeys(database, (k) => k.release({ group: opts.group, topic: opts.topic, key, actor, reason: opts.reason, ...(expectHeadOffset === undefined ? {} : { expectHeadOffset }) }))
+      if (opts.expectToken !== undefined && opts.expectToken.trim() === '') throw new Error('--expect-token must not be empty')
+      const released = await withParkedKeys(database, (k) =>
+        k.release({ group: opts.group, topic: opts.topic, key, actor, reason: opts.reason, ...(expectHeadOffset === undefined ? {} : { expectHeadOffset }), ...(opts.expectToken === undefined ? {} : { expectToken: opts.expectToken }) }),
+      )
       if (opts.json) {
         printJson(keyJson(released))
         return
@@ -254,7 +267,7 @@ export function registerKeys(program: Command): void {
       const n = released.parkedRecords
       process.stdout.write(
         `released key ${JSON.stringify(keyLabel(released.key, released.keyText))} of ${released.topic}[${released.partition}] in group ${released.group} ` +
-          `(head was offset ${released.headOffset} in ${released.headLocation}); status: ${released.status}, ${n} parked record${n === 1 ? '' : 's'} to replay\n`,
+          `(${released.headLocation === 'gap' ? 'it was waiting for a missing sequence, now skipped: a late arrival of it is dead-lettered' : `head was offset ${released.headOffset} in ${released.headLocation}`}); status: ${released.status}, ${n} parked record${n === 1 ? '' : 's'} to replay\n`,
       )
       const replays = n === 0 ? 'forgets the key' : `replays ${n === 1 ? 'it' : 'them'} in order, then forgets the key,`
       process.stdout.write(
