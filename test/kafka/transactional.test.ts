@@ -36,6 +36,25 @@ async function readToEnd(t: TestContext, name: string, partitions: number, isola
   return values
 }
 
+const PROBE = '__probe__'
+
+/**
+ * Waits until the transaction coordinator has aborted the open transaction on `name` (partition 0): a probe
+ * written after it becomes visible to a read_committed reader only once the transaction ended. The broker
+ * looks for timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
+ */
+async function waitForCoordinatorAbort(t: TestContext, name: string): Promise<void> {
+  await producer(t).send([{ topic: name, partition: 0, key: PROBE, value: PROBE }])
+  const c = consumer(t, { groupId: randomName('probe'), isolationLevel: 'read_committed' })
+  c.subscribe([name])
+  let seen = false
+  await waitFor(async () => {
+    for (const r of await c.poll(100, 200)) if (r.key?.toString() === PROBE) seen = true
+    return seen
+  }, 'the coordinator to abort the timed-out transaction', 90_000)
+  await c.close()
+}
+
 /** The offset after the last record of each partition in `records`. */
 function nextOffsets(records: readonly ConsumedRecord[]): TopicPartitionOffset[] {
   const next = new Map<number, TopicPartitionOffset>()
@@ -85,6 +104,23 @@ describe('transactional producer: error classification', () => {
     assert.equal(fatal.code, 'LL_TRANSACTION')
     assert.equal(fatal.retriable, false)
     assert.equal(fatal.details.kind, 'fatal')
+  })
+
+  test('a fenced-looking error is a broker-side timeout only for a transaction older than transaction.timeout.ms (librdkafka reports both as ERR__FENCED, fatal)', () => {
+    const reported = Object.assign(new Error('Failed to end transaction: Local: This instance has been fenced by a newer instance'), { code: -144, isFatal: true, isRetriable: false, isTxnRequiresAbort: false })
+    const young = transactionError('commitTransaction', reported, 'tx-1', { ageMs: 4_999, timeoutMs: 5_000 })
+    assert.equal(young.code, 'LL_FENCED', 'a transaction younger than the timeout cannot have timed out: a real fence')
+    const old = transactionError('commitTransaction', reported, 'tx-1', { ageMs: 5_000, timeoutMs: 5_000 })
+    assert.equal(old.code, 'LL_TRANSACTION')
+    assert.equal(old.details.kind, 'timed-out')
+    assert.equal(old.retriable, true)
+    assert.equal(old.details.transactionTimeoutMs, 5_000)
+    // INVALID_PRODUCER_EPOCH in a delivery report (no flags) is judged the same way.
+    assert.equal(transactionError('delivery to out', { code: 47 }, 'tx-1', { ageMs: 61_000, timeoutMs: 60_000 }).details.kind, 'timed-out')
+    // Outside a transaction there is nothing to time out.
+    assert.equal(transactionError('initTransactions', reported, 'tx-1').code, 'LL_FENCED')
+    // A fatal error that is not a fence stays fatal whatever the age.
+    assert.equal(transactionError('commitTransaction', { code: -150, isFatal: true }, 'tx-1', { ageMs: 90_000, timeoutMs: 60_000 }).details.kind, 'fatal')
   })
 
   test('options are validated: transactionalId is required', () => {
@@ -166,7 +202,9 @@ describe('transactional producer against the real broker', () => {
     await successor.connect()
 
     // The broker rejects the zombie's next write (INVALID_PRODUCER_EPOCH in its delivery report).
-    await assert.rejects(zombie.send([{ topic: output, value: 'late-zombie' }]), (err: unknown) => isLifelineError(err, 'LL_FENCED'))
+    // What librdkafka 2.15 reports: INVALID_PRODUCER_EPOCH (47) in the delivery report (flags unset), then
+    // ERR__FENCED (-144, isFatal) for every transactional call. A broker-side timeout reports the same.
+    await assert.rejects(zombie.send([{ topic: output, value: 'late-zombie' }]), (err: unknown) => isLifelineError(err, 'LL_FENCED') && err.details.nativeCode === 47)
     // Fenced is final: every later call rejects the same way.
     await assert.rejects(zombie.commit(), (err: unknown) => isLifelineError(err, 'LL_FENCED'))
     await assert.rejects(zombie.begin(), (err: unknown) => isLifelineError(err, 'LL_FENCED'))
@@ -179,6 +217,34 @@ describe('transactional producer against the real broker', () => {
     const uncommitted = await readToEnd(t, output, 1, 'read_uncommitted')
     assert.ok(uncommitted.includes('from-zombie'), 'the zombie did write before it was fenced')
     assert.ok(!uncommitted.includes('late-zombie'), 'the broker refused the write after fencing')
+  })
+
+  test('a broker-side transaction timeout is not a fence: the stalled transaction fails with LL_TRANSACTION kind timed-out, abort() re-initialises the producer and the next transaction commits', async (t) => {
+    const output = await topic(t, { partitions: 1, prefix: 'txn-out' })
+    const p = txProducer(t, { transactionTimeoutMs: 5000 })
+    await p.begin()
+    await p.send([{ topic: output, value: 'timed-out' }])
+    // The coordinator aborts a transaction older than transaction.timeout.ms (and bumps the epoch, KIP-588):
+    // until then a read_committed reader cannot pass it, after that it can.
+    await waitForCoordinatorAbort(t, output)
+    // librdkafka reports this exactly like a fence (INVALID_PRODUCER_EPOCH → fatal ERR__FENCED); the transaction
+    // outlived transaction.timeout.ms, so it is a timeout, never LL_FENCED.
+    await assert.rejects(p.commit(), (err: unknown) => {
+      assert.ok(isLifelineError(err, 'LL_TRANSACTION'), `LL_TRANSACTION, not ${String(err)}`)
+      assert.equal(err.details.kind, 'timed-out')
+      assert.equal(err.retriable, true)
+      assert.equal(err.details.nativeCode, -144)
+      return true
+    })
+    await assert.rejects(p.send([{ topic: output, value: 'still-timed-out' }]), (err: unknown) => isLifelineError(err, 'LL_TRANSACTION') && err.details.kind === 'timed-out')
+    assert.equal(p.inTransaction(), true, 'the timed-out transaction is open until abort()')
+    await p.abort()
+    assert.equal(p.inTransaction(), false)
+    await p.begin()
+    await p.send([{ topic: output, value: 'after-recovery' }])
+    await p.commit()
+    await markEnd(t, output, 1)
+    assert.deepEqual((await readToEnd(t, output, 1, 'read_committed')).filter((v) => v !== PROBE), ['after-recovery'])
   })
 
   test('close() aborts an open transaction, so read_committed readers are not held back until the timeout', async (t) => {
