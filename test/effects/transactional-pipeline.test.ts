@@ -6,10 +6,9 @@ import { createTransactionalPipeline, type TransactionalPipeline, type Transacti
 import { isLifelineError, type LifelineError } from '../../src/errors.js'
 import { NonRetriableError } from '../../src/runtime/classify.js'
 import type { ConsumedRecord, ProduceRecord } from '../../src/kafka/index.js'
-import { admin, brokers, consumer, defer, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { admin, brokers, consumer, defer, producer, PROBE, randomName, topic, waitFor, waitForCoordinatorAbort } from '../helpers/kafka.js'
 
 const END = '__end__'
-const PROBE = '__probe__'
 
 function pipeline(t: TestContext, options: Omit<TransactionalPipelineOptions, 'brokers'>): TransactionalPipeline {
   const p = createTransactionalPipeline({ brokers: brokers(), batchMs: 20, retry: { baseMs: 10, maxMs: 100 }, ...options })
@@ -71,23 +70,6 @@ function tail(t: TestContext, name: string): { values: string[] } {
   return seen
 }
 
-/**
- * Waits until the transaction coordinator has aborted the open transaction on `name` (partition 0): a probe
- * written after it becomes visible to a read_committed reader only once that transaction ended. The broker
- * looks for timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
- */
-async function waitForCoordinatorAbort(t: TestContext, name: string): Promise<void> {
-  await producer(t).send([{ topic: name, partition: 0, key: PROBE, value: PROBE }])
-  const c = consumer(t, { groupId: randomName('probe'), isolationLevel: 'read_committed' })
-  c.subscribe([name])
-  let seen = false
-  await waitFor(async () => {
-    for (const r of await c.poll(100, 200)) if (r.key?.toString() === PROBE) seen = true
-    return seen
-  }, 'the coordinator to abort the timed-out transaction', 90_000)
-  await c.close()
-}
-
 /** Every record of `name` (all partitions) as a read_committed reader sees it, up to end markers written now. */
 async function readRecords(t: TestContext, name: string, partitions: number): Promise<ConsumedRecord[]> {
   await producer(t).send(Array.from({ length: partitions }, (_, partition) => ({ topic: name, partition, key: END, value: END })))
@@ -107,6 +89,25 @@ async function readRecords(t: TestContext, name: string, partitions: number): Pr
 }
 
 const header = (r: ConsumedRecord, name: string): string | undefined => r.headers.findLast((h) => h.key === name)?.value?.toString()
+
+/**
+ * After a pipeline child with `transactionalId` died before finishing `input`: a restart with the same id
+ * (its initTransactions aborts what the child left open) finishes it, and read_committed readers of `output`
+ * see every input's output exactly once.
+ */
+async function restartAndCheck(t: TestContext, o: { groupId: string; transactionalId: string; input: string; output: string; values: string[] }): Promise<void> {
+  const highs = new Map((await admin(t).topicOffsets(o.input)).map((x) => [x.partition, x.high]))
+  const committedBefore = await admin(t).groupOffsets(o.groupId, o.input)
+  assert.ok(committedBefore.some((x) => x.offset < highs.get(x.partition)!), 'the child died before finishing the input')
+  const restarted = pipeline(t, {
+    groupId: o.groupId, transactionalId: o.transactionalId, topics: [o.input], sessionTimeoutMs: 6000,
+    transform: (r: ConsumedRecord) => [{ topic: o.output, key: r.key, value: `${r.value!.toString()}:out` }],
+  })
+  await restarted.start()
+  await waitForEnd(t, o.groupId, o.input, 45_000)
+  await restarted.close()
+  assertExactlyOnce(await readToEnd(t, o.output, 2, 'read_committed'), o.values.map((v) => `${v}:out`), 'read_committed output')
+}
 
 const sorted = (values: readonly string[]) => [...values].sort()
 /** Every value once, and nothing else. */
@@ -214,20 +215,8 @@ describe('transactional pipeline', () => {
     await waitFor(() => seen.values.length >= hangAfter, 'the child\'s outputs to reach the log')
     child.kill('SIGKILL')
     await new Promise((resolve) => child.once('exit', resolve))
-    const highs = new Map((await admin(t).topicOffsets(input)).map((o) => [o.partition, o.high]))
-    const committedBefore = await admin(t).groupOffsets(groupId, input)
-    assert.ok(committedBefore.some((o) => o.offset < highs.get(o.partition)!), 'the child died before finishing the input')
-
     // The restart's initTransactions aborts the open transaction at once.
-    const restarted = pipeline(t, {
-      groupId, transactionalId, topics: [input], sessionTimeoutMs: 6000,
-      transform: (r: ConsumedRecord) => [{ topic: output, key: r.key, value: `${r.value!.toString()}:out` }],
-    })
-    await restarted.start()
-    await waitForEnd(t, groupId, input, 45_000)
-    await restarted.close()
-
-    assertExactlyOnce(await readToEnd(t, output, 2, 'read_committed'), values.map((v) => `${v}:out`), 'read_committed output')
+    await restartAndCheck(t, { groupId, transactionalId, input, output, values })
     const uncommitted = await readToEnd(t, output, 2, 'read_uncommitted')
     assert.ok(uncommitted.length > values.length, `the killed transaction did leave (aborted) records in the log: ${uncommitted.length}`)
   })
@@ -468,18 +457,7 @@ describe('transactional pipeline', () => {
       const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
       assert.equal(exit.signal, 'SIGKILL', `the child died at the crash point: ${JSON.stringify(exit)} ${stderr}`)
       assert.match(stderr, new RegExp(`crash point ${point.replace('.', '\\.')} \\(pass 2\\)`))
-      const highs = new Map((await admin(t).topicOffsets(input)).map((o) => [o.partition, o.high]))
-      const committedBefore = await admin(t).groupOffsets(groupId, input)
-      assert.ok(committedBefore.some((o) => o.offset < highs.get(o.partition)!), 'the child died before finishing the input')
-
-      const restarted = pipeline(t, {
-        groupId, transactionalId, topics: [input], sessionTimeoutMs: 6000,
-        transform: (r: ConsumedRecord) => [{ topic: output, key: r.key, value: `${r.value!.toString()}:out` }],
-      })
-      await restarted.start()
-      await waitForEnd(t, groupId, input, 45_000)
-      await restarted.close()
-      assertExactlyOnce(await readToEnd(t, output, 2, 'read_committed'), values.map((v) => `${v}:out`), 'read_committed output')
+      await restartAndCheck(t, { groupId, transactionalId, input, output, values })
     })
   }
 

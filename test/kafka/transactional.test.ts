@@ -4,7 +4,7 @@ import { describe, test } from 'node:test'
 import { isLifelineError, type LifelineError } from '../../src/errors.js'
 import { createTransactionalProducer, type ConsumedRecord, type KafkaConsumer, type TopicPartitionOffset, type TransactionalProducer, type TransactionalProducerOptions } from '../../src/kafka/index.js'
 import { transactionError, transactionErrorKind } from '../../src/kafka/transactional.js'
-import { admin, brokers, consumer, defer, pollUntil, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { admin, brokers, consumer, defer, pollUntil, producer, PROBE, randomName, topic, waitFor, waitForCoordinatorAbort } from '../helpers/kafka.js'
 
 const END = '__end__'
 
@@ -34,25 +34,6 @@ async function readToEnd(t: TestContext, name: string, partitions: number, isola
   }, `a ${isolationLevel} reader to reach the end of ${name}`)
   await c.close()
   return values
-}
-
-const PROBE = '__probe__'
-
-/**
- * Waits until the transaction coordinator has aborted the open transaction on `name` (partition 0): a probe
- * written after it becomes visible to a read_committed reader only once the transaction ended. The broker
- * looks for timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
- */
-async function waitForCoordinatorAbort(t: TestContext, name: string): Promise<void> {
-  await producer(t).send([{ topic: name, partition: 0, key: PROBE, value: PROBE }])
-  const c = consumer(t, { groupId: randomName('probe'), isolationLevel: 'read_committed' })
-  c.subscribe([name])
-  let seen = false
-  await waitFor(async () => {
-    for (const r of await c.poll(100, 200)) if (r.key?.toString() === PROBE) seen = true
-    return seen
-  }, 'the coordinator to abort the timed-out transaction', 90_000)
-  await c.close()
 }
 
 /** The offset after the last record of each partition in `records`. */
