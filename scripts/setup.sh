@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up for a fresh machine: Java + Maven for the local Kafka broker, the
 # compression libraries librdkafka builds against, and the npm dependencies (the Kafka client is built
-# from source: its prebuilt-binary download cannot work without GitHub access).
+# from source: its prebuilt-binary download cannot work without GitHub access), then Lifeline's patch of
+# the Kafka client (scripts/patch-kafka-javascript.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v java >/dev/null 2>&1 || need_pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_pkgs+=(maven)
-for pkg in libzstd-dev liblz4-dev libsasl2-dev libssl-dev zlib1g-dev; do
+for pkg in libzstd-dev liblz4-dev libsasl2-dev libssl-dev zlib1g-dev patch; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -30,3 +31,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 node -e "require('@confluentinc/kafka-javascript')" || { echo "setup: the Kafka client did not build; see the npm ci output above" >&2; exit 1; }
+# Lifeline's patch of the binding (null header values, docs/headers.md): idempotent, rebuilds only when needed.
+bash scripts/patch-kafka-javascript.sh

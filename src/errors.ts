@@ -46,7 +46,7 @@ export const ErrorCodes = {
   LL_RETRY_TIER: { retriable: true, summary: 'Writing a record to its retry-tier topic failed (the partition pauses and the write is retried).' },
   LL_STATE: { retriable: true, summary: 'Reading or writing ordering state (parked keys, parked records, sequences) in the database failed; the partition pauses and the step is retried.' },
   LL_KEY_NOT_PARKED: { retriable: false, summary: 'A parked-key operation named a key that is not parked (or no longer has the expected head).' },
-  LL_TRANSACTION: { retriable: true, summary: 'A Kafka transaction failed (the pipeline aborts it: its records stay invisible to read_committed readers and its input is processed again), the transactional producer hit a fatal error, or it was used out of order (e.g. send() before begin()).' },
+  LL_TRANSACTION: { retriable: true, summary: 'A Kafka transaction failed (the pipeline aborts it: its records stay invisible to read_committed readers and its input is processed again; `details.kind` `timed-out`: the broker aborted it for outliving transaction.timeout.ms, and abort() re-initialises the producer), the transactional producer hit a fatal error, or it was used out of order (e.g. send() before begin()).' },
   LL_FENCED: { retriable: false, summary: 'A transactional producer was fenced by a newer instance with the same transactional.id (a zombie); it must stop.' },
   LL_INBOX: { retriable: true, summary: 'The inbox transaction (event-id claim plus the handler\'s writes) failed; nothing of it was committed and the record is retried.' },
   LL_COMPENSATION: { retriable: true, summary: 'A compensation step failed; it is retried and each attempt is recorded on the failure record.' },

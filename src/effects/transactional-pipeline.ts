@@ -14,10 +14,16 @@
  *   transaction spans a database and Kafka.
  *
  * ## Failure behaviour (details in docs/transactions.md)
- * - Transform or produce error: the transaction is aborted (its outputs stay invisible to read_committed
- *   readers), the batch's partitions are seeked back to the batch's first offsets and the batch runs again
- *   after a backoff. **Transforms must be deterministic or idempotent, with no side effects besides the
- *   records they return**: a batch may be transformed several times, one run's outputs commit.
+ * - Transform error: classified as the consumer runtime does. A permanent one, or the `retry.maxAttempts`-th
+ *   retriable one of a record, dead-letters the record (`{service}.{topic}.dlq`, `lifeline.*` failure
+ *   headers) in the running transaction: the rest of the batch commits with it. Any other aborts the
+ *   transaction (its outputs stay invisible to read_committed readers), seeks the batch's partitions back to
+ *   the batch's first offsets and runs the batch again after a backoff. **Transforms must be deterministic
+ *   or idempotent, with no side effects besides the records they return**: a batch may be transformed
+ *   several times, one run's outputs commit.
+ * - Produce, sendOffsets or commit error, and a transaction the broker aborted for outliving
+ *   `transactionTimeoutMs` (the producer is re-initialised, see src/kafka/transactional.ts): the same abort
+ *   and retry, counted against no record.
  * - Crash, even SIGKILL: the open transaction is aborted when a producer with the same `transactionalId`
  *   initialises (a restart: at once), else after `transactionTimeoutMs`.
  * - Fenced by a newer instance with the same `transactionalId` (KIP-98): the pipeline stops by itself,
@@ -37,91 +43,31 @@
  * pipeline.done().catch((err) => { log.fatal(err); process.exit(1) }) // LL_FENCED: a newer instance runs
  */
 import { EventEmitter } from 'node:events'
-import Type from 'typebox'
+import { fileURLToPath } from 'node:url'
 import { isLifelineError, LifelineError } from '../errors.js'
-import { createConsumer, createTransactionalProducer, transactionalProducerDefaults } from '../kafka/index.js'
-import type { ConsumedRecord, KafkaConsumer, ProduceRecord, TopicPartition, TopicPartitionOffset, TransactionalProducer } from '../kafka/types.js'
+import { createAdmin, createConsumer, createTransactionalProducer } from '../kafka/index.js'
+import type { ConsumedRecord, KafkaConsumer, ProduceAck, ProduceRecord, TopicPartition, TopicPartitionOffset, TransactionalProducer } from '../kafka/types.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { delayFor, exponential } from '../runtime/backoff.js'
+import { deadLetterRecord, failureContext } from '../runtime/dead-letter.js'
+import { dlqTopicName } from '../runtime/options.js'
+import { ensureTopics } from '../runtime/topics.js'
+import { crashPoint } from '../util/crash-points.js'
 import { sleep } from '../util/sleep.js'
-import { validateOptions } from '../util/options.js'
+import { RecordFailures } from './pipeline-failures.js'
+import { transactionalPipelineDefaults, validatePipelineOptions, type TransactionalPipelineOptions } from './transactional-pipeline-options.js'
 
-/** What a transform gets besides the record. */
-export interface TransformContext {
-  /** Aborted when the transaction is being aborted (revocation of the record's partition, close()). */
-  signal: AbortSignal
-}
-
-export type Transform = (record: ConsumedRecord, context: TransformContext) => Promise<readonly ProduceRecord[]> | readonly ProduceRecord[]
-
-export interface TransactionalPipelineOptions {
-  brokers: string[]
-  groupId: string
-  /**
-   * The producer's transactional.id: stable for one instance across its restarts (e.g. `{app}-{pod ordinal}`)
-   * and unique among the instances running at once. A restart with the same id aborts the transaction the
-   * crashed instance left open at once; a second live instance with the same id fences the first.
-   */
-  transactionalId: string
-  topics: string[]
-  /** Maps one input record to its output records (possibly none). Deterministic or idempotent, no side effects. */
-  transform: Transform
-  /** Most records in one transaction (default 500). */
-  batchSize?: number
-  /** How long a batch may keep filling after its first record, ms (default 100). */
-  batchMs?: number
-  /** transaction.timeout.ms: a batch must be processed well within it, ms (default 60000). */
-  transactionTimeoutMs?: number
-  /** session.timeout.ms of the group member (default 10000). */
-  sessionTimeoutMs?: number
-  /** Start without committed offsets from the earliest record (default true) or the latest. */
-  fromBeginning?: boolean
-  /** Backoff before an aborted batch is processed again: exponential with full jitter (default 200 ms → 10000 ms). */
-  retry?: { baseMs?: number; maxMs?: number }
-  /** client.id prefix (default `lifeline-txn`). */
-  clientId?: string
-  /** Extra librdkafka properties for the consumer and the producer (security, compression, ...). */
-  kafkaConfig?: Record<string, string | number | boolean>
-  logger?: Logger
-}
-
-/** Defaults of {@link TransactionalPipelineOptions}. */
-export const transactionalPipelineDefaults = {
-  batchSize: 500,
-  batchMs: 100,
-  transactionTimeoutMs: transactionalProducerDefaults.transactionTimeoutMs,
-  sessionTimeoutMs: 10_000,
-  fromBeginning: true,
-  retry: { baseMs: 200, maxMs: 10_000 },
-  clientId: 'lifeline-txn',
-} as const satisfies Partial<TransactionalPipelineOptions>
-
-const Name = Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' })
-
-const Schema = Type.Object(
-  {
-    brokers: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
-    groupId: Type.String({ minLength: 1 }),
-    transactionalId: Type.String({ minLength: 1 }),
-    topics: Type.Array(Name, { minItems: 1 }),
-    // A function (checked after the schema): JSON Schema cannot describe one.
-    transform: Type.Any(),
-    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    batchMs: Type.Optional(Type.Integer({ minimum: 0 })),
-    transactionTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000 })),
-    sessionTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000 })),
-    fromBeginning: Type.Optional(Type.Boolean()),
-    retry: Type.Optional(Type.Object({ baseMs: Type.Optional(Type.Integer({ minimum: 0 })), maxMs: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false })),
-    clientId: Type.Optional(Type.String({ minLength: 1 })),
-    kafkaConfig: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]))),
-    logger: Type.Optional(Type.Any()),
-  },
-  { additionalProperties: false },
-)
+export { transactionalPipelineDefaults } from './transactional-pipeline-options.js'
+export type { TransactionalPipelineOptions, Transform, TransformContext } from './transactional-pipeline-options.js'
 
 export interface TransactionalPipelineEvents {
   /** A batch's transaction committed: its outputs are visible and its offsets committed. */
   committed: [info: { records: number; outputs: number; offsets: TopicPartitionOffset[]; durationMs: number }]
+  /**
+   * A record whose transform failed permanently, or `retry.maxAttempts` times, was dead-lettered; emitted
+   * once the transaction holding the dead letter committed.
+   */
+  'dead-letter': [info: { topic: string; partition: number; offset: number; dlqTopic: string; dlqOffset: number; errorCode: string; attempts: number }]
   /** A batch's transaction was aborted; its records are processed again (unless their partition went). */
   aborted: [info: { records: number; reason: 'error' | 'revoked' | 'closing'; error?: unknown }]
   /** This pipeline was fenced by a newer one with the same transactionalId and stopped. */
@@ -140,8 +86,10 @@ export interface TransactionalPipelineStats {
   abortedTransactions: number
   /** Input records whose transaction committed. */
   records: number
-  /** Output records committed. */
+  /** Output records committed (dead letters not included). */
   outputs: number
+  /** Input records dead-lettered in a committed transaction. */
+  deadLettered: number
   assigned: TopicPartition[]
 }
 
@@ -194,19 +142,32 @@ class Interrupted extends Error {
   }
 }
 
+/** Stack frames from this file down are how the pipeline called the transform: cut from fingerprints. */
+const PIPELINE_FILE = fileURLToPath(import.meta.url)
+
+/** A dead letter sent in the open transaction, reported once it committed. */
+interface SentDeadLetter {
+  readonly record: ConsumedRecord
+  readonly dlqTopic: string
+  readonly ack: Promise<ProduceAck[]>
+  readonly errorCode: string
+  readonly attempts: number
+}
+
 export function createTransactionalPipeline(input: TransactionalPipelineOptions): TransactionalPipeline {
-  const options = validateOptions(Schema, input, 'pipeline') as unknown as TransactionalPipelineOptions
-  if (typeof options.transform !== 'function') throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: pipeline.transform: must be a function')
+  const options = validatePipelineOptions(input)
   const d = transactionalPipelineDefaults
   const batchSize = options.batchSize ?? d.batchSize
   const batchMs = options.batchMs ?? d.batchMs
+  const service = options.service ?? options.groupId
   const backoff = exponential({ baseMs: options.retry?.baseMs ?? d.retry.baseMs, maxMs: options.retry?.maxMs ?? d.retry.maxMs, jitter: 'full' })
+  const failures = new RecordFailures(options.retry?.maxAttempts ?? d.retry.maxAttempts, { permanentCodes: options.permanentCodes, classifier: options.classifier })
   const log: Logger = (options.logger ?? silentLogger()).child({ component: 'transactional-pipeline', group: options.groupId, transactionalId: options.transactionalId })
 
   const emitter = new EventEmitter<TransactionalPipelineEvents>()
   const stopping = new AbortController()
   const owned = new Map<string, Owned>()
-  const counters = { committedTransactions: 0, abortedTransactions: 0, records: 0, outputs: 0 }
+  const counters = { committedTransactions: 0, abortedTransactions: 0, records: 0, outputs: 0, deadLettered: 0 }
   let state: PipelineState = 'idle'
   let consumer: KafkaConsumer | undefined
   let producer: TransactionalProducer | undefined
@@ -244,6 +205,8 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
     const keys = parts.map((p) => key(p.topic, p.partition))
     // From here on, records of these partitions still in hand are dropped and never seeked.
     for (const k of keys) owned.delete(k)
+    // The next owner counts attempts afresh.
+    failures.forget(parts)
     const batch = inFlight
     if (batch && keys.some((k) => batch.partitions.has(k))) {
       // Abort before the partitions go: the next owner then starts from the committed offset with no
@@ -293,7 +256,7 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
   }
 
   async function run(c: KafkaConsumer, p: TransactionalProducer): Promise<void> {
-    let failures = 0
+    let aborts = 0
     while (!stopping.signal.aborted) {
       let accepted: Accepted[]
       try {
@@ -312,9 +275,9 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
       if (batch.length === 0) continue
       const outcome = await transact(c, p, batch)
       if (outcome === 'failed') {
-        failures++
-        await sleep(delayFor(backoff, failures, undefined), stopping.signal).catch(() => undefined)
-      } else if (outcome === 'committed') failures = 0
+        aborts++
+        await sleep(delayFor(backoff, aborts, undefined), stopping.signal).catch(() => undefined)
+      } else if (outcome === 'committed') aborts = 0
     }
   }
 
@@ -341,6 +304,7 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
     }
     try {
       let outputs = 0
+      const deadLetters: SentDeadLetter[] = []
       try {
         check()
         await p.begin()
@@ -349,19 +313,26 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
           check()
           let records: readonly ProduceRecord[]
           try {
-            records = await options.transform(r, { signal })
+            records = await transformOne(r, signal)
           } catch (err) {
             if (signal.aborted) throw signal.reason
-            throw new LifelineError('LL_TRANSACTION', `transform failed for ${r.topic}[${r.partition}]@${r.offset}: ${(err as Error)?.message ?? String(err)}`, {
-              cause: err,
-              details: { topic: r.topic, partition: r.partition, offset: r.offset },
-            })
-          }
-          if (!Array.isArray(records)) {
-            throw new LifelineError('LL_TRANSACTION', `transform returned ${typeof records} for ${r.topic}[${r.partition}]@${r.offset}: expected an array of records`, {
-              retriable: false,
-              details: { topic: r.topic, partition: r.partition, offset: r.offset },
-            })
+            const verdict = failures.fail(r, err)
+            const where = `${r.topic}[${r.partition}]@${r.offset}`
+            if (!verdict.deadLetter) {
+              throw new LifelineError('LL_TRANSACTION', `transform failed for ${where} (attempt ${verdict.summary.attempts}): ${verdict.summary.classification.message}`, {
+                cause: err,
+                details: { topic: r.topic, partition: r.partition, offset: r.offset, attempts: verdict.summary.attempts },
+              })
+            }
+            // Dead-lettered in this transaction: it commits with the batch's other outputs and offsets, or not at all.
+            const dlqTopic = dlqTopicName(service, r.topic, options.deadLetter?.topic)
+            const context = failureContext(r, options.groupId, service, verdict.summary, PIPELINE_FILE)
+            const ack = p.send([deadLetterRecord(dlqTopic, r, context, { spring: options.deadLetter?.springHeaders ?? d.deadLetter.springHeaders })])
+            ack.catch(() => undefined)
+            acks.push(ack)
+            deadLetters.push({ record: r, dlqTopic, ack, errorCode: verdict.summary.classification.code, attempts: verdict.summary.attempts })
+            log.warn({ topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic, code: context.errorCode, attempts: context.attempts, kind: verdict.summary.classification.kind }, 'transform failed for good; dead-lettering the record in the transaction')
+            continue
           }
           if (records.length === 0) continue
           outputs += records.length
@@ -371,10 +342,12 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
           acks.push(ack)
         }
         await Promise.all(acks)
+        crashPoint('tx.after-send')
         check()
         await p.sendOffsets([...nexts.values()], c)
         check()
         await p.commit()
+        crashPoint('tx.after-commit')
       } catch (err) {
         if (isLifelineError(err, 'LL_FENCED') || (isLifelineError(err) && err.details.kind === 'fatal')) throw err
         const reason = err instanceof Interrupted ? err.reason : 'error'
@@ -388,8 +361,15 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
       counters.committedTransactions++
       counters.records += batch.length
       counters.outputs += outputs
+      counters.deadLettered += deadLetters.length
       const offsets = [...nexts.values()]
-      log.debug({ records: batch.length, outputs, offsets }, 'transaction committed')
+      failures.committed(offsets)
+      log.debug({ records: batch.length, outputs, deadLettered: deadLetters.length, offsets }, 'transaction committed')
+      for (const dl of deadLetters) {
+        const [ack] = await dl.ack
+        const r = dl.record
+        emit('dead-letter', { topic: r.topic, partition: r.partition, offset: r.offset, dlqTopic: dl.dlqTopic, dlqOffset: ack!.offset, errorCode: dl.errorCode, attempts: dl.attempts })
+      }
       emit('committed', { records: batch.length, outputs, offsets, durationMs: Date.now() - started })
       return 'committed'
     } finally {
@@ -397,6 +377,18 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
       inFlight = undefined
       finish()
     }
+  }
+
+  /** The transform's outputs for `r`; throws what it threw, or LL_TRANSACTION (permanent) for a result that is not an array. */
+  async function transformOne(r: ConsumedRecord, signal: AbortSignal): Promise<readonly ProduceRecord[]> {
+    const records = await options.transform(r, { signal, attempt: failures.attempt(r) })
+    if (!Array.isArray(records)) {
+      throw new LifelineError('LL_TRANSACTION', `transform returned ${typeof records} for ${r.topic}[${r.partition}]@${r.offset}: expected an array of records`, {
+        retriable: false,
+        details: { topic: r.topic, partition: r.partition, offset: r.offset },
+      })
+    }
+    return records
   }
 
   /** Aborts the open transaction and puts the consumer back at the batch's first offsets. */
@@ -450,6 +442,14 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
     starting = (async () => {
       const config = options.kafkaConfig
       const clientId = options.clientId ?? d.clientId
+      const admin = createAdmin({ brokers: options.brokers, clientId: `${clientId}-admin`, config })
+      try {
+        // The consumer runtime's checks: inputs exist; DLQs exist (created unless provisioning is off) with
+        // at least the partitions of their source, as a dead letter keeps its source partition number.
+        await ensureTopics(admin, { service, topics: options.topics, deadLetter: options.deadLetter, checkOnly: !(options.deadLetter?.provision ?? d.deadLetter.provision) })
+      } finally {
+        await admin.close()
+      }
       const p = createTransactionalProducer({
         brokers: options.brokers,
         clientId: `${clientId}-producer`,

@@ -5,12 +5,22 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import { createRequire } from 'node:module'
 import type * as RdKafkaTypes from '@confluentinc/kafka-javascript'
+import { LifelineError } from '../errors.js'
 import type { KafkaConnection, KafkaHeader, ProduceRecord } from './types.js'
 
 const require = createRequire(import.meta.url)
 export const rdkafka = require('@confluentinc/kafka-javascript') as typeof RdKafkaTypes
 
-export type NativeHeader = Record<string, Buffer | string>
+/**
+ * True when the loaded binding was built with patches/kafka-javascript-null-headers.patch (applied by
+ * scripts/patch-kafka-javascript.sh): it then sends a null header value as a null header and delivers a
+ * consumed null header as null. Without it a null header cannot be sent at all and arrives as an empty
+ * buffer (docs/headers.md, "Null and empty header values").
+ */
+export const bindingKeepsNullHeaders: boolean = (require('@confluentinc/kafka-javascript/librdkafka.js') as { lifelineNullHeaders?: unknown }).lifelineNullHeaders === 1
+
+/** A header as the binding takes and gives it: one `{ key: value }` object per header, in order. */
+export type NativeHeader = Record<string, Buffer | string | null>
 
 /** librdkafka's name and the version it was built from, for logs and the test banner. */
 export function clientVersion(): string {
@@ -27,18 +37,33 @@ export function baseConfig(conn: KafkaConnection): Record<string, string | numbe
   }
 }
 
+/**
+ * Lifeline's headers as the binding takes them, each value kept as it is: null stays null (a null header,
+ * value length -1 on the wire; needs the patched binding) and an empty value is an empty one.
+ *
+ * An empty value is handed over as the empty string: the binding reads a Buffer's bytes through
+ * `node::Buffer::Data`, which is NULL for a zero-length buffer (`Buffer.alloc(0)`, `Buffer.from('')`),
+ * and librdkafka takes a NULL value for a null header; a string's bytes are never NULL. Throws
+ * LL_KAFKA_PRODUCE for a null value when the binding is not patched (it would send the record without that
+ * header and throw after).
+ */
 export function toNativeHeaders(headers: readonly KafkaHeader[] | undefined): NativeHeader[] | undefined {
   if (headers === undefined || headers.length === 0) return undefined
-  // A null header value travels as an empty buffer: the binding cannot express null.
-  return headers.map((h) => ({ [h.key]: h.value ?? Buffer.alloc(0) }))
+  return headers.map((h) => {
+    if (h.value === null && !bindingKeepsNullHeaders) {
+      throw new LifelineError('LL_KAFKA_PRODUCE', `header ${JSON.stringify(h.key)} has a null value, which this build of @confluentinc/kafka-javascript cannot send: run scripts/patch-kafka-javascript.sh (docs/headers.md)`, { retriable: false })
+    }
+    return { [h.key]: h.value !== null && h.value.length === 0 ? '' : h.value }
+  })
 }
 
+/** The binding's headers as Lifeline's: a null value (a null header) stays null, bytes stay bytes. */
 export function fromNativeHeaders(headers: unknown): KafkaHeader[] {
   if (!Array.isArray(headers)) return []
   const out: KafkaHeader[] = []
   for (const h of headers as Array<Record<string, unknown>>) {
     for (const [key, value] of Object.entries(h)) {
-      out.push({ key, value: Buffer.isBuffer(value) ? value : value == null ? null : Buffer.from(String(value)) })
+      out.push({ key, value: Buffer.isBuffer(value) ? value : value === null || value === undefined ? null : Buffer.from(String(value)) })
     }
   }
   return out

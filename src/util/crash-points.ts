@@ -2,8 +2,8 @@
  * Named crash points: a documented fault-injection facility (in the spirit of FoundationDB's buggify).
  *
  * Every protocol step that writes state (a parked key, a retry-tier or DLQ copy, a parked record, a
- * release, a commit, an inbox transaction, a redrive) calls {@link crashPoint} with its name right after
- * the write. Unless `LIFELINE_CRASH_AT` names that point the call does nothing (one map lookup). With
+ * release, a commit, an inbox transaction, a Kafka transaction, a redrive) calls {@link crashPoint} with
+ * its name right after the write. Unless `LIFELINE_CRASH_AT` names that point the call does nothing (one map lookup). With
  * `LIFELINE_CRASH_AT=<point>[:<nth>]` the process kills itself with SIGKILL the nth time (default the
  * first) it passes the point: no `finally`, no flush, no close — what a power cut or an OOM kill does.
  *
@@ -43,6 +43,9 @@ export const CRASH_POINTS = {
   'commit.before': 'last sequences are saved; the offsets that cover them are not committed yet',
   'commit.after': 'offsets are committed',
   'inbox.after-commit': "an inbox transaction (event-id claim plus the handler's writes) committed; the handler has not returned yet",
+  // ---- the transactional pipeline (Kafka transactions) -----------------------------------------------
+  'tx.after-send': "a batch's outputs (and dead letters) are acknowledged in its open transaction; its offsets are not added and nothing is committed yet",
+  'tx.after-commit': "a batch's transaction (outputs, dead letters and offsets) committed; the pipeline has not marked the batch done yet",
   // ---- the DLQ processor's redrive -------------------------------------------------------------------
   'redrive.after-produce': 'a redriven record is acknowledged by the broker; its status and job item are not written yet',
   'redrive.after-status': "a redriven record's status and job item are written; the key is not released yet",

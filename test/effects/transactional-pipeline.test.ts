@@ -4,8 +4,9 @@ import type { TestContext } from 'node:test'
 import { describe, test } from 'node:test'
 import { createTransactionalPipeline, type TransactionalPipeline, type TransactionalPipelineOptions } from '../../src/effects/transactional-pipeline.js'
 import { isLifelineError, type LifelineError } from '../../src/errors.js'
+import { NonRetriableError } from '../../src/runtime/classify.js'
 import type { ConsumedRecord, ProduceRecord } from '../../src/kafka/index.js'
-import { admin, brokers, consumer, defer, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { admin, brokers, consumer, defer, producer, PROBE, randomName, topic, waitFor, waitForCoordinatorAbort } from '../helpers/kafka.js'
 
 const END = '__end__'
 
@@ -45,7 +46,7 @@ async function readToEnd(t: TestContext, name: string, partitions: number, isola
   await waitFor(async () => {
     for (const r of await c.poll(500, 200)) {
       if (r.key?.toString() === END) ended.add(r.partition)
-      else if (!ended.has(r.partition)) values.push(r.value!.toString())
+      else if (r.key?.toString() !== PROBE && !ended.has(r.partition)) values.push(r.value!.toString())
     }
     return ended.size === partitions
   }, `a ${isolationLevel} reader to reach the end of ${name}`)
@@ -67,6 +68,45 @@ function tail(t: TestContext, name: string): { values: string[] } {
     await loop
   })
   return seen
+}
+
+/** Every record of `name` (all partitions) as a read_committed reader sees it, up to end markers written now. */
+async function readRecords(t: TestContext, name: string, partitions: number): Promise<ConsumedRecord[]> {
+  await producer(t).send(Array.from({ length: partitions }, (_, partition) => ({ topic: name, partition, key: END, value: END })))
+  const c = consumer(t, { groupId: randomName('reader'), isolationLevel: 'read_committed' })
+  c.subscribe([name])
+  const records: ConsumedRecord[] = []
+  const ended = new Set<number>()
+  await waitFor(async () => {
+    for (const r of await c.poll(500, 200)) {
+      if (r.key?.toString() === END) ended.add(r.partition)
+      else if (!ended.has(r.partition)) records.push(r)
+    }
+    return ended.size === partitions
+  }, `a read_committed reader to reach the end of ${name}`)
+  await c.close()
+  return records
+}
+
+const header = (r: ConsumedRecord, name: string): string | undefined => r.headers.findLast((h) => h.key === name)?.value?.toString()
+
+/**
+ * After a pipeline child with `transactionalId` died before finishing `input`: a restart with the same id
+ * (its initTransactions aborts what the child left open) finishes it, and read_committed readers of `output`
+ * see every input's output exactly once.
+ */
+async function restartAndCheck(t: TestContext, o: { groupId: string; transactionalId: string; input: string; output: string; values: string[] }): Promise<void> {
+  const highs = new Map((await admin(t).topicOffsets(o.input)).map((x) => [x.partition, x.high]))
+  const committedBefore = await admin(t).groupOffsets(o.groupId, o.input)
+  assert.ok(committedBefore.some((x) => x.offset < highs.get(x.partition)!), 'the child died before finishing the input')
+  const restarted = pipeline(t, {
+    groupId: o.groupId, transactionalId: o.transactionalId, topics: [o.input], sessionTimeoutMs: 6000,
+    transform: (r: ConsumedRecord) => [{ topic: o.output, key: r.key, value: `${r.value!.toString()}:out` }],
+  })
+  await restarted.start()
+  await waitForEnd(t, o.groupId, o.input, 45_000)
+  await restarted.close()
+  assertExactlyOnce(await readToEnd(t, o.output, 2, 'read_committed'), o.values.map((v) => `${v}:out`), 'read_committed output')
 }
 
 const sorted = (values: readonly string[]) => [...values].sort()
@@ -175,20 +215,8 @@ describe('transactional pipeline', () => {
     await waitFor(() => seen.values.length >= hangAfter, 'the child\'s outputs to reach the log')
     child.kill('SIGKILL')
     await new Promise((resolve) => child.once('exit', resolve))
-    const highs = new Map((await admin(t).topicOffsets(input)).map((o) => [o.partition, o.high]))
-    const committedBefore = await admin(t).groupOffsets(groupId, input)
-    assert.ok(committedBefore.some((o) => o.offset < highs.get(o.partition)!), 'the child died before finishing the input')
-
     // The restart's initTransactions aborts the open transaction at once.
-    const restarted = pipeline(t, {
-      groupId, transactionalId, topics: [input], sessionTimeoutMs: 6000,
-      transform: (r: ConsumedRecord) => [{ topic: output, key: r.key, value: `${r.value!.toString()}:out` }],
-    })
-    await restarted.start()
-    await waitForEnd(t, groupId, input, 45_000)
-    await restarted.close()
-
-    assertExactlyOnce(await readToEnd(t, output, 2, 'read_committed'), values.map((v) => `${v}:out`), 'read_committed output')
+    await restartAndCheck(t, { groupId, transactionalId, input, output, values })
     const uncommitted = await readToEnd(t, output, 2, 'read_uncommitted')
     assert.ok(uncommitted.length > values.length, `the killed transaction did leave (aborted) records in the log: ${uncommitted.length}`)
   })
@@ -300,6 +328,138 @@ describe('transactional pipeline', () => {
     assert.ok(b.stats().records > 0, 'B processed records')
     assertExactlyOnce(await readToEnd(t, output, 4, 'read_committed'), values.map((v) => `${v}:out`), 'read_committed output')
   })
+
+  test('a transform stalled past transactionTimeoutMs (the broker aborts the transaction and bumps the epoch, INVALID_PRODUCER_EPOCH) is retried, never reported as fenced', async (t) => {
+    const { input, output, values } = await setup(t, 20, 1)
+    const groupId = randomName('pipe')
+    const seen = tail(t, output)
+    let stalled = false
+    const p = pipeline(t, {
+      groupId, transactionalId: randomName('txn'), topics: [input], batchSize: 20, batchMs: 500, transactionTimeoutMs: 5000,
+      transform: async (r: ConsumedRecord) => {
+        const v = r.value!.toString()
+        if (v === 'v10' && !stalled) {
+          stalled = true
+          // The outputs of v0..v9 are on the log, so the transaction is open on the coordinator; stall until
+          // the coordinator aborts it for outliving transaction.timeout.ms.
+          await waitFor(() => seen.values.length >= 10, 'the first outputs of the transaction to reach the log')
+          await waitForCoordinatorAbort(t, output)
+        }
+        return [{ topic: output, key: r.key, value: `${v}:out` }]
+      },
+    })
+    const fenced: unknown[] = []
+    const aborted: Array<{ reason: string; error?: unknown }> = []
+    p.on('fenced', (err) => fenced.push(err))
+    p.on('aborted', (info) => aborted.push(info))
+    await p.start()
+    const stopped = p.done().then(() => 'closed', (err: unknown) => err)
+    await waitForEnd(t, groupId, input, 60_000)
+    await p.close()
+    assert.equal(await stopped, 'closed', 'the pipeline did not stop by itself')
+    assert.deepEqual(fenced, [], 'a transaction timeout is not a fence')
+    assert.equal(aborted.length, 1)
+    const error = aborted[0]!.error as LifelineError
+    assert.ok(isLifelineError(error, 'LL_TRANSACTION'), `aborted with LL_TRANSACTION: ${String(error)}`)
+    assert.equal(error.details.kind, 'timed-out')
+    assertExactlyOnce(await readToEnd(t, output, 1, 'read_committed'), values.map((v) => `${v}:out`), 'read_committed output')
+  })
+
+  test('a poison record (a permanent failure) is dead-lettered in the transaction of its batch: read_committed readers see it once in the DLQ with lifeline.* headers, and every other output once', async (t) => {
+    const { input, output, values } = await setup(t, 40, 2)
+    const service = randomName('svc')
+    const dlq = await topic(t, { topic: `${service}.${input}.dlq`, partitions: 2 })
+    const groupId = randomName('pipe')
+    const calls = new Map<string, number>()
+    const deadLetters: Array<{ offset: number; dlqTopic: string; errorCode: string; attempts: number }> = []
+    const p = pipeline(t, {
+      groupId, service, transactionalId: randomName('txn'), topics: [input], batchSize: 40, batchMs: 500,
+      deadLetter: { provision: false },
+      transform: (r: ConsumedRecord) => {
+        const v = r.value!.toString()
+        calls.set(v, (calls.get(v) ?? 0) + 1)
+        if (v === 'v7') throw new NonRetriableError('v7 cannot be enriched', { code: 'E_POISON' })
+        return [{ topic: output, key: r.key, value: `${v}:out` }]
+      },
+    })
+    p.on('dead-letter', (info) => deadLetters.push(info))
+    await p.start()
+    await waitForEnd(t, groupId, input)
+    await p.close()
+
+    assert.equal(calls.get('v7'), 1, 'a permanent failure is not retried')
+    assert.equal(p.stats().abortedTransactions, 0, 'nothing was aborted: the poison record went to the DLQ in its batch')
+    assert.equal(p.stats().deadLettered, 1)
+    assert.deepEqual(deadLetters.map((d) => ({ dlqTopic: d.dlqTopic, errorCode: d.errorCode, attempts: d.attempts })), [{ dlqTopic: dlq, errorCode: 'E_POISON', attempts: 1 }])
+    assertExactlyOnce(await readToEnd(t, output, 2, 'read_committed'), values.filter((v) => v !== 'v7').map((v) => `${v}:out`), 'read_committed output')
+    const dead = await readRecords(t, dlq, 2)
+    assert.equal(dead.length, 1, 'the poison record is in the DLQ exactly once')
+    const d = dead[0]!
+    assert.equal(d.value!.toString(), 'v7')
+    assert.equal(d.key!.toString(), 'k7')
+    assert.equal(header(d, 'lifeline.origin.topic'), input)
+    assert.equal(header(d, 'lifeline.origin.offset'), String(deadLetters[0]!.offset))
+    assert.equal(header(d, 'lifeline.group'), groupId)
+    assert.equal(header(d, 'lifeline.service'), service)
+    assert.equal(header(d, 'lifeline.error.class'), 'NonRetriableError')
+    assert.equal(header(d, 'lifeline.error.code'), 'E_POISON')
+    assert.equal(header(d, 'lifeline.error.message'), 'v7 cannot be enriched')
+    assert.equal(header(d, 'lifeline.attempts'), '1')
+  })
+
+  test('a record that keeps failing with a retriable error is dead-lettered after retry.maxAttempts attempts; the rest of its batch commits with it', async (t) => {
+    const { input, output, values } = await setup(t, 30, 1)
+    const service = randomName('svc')
+    const dlq = `${service}.${input}.dlq`
+    const a = admin(t)
+    // Provisioned by start() (deadLetter.provision defaults to true); deleted after the pipeline closed.
+    defer(t, () => a.deleteTopics([dlq]))
+    const groupId = randomName('pipe')
+    const calls = new Map<string, number>()
+    const p = pipeline(t, {
+      groupId, service, transactionalId: randomName('txn'), topics: [input], batchSize: 30, batchMs: 500,
+      retry: { maxAttempts: 3, baseMs: 10, maxMs: 50 },
+      transform: (r: ConsumedRecord) => {
+        const v = r.value!.toString()
+        calls.set(v, (calls.get(v) ?? 0) + 1)
+        if (v === 'v12') throw Object.assign(new Error('downstream says no'), { code: 'E_FLAKY' })
+        return [{ topic: output, key: r.key, value: `${v}:out` }]
+      },
+    })
+    await p.start()
+    await waitForEnd(t, groupId, input)
+    await p.close()
+
+    assert.equal(calls.get('v12'), 3, 'three attempts, then the DLQ')
+    assert.equal(p.stats().abortedTransactions, 2, 'the first two failures aborted the batch')
+    assert.equal(p.stats().deadLettered, 1)
+    assertExactlyOnce(await readToEnd(t, output, 1, 'read_committed'), values.filter((v) => v !== 'v12').map((v) => `${v}:out`), 'read_committed output')
+    assert.equal((await a.describeTopics([dlq]))[0]!.partitions.length, 1, 'provisioned with the partition count of its source')
+    const dead = await readRecords(t, dlq, 1)
+    assert.deepEqual(dead.map((r) => r.value!.toString()), ['v12'])
+    assert.equal(header(dead[0]!, 'lifeline.attempts'), '3')
+    assert.equal(header(dead[0]!, 'lifeline.error.code'), 'E_FLAKY')
+  })
+
+  for (const point of ['tx.after-send', 'tx.after-commit'] as const) {
+    test(`crash point ${point}: SIGKILL of a pipeline process there, then a restart with the same transactional.id: every input's output exactly once for read_committed readers, nothing lost`, async (t) => {
+      const { input, output, values } = await setup(t, 200)
+      const groupId = randomName('pipe')
+      const transactionalId = randomName('txn')
+      // The second pass: one batch committed before (tx.after-send) or the crash right after the second commit.
+      const child = spawn(process.execPath, ['--import', 'tsx', new URL('../fixtures/transactional-pipeline.ts', import.meta.url).pathname], {
+        env: { ...process.env, INPUT: input, OUTPUT: output, GROUP: groupId, TXN_ID: transactionalId, BATCH_SIZE: '50', LIFELINE_CRASH_AT: `${point}:2` },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      })
+      defer(t, () => child.kill('SIGKILL'))
+      let stderr = ''
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+      const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+      assert.equal(exit.signal, 'SIGKILL', `the child died at the crash point: ${JSON.stringify(exit)} ${stderr}`)
+      assert.match(stderr, new RegExp(`crash point ${point.replace('.', '\\.')} \\(pass 2\\)`))
+      await restartAndCheck(t, { groupId, transactionalId, input, output, values })
+    })
+  }
 
   test('options are validated with their path; start() twice and start() after close() are refused', async (t) => {
     assert.throws(

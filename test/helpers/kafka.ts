@@ -65,3 +65,23 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
     await new Promise((r) => setTimeout(r, 50))
   }
 }
+
+/** Key and value of the probe {@link waitForCoordinatorAbort} writes (readers of the topic skip it). */
+export const PROBE = '__probe__'
+
+/**
+ * Waits until the transaction coordinator has aborted the open transaction on `name` (partition 0): a probe
+ * written after it becomes visible to a read_committed reader only once that transaction ended. The broker
+ * looks for timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
+ */
+export async function waitForCoordinatorAbort(t: TestContext, name: string): Promise<void> {
+  await producer(t).send([{ topic: name, partition: 0, key: PROBE, value: PROBE }])
+  const c = consumer(t, { groupId: randomName('probe'), isolationLevel: 'read_committed' })
+  c.subscribe([name])
+  let seen = false
+  await waitFor(async () => {
+    for (const r of await c.poll(100, 200)) if (r.key?.toString() === PROBE) seen = true
+    return seen
+  }, 'the coordinator to abort the timed-out transaction', 90_000)
+  await c.close()
+}

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test'
 import { isLifelineError, type LifelineError } from '../../src/errors.js'
 import { createTransactionalProducer, type ConsumedRecord, type KafkaConsumer, type TopicPartitionOffset, type TransactionalProducer, type TransactionalProducerOptions } from '../../src/kafka/index.js'
 import { transactionError, transactionErrorKind } from '../../src/kafka/transactional.js'
-import { admin, brokers, consumer, defer, pollUntil, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { admin, brokers, consumer, defer, pollUntil, producer, PROBE, randomName, topic, waitFor, waitForCoordinatorAbort } from '../helpers/kafka.js'
 
 const END = '__end__'
 
@@ -87,6 +87,23 @@ describe('transactional producer: error classification', () => {
     assert.equal(fatal.details.kind, 'fatal')
   })
 
+  test('a fenced-looking error is a broker-side timeout only for a transaction older than transaction.timeout.ms (librdkafka reports both as ERR__FENCED, fatal)', () => {
+    const reported = Object.assign(new Error('Failed to end transaction: Local: This instance has been fenced by a newer instance'), { code: -144, isFatal: true, isRetriable: false, isTxnRequiresAbort: false })
+    const young = transactionError('commitTransaction', reported, 'tx-1', { ageMs: 4_999, timeoutMs: 5_000 })
+    assert.equal(young.code, 'LL_FENCED', 'a transaction younger than the timeout cannot have timed out: a real fence')
+    const old = transactionError('commitTransaction', reported, 'tx-1', { ageMs: 5_000, timeoutMs: 5_000 })
+    assert.equal(old.code, 'LL_TRANSACTION')
+    assert.equal(old.details.kind, 'timed-out')
+    assert.equal(old.retriable, true)
+    assert.equal(old.details.transactionTimeoutMs, 5_000)
+    // INVALID_PRODUCER_EPOCH in a delivery report (no flags) is judged the same way.
+    assert.equal(transactionError('delivery to out', { code: 47 }, 'tx-1', { ageMs: 61_000, timeoutMs: 60_000 }).details.kind, 'timed-out')
+    // Outside a transaction there is nothing to time out.
+    assert.equal(transactionError('initTransactions', reported, 'tx-1').code, 'LL_FENCED')
+    // A fatal error that is not a fence stays fatal whatever the age.
+    assert.equal(transactionError('commitTransaction', { code: -150, isFatal: true }, 'tx-1', { ageMs: 90_000, timeoutMs: 60_000 }).details.kind, 'fatal')
+  })
+
   test('options are validated: transactionalId is required', () => {
     assert.throws(
       () => createTransactionalProducer({ brokers: brokers(), transactionalId: '' }),
@@ -166,7 +183,9 @@ describe('transactional producer against the real broker', () => {
     await successor.connect()
 
     // The broker rejects the zombie's next write (INVALID_PRODUCER_EPOCH in its delivery report).
-    await assert.rejects(zombie.send([{ topic: output, value: 'late-zombie' }]), (err: unknown) => isLifelineError(err, 'LL_FENCED'))
+    // What librdkafka 2.15 reports: INVALID_PRODUCER_EPOCH (47) in the delivery report (flags unset), then
+    // ERR__FENCED (-144, isFatal) for every transactional call. A broker-side timeout reports the same.
+    await assert.rejects(zombie.send([{ topic: output, value: 'late-zombie' }]), (err: unknown) => isLifelineError(err, 'LL_FENCED') && err.details.nativeCode === 47)
     // Fenced is final: every later call rejects the same way.
     await assert.rejects(zombie.commit(), (err: unknown) => isLifelineError(err, 'LL_FENCED'))
     await assert.rejects(zombie.begin(), (err: unknown) => isLifelineError(err, 'LL_FENCED'))
@@ -179,6 +198,34 @@ describe('transactional producer against the real broker', () => {
     const uncommitted = await readToEnd(t, output, 1, 'read_uncommitted')
     assert.ok(uncommitted.includes('from-zombie'), 'the zombie did write before it was fenced')
     assert.ok(!uncommitted.includes('late-zombie'), 'the broker refused the write after fencing')
+  })
+
+  test('a broker-side transaction timeout is not a fence: the stalled transaction fails with LL_TRANSACTION kind timed-out, abort() re-initialises the producer and the next transaction commits', async (t) => {
+    const output = await topic(t, { partitions: 1, prefix: 'txn-out' })
+    const p = txProducer(t, { transactionTimeoutMs: 5000 })
+    await p.begin()
+    await p.send([{ topic: output, value: 'timed-out' }])
+    // The coordinator aborts a transaction older than transaction.timeout.ms (and bumps the epoch, KIP-588):
+    // until then a read_committed reader cannot pass it, after that it can.
+    await waitForCoordinatorAbort(t, output)
+    // librdkafka reports this exactly like a fence (INVALID_PRODUCER_EPOCH → fatal ERR__FENCED); the transaction
+    // outlived transaction.timeout.ms, so it is a timeout, never LL_FENCED.
+    await assert.rejects(p.commit(), (err: unknown) => {
+      assert.ok(isLifelineError(err, 'LL_TRANSACTION'), `LL_TRANSACTION, not ${String(err)}`)
+      assert.equal(err.details.kind, 'timed-out')
+      assert.equal(err.retriable, true)
+      assert.equal(err.details.nativeCode, -144)
+      return true
+    })
+    await assert.rejects(p.send([{ topic: output, value: 'still-timed-out' }]), (err: unknown) => isLifelineError(err, 'LL_TRANSACTION') && err.details.kind === 'timed-out')
+    assert.equal(p.inTransaction(), true, 'the timed-out transaction is open until abort()')
+    await p.abort()
+    assert.equal(p.inTransaction(), false)
+    await p.begin()
+    await p.send([{ topic: output, value: 'after-recovery' }])
+    await p.commit()
+    await markEnd(t, output, 1)
+    assert.deepEqual((await readToEnd(t, output, 1, 'read_committed')).filter((v) => v !== PROBE), ['after-recovery'])
   })
 
   test('close() aborts an open transaction, so read_committed readers are not held back until the timeout', async (t) => {
