@@ -49,8 +49,8 @@ export interface LifelineConsumer extends EventEmitter<ConsumerEvents> {
   close(): Promise<void>
   /** Commits what is committable now (also runs on a timer, on revoke and on close). */
   commit(): Promise<void>
-  /** Counters for tests and health checks. */
-  stats(): { inFlight: number; buffered: number; assigned: TopicPartition[]; paused: TopicPartition[]; parkedKeys: number; reorderBuffered: number }
+  /** Counters for tests and health checks (`lastPollAt`: ms since the epoch when a poll last returned, undefined before the first). */
+  stats(): { inFlight: number; buffered: number; assigned: TopicPartition[]; paused: TopicPartition[]; parkedKeys: number; reorderBuffered: number; lastPollAt: number | undefined }
   [Symbol.asyncDispose](): Promise<void>
 }
 
@@ -216,6 +216,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
   let kafka: KafkaConsumer | undefined
   let dlq: KafkaProducer | undefined
   let loopDone: Promise<void> = Promise.resolve()
+  let lastPollAt: number | undefined
   let commitTimer: NodeJS.Timeout | undefined
   let commitChain: Promise<void> = Promise.resolve()
   let starting: Promise<void> | undefined
@@ -1243,6 +1244,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
         let records: ConsumedRecord[]
         try {
           records = await next
+          lastPollAt = Date.now()
         } catch (err) {
           if (stopping.signal.aborted) return
           reportError(err, 'poll failed; retrying')
@@ -1387,6 +1389,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       paused: [...partitions.values()].filter((s) => s.pausedFor.size > 0).map((s) => ({ topic: s.topic, partition: s.partition })),
       parkedKeys: sourceStates().reduce((n, st) => n + st.parked.size, 0),
       reorderBuffered: sourceStates().reduce((n, st) => n + (st.sequences?.buffered ?? 0), 0),
+      lastPollAt,
     }),
     [Symbol.asyncDispose]: close,
   }) as LifelineConsumer
