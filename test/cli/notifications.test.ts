@@ -3,14 +3,14 @@
  * a new-error-group notification to a local receiver and serves GET /metrics, then stops on SIGTERM.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { notificationOptions } from '../../src/cli/commands/notifications.js'
 import { runCliFails } from '../helpers/cli.js'
 import { tempDir } from '../helpers/db.js'
-import { brokers, defer, producer, topic, waitFor } from '../helpers/kafka.js'
+import { brokers, producer, topic, waitFor } from '../helpers/kafka.js'
+import { spawnForTest } from '../helpers/process.js'
 import { webhookReceiver } from '../helpers/webhook.js'
 
 describe('dlq serve notification flags', () => {
@@ -50,23 +50,14 @@ describe('dlq serve notification flags', () => {
     const origin = await topic(t, { prefix: 'orders' })
     const dlq = await topic(t, { topic: `${origin}.dlq` })
     const dir = await tempDir(t)
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'dlq', 'serve', '--brokers', brokers().join(','), '--database', join(dir, 'db'), '--topics', dlq, '--port', '0', '--webhook', `${json.url}/hook`, '--slack-webhook', slack.url], {
+    const proc = spawnForTest(t, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'dlq', 'serve', '--brokers', brokers().join(','), '--database', join(dir, 'db'), '--topics', dlq, '--port', '0', '--webhook', `${json.url}/hook`, '--slack-webhook', slack.url], {
       env: { ...process.env, LIFELINE_LOG_LEVEL: 'silent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
     })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-    defer(t, async () => {
-      if (child.exitCode === null) child.kill('SIGKILL')
-      await exited
-    })
-    await waitFor(() => /API at http:\/\/127\.0\.0\.1:\d+/.test(stdout) || child.exitCode !== null, 'dlq serve to start', 120_000)
-    assert.equal(child.exitCode, null, `dlq serve exited: ${stderr}`)
-    assert.match(stdout, /metrics at \/metrics; notifying 2 webhook\(s\)/)
-    const url = /API at (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!
+    const child = proc.child
+    await waitFor(() => /API at http:\/\/127\.0\.0\.1:\d+/.test(proc.stdout()) || child.exitCode !== null, 'dlq serve to start', 120_000)
+    assert.equal(child.exitCode, null, `dlq serve exited: ${proc.stderr()}`)
+    assert.match(proc.stdout(), /metrics at \/metrics; notifying 2 webhook\(s\)/)
+    const url = /API at (http:\/\/127\.0\.0\.1:\d+)/.exec(proc.stdout())![1]!
 
     const h = (key: string, value: string) => ({ key, value: Buffer.from(value) })
     await producer(t).send([{ topic: dlq, key: 'k1', value: '{"n":1}', headers: [h('source_topic', origin), h('source_partition', '0'), h('source_offset', '3'), h('source_consumer_group', 'karafka-app')] }])
@@ -81,7 +72,7 @@ describe('dlq serve notification flags', () => {
     assert.match(metrics, /^process_cpu_user_seconds_total /m, "the CLI adds prom-client's process metrics")
 
     child.kill('SIGTERM')
-    assert.equal(await exited, 0, stderr)
-    assert.match(stdout, /stopping\.\.\./)
+    assert.equal(await proc.exited, 0, proc.stderr())
+    assert.match(proc.stdout(), /stopping\.\.\./)
   })
 })

@@ -5,9 +5,9 @@
  * fire (after its `for: 1m`). Generous timeouts and polling: the machine is shared and slow.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { test } from 'node:test'
-import { producer, randomName, topic, waitFor, defer } from '../helpers/kafka.js'
+import { producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { spawnForTest } from '../helpers/process.js'
 import { alertNames, RULES_FILE, startPrometheus, type PrometheusServer } from '../helpers/prometheus.js'
 
 interface Alert { labels: Record<string, string>; state: 'pending' | 'firing'; value: string }
@@ -26,26 +26,11 @@ async function queryValue(prom: PrometheusServer, promql: string): Promise<numbe
 test('a real Prometheus with the rules loaded fires LifelineDeadLetters on dead letters and LifelineConsumerStalled on a stalled consumer', { timeout: 600_000 }, async (t) => {
   const source = await topic(t, { partitions: 2 })
   const group = randomName('observed')
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../fixtures/observed-consumer.ts', import.meta.url).pathname], {
-    env: { ...process.env, TOPIC: source, GROUP: group, STALL_MS: '3000', LIFELINE_LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-10_000)))
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  defer(t, async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM')
-      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-      await exited
-      clearTimeout(killer)
-    }
-  })
-  await waitFor(() => stdout.includes('\n') || child.exitCode !== null, 'the consumer process to serve its metrics', 120_000)
-  assert.equal(child.exitCode, null, `the consumer process exited: ${stderr}`)
-  const metricsUrl = new URL((JSON.parse(stdout.split('\n')[0]!) as { url: string }).url)
+  const proc = spawnForTest(t, process.execPath, ['--import', 'tsx', new URL('../fixtures/observed-consumer.ts', import.meta.url).pathname], { env: { ...process.env, TOPIC: source, GROUP: group, STALL_MS: '3000', LIFELINE_LOG_LEVEL: 'silent' } }, 15_000)
+  const child = proc.child
+  await waitFor(() => proc.stdout().includes('\n') || child.exitCode !== null, 'the consumer process to serve its metrics', 120_000)
+  assert.equal(child.exitCode, null, `the consumer process exited: ${proc.stderr()}`)
+  const metricsUrl = new URL((JSON.parse(proc.stdout().split('\n')[0]!) as { url: string }).url)
 
   const prom = await startPrometheus(t, { scrapeTargets: [{ job: 'lifeline-consumer', target: metricsUrl.host }], ruleFiles: [RULES_FILE] })
   await waitFor(async () => (await prom.api<{ activeTargets: Array<{ health: string }> }>('/api/v1/targets')).activeTargets.some((x) => x.health === 'up'), 'the consumer target to be up', 120_000)

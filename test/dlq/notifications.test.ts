@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { Registry } from 'prom-client'
 import { createToken } from '../../src/dlq/auth.js'
+import { isLifelineError } from '../../src/errors.js'
 import { createDlqProcessor } from '../../src/dlq/processor.js'
 import { NonRetriableError } from '../../src/runtime/classify.js'
 import { migrateLifeline } from '../../src/store/schema.js'
@@ -147,4 +148,20 @@ test('the DLQ processor notifies webhooks of new error groups (once each, retrie
   assert.ok((metric(text, 'lifeline_dlq_notifications_total{kind="dead-letter-rate",outcome="duplicate"}') ?? 0) >= 1, 'the rate held back by dedup while it stays high')
   assert.equal(metric(text, `lifeline_dlq_indexed_total{topic="${ordersDlq}",format="lifeline"}`), 4)
   assert.equal((await fetch(`${processor.url}/v1/records`)).status, 401, 'the API behind /metrics still wants a token')
+})
+
+test('the processor refuses bad notification and metrics options with LL_OPTIONS_INVALID naming the option', async (t) => {
+  const db = await stateDatabase(t)
+  const make = (over: Record<string, unknown>) => () => createDlqProcessor({ brokers: ['127.0.0.1:1'], db, topics: ['x.dlq'], ...over })
+  const refused = (over: Record<string, unknown>, path: RegExp) => assert.throws(make(over), (e) => isLifelineError(e) && e.code === 'LL_OPTIONS_INVALID' && path.test(e.message), JSON.stringify(over))
+  refused({ notifications: { webhooks: [] } }, /notifications\.webhooks/)
+  refused({ notifications: { webhooks: [{ url: 'mailto:ops@example.com' }] } }, /notifications\.webhooks\[0\]\.url/)
+  refused({ notifications: { webhooks: [{ url: 'http://x' }], deadLetterRate: { threshold: -1 } } }, /processor\.notifications\.deadLetterRate\.threshold/)
+  refused({ notifications: { webhooks: [{ url: 'http://x' }], deadLetterRate: { threshold: 5, windowMs: 0 } } }, /processor\.notifications\.deadLetterRate\.windowMs/)
+  refused({ notifications: { webhooks: [{ url: 'http://x' }], publicUrl: 'dlq.example.com' } }, /processor\.notifications\.publicUrl/)
+  refused({ watchMs: 0 }, /processor\.watchMs/)
+  refused({ metricsGroupsLimit: 1.5 }, /processor\.metricsGroupsLimit/)
+  refused({ metrics: { registry: {} } }, /processor\.metrics\.registry/)
+  // Accepted: nothing connects before start().
+  await make({ notifications: { webhooks: [{ url: 'http://x' }], deadLetterRate: { threshold: 0 } }, metrics: { registry: new Registry() } })().close()
 })

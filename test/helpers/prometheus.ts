@@ -3,13 +3,13 @@
  * Prometheus server on loopback with a temp storage directory, stopped when the test ends. Both come from
  * Debian's `prometheus` package (installed by scripts/setup.sh).
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { defer } from './cleanup.js'
 import { tempDir } from './db.js'
+import { spawnForTest } from './process.js'
 
 export const PROMTOOL = process.env.PROMTOOL ?? '/usr/bin/promtool'
 export const PROMETHEUS = process.env.PROMETHEUS ?? '/usr/bin/prometheus'
@@ -101,18 +101,8 @@ export async function startPrometheus(t: TestContext, opts: { scrapeTargets: Arr
   let lastError = ''
   for (let attempt = 1; attempt <= 3; attempt++) {
     const port = await freePort()
-    const child = spawn(PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, `data-${attempt}`)}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] })
-    let stderr = ''
-    child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-20_000)))
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-    defer(t, async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM')
-        const killer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-        await exited
-        clearTimeout(killer)
-      }
-    })
+    const proc = spawnForTest(t, PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, `data-${attempt}`)}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'])
+    const child = proc.child
     const url = `http://127.0.0.1:${port}`
     const deadline = Date.now() + 60_000
     let ready = false
@@ -126,7 +116,7 @@ export async function startPrometheus(t: TestContext, opts: { scrapeTargets: Arr
     if (ready) {
       return {
         url,
-        log: () => stderr,
+        log: proc.stderr,
         async api<T>(path: string): Promise<T> {
           const res = await fetch(`${url}${path}`)
           const body = (await res.json()) as { status: string; data: T; error?: string }
@@ -135,9 +125,9 @@ export async function startPrometheus(t: TestContext, opts: { scrapeTargets: Arr
         },
       }
     }
-    lastError = stderr
+    lastError = proc.stderr()
     child.kill('SIGKILL')
-    await exited
+    await proc.exited
   }
   throw new Error(`Prometheus did not become ready (3 attempts): ${lastError}`)
 }
