@@ -97,7 +97,7 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
   let closing: Promise<void> | undefined
 
   async function pausedJobs(): Promise<Array<{ id: string; status_reason: string | null; updated_at: Date; done: number; total: number; requested_by: string }>> {
-    const { rows } = await db.query(`select id::text as id, status_reason, updated_at, done, total, requested_by from lifeline_dlq_jobs where status = 'paused' order by id`)
+    const { rows } = await db.query(`select j.id::text as id, status_reason, updated_at, done, total, requested_by from lifeline_dlq_jobs j where status = 'paused' order by j.id`)
     return rows as never
   }
   const pauseKey = (j: { id: string; updated_at: Date }) => `${j.id}:${j.updated_at.getTime()}`
@@ -120,8 +120,9 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
 
   async function scanRecords(now: Date): Promise<boolean> {
     const { rows } = await db.query<NewRecordRow & Record<string, unknown>>(
-      `select id::text as id, fingerprint, error_class, error_code, error_message, topic, origin_topic, consumer_group, failed_at
-         from lifeline_dlq_records where id > $1 order by id limit $2`,
+      // Ids as text (int8 reads differently in pg and PGlite); ordered by the column, not by that text.
+      `select r.id::text as id, fingerprint, error_class, error_code, error_message, topic, origin_topic, consumer_group, failed_at
+         from lifeline_dlq_records r where r.id > $1 order by r.id limit $2`,
       [lastRecordId, watchDefaults.batch],
     )
     if (rows.length === 0) return false
@@ -155,8 +156,8 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
 
   async function scanApprovals(): Promise<void> {
     const { rows } = await db.query<{ id: string; action: string; requested_by: string; status: string; created_at: Date; record_id: string | null; job_id: string | null; count: string | null }>(
-      `select id::text as id, action, requested_by, status, created_at, payload->>'id' as record_id, payload->>'jobId' as job_id, payload->>'count' as count
-         from lifeline_dlq_approvals where id > $1 order by id limit $2`,
+      `select a.id::text as id, action, requested_by, status, created_at, payload->>'id' as record_id, payload->>'jobId' as job_id, payload->>'count' as count
+         from lifeline_dlq_approvals a where a.id > $1 order by a.id limit $2`,
       [lastApprovalId, watchDefaults.batch],
     )
     for (const a of rows) {
@@ -180,30 +181,39 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
     pausedSeen = now
   }
 
+  /** One statement, so one consistent view of the database (its counts agree with each other). */
   async function snapshot(): Promise<DlqSnapshot> {
-    const records = await db.query<{ status: string; n: string }>('select status, count(*)::int8 as n from lifeline_dlq_records group by status')
-    const groups = await db.query<{ fingerprint: string; error_class: string | null; error_code: string | null; n: string; groups: string }>(
-      `select fingerprint, max(error_class) as error_class, max(error_code) as error_code, count(*)::int8 as n, count(*) over () as groups
-         from lifeline_dlq_records where status = 'pending' and fingerprint is not null
-        group by fingerprint order by n desc, fingerprint limit $1`,
+    const { rows } = await db.query<{ records: Record<string, number> | null; groups: Array<{ fingerprint: string; error_class: string | null; error_code: string | null; n: number; groups: number }> | null; jobs: Record<string, number> | null; approvals: string | number; oldest: Date | null }>(
+      `select
+         (select json_object_agg(status, n) from (select status, count(*) as n from lifeline_dlq_records group by status) s) as records,
+         (select json_agg(g) from (
+            select fingerprint, max(error_class) as error_class, max(error_code) as error_code, count(*) as n, count(*) over () as groups
+              from lifeline_dlq_records where status = 'pending' and fingerprint is not null
+             group by fingerprint order by n desc, fingerprint limit $1) g) as groups,
+         (select json_object_agg(status, n) from (select status, count(*) as n from lifeline_dlq_jobs group by status) j) as jobs,
+         (select count(*) from lifeline_dlq_approvals where status = 'pending')::text as approvals,
+         (select min(created_at) from lifeline_dlq_approvals where status = 'pending') as oldest`,
       [options.groupsLimit],
     )
-    const jobs = await db.query<{ status: string; n: string }>('select status, count(*)::int8 as n from lifeline_dlq_jobs group by status')
-    const approvals = await db.query<{ n: string; oldest: Date | null }>(`select count(*)::int8 as n, min(created_at) as oldest from lifeline_dlq_approvals where status = 'pending'`)
+    const r = rows[0]!
+    const groups = r.groups ?? []
     return {
-      records: Object.fromEntries(records.rows.map((r) => [r.status, num(r.n)])),
-      topPendingGroups: groups.rows.map((g) => ({ fingerprint: g.fingerprint, errorClass: g.error_class ?? '', errorCode: g.error_code ?? '', pending: num(g.n) })),
-      pendingGroups: num(groups.rows[0]?.groups),
-      jobs: Object.fromEntries(jobs.rows.map((r) => [r.status, num(r.n)])),
-      approvalsPending: num(approvals.rows[0]?.n),
-      oldestApprovalAt: approvals.rows[0]?.oldest?.getTime() ?? undefined,
+      records: Object.fromEntries(Object.entries(r.records ?? {}).map(([k, v]) => [k, num(v)])),
+      topPendingGroups: groups.map((g) => ({ fingerprint: g.fingerprint, errorClass: g.error_class ?? '', errorCode: g.error_code ?? '', pending: num(g.n) })),
+      pendingGroups: num(groups[0]?.groups),
+      jobs: Object.fromEntries(Object.entries(r.jobs ?? {}).map(([k, v]) => [k, num(v)])),
+      approvalsPending: num(r.approvals),
+      oldestApprovalAt: r.oldest === null ? undefined : new Date(r.oldest).getTime(),
     }
   }
 
-  /** One pass; returns true when more new records wait (a full batch was read). */
-  async function pass(): Promise<boolean> {
+  /**
+   * One pass; returns true when more new records wait (a full batch was read). While it catches up with a
+   * backlog it skips the snapshot (counting is the expensive part) until the last batch.
+   */
+  async function pass(withSnapshot: boolean): Promise<boolean> {
     // The snapshot comes first: whatever it counts, the scans after it have seen.
-    metrics.snapshot(await snapshot())
+    if (withSnapshot) metrics.snapshot(await snapshot())
     const now = new Date()
     const more = await scanRecords(now)
     await scanApprovals()
@@ -216,13 +226,14 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
   }
 
   async function run(): Promise<void> {
+    let more = false
     while (!stop.signal.aborted) {
-      let more = false
       try {
-        more = await pass()
+        more = await pass(!more)
         metrics.watchPass('ok')
       } catch (err) {
         if (stop.signal.aborted) return
+        more = false
         metrics.watchPass('failed')
         log.error({ err }, 'DLQ watch pass failed; retrying at the next one')
       }

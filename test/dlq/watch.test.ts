@@ -83,6 +83,22 @@ for (const kind of databaseKinds()) {
     assert.doesNotMatch(text, /lifeline_dlq_pending_records\{fingerprint="fp-b"/)
   })
 
+  test(`[${kind}] a backlog larger than a batch: read in batches, a group spanning batches announced once, gauges exact at the end`, async (t) => {
+    const { db, registry, raised, watch, settle } = await setup(t, kind)
+    await watch.start()
+    const items = Array.from({ length: 2100 }, (_, i) => item(i < 1500 ? 'big' : i % 2 === 0 ? 'even' : 'odd'))
+    await indexRecords(db, items) // one transaction: the watcher sees them all at once, 1000 per batch
+    await settle()
+    // Batch 1: big ×1000; batch 2: big ×500 (not new), even ×250, odd ×250; batch 3: even and odd again (not new).
+    assert.deepEqual(raised.map((n) => [n.fields.fingerprint, n.fields.records]).sort(), [['big', 1000], ['even', 250], ['odd', 250]], 'big: announced with the first batch, not again with the second')
+    // Catching up skips the (costly) counts until the last batch; the next pass with them sees everything.
+    await waitFor(async () => /lifeline_dlq_records\{status="pending"\} 2100/.test(await registry.metrics()), 'the counts after the backlog')
+    const text = await registry.metrics()
+    assert.match(text, /lifeline_dlq_pending_records\{fingerprint="big",error_class="TaxError",error_code="E_TAX"\} 1500/)
+    assert.match(text, /lifeline_dlq_pending_groups 3/)
+    assert.match(text, /lifeline_dlq_error_groups_new_total 3/)
+  })
+
   test(`[${kind}] dead-letter rate above the threshold raises dead-letter-rate with the busiest topics`, async (t) => {
     const { db, raised, watch, settle } = await setup(t, kind, { threshold: 3 })
     await watch.start()
