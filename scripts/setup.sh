@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up for a fresh machine: Java + Maven for the local Kafka broker, the
-# compression libraries librdkafka builds against, and the npm dependencies (the Kafka client is built
-# from source: its prebuilt-binary download cannot work without GitHub access), then Lifeline's patch of
-# the Kafka client (scripts/patch-kafka-javascript.sh).
+# compression libraries librdkafka builds against, Prometheus (prometheus + promtool: the alert-rule tests
+# and the Prometheus end-to-end test), and the npm dependencies (the Kafka client is built from source: its
+# prebuilt-binary download cannot work without GitHub access), then Lifeline's patch of the Kafka client
+# (scripts/patch-kafka-javascript.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
   else
     echo "setup: missing Debian packages (${need_pkgs[*]}); install them as root, continuing without" >&2
+  fi
+fi
+
+# Prometheus's server and promtool (Debian's package; without its recommends: no node exporter daemons).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian package: prometheus"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "setup: missing Debian package prometheus (promtool, prometheus); install it as root, continuing without" >&2
   fi
 fi
 

@@ -53,6 +53,8 @@ export const ErrorCodes = {
   LL_RECONCILE: { retriable: false, summary: 'A reconciliation could not run (unknown name, bad definition, or a source/target read failed); the run is recorded as failed.' },
   LL_NOT_FOUND: { retriable: false, summary: 'A record an operator named (failure record, reconciliation run, ...) does not exist.' },
   LL_DLQ_CONFLICT: { retriable: false, summary: "A DLQ action conflicts with the state of its record or job (e.g. replaying a record already replayed without force, running a job that another processor runs, editing a discarded record)." },
+  LL_LISTEN: { retriable: false, summary: 'An HTTP server (the metrics and health endpoints) could not listen on its host and port (e.g. the port is taken).' },
+  LL_NOTIFY: { retriable: true, summary: 'A webhook notification could not be delivered (network error, timeout or an HTTP error status); it is retried with backoff, then dropped and counted.' },
   LL_REDRIVE_LIMIT: { retriable: false, summary: 'A redrive was refused: the record reached the maximum number of redrives, or its lineage came back to the DLQ that many times (loop detection); force overrides.' },
 } as const satisfies Record<string, { retriable: boolean; summary: string }>
 

@@ -97,8 +97,17 @@ export type { Role, TokenInfo, CreatedToken, Principal } from './dlq/auth.js'
 export type { ApprovalPolicy, Approval } from './dlq/approvals.js'
 export { createDlqApi, serveDlqApi, openApiDocument } from './dlq/api.js'
 export { createDlqProcessor, dlqProcessorDefaults } from './dlq/processor.js'
-export type { DlqProcessor, DlqProcessorOptions } from './dlq/processor.js'
+export type { DlqProcessor, DlqProcessorOptions, DlqNotificationOptions } from './dlq/processor.js'
+export { createNotifier, notifierDefaults } from './dlq/notifier.js'
+export type { Notifier, NotifierOptions, NotifierStats, WebhookTarget } from './dlq/notifier.js'
+export type { Notification, NotificationKind } from './dlq/notification.js'
 export type { MaskingPolicy, MaskRule, MaskAction, Keyring } from './dlq/masking.js'
+
+// Observability: the metrics and health endpoints of a consumer process
+export { serveMetrics, serveMetricsDefaults } from './observe/serve-metrics.js'
+export type { MetricsServer, ServeMetricsOptions } from './observe/serve-metrics.js'
+export { watchConsumerHealth, judgeHealth, healthDefaults } from './observe/health.js'
+export type { ConsumerHealth, ConsumerHealthOptions, HealthReport, HealthLimits } from './observe/health.js'
 
 // Storage
 export { openDatabase, openPostgres, openPglite, databaseFromEnv, describeDatabase, loadMigrations, migrate } from './store/index.js'

@@ -6,8 +6,11 @@
  * listens, and the runner starts in the background. The runner first resumes the jobs a killed processor
  * left running (stale heartbeat), then runs jobs one at a time: paused jobs an operator resumed, then
  * `ready` jobs oldest first. It wakes when the API creates, approves or resumes a job, and polls every
- * `jobPollMs` otherwise. `close()` stops the runner (the job in hand stops between
- * records and is resumed by the next start), the API, the indexer and the producer.
+ * `jobPollMs` otherwise. With `metrics` or `notifications`, a watcher (src/dlq/watch.ts) reads the database
+ * every `watchMs` for the processor's gauges and raises notifications the notifier (src/dlq/notifier.ts)
+ * posts to webhooks; the API's server also answers `GET /metrics` (no token). `close()` stops the runner
+ * (the job in hand stops between records and is resumed by the next start), the API, the watcher, the
+ * notifier, the indexer and the producer.
  *
  * @module
  * @example
@@ -15,6 +18,8 @@
  * await processor.start()
  * console.log(processor.url)
  */
+import { Hono } from 'hono'
+import type { Registry } from 'prom-client'
 import { LifelineError } from '../errors.js'
 import { createProducer } from '../kafka/index.js'
 import type { KafkaProducer } from '../kafka/types.js'
@@ -27,7 +32,18 @@ import { createDlqApi, serveDlqApi, type ServedApi } from './api.js'
 import { parsePolicy, type ApprovalPolicy } from './approvals.js'
 import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from './indexer.js'
 import { Masker, type Keyring, type MaskingPolicy } from './masking.js'
+import { createDlqMetrics } from './metrics.js'
+import { createNotifier, type Notifier, type NotifierOptions } from './notifier.js'
 import * as redrive from './redrive.js'
+import { createDlqWatch, watchDefaults, type DlqWatch } from './watch.js'
+
+/** Webhook notifications (docs/dlq.md#notifications). */
+export interface DlqNotificationOptions extends Omit<NotifierOptions, 'logger' | 'metrics'> {
+  /** Notify when more than `threshold` dead letters were indexed within `windowMs` (default 300000 ms). */
+  deadLetterRate?: { threshold: number; windowMs?: number }
+  /** The URL operators reach the API (or a console in front of it) at: notifications link to it. */
+  publicUrl?: string
+}
 
 export interface DlqProcessorOptions {
   brokers: string[]
@@ -51,6 +67,17 @@ export interface DlqProcessorOptions {
   jobPollMs?: number
   /** Extra librdkafka properties for the indexer and the producer. */
   kafkaConfig?: Record<string, string | number | boolean>
+  /**
+   * Prometheus registry for the processor's metrics and the indexer's (docs/metrics.md); the API's server
+   * serves it at `GET /metrics`.
+   */
+  metrics?: { registry: Registry }
+  /** Webhook notifications on a new error group, a dead-letter rate, a paused job, an approval request. */
+  notifications?: DlqNotificationOptions
+  /** How often the watcher reads the database for the gauges and the notifications, ms (default 5000). */
+  watchMs?: number
+  /** Error groups exported with their pending count in `lifeline_dlq_pending_records` (default 20). */
+  metricsGroupsLimit?: number
   /** Anything else the indexer takes (batch size, poll timeout, metrics...). */
   indexer?: Partial<Omit<DlqIndexerOptions, 'brokers' | 'db' | 'topics' | 'pattern' | 'groupId' | 'masking' | 'kafkaConfig' | 'logger'>>
   logger?: Logger
@@ -78,8 +105,22 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   const jobPollMs = options.jobPollMs ?? dlqProcessorDefaults.jobPollMs
   const db = options.db
   const masker = options.masking ? new Masker(options.masking.policies, options.masking.keyring) : undefined
+  const registry = options.metrics?.registry
+  if (registry !== undefined && typeof registry.metrics !== 'function') throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: processor.metrics.registry: must be a prom-client Registry')
+  const watchMs = positiveInt('watchMs', options.watchMs, watchDefaults.watchMs)
+  const groupsLimit = positiveInt('metricsGroupsLimit', options.metricsGroupsLimit, watchDefaults.groupsLimit)
+  const metrics = createDlqMetrics(registry)
+  const { deadLetterRate, publicUrl, ...notifierOptions } = options.notifications ?? { webhooks: [] }
+  const rate = deadLetterRate === undefined ? undefined : { threshold: nonNegativeInt('notifications.deadLetterRate.threshold', deadLetterRate.threshold), windowMs: positiveInt('notifications.deadLetterRate.windowMs', deadLetterRate.windowMs, watchDefaults.rateWindowMs) }
+  if (publicUrl !== undefined && (typeof publicUrl !== 'string' || !/^https?:\/\/[^\s]+$/.test(publicUrl))) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: processor.notifications.publicUrl: must be an http(s) URL, got ${JSON.stringify(publicUrl)}`)
+  const notifier: Notifier | undefined = options.notifications === undefined ? undefined : createNotifier({ ...notifierOptions, logger, metrics })
+  const watch: DlqWatch | undefined =
+    registry === undefined && notifier === undefined
+      ? undefined
+      : createDlqWatch({ db: options.db, metrics, watchMs, groupsLimit, logger: logger.child({ component: 'dlq-watch' }), ...(notifier === undefined ? {} : { notify: (n) => notifier.notify(n) }), ...(rate === undefined ? {} : { deadLetterRate: rate }), ...(masker === undefined ? {} : { masker }), ...(publicUrl === undefined ? {} : { publicUrl }) })
   // Validated now (LL_OPTIONS_INVALID), started by start().
   const indexer: DlqIndexer = createDlqIndexer({
+    ...(registry === undefined ? {} : { metrics: { registry } }),
     ...(options.indexer ?? {}),
     brokers: options.brokers,
     db,
@@ -153,13 +194,15 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
       logger,
       ...(options.maxRedrivesPerRecord === undefined ? {} : { maxRedrivesPerRecord: options.maxRedrivesPerRecord }),
     }
+    // The watcher's starting point is taken before this process indexes anything: all it indexes is new.
+    await watch?.start()
     await indexer.start()
     if (options.api !== false) {
       const app = createDlqApi({ db, deps, approvals: policy, logger, onJobReady: () => wake?.(), onJobResume: (id) => {
           if (!resumes.includes(id)) resumes.push(id)
           wake?.()
         } })
-      served = await serveDlqApi(app, { port: options.api?.port ?? dlqProcessorDefaults.apiPort, host: options.api?.host ?? dlqProcessorDefaults.apiHost })
+      served = await serveDlqApi(registry === undefined ? app : withMetricsRoute(app, registry), { port: options.api?.port ?? dlqProcessorDefaults.apiPort, host: options.api?.host ?? dlqProcessorDefaults.apiHost })
       logger.info({ url: served.url }, 'DLQ API listening')
     }
     runner = runLoop(deps)
@@ -179,6 +222,8 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     await step(() => (starting ?? Promise.resolve()).catch(() => undefined))
     await step(() => runner)
     await step(async () => served?.close())
+    await step(async () => watch?.close())
+    await step(async () => notifier?.close())
     await step(() => indexer.close())
     await step(async () => producer?.close())
     if (errors.length > 0) throw new LifelineError('LL_CONSUMER_CLOSE', `closing the DLQ processor failed in ${errors.length} step(s)`, { details: { errors: errors.map(String) } })
@@ -204,4 +249,23 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
       return this.close()
     },
   }
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value < 1) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: processor.${name}: must be a positive integer, got ${String(value)}`)
+  return value
+}
+
+function nonNegativeInt(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: processor.${name}: must be an integer >= 0, got ${String(value)}`)
+  return value
+}
+
+/** The API with `GET /metrics` (no token, like `/health`) in front; every other request goes to the API unchanged. */
+function withMetricsRoute(api: { fetch: (req: Request, env?: unknown) => Response | Promise<Response> }, registry: Registry): Hono {
+  const root = new Hono()
+  root.get('/metrics', async (c) => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }))
+  root.all('*', (c) => api.fetch(c.req.raw, c.env))
+  return root
 }

@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
+import { collectDefaultMetrics, Registry } from 'prom-client'
 import { createDlqProcessor } from '../../dlq/processor.js'
 import { createToken, isRole, listTokens, revokeToken, ROLES, type Role } from '../../dlq/auth.js'
 import { appendAudit } from '../../dlq/audit.js'
@@ -19,6 +20,7 @@ import { openDatabase, type OpenDatabaseOptions } from '../../store/index.js'
 import { migrateLifeline } from '../../store/schema.js'
 import { printJson, printTable } from '../output.js'
 import { brokersOption } from './common.js'
+import { notificationOptions, withNotificationFlags, type NotificationFlags } from './notifications.js'
 import { databaseOption, preview } from './keys.js'
 
 const DATABASE_HELP = 'postgres:// URL of a server, or a PGlite data directory (default: DATABASE_URL, else LIFELINE_DATA_DIR, else .lifeline/db)'
@@ -215,7 +217,7 @@ export async function followJob(client: DlqClient, id: string, options: { interv
 // ---------------------------------------------------------------------------------------------------------
 // Commands
 
-interface ServeOptions {
+interface ServeOptions extends NotificationFlags {
   brokers?: string
   database?: string
   topics?: string
@@ -233,9 +235,9 @@ interface ServeOptions {
 export function registerDlq(program: Command): void {
   const dlq = program.command('dlq').description('the DLQ processor: index, search, replay, edit, discard, approve, audit')
 
-  dlq
+  withNotificationFlags(dlq
     .command('serve')
-    .description('run the DLQ processor: the indexer, the redrive job runner and the HTTP API, until Ctrl-C')
+    .description('run the DLQ processor: the indexer, the redrive job runner and the HTTP API (with GET /metrics), until Ctrl-C'))
     .option('--brokers <list>', 'bootstrap brokers (default: KAFKA_BOOTSTRAP)')
     .option('--database <url>', DATABASE_HELP)
     .option('--topics <list>', 'DLQ topics to index, comma-separated')
@@ -256,6 +258,9 @@ export function registerDlq(program: Command): void {
       const maxRedrives = positiveInt('--max-redrives', opts.maxRedrives, 1000)
       const topics = opts.topics?.split(',').map((t) => t.trim()).filter(Boolean)
       const masking = opts.masking === undefined ? undefined : (JSON.parse(readFileSync(opts.masking, 'utf8')) as { policies: never[]; keyring?: never })
+      const notifications = notificationOptions(opts)
+      const registry = new Registry()
+      collectDefaultMetrics({ register: registry })
       const db = await openDatabase(databaseOption(opts.database))
       const logger = createLogger({ name: 'lifeline-dlq' })
       const processor = createDlqProcessor({
@@ -267,6 +272,8 @@ export function registerDlq(program: Command): void {
         approvals: { ...(bulkThreshold === undefined ? {} : { bulkThreshold }), ...(opts.approveEdits ? { edits: true } : {}), ...(opts.approveDiscards ? { discards: true } : {}) },
         api: { port: Number(opts.port), host: opts.host ?? '127.0.0.1' },
         ...(maxRedrives === undefined ? {} : { maxRedrivesPerRecord: maxRedrives }),
+        metrics: { registry },
+        ...(notifications === undefined ? {} : { notifications }),
         logger,
       })
       try {
@@ -276,7 +283,7 @@ export function registerDlq(program: Command): void {
         await db.close()
         throw err
       }
-      out(`DLQ processor running: API at ${processor.url ?? '(none)'}; Ctrl-C to stop\n`)
+      out(`DLQ processor running: API at ${processor.url ?? '(none)'} (metrics at /metrics${notifications === undefined ? '' : `; notifying ${notifications.webhooks.length} webhook(s)`}); Ctrl-C to stop\n`)
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve)
         process.once('SIGTERM', resolve)
