@@ -76,9 +76,10 @@ test('scenario 3: a retry-tier head that fails after an operator released its ke
     groupId, topics: [source], state: db, parking: { pollMs: 50 },
     retry: { maxAttempts: 1, backoff: { type: 'fixed', ms: 1 } },
     retryTopics: { delaysMs: [100, 100] },
-    handler: async ({ value, header }) => {
+    handler: async (m) => {
+      const value = m.value
       if (value.id === 'h') {
-        if (header('lifeline.retry.tier') === '1') {
+        if (m.header('lifeline.retry.tier') === '1') {
           inTier()
           await gate // the operator releases the key meanwhile
         }
@@ -290,7 +291,7 @@ test('scenario 12: a parked head redriven to its origin topic applies before the
   defer(t, () => indexer.close())
   await indexer.start()
   let id: string | undefined
-  await waitFor(async () => (id = (await listRecords(db, { topic: `svc.${source}.dlq` }))[0]?.id) !== undefined, 'h indexed')
+  await waitFor(async () => (id = (await listRecords(db, {}))[0]?.id) !== undefined, 'h indexed')
   fixed = true
   const p = producer(t)
   await replayRecord({ db, producer: p, kafka: { brokers: brokers() }, parkedKeys: createParkedKeys(db) }, id!, { actor: 'operator' })

@@ -1,6 +1,6 @@
 /**
  * The circuit breaker in the runtime: records wait at the gate (holding no slot) while it is open, every
- * partition is paused while it is not closed, and every permit handed out ends in exactly one outcome or
+ * partition is paused while it is open, and every permit handed out ends in exactly one outcome or
  * release — also when its record is abandoned by a revocation, a loss or close(), so an abandoned probe
  * never wedges the breaker half-open, and an aborted probe never counts as a success.
  *
@@ -20,16 +20,18 @@ export function breakerTransitions(ctx: ConsumerContext): void {
     ctx.log.warn({ from: t.from, to: t.to, failureRate: t.failureRate }, `circuit breaker ${t.to}`)
     ctx.metrics.breakerTransition(t.to)
     emit(ctx, 'breaker', t)
+    // Paused only while open: in half-open records must arrive to be admitted as probes (the gate lets
+    // `halfOpenProbes` through; the others wait there without a slot, bounded by backpressure).
     for (const s of ctx.partitions.values()) {
-      if (t.to === 'closed') resume(ctx, s, 'breaker')
-      else pause(ctx, s, 'breaker')
+      if (t.to === 'open') pause(ctx, s, 'breaker')
+      else resume(ctx, s, 'breaker')
     }
   }
 }
 
-/** Pauses partitions assigned while the breaker is not closed, like the others. */
+/** Pauses partitions assigned while the breaker is open, like the others. */
 export function pauseIfBreakerOpen(ctx: ConsumerContext, states: readonly PartitionState[]): void {
-  if (!ctx.breaker || ctx.breaker.state === 'closed') return
+  if (!ctx.breaker || ctx.breaker.state !== 'open') return
   for (const s of states) pause(ctx, s, 'breaker')
 }
 
