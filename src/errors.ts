@@ -53,6 +53,9 @@ export const ErrorCodes = {
   LL_NOT_FOUND: { retriable: false, summary: 'A record an operator named (failure record, reconciliation run, ...) does not exist.' },
   LL_DLQ_CONFLICT: { retriable: false, summary: "A DLQ action conflicts with the state of its record or job (e.g. replaying a record already replayed without force, running a job that another processor runs, editing a discarded record)." },
   LL_REDRIVE_LIMIT: { retriable: false, summary: 'A redrive was refused: the record reached the maximum number of redrives, or its lineage came back to the DLQ that many times (loop detection); force overrides.' },
+  LL_PG_LAUNCHER: { retriable: false, summary: 'The private PostgreSQL instance (src/dev/postgres-launcher.ts) could not be initialised, started or stopped: missing server binaries, an initdb or start failure (the message carries its log tail).' },
+  LL_FAULT: { retriable: false, summary: 'A fault could not be injected or healed (a network namespace, a veth link, a TCP proxy port): the rehearsal stops rather than report faults that did not happen.' },
+  LL_REHEARSAL: { retriable: false, summary: 'A rehearsal could not run: bad options, a consumer module that does not follow the contract (docs/rehearsal.md), or a setup step (topics, database, consumers) that failed.' },
 } as const satisfies Record<string, { retriable: boolean; summary: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes
