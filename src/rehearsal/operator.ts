@@ -1,0 +1,101 @@
+/**
+ * The operator's part of a rehearsal, through the DLQ processor's library API (what `lifeline dlq` and
+ * its HTTP API call): index the DLQ, fix the poison cause, then for each dead letter either redrive it
+ * (to retry tier 1, so a parked key's head runs first and the records parked behind it follow in order)
+ * or discard it (which releases its key); later a second, forced redrive of the same records to their
+ * origin, which must add no effect.
+ *
+ * @module
+ */
+import { createDlqIndexer } from '../dlq/indexer.js'
+import { getRecord, listRecords } from '../dlq/records.js'
+import { discardRecord, replayRecord, type RedriveDeps } from '../dlq/redrive.js'
+import { createProducer } from '../kafka/index.js'
+import type { Logger } from '../logger.js'
+import { createParkedKeys } from '../ordering/state-store.js'
+import type { SqlExecutor } from '../store/executor.js'
+import { seededRandom, deriveSeed } from './random.js'
+import type { RehearsalEvent } from './workload.js'
+
+export interface OperatorOptions {
+  brokers: string[]
+  db: SqlExecutor
+  dlqTopic: string
+  service: string
+  seed: number
+  /** Fraction of dead letters discarded instead of redriven (default 0.25). */
+  discard?: number
+  /** How many DLQ records the topic holds now (the indexer must have stored them all). */
+  expected: number
+  logger: Logger
+  signal?: AbortSignal
+  onProgress?(line: string): void
+}
+
+export interface OperatorSession {
+  redriven: Array<{ id: string; eventId: string }>
+  discarded: string[]
+  /** Sends the forced second redrive of every redriven record to its origin; resolves with the count. */
+  redriveAgain(): Promise<number>
+  close(): Promise<void>
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline && !signal?.aborted) {
+    if (await check()) return true
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  return false
+}
+
+/** Indexes the DLQ, fixes the cause, redrives or discards every dead letter. */
+export async function operate(options: OperatorOptions): Promise<OperatorSession> {
+  const random = seededRandom(deriveSeed(options.seed, 'operator'))
+  const indexer = createDlqIndexer({ brokers: options.brokers, db: options.db, topics: [options.dlqTopic], groupId: `${options.dlqTopic}.indexer`, logger: options.logger })
+  const producer = createProducer({ brokers: options.brokers, clientId: 'rehearsal-operator' })
+  await indexer.start()
+  await producer.connect()
+  const deps: RedriveDeps = { db: options.db, producer, parkedKeys: createParkedKeys(options.db), logger: options.logger, kafka: { brokers: options.brokers } }
+  await waitFor(async () => indexer.stats().indexed + indexer.stats().duplicates >= options.expected, 120_000, options.signal)
+  options.onProgress?.(`indexed ${indexer.stats().indexed} dead letters`)
+  await options.db.query('update rehearsal_control set fixed = true where id = 1')
+
+  const redriven: OperatorSession['redriven'] = []
+  const discarded: string[] = []
+  const pending = []
+  for (let afterId: string | undefined; ; ) {
+    const page = await listRecords(options.db, { dlqTopic: options.dlqTopic, status: 'pending', limit: 500, ...(afterId ? { afterId } : {}) })
+    if (page.length === 0) break
+    pending.push(...page)
+    afterId = page.at(-1)!.id
+  }
+  for (const r of pending) {
+    const detail = await getRecord(options.db, r.id)
+    const event = JSON.parse(detail.value?.toString() ?? 'null') as RehearsalEvent | null
+    const eventId = event?.id ?? `dlq:${r.id}`
+    if (random() < (options.discard ?? 0.25)) {
+      await discardRecord(deps, r.id, { actor: 'rehearsal', reason: 'rehearsal: discarded by the operator' })
+      discarded.push(eventId)
+    } else {
+      await replayRecord(deps, r.id, { actor: 'rehearsal', target: { kind: 'retry-tier', tier: 1, service: options.service } })
+      redriven.push({ id: r.id, eventId })
+    }
+  }
+  options.onProgress?.(`redrove ${redriven.length}, discarded ${discarded.length}`)
+  return {
+    redriven,
+    discarded,
+    async redriveAgain() {
+      let sent = 0
+      for (const r of redriven) {
+        await replayRecord(deps, r.id, { actor: 'rehearsal', target: { kind: 'origin' }, force: true })
+        sent++
+      }
+      return sent
+    },
+    async close() {
+      await Promise.allSettled([indexer.close(), producer.close()])
+    },
+  }
+}
