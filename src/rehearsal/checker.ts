@@ -223,22 +223,35 @@ export function check(history: History): CheckResult {
   }
 
   // ---- aborted effects: rolled-back attempts, effects from nowhere, zombies ---------------------------
+  // Ownership over time, per member and topic-partition, from its own assigned/revoked events (file order).
   const memberLogs = groupBy(history.members, (m) => m.member)
-  const ownership = new Map<string, Array<{ at: number; owned: boolean; index: number }>>()
+  const ownership = new Map<string, Array<{ owned: boolean; index: number }>>()
   for (const [member, log] of memberLogs) {
     log.forEach((m, index) => {
       if (m.type !== 'assigned' && m.type !== 'revoked') return
       for (const tp of m.partitions) {
-        if (tp.topic !== history.topic) continue
-        const k = `${member}\0${tp.partition}`
+        const k = `${member}\0${tp.topic}\0${tp.partition}`
         const list = ownership.get(k) ?? []
-        list.push({ at: m.at, owned: m.type === 'assigned', index })
+        list.push({ owned: m.type === 'assigned', index })
         ownership.set(k, list)
       }
     })
   }
+  const tierTopics = new Set(history.members.flatMap((m) => (m.type === 'assigned' ? m.partitions.map((p) => p.topic) : [])).filter((t) => t !== history.topic))
   const applyIndex = new Map<ApplyEntry, number>()
   for (const log of memberLogs.values()) log.forEach((m, i) => m.type === 'apply' && applyIndex.set(m, i))
+  /** Whether `start`'s member owned the partition it ran from (a tier record: its tier topic) when it started. */
+  const owned = (start: ApplyEntry): boolean | undefined => {
+    const topics = start.tier === undefined ? [history.topic] : [...tierTopics].filter((t) => t.endsWith(`.retry.${start.tier}`))
+    const index = applyIndex.get(start) ?? 0
+    let known = false
+    for (const topic of topics) {
+      const last = (ownership.get(`${start.member}\0${topic}\0${start.partition}`) ?? []).filter((o) => o.index < index).at(-1)
+      if (last?.owned === true) return true
+      if (last !== undefined) known = true
+    }
+    return known ? false : undefined
+  }
   for (const effect of history.effects) {
     const attempts = appliesByInv.get(effect.inv) ?? []
     const start = attempts.find((m) => m.phase === 'start')
@@ -250,14 +263,9 @@ export function check(history: History): CheckResult {
       a.add('aborted-effect', `${effect.eventId}/${effect.inv}`, { eventId: effect.eventId, inv: effect.inv, member: effect.member, reason: 'the attempt threw: its transaction should have rolled back', error: attempts.find((m) => m.phase === 'threw')?.error }, effect.at)
       continue
     }
-    if (start.topic === history.topic) {
-      const timeline = ownership.get(`${start.member}\0${start.partition}`) ?? []
-      const index = applyIndex.get(start) ?? 0
-      const before = timeline.filter((o) => o.index < index)
-      const last = before.at(-1)
-      if (last === undefined || !last.owned) {
-        a.add('aborted-effect', `${effect.eventId}/${effect.inv}`, { eventId: effect.eventId, inv: effect.inv, member: effect.member, partition: start.partition, offset: start.offset, reason: last === undefined ? 'started by a member that was never assigned the partition' : 'started by a member after it lost the partition (zombie)' }, effect.at)
-      }
+    const ok = owned(start)
+    if (ok !== true) {
+      a.add('aborted-effect', `${effect.eventId}/${effect.inv}`, { eventId: effect.eventId, inv: effect.inv, member: effect.member, partition: start.partition, offset: start.offset, ...(start.tier === undefined ? {} : { tier: start.tier }), reason: ok === undefined ? 'started by a member that was never assigned the partition' : 'started by a member after it lost the partition (zombie)' }, effect.at)
     }
   }
 

@@ -14,25 +14,8 @@ import { createApply } from './effects.js'
 import { openMemberLog } from './member-log.js'
 import { EVENT_ID_HEADER, type RehearsalEvent } from './workload.js'
 import { armedCrashPoint } from '../util/crash-points.js'
+import { CHILD_ENV, type ChildConfig } from './child-config.js'
 
-export interface ChildConfig {
-  member: string
-  logFile: string
-  brokers: string[]
-  groupId: string
-  service: string
-  topic: string
-  dbUrl: string
-  /** The consumer module (a path or file URL). */
-  module: string
-  sessionTimeoutMs: number
-  commitIntervalMs: number
-  retryDelaysMs: number[]
-  /** Inside a network namespace: forward 127.0.0.1:<port> to <host>:<port> for each broker port. */
-  forward?: { host: string; ports: number[] }
-}
-
-export const CHILD_ENV = 'LIFELINE_REHEARSAL_CHILD'
 
 const raw = process.env[CHILD_ENV]
 if (raw === undefined) throw new Error(`${CHILD_ENV} is not set: this module is started by lifeline rehearse`)

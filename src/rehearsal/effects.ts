@@ -9,26 +9,32 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { LifelineMessage } from '../runtime/options.js'
+import { RetryHeaders } from '../runtime/retry-topics.js'
 import type { SqlQueryable } from '../store/executor.js'
 import type { MemberLog } from './member-log.js'
 import type { EffectRow } from './history.js'
 import type { RehearsalEvent } from './workload.js'
 
-export const EFFECTS_SCHEMA = `
-create table if not exists rehearsal_effects (
-  id bigserial primary key,
-  event_id text not null,
-  key text not null,
-  seq int not null,
-  inv text not null,
-  member text not null,
-  at timestamptz not null default clock_timestamp()
-);
-create index if not exists rehearsal_effects_event on rehearsal_effects (event_id);
-create table if not exists rehearsal_state (key text primary key, seqs int[] not null);
-create table if not exists rehearsal_control (id int primary key, fixed boolean not null);
-insert into rehearsal_control (id, fixed) values (1, false) on conflict (id) do nothing;
-`
+export const EFFECTS_SCHEMA: readonly string[] = [
+  `create table if not exists rehearsal_effects (
+    id bigserial primary key,
+    event_id text not null,
+    key text not null,
+    seq int not null,
+    inv text not null,
+    member text not null,
+    at timestamptz not null default clock_timestamp()
+  )`,
+  'create index if not exists rehearsal_effects_event on rehearsal_effects (event_id)',
+  'create table if not exists rehearsal_state (key text primary key, seqs int[] not null)',
+  'create table if not exists rehearsal_control (id int primary key, fixed boolean not null)',
+  'insert into rehearsal_control (id, fixed) values (1, false) on conflict (id) do nothing',
+]
+
+/** Creates the effects tables (idempotent). */
+export async function createEffectsTables(db: SqlQueryable): Promise<void> {
+  for (const statement of EFFECTS_SCHEMA) await db.query(statement)
+}
 
 /** Thrown by `apply` for a poison event (retriable: it goes through the retry tiers to the DLQ). */
 export class PoisonError extends Error {
@@ -43,7 +49,8 @@ export function createApply(member: string, log: MemberLog): (tx: SqlQueryable, 
   return async (tx, m) => {
     const e = m.value
     const inv = randomUUID()
-    const base = { type: 'apply' as const, inv, eventId: e.id, key: e.key, seq: e.seq, topic: m.topic, partition: m.partition, offset: m.offset, attempt: m.attempt }
+    const tier = m.header(RetryHeaders.tier)
+    const base = { type: 'apply' as const, inv, eventId: e.id, key: e.key, seq: e.seq, topic: m.topic, partition: m.partition, offset: m.offset, attempt: m.attempt, ...(tier === undefined ? {} : { tier: Number(tier) }) }
     log.write({ ...base, phase: 'start' })
     try {
       await tx.query('insert into rehearsal_effects (event_id, key, seq, inv, member) values ($1, $2, $3, $4, $5)', [e.id, e.key, e.seq, inv, member])

@@ -21,9 +21,12 @@ export interface ProduceEntry {
   error?: string
 }
 
-/** A line of a member's log: a handler invocation (`apply`) or a consumer event. */
+/**
+ * A line of a member's log: a handler invocation (`apply`) or a consumer event. An `apply` of a retry-tier
+ * record carries `tier` (the message then names the source topic with the tier record's partition and offset).
+ */
 export type MemberEntry =
-  | { type: 'apply'; at: number; member: string; inv: string; eventId: string; key: string; seq: number; topic: string; partition: number; offset: number; attempt: number; phase: 'start' | 'threw' | 'returned'; error?: string }
+  | { type: 'apply'; at: number; member: string; inv: string; eventId: string; key: string; seq: number; topic: string; partition: number; offset: number; attempt: number; phase: 'start' | 'threw' | 'returned'; error?: string; tier?: number }
   | { type: 'processed'; at: number; member: string; topic: string; partition: number; offset: number }
   | { type: 'dead-letter' | 'retry-tier' | 'parked' | 'record-parked' | 'duplicate'; at: number; member: string; topic: string; partition: number; offset: number; key?: string }
   | { type: 'released'; at: number; member: string; topic: string; partition: number; key: string; replayed: number }

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LifelineError } from '../errors.js'
 import { CRASH_ENV } from '../util/crash-points.js'
-import { CHILD_ENV, type ChildConfig } from './child.js'
+import { CHILD_ENV, type ChildConfig } from './child-config.js'
 
 export type SlotSettings = Omit<ChildConfig, 'member' | 'logFile'>
 

@@ -16,11 +16,12 @@ import { migrateLifeline } from '../store/schema.js'
 import { CRASH_POINTS } from '../util/crash-points.js'
 import { check, type CheckResult } from './checker.js'
 import { readDlq, sampleOffsets } from './collect.js'
-import { EFFECTS_SCHEMA, readEffects, readKeyState } from './effects.js'
+import { createEffectsTables, readEffects, readKeyState } from './effects.js'
 import { freshDatabase, slotNetworks, type Environment, type SlotNetwork } from './environment.js'
 import { Nemesis, skipReason } from './faults.js'
 import type { History, OffsetSample, OperatorLog } from './history.js'
 import { readMemberLog } from './member-log.js'
+import { saveHistory } from './recheck.js'
 import { Members } from './members.js'
 import { planSchedule, ROOT_KINDS, type FaultKind, type ScheduledFault } from './nemesis.js'
 import { operate } from './operator.js'
@@ -42,6 +43,8 @@ export interface RunOptions {
   commitIntervalMs: number
   retryDelaysMs: number[]
   drainTimeoutMs: number
+  /** Fraction of fault periods left quiet (default 0.25). */
+  quiet?: number
   /** Where raw logs go (a folder per run). */
   rawDir: string
   workload?: Partial<Omit<WorkloadOptions, 'events' | 'keys' | 'seed' | 'produceMs'>>
@@ -115,7 +118,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
   await env.admin.createTopics([{ topic, partitions: options.partitions, ...(env.brokers.length >= 3 ? { replicationFactor: 3 } : {}) }])
   const database = await freshDatabase(env, run.replace(/[^a-z0-9]/gi, '_').toLowerCase())
   const db = database.db
-  await db.query(EFFECTS_SCHEMA)
+  await createEffectsTables(db)
   await migrateLifeline(db)
 
   const wantsNetwork = options.faults.some((k) => ROOT_KINDS.includes(k))
@@ -148,7 +151,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
   }
   const runnable = options.faults.filter((k) => !nemesis.skipped.has(k))
   const workload = generateWorkload({ ...(options.workload ?? {}), events: options.events, keys: options.keys, seed: options.seed, produceMs: Math.floor(options.seconds * 1000 * 0.8) })
-  const schedule = planSchedule({ seed: options.seed, durationMs: options.seconds * 1000, periodMs: options.periodMs, kinds: runnable, consumers: options.consumers, brokers: env.brokers.length, sessionTimeoutMs: options.sessionTimeoutMs, crashPoints: consumerCrashPoints() })
+  const schedule = planSchedule({ seed: options.seed, durationMs: options.seconds * 1000, periodMs: options.periodMs, kinds: runnable, consumers: options.consumers, brokers: env.brokers.length, sessionTimeoutMs: options.sessionTimeoutMs, crashPoints: consumerCrashPoints(), ...(options.quiet === undefined ? {} : { quiet: options.quiet }) })
 
   const timeline: TimelineSample[] = []
   const offsets: OffsetSample[] = []
@@ -167,12 +170,14 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
       if (o) offsets.push(o)
       let parkedNow: number | null = null
       try {
-        const { rows } = await db.query<{ id: string; event_id: string }>('select id, event_id from rehearsal_effects where id > $1 order by id', [lastEffectId])
+        // Ids are taken at insert and committed out of order: look back a margin (the set ignores repeats);
+        // the drain waits below ask for the ids still missing exactly.
+        const { rows } = await db.query<{ id: string; event_id: string }>('select id, event_id from rehearsal_effects where id > $1', [lastEffectId - 5000])
         for (const r of rows) {
           applied.add(r.event_id)
           lastEffectId = Math.max(lastEffectId, Number(r.id))
         }
-        effectRows += rows.length
+        effectRows = Number((await db.query<{ n: string }>('select count(*) as n from rehearsal_effects')).rows[0]!.n)
         parkedNow = (await parked.list({ group: groupId, status: 'parked', limit: 10_000 })).length
       } catch (err) {
         // The database is down (a fault): this sample has no database figures.
@@ -207,7 +212,15 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
       for (const e of workload.events) if (e.kind === 'poison' && acked.has(e.id)) lowestPoison.set(e.key, Math.min(lowestPoison.get(e.key) ?? Infinity, e.seq))
       return workload.events.filter((e) => acked.has(e.id) && e.kind !== 'poison' && !(e.seq > (lowestPoison.get(e.key) ?? Infinity))).map((e) => e.id)
     }
-    await waitUntil(() => required().every((id) => applied.has(id)), options.drainTimeoutMs, abort.signal)
+    /** How many of `ids` have no effect yet (asked exactly for the ones the sampler has not seen). */
+    const unapplied = async (ids: string[]): Promise<number> => {
+      const missing = ids.filter((id) => !applied.has(id))
+      if (missing.length === 0) return 0
+      const { rows } = await db.query<{ event_id: string }>('select distinct event_id from rehearsal_effects where event_id = any($1::text[])', [missing])
+      for (const r of rows) applied.add(r.event_id)
+      return missing.length - rows.length
+    }
+    await waitUntil(async () => (await unapplied(required())) === 0, options.drainTimeoutMs, abort.signal)
     // Dead letters settle: the DLQ stops growing (the tiers' delays have passed).
     let dlqCount = -1
     await waitUntil(async () => {
@@ -222,9 +235,9 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     const fixedAt = Date.now()
     const discarded = new Set(session.discarded)
     const acked = () => new Set(producer!.log.filter((p) => p.outcome === 'ok').map((p) => p.eventId))
-    await waitUntil(() => {
+    await waitUntil(async () => {
       const ok = acked()
-      return workload.events.every((e) => !ok.has(e.id) || discarded.has(e.id) || applied.has(e.id))
+      return (await unapplied(workload.events.filter((e) => ok.has(e.id) && !discarded.has(e.id)).map((e) => e.id))) === 0
     }, options.drainTimeoutMs, abort.signal)
     await sleep(3000)
     const before = Number((await db.query<{ n: string }>('select count(*) as n from rehearsal_effects')).rows[0]!.n)
@@ -263,6 +276,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     healedAt,
     valueSha: valueShas(workload),
   }
+  saveHistory(rawDir, history)
   const result = check(history)
   return {
     run,

@@ -32,12 +32,12 @@ function cleanHistory(): History {
   const effects: EffectRow[] = []
   let t = T0 + 100
   let inv = 0
-  const run = (e: RehearsalEvent, outcome: 'returned' | 'threw', topic = TOPIC) => {
+  const run = (e: RehearsalEvent, outcome: 'returned' | 'threw', tier?: number, who = member) => {
     const ack = produces.find((p) => p.eventId === e.id)!
     const id = `i${++inv}`
-    const base = { type: 'apply' as const, member, inv: id, eventId: e.id, key: e.key, seq: e.seq, topic, partition: ack.partition!, offset: ack.offset!, attempt: 1 }
+    const base = { type: 'apply' as const, member: who, inv: id, eventId: e.id, key: e.key, seq: e.seq, topic: TOPIC, partition: ack.partition!, offset: ack.offset!, attempt: 1, ...(tier === undefined ? {} : { tier }) }
     members.push({ ...base, at: t++, phase: 'start' })
-    if (outcome === 'returned') effects.push({ eventId: e.id, key: e.key, seq: e.seq, inv: id, member, at: t })
+    if (outcome === 'returned') effects.push({ eventId: e.id, key: e.key, seq: e.seq, inv: id, member: who, at: t })
     members.push({ ...base, at: t++, phase: outcome, ...(outcome === 'threw' ? { error: 'poison' } : {}) })
     return ack
   }
@@ -60,7 +60,9 @@ function cleanHistory(): History {
   const dlq: DlqEntry[] = [{ partition: 1, offset: 0, key: 'b', eventId: 'e4', valueSha: sha(e4), originTopic: TOPIC, originPartition: 1, originOffset: a4.offset!, replayId: undefined }]
   const healedAt = t++
   const fixedAt = t++
-  run(e4, 'returned', `${TOPIC}.retry.1`)
+  // The redriven head runs from retry tier 1 on another member that owns only that tier's partition.
+  members.push({ type: 'assigned', at: t++, member: 'c1.1', partitions: [{ topic: `svc.${TOPIC}.retry.1`, partition: 1 }] })
+  run(e4, 'returned', 1, 'c1.1')
   run(e6, 'returned')
   return {
     topic: TOPIC,
@@ -138,6 +140,12 @@ describe('rehearsal checker', () => {
     const inv = h.effects.find((e) => e.eventId === 'e1')!.inv
     const start = h.members.find((m) => m.type === 'apply' && m.inv === inv)!
     assert.deepEqual(flagged({ ...h, members: [...h.members, { ...start, phase: 'threw', at: start.at + 1 } as MemberEntry] }), ['aborted-effect'])
+  })
+
+  test('aborted-effect: a retry-tier attempt by a member that does not own that tier partition', () => {
+    const h = cleanHistory()
+    const members = h.members.map((m) => (m.type === 'assigned' && m.member === 'c1.1' ? { ...m, partitions: [{ topic: `svc.${TOPIC}.retry.2`, partition: 1 }] } : m))
+    assert.deepEqual(flagged({ ...h, members }), ['aborted-effect'])
   })
 
   test('aborted-effect: an effect no logged invocation wrote', () => {

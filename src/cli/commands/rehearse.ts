@@ -6,6 +6,8 @@ import type { Command } from 'commander'
 import { LifelineError } from '../../errors.js'
 import { createLogger } from '../../logger.js'
 import { runCampaign } from '../../rehearsal/campaign.js'
+import { check } from '../../rehearsal/checker.js'
+import { loadHistory } from '../../rehearsal/recheck.js'
 import { runCanary } from '../../rehearsal/canary.js'
 import { parseFaults } from '../../rehearsal/nemesis.js'
 import type { Progress } from '../../rehearsal/run.js'
@@ -33,6 +35,7 @@ interface Opts {
   rate: string
   metricsPort: string
   quiet?: boolean
+  recheck?: string
 }
 
 function int(value: string | undefined, name: string, min = 1): number | undefined {
@@ -73,6 +76,7 @@ export function registerRehearse(program: Command): void {
     .option('--rate <n>', 'canary: events per second', '5')
     .option('--metrics-port <port>', 'canary: Prometheus metrics port', '9464')
     .option('--quiet', 'no live progress')
+    .option('--recheck <dir>', "run the checker again on a run's raw logs (its folder under --raw) and print the verdict")
     .action(async (opts: Opts) => {
       const controller = new AbortController()
       const stop = () => controller.abort()
@@ -86,13 +90,19 @@ export function registerRehearse(program: Command): void {
         lastProgress = Date.now()
         process.stderr.write(`${progressLine(p)}\n`)
       }
+      if (opts.recheck !== undefined) {
+        const result = check(loadHistory(opts.recheck))
+        print(JSON.stringify({ valid: result.valid, bad: result.bad, anomalies: Object.fromEntries(Object.entries(result.anomalies).filter(([, a]) => a.count > 0)), counts: result.counts, liveness: result.liveness }, null, 2))
+        if (!result.valid) process.exitCode = 1
+        return
+      }
       if (opts.canary) {
         const bootstrap = brokersOption(opts.bootstrap)
         await runCanary({ brokers: bootstrap, rate: int(opts.rate, 'rate')!, metricsPort: int(opts.metricsPort, 'metrics-port', 0)!, consumer: opts.consumer, consumers: int(opts.consumers, 'consumers')!, partitions: int(opts.partitions, 'partitions')!, raw: opts.raw, logger, signal: controller.signal, print })
         return
       }
       const ci = opts.ci === true
-      const seconds = int(opts.seconds, 'seconds') ?? (opts.minutes === undefined ? undefined : Math.round(Number(opts.minutes) * 60)) ?? (ci ? 45 : 120)
+      const seconds = int(opts.seconds, 'seconds') ?? (opts.minutes === undefined ? undefined : Math.round(Number(opts.minutes) * 60)) ?? (ci ? 50 : 120)
       if (!(seconds >= 10)) throw new LifelineError('LL_REHEARSAL', `the fault period must be at least 10 s, got ${seconds}`)
       const events = int(opts.events, 'events') ?? (ci ? 3000 : Math.round(seconds * 0.8 * 300))
       const brokers = ci ? 1 : int(opts.brokers, 'brokers')
@@ -111,7 +121,8 @@ export function registerRehearse(program: Command): void {
         consumers: int(opts.consumers, 'consumers')!,
         partitions: int(opts.partitions, 'partitions')!,
         faults: parseFaults(opts.faults ?? (ci ? 'ci' : 'consumer')),
-        periodMs: (int(opts.period, 'period') ?? (ci ? 12 : 30)) * 1000,
+        periodMs: (int(opts.period, 'period') ?? (ci ? 10 : 30)) * 1000,
+        ...(ci ? { quiet: 0 } : {}),
         sessionTimeoutMs: int(opts.sessionTimeoutMs, 'session-timeout-ms', 1000)!,
         commitIntervalMs: 500,
         retryDelaysMs: [1000, 3000],
