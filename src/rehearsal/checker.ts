@@ -48,6 +48,9 @@ export const PROPERTY_TEXT: Record<AnomalyKind, string> = {
 
 export const MAX_EXAMPLES = 8
 
+/** How late a member's `partitions-assigned` event may follow the first handler of that partition, ms. */
+export const ASSIGN_GRACE_MS = 15_000
+
 export interface AnomalyReport {
   count: number
   examples: Array<Record<string, unknown>>
@@ -225,14 +228,14 @@ export function check(history: History): CheckResult {
   // ---- aborted effects: rolled-back attempts, effects from nowhere, zombies ---------------------------
   // Ownership over time, per member and topic-partition, from its own assigned/revoked events (file order).
   const memberLogs = groupBy(history.members, (m) => m.member)
-  const ownership = new Map<string, Array<{ owned: boolean; index: number }>>()
+  const ownership = new Map<string, Array<{ owned: boolean; index: number; at: number }>>()
   for (const [member, log] of memberLogs) {
     log.forEach((m, index) => {
       if (m.type !== 'assigned' && m.type !== 'revoked') return
       for (const tp of m.partitions) {
         const k = `${member}\0${tp.topic}\0${tp.partition}`
         const list = ownership.get(k) ?? []
-        list.push({ owned: m.type === 'assigned', index })
+        list.push({ owned: m.type === 'assigned', index, at: m.at })
         ownership.set(k, list)
       }
     })
@@ -240,17 +243,24 @@ export function check(history: History): CheckResult {
   const tierTopics = new Set(history.members.flatMap((m) => (m.type === 'assigned' ? m.partitions.map((p) => p.topic) : [])).filter((t) => t !== history.topic))
   const applyIndex = new Map<ApplyEntry, number>()
   for (const log of memberLogs.values()) log.forEach((m, i) => m.type === 'apply' && applyIndex.set(m, i))
-  /** Whether `start`'s member owned the partition it ran from (a tier record: its tier topic) when it started. */
-  const owned = (start: ApplyEntry): boolean | undefined => {
+  /**
+   * Whether `start`'s member owned the partition it ran from (a tier record: its tier topic) when it started.
+   * The runtime emits `partitions-assigned` once the partition's state is loaded, which can be a few ms
+   * after its first records started: an `assigned` that follows within {@link ASSIGN_GRACE_MS} counts.
+   */
+  const owned = (start: ApplyEntry): 'owned' | 'zombie' | 'never' => {
     const topics = start.tier === undefined ? [history.topic] : [...tierTopics].filter((t) => t.endsWith(`.retry.${start.tier}`))
     const index = applyIndex.get(start) ?? 0
-    let known = false
+    let verdict: 'zombie' | 'never' = 'never'
     for (const topic of topics) {
-      const last = (ownership.get(`${start.member}\0${topic}\0${start.partition}`) ?? []).filter((o) => o.index < index).at(-1)
-      if (last?.owned === true) return true
-      if (last !== undefined) known = true
+      const events = ownership.get(`${start.member}\0${topic}\0${start.partition}`) ?? []
+      const last = events.filter((o) => o.index < index).at(-1)
+      const next = events.find((o) => o.index > index)
+      if (last?.owned === true) return 'owned'
+      if (next?.owned === true && next.at - start.at <= ASSIGN_GRACE_MS) return 'owned'
+      if (last !== undefined) verdict = 'zombie'
     }
-    return known ? false : undefined
+    return verdict
   }
   for (const effect of history.effects) {
     const attempts = appliesByInv.get(effect.inv) ?? []
@@ -264,8 +274,8 @@ export function check(history: History): CheckResult {
       continue
     }
     const ok = owned(start)
-    if (ok !== true) {
-      a.add('aborted-effect', `${effect.eventId}/${effect.inv}`, { eventId: effect.eventId, inv: effect.inv, member: effect.member, partition: start.partition, offset: start.offset, ...(start.tier === undefined ? {} : { tier: start.tier }), reason: ok === undefined ? 'started by a member that was never assigned the partition' : 'started by a member after it lost the partition (zombie)' }, effect.at)
+    if (ok !== 'owned') {
+      a.add('aborted-effect', `${effect.eventId}/${effect.inv}`, { eventId: effect.eventId, inv: effect.inv, member: effect.member, partition: start.partition, offset: start.offset, ...(start.tier === undefined ? {} : { tier: start.tier }), reason: ok === 'never' ? 'started by a member that was never assigned the partition' : 'started by a member after it lost the partition (zombie)' }, effect.at)
     }
   }
 

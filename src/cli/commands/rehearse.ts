@@ -102,7 +102,7 @@ export function registerRehearse(program: Command): void {
         return
       }
       const ci = opts.ci === true
-      const seconds = int(opts.seconds, 'seconds') ?? (opts.minutes === undefined ? undefined : Math.round(Number(opts.minutes) * 60)) ?? (ci ? 50 : 120)
+      const seconds = int(opts.seconds, 'seconds') ?? (opts.minutes === undefined ? undefined : Math.round(Number(opts.minutes) * 60)) ?? (ci ? 48 : 120)
       if (!(seconds >= 10)) throw new LifelineError('LL_REHEARSAL', `the fault period must be at least 10 s, got ${seconds}`)
       const events = int(opts.events, 'events') ?? (ci ? 3000 : Math.round(seconds * 0.8 * 300))
       const brokers = ci ? 1 : int(opts.brokers, 'brokers')
@@ -121,7 +121,7 @@ export function registerRehearse(program: Command): void {
         consumers: int(opts.consumers, 'consumers')!,
         partitions: int(opts.partitions, 'partitions')!,
         faults: parseFaults(opts.faults ?? (ci ? 'ci' : 'consumer')),
-        periodMs: (int(opts.period, 'period') ?? (ci ? 10 : 30)) * 1000,
+        periodMs: (int(opts.period, 'period') ?? (ci ? 12 : 30)) * 1000,
         ...(ci ? { quiet: 0 } : {}),
         sessionTimeoutMs: int(opts.sessionTimeoutMs, 'session-timeout-ms', 1000)!,
         commitIntervalMs: 500,
