@@ -20,6 +20,12 @@ import { CHILD_ENV, type ChildConfig } from './child-config.js'
 const raw = process.env[CHILD_ENV]
 if (raw === undefined) throw new Error(`${CHILD_ENV} is not set: this module is started by lifeline rehearse`)
 const config = JSON.parse(raw) as ChildConfig
+// Die with the harness: a harness that crashed must not leave members consuming (a reparented child's
+// parent pid changes).
+const parent = process.ppid
+setInterval(() => {
+  if (process.ppid !== parent) process.kill(process.pid, 'SIGKILL')
+}, 1000).unref()
 const log = openMemberLog(config.logFile, config.member)
 const logger = createLogger({ name: `rehearsal-${config.member}`, level: process.env.LIFELINE_LOG_LEVEL ?? 'warn' })
 

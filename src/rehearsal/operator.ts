@@ -2,7 +2,7 @@
  * The operator's part of a rehearsal, through the DLQ processor's library API (what `lifeline dlq` and
  * its HTTP API call): index the DLQ, fix the poison cause, then for each dead letter either redrive it
  * (to retry tier 1, so a parked key's head runs first and the records parked behind it follow in order)
- * or discard it (which releases its key); later a second, forced redrive of the same records to their
+ * or discard it (which releases its key) — to the origin for a consumer without tiers; later a second, forced redrive of the same records to their
  * origin, which must add no effect.
  *
  * @module
@@ -25,6 +25,11 @@ export interface OperatorOptions {
   seed: number
   /** Fraction of dead letters discarded instead of redriven (default 0.25). */
   discard?: number
+  /**
+   * Where redrives go: retry tier 1 (default; a parked key's head then runs before the records parked
+   * behind it) or the origin topic (a consumer without retry tiers).
+   */
+  target?: 'retry-tier' | 'origin'
   /** How many DLQ records the topic holds now (the indexer must have stored them all). */
   expected: number
   logger: Logger
@@ -78,7 +83,7 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
       await discardRecord(deps, r.id, { actor: 'rehearsal', reason: 'rehearsal: discarded by the operator' })
       discarded.push(eventId)
     } else {
-      await replayRecord(deps, r.id, { actor: 'rehearsal', target: { kind: 'retry-tier', tier: 1, service: options.service } })
+      await replayRecord(deps, r.id, { actor: 'rehearsal', target: options.target === 'origin' ? { kind: 'origin' } : { kind: 'retry-tier', tier: 1, service: options.service } })
       redriven.push({ id: r.id, eventId })
     }
   }

@@ -12,14 +12,16 @@ import { fileURLToPath } from 'node:url'
 import type { Logger } from '../logger.js'
 import { createParkedKeys } from '../ordering/state-store.js'
 import { dlqTopicName } from '../runtime/options.js'
+import { retryTopicName } from '../runtime/retry-topics.js'
 import { migrateLifeline } from '../store/schema.js'
 import { CRASH_POINTS } from '../util/crash-points.js'
 import { check, type CheckResult } from './checker.js'
-import { readDlq, sampleOffsets } from './collect.js'
+import { readDlq } from './collect.js'
+import { startOffsetSampler } from './sampler.js'
 import { createEffectsTables, readEffects, readKeyState } from './effects.js'
 import { freshDatabase, slotNetworks, type Environment, type SlotNetwork } from './environment.js'
 import { Nemesis, skipReason } from './faults.js'
-import type { History, OffsetSample, OperatorLog } from './history.js'
+import type { History, OperatorLog } from './history.js'
 import { readMemberLog } from './member-log.js'
 import { saveHistory } from './recheck.js'
 import { Members } from './members.js'
@@ -154,7 +156,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
   const schedule = planSchedule({ seed: options.seed, durationMs: options.seconds * 1000, periodMs: options.periodMs, kinds: runnable, consumers: options.consumers, brokers: env.brokers.length, sessionTimeoutMs: options.sessionTimeoutMs, crashPoints: consumerCrashPoints(), ...(options.quiet === undefined ? {} : { quiet: options.quiet }) })
 
   const timeline: TimelineSample[] = []
-  const offsets: OffsetSample[] = []
+  const offsetSampler = startOffsetSampler({ brokers: env.brokers, group: groupId, topic })
   const applied = new Set<string>()
   let effectRows = 0
   let lastEffectId = 0
@@ -166,8 +168,8 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
   const sampler = (async () => {
     while (sampling) {
       const t = Date.now()
-      const o = await sampleOffsets(env.admin, groupId, topic)
-      if (o) offsets.push(o)
+      const latest = offsetSampler.latest()
+      const o = latest !== undefined && t - latest.at < 3000 ? latest : undefined
       let parkedNow: number | null = null
       try {
         // Ids are taken at insert and committed out of order: look back a margin (the set ignores repeats);
@@ -231,7 +233,8 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     }, 60_000, abort.signal, Math.max(...options.retryDelaysMs) * 2 + 2000)
 
     mark('operator')
-    const session = await operate({ brokers: env.brokers, db, dlqTopic, service, seed: options.seed, discard: options.discard, expected: dlqCount, logger: options.logger, signal: abort.signal })
+    const tiers = (await env.admin.listTopics()).includes(retryTopicName(service, topic, 1))
+    const session = await operate({ brokers: env.brokers, db, dlqTopic, service, seed: options.seed, discard: options.discard, target: tiers ? 'retry-tier' : 'origin', expected: dlqCount, logger: options.logger, signal: abort.signal })
     const fixedAt = Date.now()
     const discarded = new Set(session.discarded)
     const acked = () => new Set(producer!.log.filter((p) => p.outcome === 'ok').map((p) => p.eventId))
@@ -250,6 +253,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     mark('checking')
     sampling = false
     await sampler
+    await offsetSampler.stop()
     await producer?.stop()
     await members.closeAll()
     await network?.close()
@@ -270,7 +274,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     members: memberEntries,
     effects,
     dlq,
-    offsets,
+    offsets: offsetSampler.samples,
     faults: nemesis.applied,
     operator: operatorLog,
     healedAt,
