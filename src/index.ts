@@ -99,6 +99,10 @@ export { createDlqProcessor, dlqProcessorDefaults } from './dlq/processor.js'
 export type { DlqProcessor, DlqProcessorOptions } from './dlq/processor.js'
 export type { MaskingPolicy, MaskRule, MaskAction, Keyring } from './dlq/masking.js'
 
+// Failure rehearsal: the contract a consumer module follows for `lifeline rehearse --consumer` (docs/rehearsal.md)
+export type { RehearsalContext, RehearsalConsumerFactory } from './rehearsal/contract.js'
+export type { RehearsalEvent } from './rehearsal/workload.js'
+
 // Storage
 export { openDatabase, openPostgres, openPglite, databaseFromEnv, describeDatabase, loadMigrations, migrate } from './store/index.js'
 export type { SqlExecutor, SqlQueryable, SqlResult, SqlRow, Migration } from './store/index.js'

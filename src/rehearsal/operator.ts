@@ -23,7 +23,7 @@ export interface OperatorOptions {
   dlqTopic: string
   service: string
   seed: number
-  /** Fraction of dead letters discarded instead of redriven (default 0.25). */
+  /** Fraction of dead-lettered events discarded instead of redriven (default 0.25), chosen by seed and event id. */
   discard?: number
   /**
    * Where redrives go: retry tier 1 (default; a parked key's head then runs before the records parked
@@ -56,7 +56,9 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, signal?
 
 /** Indexes the DLQ, fixes the cause, redrives or discards every dead letter. */
 export async function operate(options: OperatorOptions): Promise<OperatorSession> {
-  const random = seededRandom(deriveSeed(options.seed, 'operator'))
+  // One decision per event, not per record: two dead letters of one event (a runtime that dead-letters
+  // twice) get the same treatment, as an operator looking at the event would give them.
+  const discard = (eventId: string) => seededRandom(deriveSeed(options.seed, `operator:${eventId}`))() < (options.discard ?? 0.25)
   const indexer = createDlqIndexer({ brokers: options.brokers, db: options.db, topics: [options.dlqTopic], groupId: `${options.dlqTopic}.indexer`, logger: options.logger })
   const producer = createProducer({ brokers: options.brokers, clientId: 'rehearsal-operator' })
   await indexer.start()
@@ -79,7 +81,7 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
     const detail = await getRecord(options.db, r.id)
     const event = JSON.parse(detail.value?.toString() ?? 'null') as RehearsalEvent | null
     const eventId = event?.id ?? `dlq:${r.id}`
-    if (random() < (options.discard ?? 0.25)) {
+    if (discard(eventId)) {
       await discardRecord(deps, r.id, { actor: 'rehearsal', reason: 'rehearsal: discarded by the operator' })
       discarded.push(eventId)
     } else {
