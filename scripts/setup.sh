@@ -9,8 +9,9 @@ need_pkgs=()
 command -v java >/dev/null 2>&1 || need_pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_pkgs+=(maven)
 # postgresql: the server binaries `lifeline rehearse` starts a private instance from (pg_config --bindir);
-# iproute2: `ip netns` for the rehearsal's partition and latency faults.
-for pkg in libzstd-dev liblz4-dev libsasl2-dev libssl-dev zlib1g-dev postgresql iproute2; do
+# iproute2: `ip netns` for the rehearsal's partition and latency faults; chromium: headless screenshots of
+# the rehearsal's HTML report (docs/rehearsal.md).
+for pkg in libzstd-dev liblz4-dev libsasl2-dev libssl-dev zlib1g-dev postgresql iproute2 chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -220,8 +220,8 @@ export function check(history: History): CheckResult {
     const known = new Map((eventsByKey.get(key) ?? []).map((e) => [e.seq, e]))
     for (const s of seqs) {
       const e = known.get(s)
-      if (e === undefined) a.add('replay-mismatch', `${key}#${s}`, { key, seq: s, reason: 'the key state holds a sequence the workload never produced' })
-      else if (discarded.has(e.id)) a.add('replay-mismatch', e.id, { eventId: e.id, key, seq: s, reason: 'discarded through the DLQ processor, yet applied' })
+      if (e === undefined) a.add('replay-mismatch', `${key}#${s}`, { key, seq: s, reason: 'the key state holds a sequence the workload never produced' }, operator.fixedAt)
+      else if (discarded.has(e.id)) a.add('replay-mismatch', e.id, { eventId: e.id, key, seq: s, reason: 'discarded through the DLQ processor, yet applied' }, operator.fixedAt)
     }
   }
 
@@ -282,7 +282,7 @@ export function check(history: History): CheckResult {
   // ---- the DLQ ----------------------------------------------------------------------------------------
   const byOrigin = groupBy(firstLives, (d) => `${d.originPartition}:${d.originOffset}`)
   for (const [origin, list] of byOrigin) {
-    if (list.length > 1) a.add('dlq-duplicated', origin, { origin, eventId: list[0]!.eventId, dlq: list.map((d) => `${d.partition}@${d.offset}`) })
+    if (list.length > 1) a.add('dlq-duplicated', origin, { origin, eventId: list[0]!.eventId, dlq: list.map((d) => `${d.partition}@${d.offset}`) }, list[1]!.timestamp)
   }
   for (const d of history.dlq) checkDlqEntry(d, history, byId, ackByOffset, producesByEvent, a)
 
@@ -290,11 +290,11 @@ export function check(history: History): CheckResult {
   if (operator.ran) {
     for (const id of redriven) {
       const n = (effectsByEvent.get(id) ?? []).length
-      if (n !== 1) a.add('replay-mismatch', id, { eventId: id, effects: n, reason: 'redriven after the fix: expected exactly one effect' })
+      if (n !== 1) a.add('replay-mismatch', id, { eventId: id, effects: n, reason: 'redriven after the fix: expected exactly one effect' }, operator.fixedAt)
     }
     const second = operator.secondRedrive
     if (second !== undefined && second.effectsAfter !== second.effectsBefore) {
-      a.add('replay-mismatch', 'second-redrive', { sent: second.sent, effectsBefore: second.effectsBefore, effectsAfter: second.effectsAfter, reason: 'a second redrive of the same records added effects' })
+      a.add('replay-mismatch', 'second-redrive', { sent: second.sent, effectsBefore: second.effectsBefore, effectsAfter: second.effectsAfter, reason: 'a second redrive of the same records added effects' }, operator.fixedAt)
     }
   }
 
@@ -315,11 +315,11 @@ function checkDlqEntry(d: DlqEntry, history: History, byId: Map<string, Rehearsa
   const where = `${d.partition}@${d.offset}`
   const event = d.eventId === undefined ? undefined : byId.get(d.eventId)
   if (event === undefined) {
-    a.add('dlq-spurious', where, { dlq: where, eventId: d.eventId, reason: 'no such event in the workload' })
+    a.add('dlq-spurious', where, { dlq: where, eventId: d.eventId, reason: 'no such event in the workload' }, d.timestamp)
     return
   }
-  if (event.kind !== 'poison') a.add('dlq-spurious', where, { dlq: where, eventId: event.id, kind: event.kind, key: event.key, seq: event.seq })
-  if (d.valueSha !== history.valueSha.get(event.id)) a.add('dlq-bytes', where, { dlq: where, eventId: event.id, reason: 'value bytes differ from the produced bytes' })
+  if (event.kind !== 'poison') a.add('dlq-spurious', where, { dlq: where, eventId: event.id, kind: event.kind, key: event.key, seq: event.seq }, d.timestamp)
+  if (d.valueSha !== history.valueSha.get(event.id)) a.add('dlq-bytes', where, { dlq: where, eventId: event.id, reason: 'value bytes differ from the produced bytes' }, d.timestamp)
   if (d.replayId !== undefined) return // a later life: its origin is the redrive target, checked by the redrive
   const wrong: string[] = []
   if (d.originTopic !== history.topic) wrong.push(`origin topic ${String(d.originTopic)} (expected ${history.topic})`)
@@ -330,7 +330,7 @@ function checkDlqEntry(d: DlqEntry, history: History, byId: Map<string, Rehearsa
     if (!unknown) wrong.push(`origin ${d.originPartition}@${d.originOffset} is not an acknowledged offset of this event`)
   } else if (ack.eventId !== event.id) wrong.push(`origin ${d.originPartition}@${d.originOffset} holds ${ack.eventId}, not ${event.id}`)
   if (d.originPartition !== undefined && d.partition !== d.originPartition) wrong.push(`DLQ partition ${d.partition} is not the origin partition ${d.originPartition}`)
-  if (wrong.length > 0) a.add('dlq-wrong-metadata', where, { dlq: where, eventId: event.id, problems: wrong })
+  if (wrong.length > 0) a.add('dlq-wrong-metadata', where, { dlq: where, eventId: event.id, problems: wrong }, d.timestamp)
 }
 
 function checkOffsets(history: History, ackByOffset: Map<string, ProduceEntry>, a: Anomalies): void {

@@ -38,6 +38,7 @@ export async function readDlq(brokers: string[], admin: KafkaAdmin, topic: strin
           originPartition: failure?.originPartition,
           originOffset: failure?.originOffset,
           replayId: lastHeader(r.headers, ReplayHeaders.id),
+          timestamp: r.timestamp,
         })
       }
     }

@@ -57,6 +57,8 @@ export interface DlqEntry {
   originOffset: number | undefined
   /** Set on a record that came back after a redrive (a new life, not a duplicate). */
   replayId: string | undefined
+  /** The DLQ record's timestamp, ms since the epoch (when it was written). */
+  timestamp?: number
 }
 
 /** The group's committed offsets and the log end, read from the broker at one moment. */

@@ -77,7 +77,11 @@ function chart(s: Series, result: RunResult, t0: number, t1: number, width: numb
   const span = (t1 - t0) / 1000
   const step = span > 600 ? 120 : span > 240 ? 60 : span > 90 ? 30 : 10
   for (let sec = 0; sec <= span; sec += step) xticks.push(`<text x="${x(t0 + sec * 1000).toFixed(1)}" y="${height - 4}" text-anchor="middle">${sec}s</text>`)
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" class="chart"><text x="${left}" y="12" class="title">${esc(s.title)}</text>${bands}<line x1="${left}" y1="${top + h}" x2="${left + w}" y2="${top + h}" stroke="#999"/>${lines}${marks}${ticks}${xticks.join('')}</svg>`
+  const phases = ['healing', 'operator']
+    .filter((p) => result.phases[p] !== undefined)
+    .map((p) => `<line x1="${x(result.phases[p]!).toFixed(1)}" y1="${top}" x2="${x(result.phases[p]!).toFixed(1)}" y2="${top + h}" stroke="#666" stroke-dasharray="3,3"><title>${p} from here</title></line><text x="${(x(result.phases[p]!) + 3).toFixed(1)}" y="${top + 9}" class="phase">${p}</text>`)
+    .join('')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" class="chart"><text x="${left}" y="12" class="title">${esc(s.title)}</text>${bands}${phases}<line x1="${left}" y1="${top + h}" x2="${left + w}" y2="${top + h}" stroke="#999"/>${lines}${marks}${ticks}${xticks.join('')}</svg>`
 }
 
 export function renderHtml(result: RunResult, headline: string): string {
@@ -106,7 +110,7 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bott
 .headline{font-size:17px;padding:10px 14px;border-radius:6px;margin:12px 0}.valid{background:#e6f4ea;border:1px solid #8fd19e}.invalid{background:#fde8e8;border:1px solid #f5a3a3}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:top}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.bad td{background:#fde8e8}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
-.chart{display:block;margin:6px 0}.chart text{font-size:11px;fill:#555}.chart .title{font-weight:600;fill:#222}
+.chart{display:block;margin:6px 0}.chart text{font-size:11px;fill:#555}.chart .title{font-weight:600;fill:#222}.chart .phase{font-size:10px;fill:#666}
 .key{margin-right:12px;font-size:12px}.key i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-2px;opacity:.6}
 .meta{color:#555;font-size:13px}
 </style></head><body>
@@ -118,7 +122,7 @@ tr.bad td{background:#fde8e8}pre{background:#f6f8fa;padding:8px;overflow:auto;fo
 ${charts}
 <h2>Properties</h2>
 <table><tr><th>property</th><th>bad when</th><th>count</th><th></th></tr>${rows}</table>
-<p>Liveness (reported): drain after healing ${(l.drainMs / 1000).toFixed(1)} s; longest stall ${l.longestStall ? `${(l.longestStall.ms / 1000).toFixed(1)} s (key ${esc(l.longestStall.key)}, ${esc(l.longestStall.eventId)})` : '—'}; latency p50 ${l.latencyP50Ms} ms, p99 ${l.latencyP99Ms} ms.</p>
+<p>Liveness (reported): drain after healing ${(l.drainMs / 1000).toFixed(1)} s; longest stall ${l.longestStall ? `${(l.longestStall.ms / 1000).toFixed(1)} s (key ${esc(l.longestStall.key)}, ${esc(l.longestStall.eventId)})` : '—'}; latency p50 ${Math.round(l.latencyP50Ms)} ms, p99 ${Math.round(l.latencyP99Ms)} ms. Dashed lines: the faults healed (<code>healing</code>), the operator phase began (<code>operator</code>).</p>
 ${examples ? `<h2>Examples</h2>${examples}` : ''}
 <h2>Faults</h2>
 <table><tr><th>fault</th><th>target</th><th>detail</th><th>at (s)</th><th>lasted (s)</th><th>what</th></tr>${faults}</table>

@@ -61,7 +61,7 @@ export function registerRehearse(program: Command): void {
     .option('--runs <n>', 'rehearsals in the campaign', '1')
     .option('--minutes <m>', 'fault period of each run, minutes')
     .option('--seconds <s>', 'fault period of each run, seconds (default 120)')
-    .option('--events <n>', 'events per run (default: 300 per second of production)')
+    .option('--events <n>', 'events per run (default: 420 per second of production: 100,800 in 5 minutes)')
     .option('--keys <n>', 'keys (default: events / 20)')
     .option('--consumers <n>', 'members of the group', '3')
     .option('--partitions <n>', 'partitions of the topic', '6')
@@ -104,7 +104,7 @@ export function registerRehearse(program: Command): void {
       const ci = opts.ci === true
       const seconds = int(opts.seconds, 'seconds') ?? (opts.minutes === undefined ? undefined : Math.round(Number(opts.minutes) * 60)) ?? (ci ? 48 : 120)
       if (!(seconds >= 10)) throw new LifelineError('LL_REHEARSAL', `the fault period must be at least 10 s, got ${seconds}`)
-      const events = int(opts.events, 'events') ?? (ci ? 3000 : Math.round(seconds * 0.8 * 300))
+      const events = int(opts.events, 'events') ?? (ci ? 3000 : Math.round(seconds * 0.8 * 420))
       const brokers = ci ? 1 : int(opts.brokers, 'brokers')
       if (brokers !== 1 && brokers !== 3) throw new LifelineError('LL_REHEARSAL', `--brokers must be 1 or 3, got ${opts.brokers}`)
       const result = await runCampaign({
@@ -126,7 +126,7 @@ export function registerRehearse(program: Command): void {
         sessionTimeoutMs: int(opts.sessionTimeoutMs, 'session-timeout-ms', 1000)!,
         commitIntervalMs: 500,
         retryDelaysMs: [1000, 3000],
-        drainTimeoutMs: 180_000,
+        drainTimeoutMs: Math.max(180_000, seconds * 1000),
         logger,
         signal: controller.signal,
         progress,
