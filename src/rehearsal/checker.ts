@@ -280,9 +280,13 @@ export function check(history: History): CheckResult {
   }
 
   // ---- the DLQ ----------------------------------------------------------------------------------------
+  // When each source record was dead-lettered, by the members' own `dead-letter` events (a DLQ record keeps
+  // its source's timestamp, so the DLQ cannot say when it was written).
+  const deadLettered = groupBy(history.members.filter((m) => m.type === 'dead-letter' && m.topic === history.topic), (m) => `${(m as { partition: number }).partition}:${(m as { offset: number }).offset}`)
   const byOrigin = groupBy(firstLives, (d) => `${d.originPartition}:${d.originOffset}`)
   for (const [origin, list] of byOrigin) {
-    if (list.length > 1) a.add('dlq-duplicated', origin, { origin, eventId: list[0]!.eventId, dlq: list.map((d) => `${d.partition}@${d.offset}`) }, list[1]!.timestamp)
+    const times = (deadLettered.get(origin) ?? []).map((m) => m.at).sort((x, y) => x - y)
+    if (list.length > 1) a.add('dlq-duplicated', origin, { origin, eventId: list[0]!.eventId, dlq: list.map((d) => `${d.partition}@${d.offset}`) }, times[1] ?? times[0])
   }
   for (const d of history.dlq) checkDlqEntry(d, history, byId, ackByOffset, producesByEvent, a)
 
@@ -315,11 +319,11 @@ function checkDlqEntry(d: DlqEntry, history: History, byId: Map<string, Rehearsa
   const where = `${d.partition}@${d.offset}`
   const event = d.eventId === undefined ? undefined : byId.get(d.eventId)
   if (event === undefined) {
-    a.add('dlq-spurious', where, { dlq: where, eventId: d.eventId, reason: 'no such event in the workload' }, d.timestamp)
+    a.add('dlq-spurious', where, { dlq: where, eventId: d.eventId, reason: 'no such event in the workload' })
     return
   }
-  if (event.kind !== 'poison') a.add('dlq-spurious', where, { dlq: where, eventId: event.id, kind: event.kind, key: event.key, seq: event.seq }, d.timestamp)
-  if (d.valueSha !== history.valueSha.get(event.id)) a.add('dlq-bytes', where, { dlq: where, eventId: event.id, reason: 'value bytes differ from the produced bytes' }, d.timestamp)
+  if (event.kind !== 'poison') a.add('dlq-spurious', where, { dlq: where, eventId: event.id, kind: event.kind, key: event.key, seq: event.seq })
+  if (d.valueSha !== history.valueSha.get(event.id)) a.add('dlq-bytes', where, { dlq: where, eventId: event.id, reason: 'value bytes differ from the produced bytes' })
   if (d.replayId !== undefined) return // a later life: its origin is the redrive target, checked by the redrive
   const wrong: string[] = []
   if (d.originTopic !== history.topic) wrong.push(`origin topic ${String(d.originTopic)} (expected ${history.topic})`)
@@ -330,7 +334,7 @@ function checkDlqEntry(d: DlqEntry, history: History, byId: Map<string, Rehearsa
     if (!unknown) wrong.push(`origin ${d.originPartition}@${d.originOffset} is not an acknowledged offset of this event`)
   } else if (ack.eventId !== event.id) wrong.push(`origin ${d.originPartition}@${d.originOffset} holds ${ack.eventId}, not ${event.id}`)
   if (d.originPartition !== undefined && d.partition !== d.originPartition) wrong.push(`DLQ partition ${d.partition} is not the origin partition ${d.originPartition}`)
-  if (wrong.length > 0) a.add('dlq-wrong-metadata', where, { dlq: where, eventId: event.id, problems: wrong }, d.timestamp)
+  if (wrong.length > 0) a.add('dlq-wrong-metadata', where, { dlq: where, eventId: event.id, problems: wrong })
 }
 
 function checkOffsets(history: History, ackByOffset: Map<string, ProduceEntry>, a: Anomalies): void {

@@ -57,7 +57,7 @@ export interface DlqEntry {
   originOffset: number | undefined
   /** Set on a record that came back after a redrive (a new life, not a duplicate). */
   replayId: string | undefined
-  /** The DLQ record's timestamp, ms since the epoch (when it was written). */
+  /** The DLQ record's timestamp, ms since the epoch (the runtime keeps the source record's). */
   timestamp?: number
 }
 
