@@ -69,6 +69,16 @@ describe('rehearsal checker', () => {
     assert.deepEqual(flagged({ ...h, members }), ['aborted-effect'])
   })
 
+  test('an assignment announced a few ms after the first handler of the partition is not a zombie', () => {
+    const h = cleanHistory()
+    const first = h.members.findIndex((m) => m.type === 'assigned')
+    const members = [...h.members]
+    const [assigned] = members.splice(first, 1)
+    const afterFirstApply = members.findIndex((m) => m.type === 'apply') + 2
+    members.splice(afterFirstApply, 0, { ...assigned!, at: members[afterFirstApply - 1]!.at + 4 })
+    assert.deepEqual(flagged({ ...h, members }), [])
+  })
+
   test('aborted-effect: an effect no logged invocation wrote', () => {
     const h = cleanHistory()
     const effects = h.effects.map((e) => (e.eventId === 'e2' ? { ...e, inv: 'nobody' } : e))
