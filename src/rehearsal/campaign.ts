@@ -47,6 +47,8 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   try {
     for (let i = 0; i < options.runs && !options.signal?.aborted; i++) {
       const result = await runRehearsal(env, { ...options, seed: options.seed + i })
+      // A run cut short (Ctrl-C) did not drain nor run its operator phase: not a verdict.
+      if (options.signal?.aborted) break
       const files = writeRunReport(options.outDir, result)
       results.push(result)
       options.onRun?.(result, files)

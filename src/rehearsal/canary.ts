@@ -102,6 +102,8 @@ export async function runCanary(options: CanaryOptions): Promise<RunResult[]> {
         logger: options.logger,
         signal: options.signal,
       })
+      // A round cut short by Ctrl-C did not finish its operator phase: its verdict would be noise.
+      if (options.signal.aborted) break
       rounds.push(result)
       recordRound(metrics, result)
       const files = writeRunReport(options.outDir ?? 'rehearsal/results/canary', result)

@@ -2,6 +2,7 @@
  * `lifeline rehearse`: failure rehearsal of a consumer (docs/rehearsal.md). Exit code 1 when any run
  * has a bad anomaly.
  */
+import { join } from 'node:path'
 import type { Command } from 'commander'
 import { LifelineError } from '../../errors.js'
 import { createLogger } from '../../logger.js'
@@ -98,7 +99,7 @@ export function registerRehearse(program: Command): void {
       }
       if (opts.canary) {
         const bootstrap = brokersOption(opts.bootstrap)
-        await runCanary({ brokers: bootstrap, rate: int(opts.rate, 'rate')!, metricsPort: int(opts.metricsPort, 'metrics-port', 0)!, consumer: opts.consumer, consumers: int(opts.consumers, 'consumers')!, partitions: int(opts.partitions, 'partitions')!, raw: opts.raw, logger, signal: controller.signal, print })
+        await runCanary({ brokers: bootstrap, rate: int(opts.rate, 'rate')!, metricsPort: int(opts.metricsPort, 'metrics-port', 0)!, consumer: opts.consumer, consumers: int(opts.consumers, 'consumers')!, partitions: int(opts.partitions, 'partitions')!, raw: opts.raw, outDir: join(opts.out, 'canary'), logger, signal: controller.signal, print })
         return
       }
       const ci = opts.ci === true
