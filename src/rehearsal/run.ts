@@ -8,7 +8,7 @@
  */
 import { mkdirSync, readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Logger } from '../logger.js'
 import { createParkedKeys } from '../ordering/state-store.js'
 import { dlqTopicName } from '../runtime/options.js'
@@ -127,6 +127,8 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
   const extraSlots = options.faults.includes('scale') ? 4 : 0
   let network: SlotNetwork | undefined
   if (wantsNetwork && env.netnsUnavailable === undefined) network = await slotNetworks(env, options.consumers + extraSlots)
+  // Resolved here, so a member in a network namespace (or any working directory) loads the same file.
+  const consumerModule = options.consumer === undefined ? REFERENCE_CONSUMER : options.consumer.startsWith('file:') ? options.consumer : pathToFileURL(resolve(options.consumer)).href
   const brokerPorts = env.brokers.map((b) => Number(b.split(':').at(-1)))
   const members = new Members(
     rawDir,
@@ -136,7 +138,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
       service,
       topic,
       dbUrl: database.socketUrl,
-      module: options.consumer ?? REFERENCE_CONSUMER,
+      module: consumerModule,
       sessionTimeoutMs: options.sessionTimeoutMs,
       commitIntervalMs: options.commitIntervalMs,
       retryDelaysMs: options.retryDelaysMs,

@@ -8,6 +8,7 @@ import { LifelineError } from '../../errors.js'
 import { createLogger } from '../../logger.js'
 import { runCampaign } from '../../rehearsal/campaign.js'
 import { check } from '../../rehearsal/checker.js'
+import { loadConsumerFactory } from '../../rehearsal/contract.js'
 import { loadHistory } from '../../rehearsal/recheck.js'
 import { runCanary } from '../../rehearsal/canary.js'
 import { parseFaults } from '../../rehearsal/nemesis.js'
@@ -102,6 +103,8 @@ export function registerRehearse(program: Command): void {
         await runCanary({ brokers: bootstrap, rate: int(opts.rate, 'rate')!, metricsPort: int(opts.metricsPort, 'metrics-port', 0)!, consumer: opts.consumer, consumers: int(opts.consumers, 'consumers')!, partitions: int(opts.partitions, 'partitions')!, raw: opts.raw, outDir: join(opts.out, 'canary'), logger, signal: controller.signal, print })
         return
       }
+      // A module that does not follow the contract fails now, before a broker is started.
+      if (opts.consumer !== undefined) await loadConsumerFactory(opts.consumer)
       const ci = opts.ci === true
       const seconds = int(opts.seconds, 'seconds') ?? (opts.minutes === undefined ? undefined : Math.round(Number(opts.minutes) * 60)) ?? (ci ? 48 : 120)
       if (!(seconds >= 10)) throw new LifelineError('LL_REHEARSAL', `the fault period must be at least 10 s, got ${seconds}`)
