@@ -38,6 +38,8 @@ export interface OperatorOptions {
 }
 
 export interface OperatorSession {
+  /** When the poison cause was fixed (poison events succeed from then on), ms since the epoch. */
+  fixedAt: number
   redriven: Array<{ id: string; eventId: string }>
   discarded: string[]
   /** Sends the forced second redrive of every redriven record to its origin; resolves with the count. */
@@ -67,6 +69,7 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
   await waitFor(async () => indexer.stats().indexed + indexer.stats().duplicates >= options.expected, 120_000, options.signal)
   options.onProgress?.(`indexed ${indexer.stats().indexed} dead letters`)
   await options.db.query('update rehearsal_control set fixed = true where id = 1')
+  const fixedAt = Date.now()
 
   const redriven: OperatorSession['redriven'] = []
   const discarded: string[] = []
@@ -91,6 +94,7 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
   }
   options.onProgress?.(`redrove ${redriven.length}, discarded ${discarded.length}`)
   return {
+    fixedAt,
     redriven,
     discarded,
     async redriveAgain() {

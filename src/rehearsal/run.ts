@@ -237,7 +237,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     mark('operator')
     const tiers = (await env.admin.listTopics()).includes(retryTopicName(service, topic, 1))
     const session = await operate({ brokers: env.brokers, db, dlqTopic, service, seed: options.seed, discard: options.discard, target: tiers ? 'retry-tier' : 'origin', expected: dlqCount, logger: options.logger, signal: abort.signal })
-    const fixedAt = Date.now()
+    const fixedAt = session.fixedAt
     const discarded = new Set(session.discarded)
     const acked = () => new Set(producer!.log.filter((p) => p.outcome === 'ok').map((p) => p.eventId))
     await waitUntil(async () => {
