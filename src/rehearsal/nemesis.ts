@@ -100,7 +100,7 @@ export function planSchedule(options: ScheduleOptions): ScheduledFault[] {
         break
       case 'crash-point': {
         const point = pick(random, options.crashPoints)
-        out.push({ kind, startMs, endMs: startMs + length(Math.max(8000, options.periodMs * 0.5), Math.max(10_000, options.periodMs * 0.7)), target: slot, detail: `${point}:${randomInt(random, 1, 3)}` })
+        out.push({ kind, startMs, endMs: startMs + length(Math.max(8000, options.periodMs * 0.5), Math.max(10_000, options.periodMs * 0.7)), target: slot, detail: `${point}:${random() < 0.7 ? 1 : 2}` })
         break
       }
       case 'pause':
