@@ -11,7 +11,7 @@ import { deriveSeed, pick, randomInt, seededRandom } from './random.js'
 
 export const FAULT_KINDS = {
   kill: 'a consumer is killed with SIGKILL, restarted a few seconds later',
-  'crash-point': 'a consumer is restarted with LIFELINE_CRASH_AT=<point>:<nth> (a named crash point) and killed there; restarted clean afterwards',
+  'crash-point': 'a consumer is restarted with LIFELINE_CRASH_AT=<point>:<nth> (a named crash point) and killed there; restarted clean afterwards (redrive.* points: the operator\'s redrive, in a child process)',
   pause: 'a consumer is stopped with SIGSTOP past its session timeout (a zombie), then SIGCONT',
   scale: 'the group is scaled out by one consumer (started) or in by one (closed with SIGTERM), then back',
   'broker-kill': 'one broker is killed with SIGKILL, restarted later (3 brokers only)',

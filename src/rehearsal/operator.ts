@@ -7,6 +7,8 @@
  *
  * @module
  */
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { createDlqIndexer } from '../dlq/indexer.js'
 import { getRecord, listRecords } from '../dlq/records.js'
 import { discardRecord, replayRecord, type RedriveDeps } from '../dlq/redrive.js'
@@ -14,6 +16,7 @@ import { createProducer } from '../kafka/index.js'
 import type { Logger } from '../logger.js'
 import { createParkedKeys } from '../ordering/state-store.js'
 import type { SqlExecutor } from '../store/executor.js'
+import { CRASH_ENV } from '../util/crash-points.js'
 import { seededRandom, deriveSeed } from './random.js'
 import type { RehearsalEvent } from './workload.js'
 
@@ -30,6 +33,12 @@ export interface OperatorOptions {
    * behind it) or the origin topic (a consumer without retry tiers).
    */
   target?: 'retry-tier' | 'origin'
+  /**
+   * A `redrive.*` crash point (`<point>:<nth>`): the redrive then runs in a child process armed with it
+   * (operator-child.ts); what it did not replay is replayed here afterwards. Needs `dbUrl`.
+   */
+  crashAt?: string
+  dbUrl?: string
   /** How many DLQ records the topic holds now (the indexer must have stored them all). */
   expected: number
   logger: Logger
@@ -42,9 +51,28 @@ export interface OperatorSession {
   fixedAt: number
   redriven: Array<{ id: string; eventId: string }>
   discarded: string[]
+  /** The armed redrive crash point and whether the child reached it. */
+  crash: { point: string; reached: boolean; at: number; end: number } | undefined
   /** Sends the forced second redrive of every redriven record to its origin; resolves with the count. */
   redriveAgain(): Promise<number>
   close(): Promise<void>
+}
+
+const OPERATOR_CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './operator-child.ts' : './operator-child.js', import.meta.url))
+
+/** Runs operator-child.ts armed with `crashAt`; collects the ids it replayed; resolves when it exits. */
+function runOperatorChild(config: { brokers: string[]; dbUrl: string; service: string; target: string; ids: string[] }, crashAt: string, done: Set<string>): Promise<{ crashed: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', OPERATOR_CHILD], { env: { ...process.env, LIFELINE_REHEARSAL_OPERATOR: JSON.stringify(config), [CRASH_ENV]: crashAt }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let buffer = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => {
+      buffer += d.toString()
+      for (const m of buffer.matchAll(/REPLAYED (\S+)\n/g)) done.add(m[1]!)
+    })
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('exit', () => resolve({ crashed: stderr.includes(`lifeline: crash point ${crashAt.split(':')[0]}`) }))
+  })
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
@@ -80,6 +108,7 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
     pending.push(...page)
     afterId = page.at(-1)!.id
   }
+  const toRedrive: OperatorSession['redriven'] = []
   for (const r of pending) {
     const detail = await getRecord(options.db, r.id)
     const event = JSON.parse(detail.value?.toString() ?? 'null') as RehearsalEvent | null
@@ -87,14 +116,29 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
     if (discard(eventId)) {
       await discardRecord(deps, r.id, { actor: 'rehearsal', reason: 'rehearsal: discarded by the operator' })
       discarded.push(eventId)
-    } else {
-      await replayRecord(deps, r.id, { actor: 'rehearsal', target: options.target === 'origin' ? { kind: 'origin' } : { kind: 'retry-tier', tier: 1, service: options.service } })
-      redriven.push({ id: r.id, eventId })
+    } else toRedrive.push({ id: r.id, eventId })
+  }
+  const target = options.target ?? 'retry-tier'
+  let crash: OperatorSession['crash']
+  const done = new Set<string>()
+  if (options.crashAt !== undefined && options.dbUrl !== undefined && toRedrive.length > 0) {
+    const at = Date.now()
+    const exit = await runOperatorChild({ brokers: options.brokers, dbUrl: options.dbUrl, service: options.service, target, ids: toRedrive.map((r) => r.id) }, options.crashAt, done)
+    crash = { point: options.crashAt, reached: exit.crashed, at, end: Date.now() }
+  }
+  for (const r of toRedrive) {
+    // A record the crashed child sent but did not finish recording stays `replaying` (or `replayed`): it is
+    // in the target topic already, as after a processor killed there; replaying it again would be a
+    // second copy the operator did not ask for.
+    if (!done.has(r.id) && (await getRecord(options.db, r.id)).status === 'pending') {
+      await replayRecord(deps, r.id, { actor: 'rehearsal', target: target === 'origin' ? { kind: 'origin' } : { kind: 'retry-tier', tier: 1, service: options.service } })
     }
+    redriven.push(r)
   }
   options.onProgress?.(`redrove ${redriven.length}, discarded ${discarded.length}`)
   return {
     fixedAt,
+    crash,
     redriven,
     discarded,
     async redriveAgain() {

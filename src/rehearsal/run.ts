@@ -29,6 +29,7 @@ import { planSchedule, ROOT_KINDS, type FaultKind, type ScheduledFault } from '.
 import { operate } from './operator.js'
 import { runProducers, valueShas } from './producer.js'
 import { generateWorkload, type WorkloadOptions } from './workload.js'
+import { deriveSeed } from './random.js'
 
 export interface RunOptions {
   /** The consumer module (default: the built-in reference consumer). */
@@ -97,6 +98,11 @@ export const REFERENCE_CONSUMER = fileURLToPath(new URL(import.meta.url.endsWith
 /** Crash points a consumer can reach: `redrive.*` belong to the DLQ processor's redrive, not a consumer. */
 export function consumerCrashPoints(): string[] {
   return Object.keys(CRASH_POINTS).filter((p) => !p.startsWith('redrive.'))
+}
+
+/** Crash points of the DLQ processor's redrive (the operator phase arms one of them). */
+export function redriveCrashPoints(): string[] {
+  return Object.keys(CRASH_POINTS).filter((p) => p.startsWith('redrive.'))
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -236,7 +242,11 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
 
     mark('operator')
     const tiers = (await env.admin.listTopics()).includes(retryTopicName(service, topic, 1))
-    const session = await operate({ brokers: env.brokers, db, dlqTopic, service, seed: options.seed, discard: options.discard, target: tiers ? 'retry-tier' : 'origin', expected: dlqCount, logger: options.logger, signal: abort.signal })
+    // With crash points among the faults, the operator's redrive runs in a child armed with a `redrive.*` point.
+    const redrivePoints = redriveCrashPoints()
+    const crashAt = options.faults.includes('crash-point') && redrivePoints.length > 0 ? `${redrivePoints[deriveSeed(options.seed, 'redrive-crash') % redrivePoints.length]}:${1 + (deriveSeed(options.seed, 'redrive-nth') % 3)}` : undefined
+    const session = await operate({ brokers: env.brokers, db, dlqTopic, service, seed: options.seed, discard: options.discard, target: tiers ? 'retry-tier' : 'origin', expected: dlqCount, logger: options.logger, signal: abort.signal, ...(crashAt ? { crashAt, dbUrl: database.url } : {}) })
+    if (session.crash) nemesis.applied.push({ kind: 'crash-point', target: 'operator', detail: `${session.crash.point} (${session.crash.reached ? 'reached' : 'not reached'})`, start: session.crash.at, end: session.crash.end })
     const fixedAt = session.fixedAt
     const discarded = new Set(session.discarded)
     const acked = () => new Set(producer!.log.filter((p) => p.outcome === 'ok').map((p) => p.eventId))
