@@ -15,7 +15,7 @@ import type { KafkaAdmin } from '../kafka/types.js'
 import type { Logger } from '../logger.js'
 import { openPostgres } from '../store/postgres.js'
 import type { SqlExecutor } from '../store/executor.js'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -31,7 +31,8 @@ export interface Environment {
 }
 
 export async function openEnvironment(options: { brokers: 1 | 3; bootstrap?: string[]; logger: Logger; heapMb?: number }): Promise<Environment> {
-  const cluster = options.bootstrap ? undefined : await startKafka({ brokers: options.brokers, stateDir: mkdtempSync(join(tmpdir(), 'lifeline-rehearsal-kafka-')), heapMb: options.heapMb ?? (options.brokers === 3 ? 384 : 512), logger: options.logger })
+  const stateDir = options.bootstrap ? undefined : mkdtempSync(join(tmpdir(), 'lifeline-rehearsal-kafka-'))
+  const cluster = stateDir === undefined ? undefined : await startKafka({ brokers: options.brokers, stateDir, heapMb: options.heapMb ?? (options.brokers === 3 ? 384 : 512), logger: options.logger })
   const postgres = await startPostgres({ logger: options.logger })
   const brokers = options.bootstrap ?? cluster!.brokers
   const admin = createAdmin({ brokers })
@@ -47,6 +48,7 @@ export async function openEnvironment(options: { brokers: 1 | 3; bootstrap?: str
     async close() {
       await Promise.allSettled([admin.close()])
       await Promise.allSettled([cluster?.close(), postgres.close()])
+      if (stateDir !== undefined) rmSync(stateDir, { recursive: true, force: true })
     },
   }
 }
