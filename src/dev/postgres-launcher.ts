@@ -101,8 +101,10 @@ async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
   }
 }
 
-function spawnWatchdog(parentPid: number, pid: number): number | undefined {
-  const script = `while kill -0 ${parentPid} 2>/dev/null; do sleep 1; done; kill -INT ${pid} 2>/dev/null; sleep 10; kill -KILL ${pid} 2>/dev/null; exit 0`
+function spawnWatchdog(parentPid: number, pid: number, removeDir: string | undefined): number | undefined {
+  // The directory goes too when the launcher created it (a temporary cluster nobody else knows about).
+  const cleanup = removeDir === undefined ? '' : ` rm -rf '${removeDir.replaceAll("'", "'\\''")}';`
+  const script = `while kill -0 ${parentPid} 2>/dev/null; do sleep 1; done; kill -INT ${pid} 2>/dev/null; sleep 10; kill -KILL ${pid} 2>/dev/null;${cleanup} exit 0`
   const child = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' })
   child.unref()
   return child.pid
@@ -152,7 +154,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     pid = child.pid
     if (tie) {
       if (watchdog !== undefined && alive(watchdog)) process.kill(watchdog, 'SIGKILL')
-      watchdog = spawnWatchdog(process.pid, pid)
+      watchdog = spawnWatchdog(process.pid, pid, owned ? dir : undefined)
     }
     const deadline = Date.now() + timeoutMs
     for (;;) {

@@ -42,21 +42,22 @@ describe('private PostgreSQL launcher', () => {
     const script = `import { startPostgres } from ${JSON.stringify(new URL('../../src/dev/postgres-launcher.ts', import.meta.url).href)}
 import { readFileSync } from 'node:fs'
 const pg = await startPostgres()
-console.log('READY ' + readFileSync(pg.dataDir + '/postmaster.pid', 'utf8').split('\\n')[0])
+console.log('READY ' + readFileSync(pg.dataDir + '/postmaster.pid', 'utf8').split('\\n')[0] + ' ' + pg.dataDir)
 setInterval(() => {}, 1000)`
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
     defer(t, () => child.kill('SIGKILL'))
-    const pid = await new Promise<number>((resolve, reject) => {
+    const [pid, dataDir] = await new Promise<[number, string]>((resolve, reject) => {
       let out = ''
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString()
-        const m = /READY (\d+)/.exec(out)
-        if (m) resolve(Number(m[1]))
+        const m = /READY (\d+) (\S+)\n/.exec(out)
+        if (m) resolve([Number(m[1]), m[2]!])
       })
       child.on('exit', (code) => reject(new Error(`starter exited with ${code}: ${out}`)))
     })
     assert.ok(alive(pid))
     child.kill('SIGKILL')
     await waitFor(() => !alive(pid), 'the orphaned PostgreSQL to stop', 60_000)
+    await waitFor(() => !existsSync(dataDir), 'its temporary directory to be deleted', 30_000)
   })
 })
