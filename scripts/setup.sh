@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v java >/dev/null 2>&1 || need_pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_pkgs+=(maven)
-for pkg in libzstd-dev liblz4-dev libsasl2-dev libssl-dev zlib1g-dev patch; do
+# postgresql: the server binaries `lifeline rehearse` starts a private instance from (pg_config --bindir);
+# iproute2: `ip netns` for the rehearsal's partition and latency faults; chromium: headless screenshots of
+# the rehearsal's HTML report (docs/rehearsal.md).
+for pkg in libzstd-dev liblz4-dev libsasl2-dev libssl-dev zlib1g-dev patch postgresql iproute2 chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

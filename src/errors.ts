@@ -56,6 +56,9 @@ export const ErrorCodes = {
   LL_LISTEN: { retriable: false, summary: 'An HTTP server (the metrics and health endpoints) could not listen on its host and port (e.g. the port is taken).' },
   LL_NOTIFY: { retriable: true, summary: 'A webhook notification could not be delivered (network error, timeout or an HTTP error status); it is retried with backoff, then dropped and counted.' },
   LL_REDRIVE_LIMIT: { retriable: false, summary: 'A redrive was refused: the record reached the maximum number of redrives, or its lineage came back to the DLQ that many times (loop detection); force overrides.' },
+  LL_PG_LAUNCHER: { retriable: false, summary: 'The private PostgreSQL instance (src/dev/postgres-launcher.ts) could not be initialised, started or stopped: missing server binaries, an initdb or start failure (the message carries its log tail).' },
+  LL_FAULT: { retriable: false, summary: 'A fault could not be injected or healed (a network namespace, a veth link, a TCP proxy port): the rehearsal stops rather than report faults that did not happen.' },
+  LL_REHEARSAL: { retriable: false, summary: 'A rehearsal could not run: bad options, a consumer module that does not follow the contract (docs/rehearsal.md), or a setup step (topics, database, consumers) that failed.' },
 } as const satisfies Record<string, { retriable: boolean; summary: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes

@@ -109,6 +109,10 @@ export type { MetricsServer, ServeMetricsOptions } from './observe/serve-metrics
 export { watchConsumerHealth, judgeHealth, healthDefaults } from './observe/health.js'
 export type { ConsumerHealth, ConsumerHealthOptions, HealthReport, HealthLimits } from './observe/health.js'
 
+// Failure rehearsal: the contract a consumer module follows for `lifeline rehearse --consumer` (docs/rehearsal.md)
+export type { RehearsalContext, RehearsalConsumerFactory } from './rehearsal/contract.js'
+export type { RehearsalEvent } from './rehearsal/workload.js'
+
 // Storage
 export { openDatabase, openPostgres, openPglite, databaseFromEnv, describeDatabase, loadMigrations, migrate } from './store/index.js'
 export type { SqlExecutor, SqlQueryable, SqlResult, SqlRow, Migration } from './store/index.js'

@@ -6,6 +6,7 @@ import { registerDlq } from './commands/dlq.js'
 import { registerEffects } from './commands/effects.js'
 import { registerKeys } from './commands/keys.js'
 import { registerReconcile } from './commands/reconcile.js'
+import { registerRehearse } from './commands/rehearse.js'
 import { registerTopics } from './commands/topics.js'
 
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerReconcile(program)
   registerEffects(program)
   registerDlq(program)
+  registerRehearse(program)
   registerDemo(program)
   return program
 }

@@ -1,0 +1,62 @@
+/**
+ * Reading the evidence back from Kafka: the DLQ topic record by record, and the group's committed
+ * offsets next to the log end (sampled every second by the harness).
+ *
+ * @module
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { createConsumer } from '../kafka/index.js'
+import type { KafkaAdmin } from '../kafka/types.js'
+import { decodeFailureHeaders } from '../runtime/headers.js'
+import { ReplayHeaders } from '../dlq/formats.js'
+import type { DlqEntry, OffsetSample } from './history.js'
+import { EVENT_ID_HEADER } from './workload.js'
+
+const lastHeader = (headers: ReadonlyArray<{ key: string; value: Buffer | null }>, name: string) => headers.filter((h) => h.key === name).at(-1)?.value?.toString()
+
+/** Reads every record of `topic` up to its current end. */
+export async function readDlq(brokers: string[], admin: KafkaAdmin, topic: string, timeoutMs = 60_000): Promise<DlqEntry[]> {
+  const ends = await admin.topicOffsets(topic)
+  const total = ends.reduce((n, p) => n + (p.high - p.low), 0)
+  if (total === 0) return []
+  const consumer = createConsumer({ brokers, groupId: `${topic}.reader.${randomBytes(4).toString('hex')}`, fromBeginning: true })
+  const out: DlqEntry[] = []
+  try {
+    await consumer.connect()
+    consumer.subscribe([topic])
+    const deadline = Date.now() + timeoutMs
+    while (out.length < total && Date.now() < deadline) {
+      for (const r of await consumer.poll(500, 500)) {
+        const failure = decodeFailureHeaders(r.headers)
+        out.push({
+          partition: r.partition,
+          offset: r.offset,
+          key: r.key?.toString() ?? null,
+          eventId: lastHeader(r.headers, EVENT_ID_HEADER),
+          valueSha: createHash('sha256').update(r.value ?? Buffer.alloc(0)).digest('hex'),
+          originTopic: failure?.originTopic,
+          originPartition: failure?.originPartition,
+          originOffset: failure?.originOffset,
+          replayId: lastHeader(r.headers, ReplayHeaders.id),
+          timestamp: r.timestamp,
+        })
+      }
+    }
+  } finally {
+    await consumer.close()
+  }
+  return out
+}
+
+/** The group's committed offsets and the log end now; undefined when the brokers do not answer. */
+export async function sampleOffsets(admin: KafkaAdmin, group: string, topic: string): Promise<OffsetSample | undefined> {
+  try {
+    const committed = await admin.groupOffsets(group, topic)
+    const ends = await admin.topicOffsets(topic)
+    const at = Date.now()
+    return { at, partitions: ends.map((e) => ({ partition: e.partition, committed: committed.find((c) => c.partition === e.partition)?.offset ?? -1, high: e.high })) }
+  } catch (err) {
+    if (err instanceof Error) return undefined
+    throw err
+  }
+}
