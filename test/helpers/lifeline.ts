@@ -23,9 +23,9 @@ export async function lifeline<V = unknown>(t: TestContext, options: Partial<Con
   return c
 }
 
-/** Reads every record of a topic from the beginning with a throwaway group. */
-export async function readAll(t: TestContext, topic: string, count: number, timeoutMs = 30_000): Promise<ConsumedRecord[]> {
-  const c = rawConsumer(t, { groupId: randomName('reader') })
+/** Reads every record of a topic from the beginning with a throwaway group (on the test broker, or on `on`). */
+export async function readAll(t: TestContext, topic: string, count: number, timeoutMs = 30_000, on?: string[]): Promise<ConsumedRecord[]> {
+  const c = rawConsumer(t, { groupId: randomName('reader'), ...(on ? { brokers: on } : {}) })
   c.subscribe([topic])
   return pollUntil(c, count, timeoutMs)
 }
