@@ -111,7 +111,7 @@ export interface RunResult {
 
 /** Produces the workload and drives it to its end (operators, the late straggler, restarts of dead workers). */
 export async function runWorkload(t: TestContext, o: RunOptions): Promise<RunResult> {
-  const env = { TIERS: '300,8000', SEQ_TIMEOUT_MS: '1200', ...o.env }
+  const env = { TIERS: '300,5000', SEQ_TIMEOUT_MS: '1200', ...o.env }
   const crashes = o.crashes ?? []
   const state: RunState = { workers: [], dump: undefined, crashed: [], paused: new Set() }
   let starts = 0
@@ -133,7 +133,9 @@ export async function runWorkload(t: TestContext, o: RunOptions): Promise<RunRes
   const releasedFromDlq = new Set(['dlq', 'replay', ...Object.keys(o.extra?.expected ?? {})])
   let lateSent = false
   let faulted = o.fault === undefined
-  const released = new Set<string>()
+  // Release commands by head (key, location, records behind it), and when sent: a command sent to a worker
+  // that died before acting on it is sent again (a second release of a released key changes nothing).
+  const released = new Map<string, number>()
   const deadline = Date.now() + (o.timeoutMs ?? 150_000)
   for (;;) {
     const live = state.workers.filter((w) => w.alive)
@@ -161,8 +163,8 @@ export async function runWorkload(t: TestContext, o: RunOptions): Promise<RunRes
     for (const k of dump.parked) {
       const wants = (releasedFromDlq.has(k.key) && k.location === 'dlq') || (k.key === 'oprel' && (k.location === 'retry:2' || k.location === 'dlq'))
       const id = `${k.key}@${k.location}@${k.records}`
-      if (wants && k.status === 'parked' && k.state === 'placed' && !released.has(id)) {
-        released.add(id)
+      if (wants && k.status === 'parked' && k.state === 'placed' && Date.now() - (released.get(id) ?? 0) > 3000) {
+        released.set(id, Date.now())
         w!.send(`release ${k.key}`)
       }
     }

@@ -35,6 +35,8 @@ export class Worker {
       for (const wake of this.#waiters) wake()
     })
     child.stderr!.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-20_000)))
+    // A command written while the process dies fails with EPIPE: its death is what `exited` reports.
+    child.stdin!.on('error', (err) => this.events.push({ ev: 'stdin-error', message: err.message }))
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
     void this.exited.then(() => {
       for (const wake of this.#waiters) wake()

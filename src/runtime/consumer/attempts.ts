@@ -8,6 +8,7 @@
 import { delayFor, retryDecision } from '../backoff.js'
 import { classifyError, type Classification } from '../classify.js'
 import { wrapDecode } from '../decode.js'
+import { endFailed, otelContext, startProcessSpan, traceIdOf, type MessagingTarget } from '../../trace/tracing.js'
 import { sleep } from '../../util/sleep.js'
 import { admit, PermitHolder } from './breaker-gate.js'
 import { emit, reportError } from './events.js'
@@ -42,6 +43,18 @@ export function succeeded(ctx: ConsumerContext, item: Item, attempts: number, st
   ctx.metrics.handlerDuration(r.topic, 'success', seconds)
   ctx.metrics.processed(r.topic)
   if (ctx.emitter.listenerCount('processed') > 0) emit(ctx, 'processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts, durationMs: seconds * 1000 })
+}
+
+/**
+ * The `process` span of one attempt: a child of the record's trace context (the producer's, or the send
+ * span that wrote this retry-tier copy). Kept on the item: a copy it leaves the main path with is its child.
+ */
+function processSpan(ctx: ConsumerContext, item: Item, attempt: number): ReturnType<typeof startProcessSpan> {
+  const r = item.record
+  const target: MessagingTarget = { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, group: ctx.options.groupId }
+  const traced = startProcessSpan(target, r.headers, { 'lifeline.attempt': attempt + (item.tier?.attempts ?? 0), ...(item.tier ? { 'lifeline.retry.tier': item.tier.tier } : {}), ...(item.parkedId === undefined ? {} : { 'lifeline.replayed': true }) })
+  item.trace = traced.context
+  return traced
 }
 
 /**
@@ -112,15 +125,18 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
     attempt++
     const resumed = attempt === 1 ? resumedAttempt : undefined
     const startedAt = resumed?.startedAt ?? performance.now()
+    const traced = ctx.tracing && !resumed ? processSpan(ctx, item, attempt) : undefined
     try {
-      const pending = resumed ? resumed.result : o.handler(message(item, value, attempt))
+      const pending = resumed ? resumed.result : traced ? otelContext.with(traced.context, () => o.handler(message(item, value, attempt))) : o.handler(message(item, value, attempt))
       // A synchronous handler costs no extra turn of the microtask queue.
       if (isThenable(pending)) await pending
+      traced?.span.end()
       permit?.record('success')
       succeeded(ctx, item, attempt + (item.tier?.attempts ?? 0), startedAt)
       giveUpSlot()
       return (await afterSuccess(ctx, item)) ? 'done' : 'abandoned'
     } catch (err) {
+      if (traced) endFailed(traced.span, err)
       ctx.metrics.handlerDuration(r.topic, 'failure', (performance.now() - startedAt) / 1000)
       // A handler stopped by a drain timeout, or whose partition is gone, is abandoned, never dead-lettered: it will be redelivered.
       if (state.handlers.signal.aborted || state.waits.signal.aborted) {
@@ -159,7 +175,7 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
       delayMs = decision.delayMs
       ctx.metrics.retried(r.topic, classification.code)
       emit(ctx, 'retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, error: err })
-      ctx.log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code }, 'retrying record')
+      ctx.log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code, traceId: traceIdOf(traced?.span) }, 'retrying record')
     } finally {
       giveUpSlot()
     }

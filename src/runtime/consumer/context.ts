@@ -12,6 +12,7 @@
  * @module
  */
 import type { EventEmitter } from 'node:events'
+import type { Context as OtelContext } from '@opentelemetry/api'
 import type { ConsumedRecord, KafkaConsumer, KafkaProducer } from '../../kafka/types.js'
 import type { Logger } from '../../logger.js'
 import type { Expectation, ProtocolStore } from '../../ordering/protocol-store.js'
@@ -111,6 +112,8 @@ export interface Item extends SchedulableItem {
   skip?: { from: number; to: number; policy: string }
   /** For a replay or an expiry: the release (or gap) token it acts under. */
   token?: string
+  /** The trace context of its last attempt (with tracing): a retry-tier or DLQ copy is sent as its child. */
+  trace?: OtelContext
 }
 
 /** A state read/write or a produce that close(), a revocation or a fence cancelled. */
@@ -145,6 +148,8 @@ export interface ConsumerContext {
   producer: KafkaProducer | undefined
   /** Commits run one at a time, in order: a late answer can never move a position back. */
   commitChain: Promise<void>
+  /** An OpenTelemetry SDK is registered (checked once per poll batch): spans are made. */
+  tracing: boolean
   /** Dispatches queued work (dispatcher.ts; late-bound so that lower modules can ask for it). */
   pump: () => void
 }

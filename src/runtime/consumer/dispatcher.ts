@@ -36,7 +36,7 @@ export function pump(ctx: ConsumerContext): void {
 
 /** Whether the record can skip preflight: nothing about its key or sequence needs the database. */
 function plain(ctx: ConsumerContext, item: Item): boolean {
-  if (ctx.breaker || item.tier || item.parkedId !== undefined || item.forced !== undefined) return false
+  if (ctx.breaker || ctx.tracing || item.tier || item.parkedId !== undefined || item.forced !== undefined) return false
   const key = item.record.key
   if (!ctx.parking || key === null) return true
   const state = item.state

@@ -24,6 +24,7 @@ import { createAdmin, createConsumer as createKafkaConsumer, createProducer } fr
 import type { TopicPartition } from '../../kafka/types.js'
 import { silentLogger } from '../../logger.js'
 import { ProtocolStore } from '../../ordering/protocol-store.js'
+import { tracingActive } from '../../trace/tracing.js'
 import { migrateLifeline } from '../../store/schema.js'
 import { CircuitBreaker } from '../circuit-breaker.js'
 import { KeyScheduler } from '../key-scheduler.js'
@@ -95,6 +96,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     kafka: undefined,
     producer: undefined,
     commitChain: Promise.resolve(),
+    tracing: tracingActive(),
     pump: () => pump(ctx),
   }
   const sources = () => sourceStates(ctx)

@@ -7,6 +7,7 @@
  */
 import { LifelineError } from '../../errors.js'
 import type { ConsumedRecord } from '../../kafka/types.js'
+import { tracingActive } from '../../trace/tracing.js'
 import { sleep } from '../../util/sleep.js'
 import { schedulingKey } from '../key-scheduler.js'
 import { dueTime, originView, readTierRecord } from '../retry-topics.js'
@@ -73,6 +74,7 @@ function armDelay(ctx: ConsumerContext, state: PartitionState): void {
 
 /** Dispatches a polled batch (or records stashed while their partition was claimed). */
 export async function dispatch(ctx: ConsumerContext, records: ConsumedRecord[]): Promise<void> {
+  ctx.tracing = tracingActive()
   const items: Item[] = []
   for (const r of records) {
     const item = accept(ctx, r)

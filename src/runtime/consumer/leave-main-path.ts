@@ -20,6 +20,8 @@ import { LifelineError } from '../../errors.js'
 import type { ProduceAck, ProduceRecord } from '../../kafka/types.js'
 import type { OutgoingCopy, PendingCopy } from '../../ordering/protocol-store.js'
 import { findRecord } from '../../kafka/scan.js'
+import { contextFrom, endFailed, startSendSpan, traceIdOf, withTraceHeaders } from '../../trace/tracing.js'
+import type { Span } from '@opentelemetry/api'
 import { crashPoint } from '../../util/crash-points.js'
 import { sleep } from '../../util/sleep.js'
 import { MASKED_HEADER } from '../../dlq/masking.js'
@@ -66,22 +68,36 @@ export async function leaveMainPath(ctx: ConsumerContext, item: Item, value: unk
   const token = parks || aheadOfDlq ? randomUUID() : undefined
   const dueAt = Date.now() + (toTier ? (o.tierDelays[nextTier - 1] as number) : 0)
   const out = toTier ? copyOf(tierRecord(target, origin, context, nextTier, dueAt, token), origin.partition) : deadLetter(ctx, target, origin, context, token)
+  // The copy's `send` span, a child of the last attempt's (its context travels on the copy).
+  const send = ctx.tracing ? startSendSpan({ topic: out.topic, partition: out.partition, key: out.key }, item.trace ?? contextFrom(origin.headers), [], { 'lifeline.copy': location, 'lifeline.error.code': failure.classification.code }) : undefined
+  if (send) out.headers = withTraceHeaders(out.headers, send)
   if (aheadOfDlq) {
     // Where a new owner looks for this copy if this member dies before confirming it.
     const from = await retrying(ctx, state, 'dead-letter', () => ctx.producer!.highWatermark(out.topic, out.partition), (err, tries) => new LifelineError('LL_DEAD_LETTER', `reading the high watermark of ${out.topic}[${out.partition}] failed (try ${tries}); retrying`, { cause: err }))
-    if (from === CANCELLED) return 'abandoned'
+    if (from === CANCELLED) {
+      send?.end()
+      return 'abandoned'
+    }
     out.from = from
   }
   const hook = toTier || !o.source.onDeadLetter ? undefined : () => runHook(ctx, item, value, failure.error)
   let pending: PendingCopy
   if (parks) {
     const parked = await park(ctx, item, failure, token!, location, out)
-    if (parked !== 'parked') return parked
+    if (parked !== 'parked') {
+      send?.setAttribute('lifeline.not-sent', parked === 'done' ? 'the key moved on' : 'cancelled')
+      send?.end()
+      return parked
+    }
     pending = { topic: origin.topic, key: origin.key, token: token!, location, copy: out }
   } else if (aheadOfDlq) {
     const src = item.source!
     const at = { topic: src.topic, partition: src.partition, offset: src.offset }
     const begun = await fencedWrite(ctx, state, 'writing a dead letter ahead', (f) => ctx.store!.beginDeadLetter(f, o.groupId, at, token!, out))
+    if (begun === CANCELLED || begun === 'placed') {
+      send?.setAttribute('lifeline.not-sent', begun === 'placed' ? 'dead-lettered already' : 'cancelled')
+      send?.end()
+    }
     if (begun === CANCELLED) return 'abandoned'
     if (begun === 'placed') {
       ctx.log.info({ topic: at.topic, partition: at.partition, offset: at.offset }, 'record delivered again after it was dead-lettered; skipped')
@@ -93,12 +109,12 @@ export async function leaveMainPath(ctx: ConsumerContext, item: Item, value: unk
     pending = { topic: origin.topic, key: null, token: token ?? '', location, copy: out }
   }
   // Completing a former owner's pending dead letter: it may be in the DLQ already.
-  const written = await writeCopy(ctx, state, pending, parks || aheadOfDlq, hook, pending.token !== token)
+  const written = await writeCopy(ctx, state, pending, parks || aheadOfDlq, hook, pending.token !== token, send)
   if (written === CANCELLED) return 'abandoned'
   if (toTier) {
     ctx.metrics.tierForwarded(origin.topic, nextTier)
     emit(ctx, 'retry-tier', { topic: origin.topic, partition: origin.partition, offset: origin.offset, tier: nextTier, retryTopic: target, dueAt, attempts, errorCode: failure.classification.code })
-    ctx.log.info({ topic: origin.topic, partition: origin.partition, offset: origin.offset, retryTopic: target, dueAt: new Date(dueAt).toISOString(), code: failure.classification.code, attempts }, 'record moved to a retry tier')
+    ctx.log.info({ topic: origin.topic, partition: origin.partition, offset: origin.offset, retryTopic: target, dueAt: new Date(dueAt).toISOString(), code: failure.classification.code, attempts, traceId: traceIdOf(send) }, 'record moved to a retry tier')
   }
   return 'done'
 }
@@ -108,7 +124,16 @@ export async function leaveMainPath(ctx: ConsumerContext, item: Item, value: unk
  * it already in its topic, run the dead-letter hook, then mark it placed. Shared by a live move and by a
  * new owner completing a former owner's pending copy. CANCELLED when cancelled or fenced.
  */
-export async function writeCopy(ctx: ConsumerContext, state: PartitionState, pending: PendingCopy, confirm: boolean, hook: (() => Promise<void>) | undefined, scan = false): Promise<ProduceAck | undefined | typeof CANCELLED> {
+export async function writeCopy(ctx: ConsumerContext, state: PartitionState, pending: PendingCopy, confirm: boolean, hook: (() => Promise<void>) | undefined, scan = false, span?: Span): Promise<ProduceAck | undefined | typeof CANCELLED> {
+  const written = await writeCopySteps(ctx, state, pending, confirm, hook, scan, span)
+  if (span) {
+    if (written === CANCELLED) endFailed(span, new LifelineError('LL_ABORTED', 'the write was cancelled (revocation, fence or close)'))
+    else span.end()
+  }
+  return written
+}
+
+async function writeCopySteps(ctx: ConsumerContext, state: PartitionState, pending: PendingCopy, confirm: boolean, hook: (() => Promise<void>) | undefined, scan: boolean, span: Span | undefined): Promise<ProduceAck | undefined | typeof CANCELLED> {
   const o = ctx.options
   const c = pending.copy
   const dlq = pending.location === 'dlq'
@@ -125,6 +150,7 @@ export async function writeCopy(ctx: ConsumerContext, state: PartitionState, pen
     )
     if (acks === CANCELLED) return CANCELLED
     ack = acks[0]!
+    span?.setAttribute('messaging.kafka.offset', ack.offset)
   }
   if (confirm) crashPoint(scan ? 'recover.after-produce' : pending.key === null ? 'dlq.after-produce' : 'park.after-produce')
   else if (dlq) crashPoint('dlq.after-produce')
@@ -132,7 +158,7 @@ export async function writeCopy(ctx: ConsumerContext, state: PartitionState, pen
     const failure = decodeFailureHeaders(c.headers)
     ctx.metrics.deadLettered(pending.topic, failure?.errorCode ?? 'UNKNOWN')
     emit(ctx, 'dead-letter', { topic: pending.topic, partition: failure?.originPartition ?? c.partition, offset: failure?.originOffset ?? -1, dlqTopic: c.topic, dlqOffset: ack.offset, errorCode: failure?.errorCode ?? 'UNKNOWN', attempts: failure?.attempts ?? 0 })
-    ctx.log.info({ topic: pending.topic, partition: failure?.originPartition, offset: failure?.originOffset, dlqTopic: c.topic, code: failure?.errorCode, attempts: failure?.attempts }, 'record dead-lettered')
+    ctx.log.info({ topic: pending.topic, partition: failure?.originPartition, offset: failure?.originOffset, dlqTopic: c.topic, code: failure?.errorCode, attempts: failure?.attempts, traceId: traceIdOf(span) }, 'record dead-lettered')
     if (hook) await hook()
   }
   if (!confirm) return ack

@@ -7,13 +7,13 @@
  * then the invariants are checked: nothing lost, no effect twice, per-key order, no key stuck, no head
  * runnable twice (a given-up head never applies; one logical DLQ copy per dead letter).
  *
- * `npm run test:faults` runs it (CI too); `npm run test:faults -- --test-name-pattern=park.after-state`
- * runs one point.
+ * `npm run test:faults` runs it (CI too) through crash-matrix-pglite.test.ts and
+ * crash-matrix-postgres.test.ts; `npm run test:faults -- --test-name-pattern=park.after-state` runs one point.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { CRASH_POINTS, type CrashPointName } from '../../src/util/crash-points.js'
-import { databaseKinds } from '../helpers/db.js'
+import type { DatabaseKind } from '../helpers/db.js'
 import { randomName, topic } from '../helpers/kafka.js'
 import { checkInvariants, databaseEnv, runWorkload } from '../helpers/protocol-workload.js'
 
@@ -26,7 +26,8 @@ const ELSEWHERE: Partial<Record<CrashPointName, string>> = {
   'tx.after-commit': 'the transactional pipeline (test/effects/transactional-pipeline.test.ts)',
 }
 
-for (const kind of databaseKinds()) {
+/** The matrix on one database kind (one file per kind: `npm run test:faults` runs them side by side). */
+export function crashMatrix(kind: DatabaseKind): void {
   for (const point of Object.keys(CRASH_POINTS) as CrashPointName[]) {
     const elsewhere = ELSEWHERE[point]
     test(`${kind}: crash at ${point}`, { skip: elsewhere ? `passed by ${elsewhere}` : false, timeout: 240_000 }, async (t) => {
