@@ -105,7 +105,7 @@ const endpoints: Endpoint[] = [
   { method: 'post', path: '/v1/records/:id/edit', action: 'record.edit', summary: 'edit the payload (JSON; validated against the schema); 202 when the policy needs an approval', body: Schemas.Edit, responses: { 200: '{ editId, diff }', 202: '{ approval }', 404: 'no such record' } },
   { method: 'post', path: '/v1/records/:id/replay-edited', action: 'record.replay-edited', summary: 'replay the latest (or a given) edit', body: Schemas.ReplayEdited, responses: { 200: 'the replay', 404: 'no such record or edit', 409: 'the record cannot be replayed in its status' } },
   { method: 'post', path: '/v1/records/:id/discard', action: 'record.discard', summary: 'discard with a reason (never deleted); 202 when the policy needs an approval', body: Schemas.Reason, responses: { 200: 'done', 202: '{ approval }', 404: 'no such record', 409: 'final status' } },
-  { method: 'post', path: '/v1/records/:id/resolve', action: 'record.resolve', summary: 'mark resolved (handled elsewhere) with a reason', body: Schemas.Reason, responses: { 200: 'done', 404: 'no such record', 409: 'final status' } },
+  { method: 'post', path: '/v1/records/:id/resolve', action: 'record.resolve', summary: 'mark resolved (handled elsewhere) with a reason; 202 when the policy needs an approval', body: Schemas.Reason, responses: { 200: 'done', 202: '{ approval }', 404: 'no such record', 409: 'final status' } },
   { method: 'post', path: '/v1/redrives', action: 'redrive.create', summary: 'bulk redrive by filter: dryRun counts; else a job (202 awaiting approval above the threshold)', body: Schemas.Redrive, responses: { 200: '{ dryRun, count, keys, byTopic }', 201: '{ job }', 202: '{ job, approval }' } },
   { method: 'get', path: '/v1/jobs', action: 'read', summary: 'redrive jobs, newest first', query: ['status', 'limit'], responses: { 200: '{ jobs }' } },
   { method: 'get', path: '/v1/jobs/:id', action: 'read', summary: 'one job with its progress', responses: { 200: 'the job', 404: 'no such job' } },
@@ -367,11 +367,12 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     const actor = approval.requestedBy
     const via = { approvedBy: approver.name, approval: approval.id }
     switch (approval.action) {
-      case 'discard': {
+      case 'discard':
+      case 'resolve': {
         const id = String(p.id)
-        await redrive.discardRecord(deps, id, { actor, reason: String(p.reason) })
-        await appendAudit(db, { actor, action: 'record.discard', target: `record:${id}`, detail: { ...via, reason: p.reason, outcome: 'ok' } })
-        return { id, status: 'discarded' }
+        await (approval.action === 'discard' ? redrive.discardRecord : redrive.resolveRecord)(deps, id, { actor, reason: String(p.reason) })
+        await appendAudit(db, { actor, action: `record.${approval.action}`, target: `record:${id}`, detail: { ...via, reason: p.reason, outcome: 'ok' } })
+        return { id, status: approval.action === 'discard' ? 'discarded' : 'resolved' }
       }
       case 'edit': {
         const id = String(p.id)
@@ -396,6 +397,20 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     const { rowCount } = await db.query(`update lifeline_dlq_jobs set status = 'ready', approved_by = $2, updated_at = now() where id = $1 and status = 'awaiting-approval'`, [jobId, approvedBy])
     if (rowCount === 0) throw new LifelineError('LL_ARGUMENT_INVALID', `job ${jobId} is no longer awaiting approval`, { details: { conflict: true } })
     return redrive.getJob(db, jobId)
+  }
+
+  /** Discard or resolve: both close a record for good, so one rule (CLOSING_ACTIONS in approvals.ts) gates them. */
+  async function closeRecord(c: Context<Env>, { principal, body }: { principal: Principal; body: unknown }, verb: 'discard' | 'resolve'): Promise<Response> {
+    const id = pathId(c)
+    const { reason } = body as { reason: string }
+    await getRecord(db, id) // 404 before an approval is asked for
+    if (needsApproval(policy, verb)) {
+      const approval = await requestApproval(db, { action: verb, payload: { id, reason }, requestedBy: principal.name, role: principal.role, target: `record:${id}` })
+      return c.json({ approval }, 202)
+    }
+    const close = verb === 'discard' ? redrive.discardRecord : redrive.resolveRecord
+    await audited(principal, `record.${verb}`, `record:${id}`, { reason }, () => close(deps, id, { actor: principal.name, reason }))
+    return c.json({ id, status: verb === 'discard' ? 'discarded' : 'resolved' })
   }
 
   const handlers: Record<string, Handler> = {
@@ -461,23 +476,8 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       )
       return c.json(result)
     },
-    'post /v1/records/:id/discard': async (c, { principal, body }) => {
-      const id = pathId(c)
-      const { reason } = body as { reason: string }
-      await getRecord(db, id)
-      if (needsApproval(policy, 'discard')) {
-        const approval = await requestApproval(db, { action: 'discard', payload: { id, reason }, requestedBy: principal.name, role: principal.role, target: `record:${id}` })
-        return c.json({ approval }, 202)
-      }
-      await audited(principal, 'record.discard', `record:${id}`, { reason }, () => redrive.discardRecord(deps, id, { actor: principal.name, reason }))
-      return c.json({ id, status: 'discarded' })
-    },
-    'post /v1/records/:id/resolve': async (c, { principal, body }) => {
-      const id = pathId(c)
-      const { reason } = body as { reason: string }
-      await audited(principal, 'record.resolve', `record:${id}`, { reason }, () => redrive.resolveRecord(deps, id, { actor: principal.name, reason }))
-      return c.json({ id, status: 'resolved' })
-    },
+    'post /v1/records/:id/discard': (c, input) => closeRecord(c, input, 'discard'),
+    'post /v1/records/:id/resolve': (c, input) => closeRecord(c, input, 'resolve'),
 
     'post /v1/redrives': async (c, { principal, body }) => {
       const b = body as { filter: Record<string, unknown>; dryRun?: boolean; target?: redrive.RedriveTarget; ratePerSec?: number; canary?: number; maxFailureRate?: number; force?: boolean }

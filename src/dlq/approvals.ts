@@ -22,11 +22,14 @@ export interface ApprovalPolicy {
   bulkThreshold?: number
   /** Edits (edit-and-replay) need approval. */
   edits?: boolean
-  /** Discards need approval. */
+  /** Every action that closes a record for good and releases its parked key (discard, resolve) needs approval. */
   discards?: boolean
 }
 
-export type ApprovalAction = 'redrive' | 'edit' | 'discard'
+export type ApprovalAction = 'redrive' | 'edit' | 'discard' | 'resolve'
+
+/** The actions that close a record for good (and release its parked key): `discards` gates them all, by one rule. */
+export const CLOSING_ACTIONS: ReadonlySet<ApprovalAction> = new Set(['discard', 'resolve'])
 export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'executed'
 export const APPROVAL_STATUSES: readonly ApprovalStatus[] = Object.freeze(['pending', 'approved', 'rejected', 'executed'])
 
@@ -61,7 +64,8 @@ export function parsePolicy(input: unknown): Readonly<ApprovalPolicy> {
 export function needsApproval(policy: ApprovalPolicy, action: ApprovalAction, count = 0): boolean {
   if (action === 'redrive') return policy.bulkThreshold !== undefined && count > policy.bulkThreshold
   if (action === 'edit') return policy.edits === true
-  return policy.discards === true
+  if (CLOSING_ACTIONS.has(action)) return policy.discards === true
+  return false
 }
 
 function approvalId(id: unknown): string {
