@@ -22,9 +22,10 @@ import Value from 'typebox/value'
 import { isLifelineError, LifelineError } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type { SqlExecutor } from '../store/executor.js'
-import { approve, getApproval, listApprovals, needsApproval, parsePolicy, reject, requestApproval, type Approval, type ApprovalPolicy } from './approvals.js'
+import { approve, getApproval, listApprovals, needsApproval, parsePolicy, reject, requestApproval, type Approval, type ApprovalPolicy, cancelGatedJob } from './approvals.js'
 import { appendAudit, listAudit } from './audit.js'
-import { ACTION_ROLES, createToken, listTokens, mayPerform, revokeToken, ROLES, verifyToken, type Action, type Principal, type Role } from './auth.js'
+import { ANONYMOUS_ACTOR } from './actors.js'
+import { ACTION_ROLES, checkToken, createToken, listTokens, mayPerform, revokeToken, ROLES, type Action, type Principal, type TokenSpec } from './auth.js'
 import { countRecords, getRecord, groupRecords, listRecords, MAX_LIMIT, parseFilter, type DlqRecordDetail } from './records.js'
 import * as redrive from './redrive.js'
 
@@ -69,7 +70,15 @@ export const Schemas = {
     },
     { additionalProperties: false },
   ),
-  Token: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]*$' }), role: Type.Union(ROLES.map((r) => Type.Literal(r))) }, { additionalProperties: false }),
+  Token: Type.Object(
+    {
+      name: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]*$' }),
+      role: Type.Union(ROLES.map((r) => Type.Literal(r))),
+      owner: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]*$', description: 'the person or service identity holding the token (four-eyes compares owners)' }),
+      expires: Type.Optional(Type.String({ minLength: 1, maxLength: 40, description: 'a duration (90d, 12h, 30m, 2w) or an ISO-8601 time' })),
+    },
+    { additionalProperties: false },
+  ),
 } as const
 
 // ---------------------------------------------------------------------------------------------------------
@@ -95,7 +104,7 @@ const PAGE_QUERY = ['afterId', 'order', 'limit']
 const endpoints: Endpoint[] = [
   { method: 'get', path: '/health', action: null, summary: 'liveness (no token)', responses: { 200: 'ok' } },
   { method: 'get', path: '/openapi.json', action: 'read', summary: 'this description (OpenAPI 3.1)', responses: { 200: 'the description' } },
-  { method: 'get', path: '/v1/whoami', action: 'read', summary: "the token's name and role", responses: { 200: '{ name, role }' } },
+  { method: 'get', path: '/v1/whoami', action: 'read', summary: "the token's name, role and owner", responses: { 200: '{ name, role, owner }' } },
   { method: 'get', path: '/v1/policy', action: 'read', summary: 'the approval policy', responses: { 200: '{ bulkThreshold?, edits?, discards? }' } },
   { method: 'get', path: '/v1/records', action: 'read', summary: 'list records matching a filter (no payloads)', query: [...FILTER_QUERY, ...PAGE_QUERY], responses: { 200: '{ records, nextAfterId }' } },
   { method: 'get', path: '/v1/records/count', action: 'read', summary: 'count records matching a filter', query: FILTER_QUERY, responses: { 200: '{ count }' } },
@@ -118,7 +127,7 @@ const endpoints: Endpoint[] = [
   { method: 'post', path: '/v1/approvals/:id/reject', action: 'approval.decide', summary: 'reject with a reason (not by the requester)', body: Schemas.Reason, responses: { 200: '{ approval }', 403: 'own request', 404: 'no such approval', 409: 'not pending' } },
   { method: 'get', path: '/v1/audit', action: 'audit.read', summary: 'the audit log', query: ['actor', 'action', 'target', 'from', 'to', ...PAGE_QUERY], responses: { 200: '{ entries, nextAfterId }' } },
   { method: 'get', path: '/v1/tokens', action: 'token.manage', summary: 'tokens (never their hashes)', responses: { 200: '{ tokens }' } },
-  { method: 'post', path: '/v1/tokens', action: 'token.manage', summary: 'create a token: the response holds it in clear, once', body: Schemas.Token, responses: { 201: '{ token, name, role }', 409: 'name taken' } },
+  { method: 'post', path: '/v1/tokens', action: 'token.manage', summary: 'create a token (owner required, expiry optional): the response holds it in clear, once', body: Schemas.Token, responses: { 201: '{ token, name, role, owner, expiresAt }', 409: 'name taken' } },
   { method: 'delete', path: '/v1/tokens/:name', action: 'token.manage', summary: 'revoke a token', responses: { 200: 'the revoked token', 404: 'no active token of that name' } },
 ]
 export const ENDPOINTS: readonly Endpoint[] = Object.freeze(endpoints)
@@ -151,6 +160,7 @@ export function errorResponse(err: unknown): { status: number; code: string; mes
   if (isLifelineError(err)) {
     const code: string = err.code
     if (BAD_REQUEST_CODES.has(code)) return { status: err.details.forbidden === true ? 403 : err.details.conflict === true ? 409 : 400, code, message: err.message }
+    if (code === 'LL_FORBIDDEN') return { status: 403, code, message: err.message }
     if (code === 'LL_NOT_FOUND') return { status: 404, code, message: err.message }
     if (CONFLICT_CODES.has(code)) return { status: 409, code, message: err.message }
     if (code.startsWith('LL_KAFKA_')) return { status: 503, code, message: `Kafka: ${err.message}` }
@@ -405,7 +415,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     const { reason } = body as { reason: string }
     await getRecord(db, id) // 404 before an approval is asked for
     if (needsApproval(policy, verb)) {
-      const approval = await requestApproval(db, { action: verb, payload: { id, reason }, requestedBy: principal.name, role: principal.role, target: `record:${id}` })
+      const approval = await requestApproval(db, { action: verb, payload: { id, reason }, requester: principal, policy, target: `record:${id}` })
       return c.json({ approval }, 202)
     }
     const close = verb === 'discard' ? redrive.discardRecord : redrive.resolveRecord
@@ -416,7 +426,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   const handlers: Record<string, Handler> = {
     'get /health': async (c) => c.json({ status: 'ok' }),
     'get /openapi.json': async (c) => c.json(openApiDocument()),
-    'get /v1/whoami': async (c, { principal }) => c.json(principal),
+    'get /v1/whoami': async (c, { principal }) => c.json({ name: principal.name, role: principal.role, owner: principal.owner }),
     'get /v1/policy': async (c) => c.json(policy),
 
     'get /v1/records': async (c) => {
@@ -456,7 +466,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       const b = body as { value: unknown; reason?: string; replay?: boolean; target?: redrive.RedriveTarget }
       await getRecord(db, id) // 404 before an approval is asked for
       if (needsApproval(policy, 'edit')) {
-        const approval = await requestApproval(db, { action: 'edit', payload: { id, ...b }, requestedBy: principal.name, role: principal.role, target: `record:${id}` })
+        const approval = await requestApproval(db, { action: 'edit', payload: { id, ...b }, requester: principal, policy, target: `record:${id}` })
         return c.json({ approval }, 202)
       }
       const edited = await audited(principal, 'record.edit', `record:${id}`, { reason: b.reason ?? null }, () =>
@@ -494,7 +504,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         jobReady(jobId)
         return c.json({ job }, 201)
       }
-      const approval = await requestApproval(db, { action: 'redrive', payload: { jobId, filter: b.filter, count: preview.count }, requestedBy: principal.name, role: principal.role, target: `job:${jobId}` })
+      const approval = await requestApproval(db, { action: 'redrive', payload: { jobId, filter: b.filter, count: preview.count }, requester: principal, policy, target: `job:${jobId}` })
       return c.json({ job, approval }, 202)
     },
     'get /v1/jobs': async (c) => {
@@ -533,21 +543,13 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     'get /v1/approvals/:id': async (c) => c.json(await getApproval(db, pathId(c, 'approval id'))),
     'post /v1/approvals/:id/approve': async (c, { principal }) => {
       const id = pathId(c, 'approval id')
-      const { approval, result } = await approve(db, id, { actor: principal.name, role: principal.role, execute: (a) => execute(a, principal) })
+      const { approval, result } = await approve(db, id, { decider: principal, execute: (a) => execute(a, principal), onClosed: cancelGatedJob })
       return c.json({ approval, result })
     },
     'post /v1/approvals/:id/reject': async (c, { principal, body }) => {
       const id = pathId(c, 'approval id')
       const { reason } = body as { reason: string }
-      const approval = await reject(db, id, {
-        actor: principal.name,
-        role: principal.role,
-        reason,
-        onReject: async (tx, a) => {
-          if (a.action !== 'redrive') return
-          await tx.query(`update lifeline_dlq_jobs set status = 'cancelled', status_reason = $2, updated_at = now() where id = $1 and status = 'awaiting-approval'`, [String(a.payload.jobId), `rejected by ${principal.name}: ${reason}`])
-        },
-      })
+      const approval = await reject(db, id, { decider: principal, reason, onClosed: cancelGatedJob })
       return c.json({ approval })
     },
 
@@ -559,8 +561,8 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     },
     'get /v1/tokens': async (c) => c.json({ tokens: await listTokens(db) }),
     'post /v1/tokens': async (c, { principal, body }) => {
-      const b = body as { name: string; role: Role }
-      const created = await audited(principal, 'token.create', `token:${b.name}`, { role: b.role }, () => createToken(db, b))
+      const b = body as TokenSpec
+      const created = await audited(principal, 'token.create', `token:${b.name}`, { role: b.role, owner: b.owner, expires: b.expires ?? null }, () => createToken(db, b))
       return c.json(created, 201)
     },
     'delete /v1/tokens/:name': async (c, { principal }) => {
@@ -573,14 +575,16 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     const handler = handlers[`${endpoint.method} ${endpoint.path}`]
     if (handler === undefined) throw new Error(`no handler for ${endpoint.method} ${endpoint.path}`)
     app.on(endpoint.method.toUpperCase(), endpoint.path, async (c) => {
-      let principal: Principal = { name: 'anonymous', role: 'viewer' }
+      let principal: Principal = { name: ANONYMOUS_ACTOR, role: 'viewer', owner: ANONYMOUS_ACTOR, tokenId: '' }
       if (endpoint.action !== null) {
         const token = bearer(c.req.header('authorization'))
-        const found = token === undefined ? null : await verifyToken(db, token)
-        if (found === null) {
-          await appendAudit(db, { actor: 'anonymous', action: 'auth.failed', target: `${endpoint.method.toUpperCase()} ${c.req.path.slice(0, 200)}`, detail: { reason: token === undefined ? 'no bearer token' : 'invalid or revoked token' } })
-          throw new HttpError(401, 'HTTP_UNAUTHORIZED', token === undefined ? 'this endpoint needs Authorization: Bearer <token>' : 'the token is invalid or revoked')
+        const checked = token === undefined ? { refused: 'missing' as const } : await checkToken(db, token)
+        if ('refused' in checked) {
+          const why = checked.refused === 'missing' ? 'no bearer token' : checked.refused === 'expired' ? 'expired token' : 'invalid or revoked token'
+          await appendAudit(db, { actor: ANONYMOUS_ACTOR, action: 'auth.failed', target: `${endpoint.method.toUpperCase()} ${c.req.path.slice(0, 200)}`, detail: { reason: why } })
+          throw new HttpError(401, 'HTTP_UNAUTHORIZED', checked.refused === 'missing' ? 'this endpoint needs Authorization: Bearer <token>' : checked.refused === 'expired' ? 'the token has expired' : 'the token is invalid or revoked')
         }
+        const found = checked.principal
         if (!mayPerform(found.role, endpoint.action)) {
           await appendAudit(db, { actor: found.name, role: found.role, action: 'auth.forbidden', target: `${endpoint.method.toUpperCase()} ${c.req.path.slice(0, 200)}`, detail: { needs: ACTION_ROLES[endpoint.action] } })
           throw new HttpError(403, 'HTTP_FORBIDDEN', `${endpoint.method.toUpperCase()} ${endpoint.path} needs the ${ACTION_ROLES[endpoint.action]} role; ${found.name} is ${found.role}`)

@@ -24,7 +24,8 @@ import type { SqlExecutor } from '../store/executor.js'
 import { migrateLifeline } from '../store/schema.js'
 import { sleep } from '../util/sleep.js'
 import { createDlqApi, serveDlqApi, type ServedApi } from './api.js'
-import { parsePolicy, type ApprovalPolicy } from './approvals.js'
+import { PROCESSOR_ACTOR } from './actors.js'
+import { cancelGatedJob, parsePolicy, sweepApprovals, type ApprovalPolicy } from './approvals.js'
 import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from './indexer.js'
 import { Masker, type Keyring, type MaskingPolicy } from './masking.js'
 import * as redrive from './redrive.js'
@@ -118,6 +119,9 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     while (!stop.signal.aborted) {
       let id: string | undefined
       try {
+        // Approvals past their expiry (or whose requester's token was revoked) close, and their jobs with them.
+        const swept = await sweepApprovals(db, PROCESSOR_ACTOR, cancelGatedJob)
+        if (swept > 0) logger.info({ approvals: swept }, 'expired or void approvals closed')
         id = resumes.shift() ?? (await nextReadyJob())
         if (id !== undefined) {
           current = id

@@ -18,6 +18,7 @@
 import { LifelineError } from '../errors.js'
 import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
+import { INDEXER_ACTOR } from './actors.js'
 import { DEAD_LETTER_FORMATS, type DeadLetterContext, type DeadLetterFormat } from './formats.js'
 
 export type DlqStatus = 'pending' | 'replaying' | 'replayed' | 'resolved' | 'discarded' | 'failed-again'
@@ -38,8 +39,7 @@ export const DLQ_TRANSITIONS: Readonly<Record<DlqStatus, readonly DlqStatus[]>> 
   discarded: [],
 })
 
-/** The actor of changes the indexer makes (linking a record that came back). */
-export const INDEXER_ACTOR = 'indexer'
+export { INDEXER_ACTOR }
 
 /** A header as stored: UTF-8 text when the bytes are text PostgreSQL can hold, else base64 (key and value). */
 export interface StoredHeader {

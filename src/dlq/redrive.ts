@@ -34,6 +34,7 @@ import { LIFELINE_HEADER_PREFIX, type FailureContext } from '../runtime/headers.
 import { retryTopicName, tierRecord } from '../runtime/retry-topics.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
+import { jobActor } from './actors.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from './formats.js'
 import type { Masker } from './masking.js'
 import { listRecords, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
@@ -1175,7 +1176,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
   const onAbort = () => stop.abort()
   opts.signal?.addEventListener('abort', onAbort, { once: true })
   if (opts.signal?.aborted) stop.abort()
-  const run: Run = { deps, job, runner, actor: `redrive:${jid}`, log, stop }
+  const run: Run = { deps, job, runner, actor: jobActor(jid), log, stop }
   const heartbeatMs = deps.heartbeatMs ?? redriveDefaults.heartbeatMs
   let beating = Promise.resolve()
   const heartbeat = setInterval(() => {

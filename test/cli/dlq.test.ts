@@ -51,7 +51,7 @@ async function server(t: TestContext, approvals: ApprovalPolicy = {}) {
     })),
   )
   const tokens = {} as Record<'viewer' | 'operator' | 'approver' | 'admin', string>
-  for (const role of ['viewer', 'operator', 'approver', 'admin'] as Role[]) tokens[role as keyof typeof tokens] = (await createToken(db, { name: `${role}-1`, role })).token
+  for (const role of ['viewer', 'operator', 'approver', 'admin'] as Role[]) tokens[role as keyof typeof tokens] = (await createToken(db, { name: `${role}-1`, role, owner: `${role}-owner` })).token
   const sent: ProduceRecord[] = []
   const deps: RedriveDeps = { db, producer: fakeProducer(sent) }
   const runs: Array<Promise<unknown>> = []
@@ -78,16 +78,26 @@ describe('lifeline dlq', () => {
 
   test('token create|list|revoke on the database', async (t) => {
     const dir = await pgliteDataDir(t)
-    const { stdout } = await dlq(['token', 'create', 'alice', '--role', 'approver', '--database', dir])
+    const { stdout } = await dlq(['token', 'create', 'alice', '--role', 'approver', '--owner', 'alice@example.com', '--expires', '90d', '--database', dir])
     const token = /^(llt_[A-Za-z0-9_-]{43})$/m.exec(stdout)?.[1]
     assert.ok(token, stdout)
-    assert.match(stdout, /^token alice \(approver\):$/m)
+    assert.match(stdout, /^token alice \(approver, owner alice@example\.com, expires \S+Z\):$/m)
     assert.match(stdout, /cannot be shown again/)
-    await dlqFails(['token', 'create', 'bob', '--role', 'root', '--database', dir], /--role must be one of viewer, operator, approver, admin/)
-    await assert.rejects(dlq(['token', 'create', 'alice', '--role', 'viewer', '--database', dir]), /already exists/)
+    await dlqFails(['token', 'create', 'bob', '--role', 'root', '--owner', 'bob', '--database', dir], /--role must be one of viewer, operator, approver, admin/)
+    await dlqFails(['token', 'create', 'bob', '--role', 'viewer', '--database', dir], /required option '--owner <owner>' not specified/)
+    await dlqFails(['token', 'create', 'bob', '--role', 'viewer', '--owner', 'bob', '--expires', 'tomorrow', '--database', dir], /expires must be a duration/)
+    await dlqFails(['token', 'create', 'indexer', '--role', 'viewer', '--owner', 'bob', '--database', dir], /system actor/)
+    await assert.rejects(dlq(['token', 'create', 'alice', '--role', 'viewer', '--owner', 'alice', '--database', dir]), /already exists/)
     const list = await dlq(['token', 'list', '--database', dir])
-    assert.match(list.stdout, /^NAME\s+ROLE\s+CREATED\s+REVOKED\nalice\s+approver\s+\S+Z$/m)
+    assert.match(list.stdout, /^NAME\s+ROLE\s+OWNER\s+CREATED\s+EXPIRES\s+LAST USED\s+REVOKED\nalice\s+approver\s+alice@example\.com\s+\S+Z\s+\S+Z$/m)
     assert.ok(!list.stdout.includes(token))
+    const used = await openPglite({ dataDir: dir })
+    try {
+      assert.equal((await verifyToken(used, token))?.owner, 'alice@example.com')
+    } finally {
+      await used.close()
+    }
+    assert.match((await dlq(['token', 'list', '--database', dir])).stdout, /^alice\s+approver\s+alice@example\.com\s+\S+Z\s+\S+Z\s+\S+Z$/m)
     assert.match((await dlq(['token', 'revoke', 'alice', '--database', dir])).stdout, /revoked alice/)
     const db = await openPglite({ dataDir: dir })
     try {

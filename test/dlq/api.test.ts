@@ -64,7 +64,7 @@ async function fixture(t: TestContext, kind: SqlExecutor['kind'], approvals: App
   const results = await indexRecords(db, items.map(([, i]) => i))
   const ids = Object.fromEntries(items.map(([name], i) => [name, results[i]!.id]))
   const tokens = {} as Record<User, string>
-  for (const user of USERS) tokens[user] = (await createToken(db, { name: user, role: ROLE_OF[user] })).token
+  for (const user of USERS) tokens[user] = (await createToken(db, { name: user, role: ROLE_OF[user], owner: user })).token
   const sent: ProduceRecord[] = []
   const ready: string[] = []
   const app = createDlqApi({ db, deps: { db, producer: fakeProducer(sent) }, approvals, onJobReady: (id) => ready.push(id), onJobResume: (id) => ready.push(`resume:${id}`) })
@@ -84,7 +84,8 @@ for (const kind of databaseKinds()) {
   test(`${kind}: role matrix: every endpoint × every role and no token`, async (t) => {
     const f = await fixture(t, kind)
     const job = await createRedriveJob({ db: f.db }, { filter: { key: 'k4' }, actor: 'operator', status: 'awaiting-approval' })
-    const approval = await requestApproval(f.db, { action: 'discard', payload: { id: f.ids.e, reason: 'dup' }, requestedBy: 'someone-else' })
+    const other = await createToken(f.db, { name: 'someone-else', role: 'operator', owner: 'someone-else' })
+    const approval = await requestApproval(f.db, { action: 'discard', payload: { id: f.ids.e, reason: 'dup' }, requester: { name: other.name, role: other.role, owner: other.owner, tokenId: other.id } })
     const bodies: Record<string, unknown> = {
       'post /v1/records/:id/replay': {},
       'post /v1/records/:id/edit': { value: { order: 'e', amount: 11 } },
@@ -102,7 +103,7 @@ for (const kind of databaseKinds()) {
       seen.add(key)
       for (const who of [null, 'bad', ...USERS] as const) {
         const path = e.path.replace(':id', idFor(e.path)).replace(':name', `nobody-${tokenNo}`)
-        const body = key === 'post /v1/tokens' ? { name: `t${tokenNo++}`, role: 'viewer' } : bodies[key]
+        const body = key === 'post /v1/tokens' ? { name: `t${tokenNo++}`, role: 'viewer', owner: 'someone' } : bodies[key]
         const r = await f.call(e.method.toUpperCase(), path, who === 'bad' ? { token: `llt_${'A'.repeat(43)}`, body } : { as: who, body })
         const label = `${key} as ${who ?? 'no token'}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`
         if (e.action === null) {
@@ -364,9 +365,9 @@ for (const kind of databaseKinds()) {
       ['POST', `/v1/records/${f.ids.a}/discard`, { reason: 'x'.repeat(2001) }],
       ['POST', `/v1/records/${f.ids.a}/edit`, { reason: 'no value' }],
       ['POST', `/v1/records/${f.ids.a}/replay-edited`, { editId: 'latest' }],
-      ['POST', '/v1/tokens', { name: "x'; drop table lifeline_dlq_tokens; --", role: 'viewer' }],
-      ['POST', '/v1/tokens', { name: 'ok', role: 'root' }],
-      ['POST', '/v1/tokens', { name: 'ok', role: 'viewer', tokenHash: 'mine' }],
+      ['POST', '/v1/tokens', { name: "x'; drop table lifeline_dlq_tokens; --", role: 'viewer', owner: 'x' }],
+      ['POST', '/v1/tokens', { name: 'ok', role: 'root', owner: 'x' }],
+      ['POST', '/v1/tokens', { name: 'ok', role: 'viewer', owner: 'x', tokenHash: 'mine' }],
     ]
     for (const [method, path, body] of badBodies) {
       const raw = (body as { raw?: string } | null)?.raw
@@ -388,12 +389,12 @@ for (const kind of databaseKinds()) {
 
   test(`${kind}: secrets: a token is returned once; token hashes never leave the database`, async (t) => {
     const f = await fixture(t, kind)
-    const created = await f.call('POST', '/v1/tokens', { as: 'admin', body: { name: 'ci', role: 'operator' } })
+    const created = await f.call('POST', '/v1/tokens', { as: 'admin', body: { name: 'ci', role: 'operator', owner: 'ci' } })
     assert.equal(created.status, 201)
     const token = created.body.token as string
     assert.match(token, /^llt_/)
     assert.equal((await f.call('GET', '/v1/whoami', { token })).body.name, 'ci')
-    assert.equal((await f.call('POST', '/v1/tokens', { as: 'admin', body: { name: 'ci', role: 'viewer' } })).status, 409)
+    assert.equal((await f.call('POST', '/v1/tokens', { as: 'admin', body: { name: 'ci', role: 'viewer', owner: 'ci' } })).status, 409)
     const { rows } = await f.db.query<{ token_hash: string }>('select token_hash from lifeline_dlq_tokens')
     const everything: string[] = []
     for (const path of ['/v1/tokens', '/v1/audit?limit=1000', '/v1/approvals', '/openapi.json', '/v1/whoami']) {
@@ -406,7 +407,7 @@ for (const kind of databaseKinds()) {
     for (const clear of [token, ...Object.values(f.tokens)]) assert.ok(!all.includes(clear), 'a clear token was returned again')
     assert.ok(!/token_?hash/i.test(everything[0]!), 'no hash field')
     const tokens = JSON.parse(everything[0]!).tokens as Array<Record<string, unknown>>
-    assert.deepEqual(Object.keys(tokens[0]!).sort(), ['createdAt', 'id', 'name', 'revokedAt', 'role'])
+    assert.deepEqual(Object.keys(tokens[0]!).sort(), ['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'owner', 'revokedAt', 'role'])
   })
 
   test(`${kind}: /openapi.json describes every endpoint; /health needs no token`, async (t) => {
@@ -427,7 +428,7 @@ for (const kind of databaseKinds()) {
 test('processor: indexes a DLQ topic, serves the API and runs a created job in the background (real broker)', async (t) => {
   const db = await stateDatabase(t)
   await migrateLifeline(db)
-  const { token } = await createToken(db, { name: 'ops', role: 'operator' })
+  const { token } = await createToken(db, { name: 'ops', role: 'operator', owner: 'ops' })
   const origin = await topic(t, { prefix: 'orders' })
   const dlq = await topic(t, { topic: `${origin}.dlq` })
   const target = await topic(t, { prefix: 'orders-replayed' })

@@ -82,7 +82,7 @@ export async function apiFixture(t: TestContext, kind: SqlExecutor['kind'], opti
   const results = await indexRecords(db, items.map(([, i]) => i))
   const ids = Object.fromEntries(items.map(([name], i) => [name, results[i]!.id]))
   const tokens = {} as Record<User, string>
-  for (const [user, { role }] of Object.entries(USERS) as Array<[User, { role: Role; owner: string }]>) tokens[user] = (await createToken(db, { name: user, role })).token
+  for (const [user, { role, owner }] of Object.entries(USERS) as Array<[User, { role: Role; owner: string }]>) tokens[user] = (await createToken(db, { name: user, role, owner })).token
   const deps: RedriveDeps = { db, producer: producer(t), kafka: { brokers: brokers() }, ...(options.masker ? { masker: options.masker } : {}), ...(options.schemas ? { schemas: options.schemas } : {}) }
   await deps.producer.connect()
   const app = createDlqApi({ db, deps, ...(options.approvals ? { approvals: options.approvals } : {}), onJobReady: () => undefined, onJobResume: () => undefined, ...options.api })

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
 import { createDlqProcessor } from '../../dlq/processor.js'
 import { createToken, isRole, listTokens, revokeToken, ROLES, type Role } from '../../dlq/auth.js'
+import { cliActor } from '../../dlq/actors.js'
 import { appendAudit } from '../../dlq/audit.js'
 import { createLogger } from '../../logger.js'
 import { openDatabase, type OpenDatabaseOptions } from '../../store/index.js'
@@ -300,48 +301,55 @@ export function registerDlq(program: Command): void {
       await db.close()
     }
   }
-  const cliActor = () => `cli:${process.env.USER || 'unknown'}`
+  const actor = () => cliActor(process.env.USER)
 
   token
     .command('create')
     .description('create a token; it is printed once (only its hash is stored)')
-    .argument('<name>', 'token name (who holds it: a person or a system)')
+    .argument('<name>', 'token name (not a system actor: indexer, processor, anonymous, redrive, cli)')
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
+    .requiredOption('--owner <owner>', 'who holds it: a person or a service identity (four-eyes compares owners)')
+    .option('--expires <when>', 'when it stops working: a duration (90d, 12h, 30m, 2w) or an ISO-8601 time (default: never)')
     .option('--database <url>', DATABASE_HELP)
     .option('--json', 'print JSON')
-    .action(async (name: string, opts: { role: string; database?: string; json?: boolean }) => {
+    .action(async (name: string, opts: { role: string; owner: string; expires?: string; database?: string; json?: boolean }) => {
       if (!isRole(opts.role)) throw new Error(`--role must be one of ${ROLES.join(', ')}, got ${opts.role}`)
       const role: Role = opts.role
-      const created = await withDb(databaseOption(opts.database), async (db) => {
-        const t = await createToken(db, { name, role })
-        await appendAudit(db, { actor: cliActor(), action: 'token.create', target: `token:${name}`, detail: { role, via: 'cli' } })
-        return t
-      })
-      if (opts.json) return printJson({ name: created.name, role: created.role, token: created.token })
-      out(`token ${created.name} (${created.role}):\n${created.token}\nkeep it now: it is not stored and cannot be shown again\n`)
+      const created = await withDb(databaseOption(opts.database), (db) =>
+        db.transaction(async (tx) => {
+          const t = await createToken(tx, { name, role, owner: opts.owner, ...(opts.expires === undefined ? {} : { expires: opts.expires }) })
+          await appendAudit(tx, { actor: actor(), action: 'token.create', target: `token:${name}`, detail: { role, owner: t.owner, expiresAt: t.expiresAt?.toISOString() ?? null, via: 'cli' } })
+          return t
+        }),
+      )
+      if (opts.json) return printJson({ name: created.name, role: created.role, owner: created.owner, expiresAt: created.expiresAt, token: created.token })
+      out(`token ${created.name} (${created.role}, owner ${created.owner}${created.expiresAt ? `, expires ${created.expiresAt.toISOString()}` : ''}):\n${created.token}\nkeep it now: it is not stored and cannot be shown again\n`)
     })
 
   token
     .command('list')
-    .description('tokens (names and roles; never the tokens or their hashes)')
+    .description('tokens: name, role, owner, created, expires, last used, revoked (never the tokens or their hashes)')
     .option('--database <url>', DATABASE_HELP)
     .option('--json', 'print JSON')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const tokens = await withDb(databaseOption(opts.database), (db) => listTokens(db))
       if (opts.json) return printJson(tokens)
-      printTable(tokens.map((t) => ({ name: t.name, role: t.role, created: t.createdAt.toISOString(), revoked: t.revokedAt?.toISOString() ?? '' })))
+      const at = (d: Date | null) => d?.toISOString() ?? ''
+      printTable(tokens.map((t) => ({ name: t.name, role: t.role, owner: t.owner, created: at(t.createdAt), expires: at(t.expiresAt), 'last used': at(t.lastUsedAt), revoked: at(t.revokedAt) })))
     })
 
   token
     .command('revoke')
-    .description('revoke a token')
+    .description('revoke a token (pending approvals it requested become void)')
     .argument('<name>', 'token name')
     .option('--database <url>', DATABASE_HELP)
     .action(async (name: string, opts: { database?: string }) => {
-      await withDb(databaseOption(opts.database), async (db) => {
-        await revokeToken(db, name)
-        await appendAudit(db, { actor: cliActor(), action: 'token.revoke', target: `token:${name}`, detail: { via: 'cli' } })
-      })
+      await withDb(databaseOption(opts.database), (db) =>
+        db.transaction(async (tx) => {
+          await revokeToken(tx, name)
+          await appendAudit(tx, { actor: actor(), action: 'token.revoke', target: `token:${name}`, detail: { via: 'cli' } })
+        }),
+      )
       out(`revoked ${name}\n`)
     })
 
