@@ -8,6 +8,7 @@ import type { Context } from 'hono'
 import type { TSchema } from 'typebox'
 import Value from 'typebox/value'
 import { isLifelineError, LifelineError } from '../errors.js'
+import type { Approval } from './approvals.js'
 import { parseFilter, type DlqRecordDetail } from './records.js'
 
 // ---------------------------------------------------------------------------------------------------------
@@ -143,3 +144,21 @@ export function recordJson(r: DlqRecordDetail): Record<string, unknown> {
   }
 }
 
+
+/**
+ * What an approval is about, without any payload value: the record (and, for an edit, whether it replays and
+ * where), or the job with its count, target, force and why it needed an approval.
+ */
+export function approvalSummary(a: Approval): Record<string, unknown> {
+  const p = a.payload
+  const pick = (...keys: string[]) => Object.fromEntries(keys.filter((k) => p[k] !== undefined).map((k) => [k, p[k]]))
+  if (a.action === 'redrive') return pick('jobId', 'count', 'windowCount', 'target', 'force', 'reasons')
+  if (a.action === 'edit') return { record: p.id, replay: p.replay === true, ...pick('target') }
+  return { record: p.id }
+}
+
+/** An approval for JSON: its summary always, its payload (an edit's value...) only when `payload` (a record read). */
+export function approvalJson(a: Approval, options: { payload: boolean }): Record<string, unknown> {
+  const { payload, ...rest } = a
+  return { ...rest, summary: approvalSummary(a), ...(options.payload ? { payload } : {}) }
+}

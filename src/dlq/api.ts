@@ -24,7 +24,7 @@ import { LifelineError } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type { SqlExecutor } from '../store/executor.js'
 import { ANONYMOUS_ACTOR } from './actors.js'
-import { badRequest, bearer, checkFilter, errorResponse, HttpError, pathId, queryObject, readBody, recordJson } from './api-http.js'
+import { approvalJson, badRequest, bearer, checkFilter, errorResponse, HttpError, pathId, queryObject, readBody, recordJson } from './api-http.js'
 import { ENDPOINTS, FILTER_QUERY, openApiDocument, PAGE_QUERY } from './api-routes.js'
 import { approve, cancelGatedJob, getApproval, listApprovals, needsApproval, parsePolicy, reject, requestApproval, type Approval, type ApprovalPolicy } from './approvals.js'
 import { appendAudit, listAudit } from './audit.js'
@@ -144,7 +144,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     await getRecord(db, id) // 404 before an approval is asked for
     if (needsApproval(policy, verb)) {
       const approval = await requestApproval(db, { action: verb, payload: { id, reason }, requester: principal, policy, target: `record:${id}` })
-      return c.json({ approval }, 202)
+      return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
     }
     const close = verb === 'discard' ? redrive.discardRecord : redrive.resolveRecord
     await audited(principal, `record.${verb}`, `record:${id}`, { reason }, () => close(deps, id, { actor: principal.name, reason }))
@@ -195,7 +195,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       await getRecord(db, id) // 404 before an approval is asked for
       if (needsApproval(policy, 'edit')) {
         const approval = await requestApproval(db, { action: 'edit', payload: { id, ...b }, requester: principal, policy, target: `record:${id}` })
-        return c.json({ approval }, 202)
+        return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
       }
       const edited = await audited(principal, 'record.edit', `record:${id}`, { reason: b.reason ?? null }, () =>
         redrive.editRecord(deps, id, { value: b.value, actor: principal.name, ...(b.reason === undefined ? {} : { reason: b.reason }) }),
@@ -233,7 +233,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         return c.json({ job }, 201)
       }
       const approval = await requestApproval(db, { action: 'redrive', payload: { jobId, filter: b.filter, count: preview.count }, requester: principal, policy, target: `job:${jobId}` })
-      return c.json({ job, approval }, 202)
+      return c.json({ job, approval: approvalJson(approval, { payload: false }) }, 202)
     },
     'get /v1/jobs': async (c) => {
       const q = queryObject(c, ['status', 'limit'])
@@ -266,19 +266,25 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
 
     'get /v1/approvals': async (c) => {
       const q = queryObject(c, ['status', 'limit'])
-      return c.json({ approvals: await listApprovals(db, { status: q.status, limit: q.limit }) })
+      return c.json({ approvals: (await listApprovals(db, { status: q.status, limit: q.limit })).map((a) => approvalJson(a, { payload: false })) })
     },
-    'get /v1/approvals/:id': async (c) => c.json(await getApproval(db, pathId(c, 'approval id'))),
+    // An approval's payload (an edit's value) is record data: reading it is a record read, audited.
+    'get /v1/approvals/:id': async (c, { principal }) => {
+      const approval = await getApproval(db, pathId(c, 'approval id'))
+      const record = approval.action === 'redrive' ? undefined : String(approval.payload.id)
+      await appendAudit(db, { actor: principal.name, role: principal.role, action: record === undefined ? 'approval.read' : 'record.read', target: record === undefined ? `approval:${approval.id}` : `record:${record}`, detail: { approval: approval.id } })
+      return c.json(approvalJson(approval, { payload: true }))
+    },
     'post /v1/approvals/:id/approve': async (c, { principal }) => {
       const id = pathId(c, 'approval id')
       const { approval, result } = await approve(db, id, { decider: principal, execute: (a) => execute(a, principal), onClosed: cancelGatedJob })
-      return c.json({ approval, result })
+      return c.json({ approval: approvalJson(approval, { payload: false }), result })
     },
     'post /v1/approvals/:id/reject': async (c, { principal, body }) => {
       const id = pathId(c, 'approval id')
       const { reason } = body as { reason: string }
       const approval = await reject(db, id, { decider: principal, reason, onClosed: cancelGatedJob })
-      return c.json({ approval })
+      return c.json({ approval: approvalJson(approval, { payload: false }) })
     },
 
     'get /v1/audit': async (c) => {

@@ -117,4 +117,24 @@ for (const kind of databaseKinds()) {
       assert.match(errorOf(r)!.message, /system actor/)
     }
   })
+
+  // ---- finding 5: approvals lists never carry payloads; reading one is a record read ----
+  test(`${kind}: approvals lists carry no payload; reading one is audited as a read of its record (finding 5)`, async (t) => {
+    const f = await apiFixture(t, kind, { approvals: { edits: true } })
+    const asked = await f.call('POST', `/v1/records/${f.ids.a}/edit`, { as: 'operator', body: { value: { order: 'a', amount: 10, card: '4111111111111111' }, reason: 'card' } })
+    assert.equal(asked.status, 202, JSON.stringify(asked.body))
+    const id = approvalOf(asked).id
+    assert.ok(!JSON.stringify(asked.body).includes('4111111111111111'), 'the request answer has no payload')
+    const list = await f.call('GET', '/v1/approvals', { as: 'viewer' })
+    assert.equal(list.status, 200)
+    assert.ok(!JSON.stringify(list.body).includes('4111111111111111'), JSON.stringify(list.body))
+    const listed = (list.body.approvals as Array<Record<string, unknown>>)[0]!
+    assert.equal(listed.payload, undefined)
+    assert.deepEqual(listed.summary, { record: f.ids.a, replay: false })
+    const one = await f.call('GET', `/v1/approvals/${id}`, { as: 'viewer' })
+    assert.equal(one.status, 200)
+    assert.equal(((one.body.payload as { value: { card: string } }).value).card, '4111111111111111')
+    const reads = await f.call('GET', `/v1/audit?action=record.read&target=record:${f.ids.a}`, { as: 'approver' })
+    assert.deepEqual((reads.body.entries as Array<{ actor: string; detail: { approval?: string } }>).map((e) => [e.actor, e.detail.approval]), [['viewer', id]])
+  })
 }

@@ -552,7 +552,7 @@ export function registerDlq(program: Command): void {
     .action(async (opts: ClientOptions & { status?: string }) => {
       const { body } = await dlqClient(opts).request<{ approvals: Array<Record<string, unknown>> }>('GET', `/v1/approvals${queryString({ status: opts.status })}`)
       if (opts.json) return printJson(body.approvals)
-      printTable(body.approvals.map((a) => ({ id: a.id, action: a.action, status: a.status, 'requested by': a.requestedBy, 'decided by': a.decidedBy ?? '', created: time(a.createdAt), detail: JSON.stringify(a.payload).slice(0, 60) })))
+      printTable(body.approvals.map((a) => ({ id: a.id, action: a.action, status: a.status, 'requested by': a.requestedBy, owner: a.owner, 'decided by': a.decidedBy ?? '', created: time(a.createdAt), expires: time(a.expiresAt), summary: JSON.stringify(a.summary).slice(0, 60) })))
     })
 
   withClientOptions(dlq.command('approve').description('approve (and so execute) a pending action; with --reject, reject it').argument('<approval-id>', 'approval id'))
