@@ -25,3 +25,7 @@ alter table lifeline_dlq_approvals drop constraint lifeline_dlq_approvals_status
 alter table lifeline_dlq_approvals add constraint lifeline_dlq_approvals_status_check
   check (status in ('pending', 'approved', 'rejected', 'executed', 'expired', 'void'));
 create index lifeline_dlq_approvals_pending on lifeline_dlq_approvals (expires_at) where status = 'pending';
+
+-- Redrive jobs: the requester's owner (the bulk threshold counts an owner's unapproved redrives over a window).
+alter table lifeline_dlq_jobs add column requested_owner text;
+create index lifeline_dlq_jobs_owner on lifeline_dlq_jobs (requested_owner, created_at) where requested_owner is not null;

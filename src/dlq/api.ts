@@ -22,14 +22,15 @@ import { Hono, type Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { LifelineError } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
-import type { SqlExecutor } from '../store/executor.js'
+import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import { ANONYMOUS_ACTOR } from './actors.js'
 import { approvalJson, badRequest, bearer, checkFilter, errorResponse, HttpError, pathId, queryObject, readBody, recordJson } from './api-http.js'
 import { ENDPOINTS, FILTER_QUERY, openApiDocument, PAGE_QUERY } from './api-routes.js'
-import { approve, cancelGatedJob, getApproval, listApprovals, needsApproval, parsePolicy, reject, requestApproval, type Approval, type ApprovalPolicy } from './approvals.js'
+import { approve, cancelGatedJob, getApproval, listApprovals, needsApproval, ownerWindowCount, parsePolicy, reject, requestApproval, requestApprovalIn, type Approval, type ApprovalPolicy } from './approvals.js'
 import { appendAudit, listAudit } from './audit.js'
-import { ACTION_ROLES, checkToken, createToken, listTokens, mayPerform, revokeToken, type Principal, type TokenSpec } from './auth.js'
-import { countRecords, getRecord, groupRecords, listRecords, MAX_LIMIT, parseFilter } from './records.js'
+import { ACTION_ROLES, checkToken, createToken, listTokens, mayPerform, revokeToken, roleAtLeast, type Principal, type TokenSpec } from './auth.js'
+import { elevatedReasons, requireApproverFor, type ElevatedReason, type ReplayScope } from './permissions.js'
+import { countRecords, getRecord, getRecordSummary, groupRecords, listRecords, MAX_LIMIT, parseFilter } from './records.js'
 import * as redrive from './redrive.js'
 
 export { ENDPOINTS, openApiDocument, Schemas, TargetSchema, type Endpoint } from './api-routes.js'
@@ -37,6 +38,9 @@ export { errorResponse, recordJson, type ApiErrorCode } from './api-http.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // The app
+
+/** The fields of `o` among `keys` that are set. */
+const pick = <T extends object>(o: T, ...keys: Array<keyof T>): Partial<T> => Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as Partial<T>
 
 export interface DlqApiOptions {
   db: SqlExecutor
@@ -48,6 +52,8 @@ export interface DlqApiOptions {
   onJobReady?: (jobId: string) => void
   /** Called when an operator resumes a paused job; without it the API runs the job itself, in the background. */
   onJobResume?: (jobId: string) => void
+  /** Topics an operator may replay to besides a record's origin and its retry tiers (other targets need the approver role). */
+  replayTopics?: string[]
   /** Largest request body, bytes (default 1 MiB). */
   maxBodyBytes?: number
 }
@@ -63,6 +69,7 @@ type Handler = (c: Context<Env>, input: { principal: Principal; body: unknown })
 export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   const { db, deps } = options
   const policy = parsePolicy(options.approvals)
+  const replayTopics: ReadonlySet<string> = new Set(options.replayTopics ?? [])
   const logger = (options.logger ?? silentLogger()).child({ component: 'dlq-api' })
   const jobReady = (id: unknown) => options.onJobReady?.(String(id))
   const app = new Hono<Env>()
@@ -137,6 +144,14 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     return redrive.getJob(db, jobId)
   }
 
+  /** LL_FORBIDDEN unless `principal` may replay record `id` to `target` (with `force`): see permissions.ts. */
+  async function authorizeReplay(principal: Principal, id: string, request: { target: redrive.RedriveTarget | undefined; force: boolean }, what: string): Promise<void> {
+    const target = redrive.parseTarget(request.target)
+    const record = await getRecordSummary(db, id) // 404 first
+    const reasons = elevatedReasons({ target, force: request.force }, { originTopics: [record.originTopic], services: [record.service] }, replayTopics)
+    requireApproverFor(principal, reasons, { target, what }, replayTopics)
+  }
+
   /** Discard or resolve: both close a record for good, so one rule (CLOSING_ACTIONS in approvals.ts) gates them. */
   async function closeRecord(c: Context<Env>, { principal, body }: { principal: Principal; body: unknown }, verb: 'discard' | 'resolve'): Promise<Response> {
     const id = pathId(c)
@@ -184,6 +199,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     'post /v1/records/:id/replay': async (c, { principal, body }) => {
       const id = pathId(c)
       const b = body as { target?: redrive.RedriveTarget; force?: boolean }
+      await authorizeReplay(principal, id, { target: b.target, force: b.force === true }, `replaying record ${id}`)
       const result = await audited(principal, 'record.replay', `record:${id}`, { target: b.target ?? { kind: 'origin' }, force: b.force === true }, () =>
         redrive.replayRecord(deps, id, { actor: principal.name, ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }) }),
       )
@@ -192,11 +208,13 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     'post /v1/records/:id/edit': async (c, { principal, body }) => {
       const id = pathId(c)
       const b = body as { value: unknown; reason?: string; replay?: boolean; target?: redrive.RedriveTarget }
-      await getRecord(db, id) // 404 before an approval is asked for
+      await getRecordSummary(db, id) // 404 before an approval is asked for
       if (needsApproval(policy, 'edit')) {
+        // The approver sees the target in the approval: no role check on it here.
         const approval = await requestApproval(db, { action: 'edit', payload: { id, ...b }, requester: principal, policy, target: `record:${id}` })
         return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
       }
+      if (b.replay === true) await authorizeReplay(principal, id, { target: b.target, force: false }, `replaying the edit of record ${id}`)
       const edited = await audited(principal, 'record.edit', `record:${id}`, { reason: b.reason ?? null }, () =>
         redrive.editRecord(deps, id, { value: b.value, actor: principal.name, ...(b.reason === undefined ? {} : { reason: b.reason }) }),
       )
@@ -209,6 +227,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     'post /v1/records/:id/replay-edited': async (c, { principal, body }) => {
       const id = pathId(c)
       const b = body as { editId?: string; target?: redrive.RedriveTarget; force?: boolean }
+      await authorizeReplay(principal, id, { target: b.target, force: b.force === true }, `replaying the edit of record ${id}`)
       const result = await audited(principal, 'record.replay-edited', `record:${id}`, { editId: b.editId ?? null, force: b.force === true }, () =>
         redrive.replayEdited(deps, id, { actor: principal.name, ...(b.editId === undefined ? {} : { editId: b.editId }), ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }) }),
       )
@@ -220,19 +239,35 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     'post /v1/redrives': async (c, { principal, body }) => {
       const b = body as { filter: Record<string, unknown>; dryRun?: boolean; target?: redrive.RedriveTarget; ratePerSec?: number; canary?: number; maxFailureRate?: number; force?: boolean }
       checkFilter(b.filter) // 400 naming the bad field before anything else
-      const preview = await redrive.previewRedrive(deps, b.filter)
-      if (b.dryRun === true) return c.json({ dryRun: true, ...preview, needsApproval: needsApproval(policy, 'redrive', preview.count), ...(policy.bulkThreshold === undefined ? {} : { bulkThreshold: policy.bulkThreshold }) })
-      const gated = needsApproval(policy, 'redrive', preview.count)
+      const target = redrive.parseTarget(b.target)
+      const force = b.force === true
+      const reasonsFor = (scope: ReplayScope): ElevatedReason[] => (roleAtLeast(principal.role, 'approver') ? [] : elevatedReasons({ target, force }, scope, replayTopics))
+      if (b.dryRun === true) {
+        const preview = await redrive.previewRedrive(deps, b.filter, { force })
+        const windowCount = await ownerWindowCount(db, principal.owner, policy)
+        const reasons = reasonsFor(preview)
+        const gated = reasons.length > 0 || needsApproval(policy, 'redrive', windowCount + preview.replayable)
+        return c.json({ dryRun: true, ...preview, windowCount, needsApproval: gated, reasons, ...(policy.bulkThreshold === undefined ? {} : { bulkThreshold: policy.bulkThreshold }) })
+      }
       const { dryRun: _dryRun, ...spec } = b
-      const job = await audited(principal, 'redrive.create', 'jobs', { filter: b.filter, count: preview.count, needsApproval: gated }, () =>
-        redrive.createRedriveJob(deps, { ...spec, actor: principal.name, status: gated ? 'awaiting-approval' : 'ready' }),
+      let approval: Approval | undefined
+      // One transaction: the frozen item list is counted once, and the approval (if any) is written with the job.
+      const decide = async (tx: SqlQueryable, frozen: redrive.FrozenJob): Promise<'ready' | 'awaiting-approval'> => {
+        const windowCount = await ownerWindowCount(tx, principal.owner, policy, { lock: true, excludeJob: frozen.id })
+        const reasons: string[] = reasonsFor(frozen)
+        if (needsApproval(policy, 'redrive', windowCount + frozen.replayable)) reasons.push('threshold')
+        if (reasons.length === 0) return 'ready'
+        const payload = { jobId: frozen.id, filter: b.filter, count: frozen.replayable, windowCount, target, force, reasons, ...pick(b, 'ratePerSec', 'canary', 'maxFailureRate') }
+        approval = await requestApprovalIn(tx, { action: 'redrive', payload, requester: principal, policy, target: `job:${frozen.id}` })
+        return 'awaiting-approval'
+      }
+      const job = await audited(principal, 'redrive.create', 'jobs', { filter: b.filter, target, force }, () =>
+        redrive.createRedriveJob(deps, { ...spec, actor: principal.name, owner: principal.owner, decide }),
       )
-      const jobId = String((job as { id: unknown }).id)
-      if (!gated) {
-        jobReady(jobId)
+      if (approval === undefined) {
+        jobReady(job.id)
         return c.json({ job }, 201)
       }
-      const approval = await requestApproval(db, { action: 'redrive', payload: { jobId, filter: b.filter, count: preview.count }, requester: principal, policy, target: `job:${jobId}` })
       return c.json({ job, approval: approvalJson(approval, { payload: false }) }, 202)
     },
     'get /v1/jobs': async (c) => {

@@ -28,11 +28,16 @@ export interface ApprovalPolicy {
   edits?: boolean
   /** Every action that closes a record for good and releases its parked key (discard, resolve) needs approval. */
   discards?: boolean
+  /**
+   * The window `bulkThreshold` counts over, ms (default 1 h): a bulk redrive needs approval when the records
+   * its requester's owner redrove without approval in the window, plus its own, exceed the threshold.
+   */
+  bulkWindowMs?: number
   /** How long a pending approval may wait for its decision, ms (default 24 h). */
   expiresAfterMs?: number
 }
 
-export const approvalDefaults = { expiresAfterMs: 24 * 3_600_000 } as const satisfies Partial<ApprovalPolicy>
+export const approvalDefaults = { expiresAfterMs: 24 * 3_600_000, bulkWindowMs: 3_600_000 } as const satisfies Partial<ApprovalPolicy>
 
 export type ApprovalAction = 'redrive' | 'edit' | 'discard' | 'resolve'
 
@@ -60,7 +65,7 @@ export interface Approval {
 }
 
 const invalid = (message: string, details: Record<string, unknown> = {}) => new LifelineError('LL_ARGUMENT_INVALID', message, { details })
-const POLICY_FIELDS = ['bulkThreshold', 'edits', 'discards', 'expiresAfterMs']
+const POLICY_FIELDS = ['bulkThreshold', 'bulkWindowMs', 'edits', 'discards', 'expiresAfterMs']
 
 /** Validates a policy (LL_OPTIONS_INVALID) and returns a frozen copy. */
 export function parsePolicy(input: unknown): Readonly<ApprovalPolicy> {
@@ -74,6 +79,9 @@ export function parsePolicy(input: unknown): Readonly<ApprovalPolicy> {
   if (p.expiresAfterMs !== undefined && (typeof p.expiresAfterMs !== 'number' || !Number.isSafeInteger(p.expiresAfterMs) || p.expiresAfterMs < 1000 || p.expiresAfterMs > 30 * 86_400_000)) {
     throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: approvals.expiresAfterMs: must be an integer from 1000 (1 s) to 2592000000 (30 days)')
   }
+  if (p.bulkWindowMs !== undefined && (typeof p.bulkWindowMs !== 'number' || !Number.isSafeInteger(p.bulkWindowMs) || p.bulkWindowMs < 1000 || p.bulkWindowMs > 30 * 86_400_000)) {
+    throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: approvals.bulkWindowMs: must be an integer from 1000 (1 s) to 2592000000 (30 days)')
+  }
   for (const k of ['edits', 'discards']) if (p[k] !== undefined && typeof p[k] !== 'boolean') throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: approvals.${k}: must be a boolean`)
   return Object.freeze({ ...(p as ApprovalPolicy) })
 }
@@ -84,6 +92,23 @@ export function needsApproval(policy: ApprovalPolicy, action: ApprovalAction, co
   if (action === 'edit') return policy.edits === true
   if (CLOSING_ACTIONS.has(action)) return policy.discards === true
   return false
+}
+
+/**
+ * The records `owner` redrove without an approval within the policy's window: items sent (or being sent) by
+ * their jobs of the window, and items still to send in their open jobs. Jobs an approver approved do not
+ * count (they were looked at). With `lock`, takes a transaction-scoped lock per owner first, so two jobs
+ * created at once are counted one after the other (call it in the creating transaction).
+ */
+export async function ownerWindowCount(tx: SqlQueryable, owner: string, policy: ApprovalPolicy, options: { lock?: boolean; excludeJob?: string } = {}): Promise<number> {
+  if (options.lock) await tx.query(`select pg_advisory_xact_lock(hashtextextended($1, 0))`, [`lifeline_dlq_bulk:${owner}`])
+  const { rows } = await tx.query(
+    `select count(*)::int8 as n from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
+     where j.requested_owner = $1 and j.approved_by is null and j.id <> $3 and j.created_at > now() - ($2::int8 * interval '1 millisecond')
+       and (i.status in ('sending', 'sent', 'failed') or (i.status = 'pending' and j.status in ('ready', 'running', 'paused')))`,
+    [owner, policy.bulkWindowMs ?? approvalDefaults.bulkWindowMs, options.excludeJob ?? '0'],
+  )
+  return Number(rows[0]!.n)
 }
 
 function approvalId(id: unknown): string {

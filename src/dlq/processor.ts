@@ -44,6 +44,8 @@ export interface DlqProcessorOptions {
   masking?: { policies: MaskingPolicy[]; keyring?: Keyring }
   /** Which actions need a second person. */
   approvals?: ApprovalPolicy
+  /** Topics an operator may replay to besides a record's origin and its retry tiers (other targets need the approver role). */
+  replayTopics?: string[]
   /** Where the HTTP API listens (default 127.0.0.1:7480; port 0 for any free port); false: no API. */
   api?: { port?: number; host?: string } | false
   /** Most replays of one record's lineage (loop detection; the redrive's default when not given). */
@@ -159,7 +161,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     }
     await indexer.start()
     if (options.api !== false) {
-      const app = createDlqApi({ db, deps, approvals: policy, logger, onJobReady: () => wake?.(), onJobResume: (id) => {
+      const app = createDlqApi({ db, deps, approvals: policy, logger, ...(options.replayTopics === undefined ? {} : { replayTopics: options.replayTopics }), onJobReady: () => wake?.(), onJobResume: (id) => {
           if (!resumes.includes(id)) resumes.push(id)
           wake?.()
         } })

@@ -239,6 +239,14 @@ export function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
 }
 
+/**
+ * The WHERE clause of a filter without its paging fields, for a query over `lifeline_dlq_records` (columns
+ * unqualified): fixed SQL text, every value appended to `params` (numbered after what `params` holds).
+ */
+export function filterClause(filter: ParsedFilter, params: unknown[]): string {
+  return where(filter, params, { paging: false })
+}
+
 /** The WHERE clause of a filter: fixed SQL text, every value a parameter. */
 function where(f: ParsedFilter, params: unknown[], options: { paging: boolean }): string {
   const p = (value: unknown): string => {
@@ -428,6 +436,14 @@ export async function listRecords(db: SqlQueryable, filter: RecordFilter | Recor
   params.push(f.limit)
   const { rows } = await db.query(`select ${summaryColumns()} from lifeline_dlq_records where ${clause} order by id ${f.order === 'asc' ? 'asc' : 'desc'} limit $${params.length}`, params)
   return rows.map(toSummary)
+}
+
+/** One record without its payload (key, value, headers, stack); LL_NOT_FOUND when there is none. */
+export async function getRecordSummary(db: SqlQueryable, id: string | number): Promise<DlqRecordSummary> {
+  const rid = recordId(id)
+  const { rows } = await db.query(`select ${summaryColumns()} from lifeline_dlq_records where id = $1`, [rid])
+  if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `DLQ record ${rid} does not exist`, { details: { id: rid } })
+  return toSummary(rows[0]!)
 }
 
 /** How many records match `filter` (its paging fields are ignored): the dry-run count of a bulk action. */

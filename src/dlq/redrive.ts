@@ -37,7 +37,7 @@ import { sleep } from '../util/sleep.js'
 import { jobActor } from './actors.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from './formats.js'
 import type { Masker } from './masking.js'
-import { listRecords, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
+import { filterClause, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // Types
@@ -126,6 +126,13 @@ export interface CreateJobOptions {
   force?: boolean
   actor: string
   status?: 'ready' | 'awaiting-approval'
+  /** The requester's owner (a person or service: the bulk threshold counts per owner). */
+  owner?: string
+  /**
+   * Decides, in the creating transaction and from the frozen item list, whether the job starts `ready` or
+   * `awaiting-approval` (default: `status`). It may write more in `tx` (the approval and its audit row).
+   */
+  decide?: (tx: SqlQueryable, frozen: FrozenJob) => Promise<'ready' | 'awaiting-approval'>
   /** Default 5000. */
   canaryWaitMs?: number
   /** Default: a quarter of a second's worth at the rate, at most 500. */
@@ -656,44 +663,69 @@ export async function listJobs(db: SqlQueryable, opts: { status?: RedriveJobStat
   return rows.map(toJob)
 }
 
-/** Ids of the records matching `filter` (its paging fields ignored), in id order. */
-async function matchingIds(db: SqlQueryable, filter: unknown): Promise<string[]> {
-  parseFilter(filter)
-  const { afterId: _a, limit: _l, order: _o, ...rest } = (filter ?? {}) as Record<string, unknown>
-  const ids: string[] = []
-  let after: string | undefined
-  for (;;) {
-    const page = await listRecords(db, { ...rest, order: 'asc', limit: 1000, ...(after === undefined ? {} : { afterId: after }) })
-    for (const r of page) ids.push(r.id)
-    if (page.length < 1000) return ids
-    after = page[page.length - 1]!.id
-  }
+/** The filter without its paging fields, validated (LL_ARGUMENT_INVALID naming the field). */
+function jobFilter(filter: unknown): { frozen: Record<string, unknown>; parsed: ReturnType<typeof parseFilter> } {
+  const { afterId: _a, limit: _l, order: _o, ...frozen } = (filter ?? {}) as Record<string, unknown>
+  return { frozen, parsed: parseFilter(frozen) }
 }
 
-/** The dry run of a bulk redrive: records matching `filter`, distinct keys, by origin topic; `replayable` of them are pending. */
-export async function previewRedrive(deps: Pick<RedriveDeps, 'db'>, filter: unknown): Promise<{ count: number; keys: number; byTopic: Record<string, number>; replayable: number }> {
-  const ids = await matchingIds(deps.db, filter)
-  if (ids.length === 0) return { count: 0, keys: 0, byTopic: {}, replayable: 0 }
+/** A record a redrive sends unless it is forced: `pending`; with force also `replayed` and `replaying`. */
+const REPLAYABLE_SQL = `(r.status = 'pending' or ($1::boolean and r.status in ('replayed', 'replaying')))`
+
+/**
+ * The dry run of a bulk redrive, counted in SQL (no record id is loaded): records matching `filter`,
+ * distinct keys, by origin topic; `replayable` of them would be sent (pending, or with `force` also
+ * replayed and replaying).
+ */
+export async function previewRedrive(
+  deps: Pick<RedriveDeps, 'db'>,
+  filter: unknown,
+  opts: { force?: boolean } = {},
+): Promise<{ count: number; keys: number; byTopic: Record<string, number>; replayable: number; originTopics: Array<string | null>; services: Array<string | null> }> {
+  const { parsed } = jobFilter(filter)
+  const params: unknown[] = [opts.force === true]
   const { rows } = await deps.db.query(
-    `select coalesce(origin_topic, topic) as t, count(*)::int8 as n, count(distinct key)::int8 as keys, count(*) filter (where status = 'pending')::int8 as pending
-     from lifeline_dlq_records where id = any($1::int8[]) group by 1 order by 1`,
-    [ids],
+    `select coalesce(r.origin_topic, r.topic) as t, count(*)::int8 as n, count(distinct r.key)::int8 as keys, count(*) filter (where ${REPLAYABLE_SQL})::int8 as replayable,
+       array_agg(distinct r.origin_topic) filter (where ${REPLAYABLE_SQL}) as topics, array_agg(distinct r.service) filter (where ${REPLAYABLE_SQL}) as services
+     from lifeline_dlq_records r where ${filterClause(parsed, params)} group by 1 order by 1`,
+    params,
   )
   const byTopic: Record<string, number> = {}
+  let count = 0
   let keys = 0
   let replayableCount = 0
+  const originTopics = new Set<string | null>()
+  const services = new Set<string | null>()
   for (const r of rows) {
     byTopic[r.t as string] = Number(r.n)
+    count += Number(r.n)
     keys += Number(r.keys)
-    replayableCount += Number(r.pending)
+    replayableCount += Number(r.replayable)
+    for (const t of (r.topics as Array<string | null> | null) ?? []) originTopics.add(t)
+    for (const v of (r.services as Array<string | null> | null) ?? []) services.add(v)
   }
-  return { count: ids.length, keys, byTopic, replayable: replayableCount }
+  return { count, keys, byTopic, replayable: replayableCount, originTopics: [...originTopics], services: [...services] }
+}
+
+/** A job's frozen item list as its creation saw it, for deciding (in the creating transaction) whether it needs an approval. */
+export interface FrozenJob {
+  id: string
+  /** Items frozen (records matching). */
+  total: number
+  /** Items that will be sent (not skipped). */
+  replayable: number
+  /** Distinct origin topics of the items to send (null: a record without an origin). */
+  originTopics: Array<string | null>
+  /** Distinct services of the items to send. */
+  services: Array<string | null>
 }
 
 /**
- * Creates a bulk redrive job over the records matching `filter` now (the list is frozen): items in origin
- * topic, key, origin offset order; records that are not replayable (not `pending`, or `replayed`/`replaying`
- * without force) or are waiting in another open job are skipped and counted as such.
+ * Creates a bulk redrive job over the records matching `filter` now (the list is frozen, in SQL: no record id
+ * is loaded): items in origin topic, key, origin offset order; records that are not replayable (not
+ * `pending`, or `replayed`/`replaying` without force) or are waiting in another open job are skipped and
+ * counted as such. `decide`, when given, runs in the creating transaction with the frozen counts and says
+ * whether the job starts `ready` or `awaiting-approval` (it may write the approval there too).
  */
 export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: CreateJobOptions): Promise<RedriveJob> {
   const actor = text('actor', opts.actor, 200)!
@@ -711,33 +743,42 @@ export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: Crea
   }
   if (canary === 0) options.canaryPassed = true
   const force = opts.force === true
-  const filter = opts.filter ?? {}
-  const ids = await matchingIds(deps.db, filter)
-  const { afterId: _a, limit: _l, order: _o, ...frozenFilter } = filter as Record<string, unknown>
+  const { frozen: frozenFilter, parsed } = jobFilter(opts.filter)
   return deps.db.transaction(async (tx) => {
     const { rows } = await tx.query(
-      `insert into lifeline_dlq_jobs (kind, filter, target, rate_per_sec, canary, max_failure_rate, force, status, total, requested_by, options)
-       values ('redrive', $1::jsonb, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) returning id`,
-      [JSON.stringify(frozenFilter), JSON.stringify(target), ratePerSec ?? null, canary, maxFailureRate, force, status, ids.length, actor, JSON.stringify(options)],
+      `insert into lifeline_dlq_jobs (kind, filter, target, rate_per_sec, canary, max_failure_rate, force, status, total, requested_by, requested_owner, options)
+       values ('redrive', $1::jsonb, $2::jsonb, $3, $4, $5, $6, $7, 0, $8, $9, $10::jsonb) returning id`,
+      [JSON.stringify(frozenFilter), JSON.stringify(target), ratePerSec ?? null, canary, maxFailureRate, force, status, actor, opts.owner ?? null, JSON.stringify(options)],
     )
     const jobId = String(rows[0]!.id)
-    if (ids.length > 0) {
-      await tx.query(
-        `insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
-         select $1, row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id), r.id,
-           case when busy.job_id is not null then 'skipped'
-                when r.status = 'pending' or ($3 and r.status in ('replayed', 'replaying')) then 'pending' else 'skipped' end,
-           case when busy.job_id is not null then 'in job ' || busy.job_id
-                when r.status = 'pending' or ($3 and r.status in ('replayed', 'replaying')) then null else r.status end
-         from lifeline_dlq_records r
-         left join lateral (
-           select i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
-           where i.record_id = r.id and i.job_id <> $1 and i.status in ('pending', 'sending') and j.status in ('awaiting-approval', 'ready', 'running', 'paused') limit 1
-         ) busy on true
-         where r.id = any($2::int8[])`,
-        [jobId, ids, force],
-      )
-      await tx.query(`update lifeline_dlq_jobs set skipped = s.n, done = s.n from (select count(*)::int as n from lifeline_dlq_job_items where job_id = $1 and status = 'skipped') s where id = $1`, [jobId])
+    const params: unknown[] = [force, jobId]
+    await tx.query(
+      `insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
+       select $2, row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id), r.id,
+         case when busy.job_id is not null then 'skipped' when ${REPLAYABLE_SQL} then 'pending' else 'skipped' end,
+         case when busy.job_id is not null then 'in job ' || busy.job_id when ${REPLAYABLE_SQL} then null else r.status end
+       from lifeline_dlq_records r
+       left join lateral (
+         select i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
+         where i.record_id = r.id and i.job_id <> $2 and i.status in ('pending', 'sending') and j.status in ('awaiting-approval', 'ready', 'running', 'paused') limit 1
+       ) busy on true
+       where ${filterClause(parsed, params)}`,
+      params,
+    )
+    const { rows: counts } = await tx.query(
+      `select count(*)::int8 as total, count(*) filter (where i.status = 'skipped')::int8 as skipped,
+         coalesce(array_agg(distinct r.origin_topic) filter (where i.status <> 'skipped'), '{}') as topics,
+         coalesce(array_agg(distinct r.service) filter (where i.status <> 'skipped'), '{}') as services
+       from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id where i.job_id = $1`,
+      [jobId],
+    )
+    const c = counts[0]!
+    const total = Number(c.total)
+    const skipped = Number(c.skipped)
+    await tx.query('update lifeline_dlq_jobs set total = $2, skipped = $3, done = $3 where id = $1', [jobId, total, skipped])
+    if (opts.decide) {
+      const decided = await opts.decide(tx, { id: jobId, total, replayable: total - skipped, originTopics: c.topics as Array<string | null>, services: c.services as Array<string | null> })
+      if (decided !== status) await tx.query('update lifeline_dlq_jobs set status = $2 where id = $1', [jobId, decided])
     }
     const { rows: job } = await tx.query(`select ${JOB_COLUMNS} from lifeline_dlq_jobs where id = $1`, [jobId])
     return toJob(job[0]!)

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { databaseKinds } from '../helpers/db.js'
-import { apiFixture, type ApiResponse } from '../helpers/dlq-api.js'
+import { apiFixture, item, spyDb, type ApiResponse, type SeenQuery } from '../helpers/dlq-api.js'
+import { topic } from '../helpers/kafka.js'
 
 const errorOf = (r: ApiResponse) => r.body.error
 const approvalOf = (r: ApiResponse) => r.body.approval as { id: string; status: string; action: string; requestedBy: string; owner?: string; expiresAt?: string; createdAt: string }
@@ -136,5 +137,72 @@ for (const kind of databaseKinds()) {
     assert.equal(((one.body.payload as { value: { card: string } }).value).card, '4111111111111111')
     const reads = await f.call('GET', `/v1/audit?action=record.read&target=record:${f.ids.a}`, { as: 'approver' })
     assert.deepEqual((reads.body.entries as Array<{ actor: string; detail: { approval?: string } }>).map((e) => [e.actor, e.detail.approval]), [['viewer', id]])
+  })
+
+  // ---- finding 1, 8: replay targets and force need the approver role ----
+  test(`${kind}: an operator replays only to the origin, its retry tiers and allow-listed topics; force needs the approver role (findings 1, 8)`, async (t) => {
+    const listed = await topic(t, { prefix: 'replays' })
+    const other = await topic(t, { prefix: 'exfil' })
+    const f = await apiFixture(t, kind, { api: { replayTopics: [listed] } })
+    const refused = await f.call('POST', `/v1/records/${f.ids.a}/replay`, { as: 'operator', body: { target: { kind: 'topic', topic: other } } })
+    assert.equal(refused.status, 403, JSON.stringify(refused.body))
+    assert.equal(errorOf(refused)?.code, 'LL_FORBIDDEN')
+    assert.match(errorOf(refused)!.message, /approver/)
+    for (const body of [{ value: { order: 'a', amount: 1 }, replay: true, target: { kind: 'topic', topic: other } }]) {
+      const r = await f.call('POST', `/v1/records/${f.ids.b}/edit`, { as: 'operator', body })
+      assert.equal(r.status, 403, JSON.stringify(r.body))
+    }
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.b}/replay-edited`, { as: 'operator', body: { target: { kind: 'topic', topic: other } } })).status, 403)
+    const tier = await f.call('POST', `/v1/records/${f.ids.c}/replay`, { as: 'operator', body: { target: { kind: 'retry-tier', tier: 1, service: 'someone-else' } } })
+    assert.equal(tier.status, 403, JSON.stringify(tier.body))
+    const force = await f.call('POST', `/v1/records/${f.ids.d}/replay`, { as: 'operator', body: { force: true } })
+    assert.equal(force.status, 403, JSON.stringify(force.body))
+    assert.match(errorOf(force)!.message, /force/)
+    assert.equal(await f.endOffset(other), 0, 'nothing reached the other topic')
+    assert.equal(await f.endOffset(f.origin), 0, 'nothing was sent at all')
+    // Allowed: the origin, an allow-listed topic; the approver anywhere, and with force.
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.a}/replay`, { as: 'operator', body: {} })).status, 200)
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.c}/replay`, { as: 'operator', body: { target: { kind: 'topic', topic: listed } } })).status, 200)
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.d}/replay`, { as: 'approver', body: { target: { kind: 'topic', topic: other } } })).status, 200)
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.d}/replay`, { as: 'approver', body: { force: true } })).status, 200)
+    assert.deepEqual([await f.endOffset(f.origin), await f.endOffset(listed), await f.endOffset(other)], [2, 1, 1])
+    // A bulk redrive an operator asks for with such a target or force waits for an approver instead.
+    const bulk = await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k4' }, target: { kind: 'topic', topic: other }, force: true } })
+    assert.equal(bulk.status, 202, JSON.stringify(bulk.body))
+    const approval = await f.call('GET', `/v1/approvals/${approvalOf(bulk).id}`, { as: 'viewer' })
+    assert.deepEqual((approval.body.summary as { reasons: string[] }).reasons, ['target', 'force'])
+    assert.deepEqual([(approval.body.payload as { target: unknown }).target, (approval.body.payload as { force: boolean }).force], [{ kind: 'topic', topic: other }, true])
+  })
+
+  // ---- finding 4: the bulk threshold counts per owner over a window ----
+  test(`${kind}: the bulk threshold counts an owner's unapproved redrives over the window, not each request (finding 4)`, async (t) => {
+    const f = await apiFixture(t, kind, { approvals: { bulkThreshold: 3 } })
+    const create = (as: 'operator' | 'operator2', key: string, dryRun = false) => f.call('POST', '/v1/redrives', { as, body: { filter: { key }, ...(dryRun ? { dryRun } : {}) } })
+    assert.equal((await create('operator', 'k1')).status, 201) // 2 records
+    assert.equal((await create('operator', 'k2')).status, 201) // 3 in the window
+    const dry = await create('operator', 'k3', true)
+    assert.deepEqual([dry.body.count, dry.body.needsApproval, dry.body.windowCount], [1, true, 3])
+    const split = await create('operator', 'k3')
+    assert.equal(split.status, 202, JSON.stringify(split.body))
+    const payload = (await f.call('GET', `/v1/approvals/${approvalOf(split).id}`, { as: 'viewer' })).body.payload as Record<string, unknown>
+    assert.deepEqual([payload.count, payload.windowCount, payload.target, payload.force], [1, 3, { kind: 'origin' }, false])
+    // Another person has a window of their own.
+    assert.equal((await create('operator2', 'k4')).status, 201)
+  })
+
+  // ---- finding 8: redrive safety ----
+  test(`${kind}: a dry run and a job's creation count in SQL: no query loads the matching records (finding 8)`, async (t) => {
+    const seen: SeenQuery[] = []
+    const f = await apiFixture(t, kind, { wrapDb: (db) => spyDb(db, seen), records: (origin) => Array.from({ length: 2500 }, (_, i) => [`r${i}`, item(origin, i, `k${i % 50}`, '{}')]) })
+    seen.length = 0
+    const dry = await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { topic: f.origin }, dryRun: true } })
+    assert.deepEqual([dry.status, dry.body.count, dry.body.replayable, dry.body.keys], [200, 2500, 2500, 50])
+    const job = await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { topic: f.origin } } })
+    assert.equal(job.status, 201, JSON.stringify(job.body))
+    assert.equal((job.body.job as { total: number }).total, 2500)
+    const largest = seen.reduce((a, b) => (b.rows > a.rows ? b : a))
+    assert.ok(largest.rows <= 10, `a query returned ${largest.rows} rows: ${largest.text.slice(0, 120)}`)
+    const widest = seen.reduce((a, b) => (b.longestArray > a.longestArray ? b : a))
+    assert.ok(widest.longestArray <= 10, `a query took ${widest.longestArray} ids: ${widest.text.slice(0, 120)}`)
   })
 }

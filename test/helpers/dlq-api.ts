@@ -12,7 +12,7 @@ import type { DeadLetterContext } from '../../src/dlq/formats.js'
 import type { Masker } from '../../src/dlq/masking.js'
 import { indexRecords, type IndexItem } from '../../src/dlq/records.js'
 import type { RedriveDeps } from '../../src/dlq/redrive.js'
-import type { SqlExecutor } from '../../src/store/executor.js'
+import type { SqlExecutor, SqlQueryable } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { freshDatabase } from './db.js'
 import { admin, brokers, producer, topic } from './kafka.js'
@@ -59,6 +59,8 @@ export interface ApiFixtureOptions {
   api?: Partial<Omit<DlqApiOptions, 'db' | 'deps'>>
   masker?: Masker
   schemas?: Record<string, object>
+  /** Wraps the database the app and the redrive use (a spy on the real one). */
+  wrapDb?: (db: SqlExecutor) => SqlExecutor
   /** Records to index instead of the default six (`a`..`f`, keys k1, k1, k2, k3, k4, k5). */
   records?: (origin: string) => Array<[string, IndexItem]>
 }
@@ -73,8 +75,9 @@ export function item(origin: string, offset: number, key: string, value: string,
 }
 
 export async function apiFixture(t: TestContext, kind: SqlExecutor['kind'], options: ApiFixtureOptions = {}): Promise<ApiFixture> {
-  const db = await freshDatabase(t, kind)
-  await migrateLifeline(db)
+  const real = await freshDatabase(t, kind)
+  await migrateLifeline(real)
+  const db = options.wrapDb ? options.wrapDb(real) : real
   const origin = await topic(t, { prefix: 'orders' })
   const items =
     options.records?.(origin) ??
@@ -96,4 +99,24 @@ export async function apiFixture(t: TestContext, kind: SqlExecutor['kind'], opti
   const a = admin(t)
   const endOffset = async (name: string) => (await a.topicOffsets(name)).reduce((sum, p) => sum + p.high, 0)
   return { db, app, deps, tokens, ids, origin, call, endOffset }
+}
+
+/** What a query returned: its text, its row count and the longest array among its parameters. */
+export interface SeenQuery {
+  text: string
+  rows: number
+  longestArray: number
+}
+
+/** The real database, every query's result size recorded in `seen` (transactions included). */
+export function spyDb(db: SqlExecutor, seen: SeenQuery[]): SqlExecutor {
+  const wrap = (q: SqlQueryable): SqlQueryable => ({
+    query: async (text, params) => {
+      const result = await q.query(text, params)
+      seen.push({ text, rows: result.rows.length, longestArray: Math.max(0, ...(params ?? []).map((p) => (Array.isArray(p) ? p.length : 0))) })
+      return result
+    },
+  })
+  const outer = wrap(db)
+  return { kind: db.kind, query: outer.query as SqlExecutor['query'], transaction: (fn) => db.transaction((tx) => fn(wrap(tx))), close: () => db.close() }
 }

@@ -229,6 +229,7 @@ interface ServeOptions {
   approveDiscards?: boolean
   masking?: string
   maxRedrives?: string
+  replayTopics?: string
 }
 
 export function registerDlq(program: Command): void {
@@ -249,6 +250,7 @@ export function registerDlq(program: Command): void {
     .option('--approve-discards', 'discards need an approval')
     .option('--masking <file>', 'JSON file: { "policies": [...], "keyring": {...} } (docs/masking.md)')
     .option('--max-redrives <n>', 'most redrives of one record (loop detection)')
+    .option('--replay-topics <list>', 'topics an operator may replay to besides the origin and its retry tiers, comma-separated (others need the approver role)')
     .action(async (opts: ServeOptions) => {
       const brokers = brokersOption(opts.brokers)
       if (opts.port === undefined || !/^\d{1,5}$/.test(opts.port) || Number(opts.port) > 65535) throw new Error(`--port must be 0 to 65535, got ${opts.port}`)
@@ -268,6 +270,7 @@ export function registerDlq(program: Command): void {
         approvals: { ...(bulkThreshold === undefined ? {} : { bulkThreshold }), ...(opts.approveEdits ? { edits: true } : {}), ...(opts.approveDiscards ? { discards: true } : {}) },
         api: { port: Number(opts.port), host: opts.host ?? '127.0.0.1' },
         ...(maxRedrives === undefined ? {} : { maxRedrivesPerRecord: maxRedrives }),
+        ...(opts.replayTopics === undefined ? {} : { replayTopics: opts.replayTopics.split(',').map((t) => t.trim()).filter(Boolean) }),
         logger,
       })
       try {
