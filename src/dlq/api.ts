@@ -39,6 +39,19 @@ export { errorResponse, recordJson, type ApiErrorCode } from './api-http.js'
 // ---------------------------------------------------------------------------------------------------------
 // The app
 
+/** Defaults of {@link DlqApiOptions}. */
+export const dlqApiDefaults = { ratePerSec: 500, maxRatePerSec: 5000, maxBodyBytes: 1024 * 1024 } as const
+
+function rateOptions(input: DlqApiOptions['redriveRate']): { defaultPerSec: number; maxPerSec: number } {
+  const defaultPerSec = input?.defaultPerSec ?? Math.min(dlqApiDefaults.ratePerSec, input?.maxPerSec ?? dlqApiDefaults.ratePerSec)
+  const maxPerSec = input?.maxPerSec ?? Math.max(dlqApiDefaults.maxRatePerSec, defaultPerSec)
+  for (const [name, v] of [['defaultPerSec', defaultPerSec], ['maxPerSec', maxPerSec]] as const) {
+    if (!Number.isSafeInteger(v) || v < 1 || v > 1_000_000) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: redriveRate.${name}: must be an integer from 1 to 1000000`)
+  }
+  if (defaultPerSec > maxPerSec) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: redriveRate.defaultPerSec (${defaultPerSec}) is above redriveRate.maxPerSec (${maxPerSec})`)
+  return { defaultPerSec, maxPerSec }
+}
+
 /** The fields of `o` among `keys` that are set. */
 const pick = <T extends object>(o: T, ...keys: Array<keyof T>): Partial<T> => Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as Partial<T>
 
@@ -54,6 +67,11 @@ export interface DlqApiOptions {
   onJobResume?: (jobId: string) => void
   /** Topics an operator may replay to besides a record's origin and its retry tiers (other targets need the approver role). */
   replayTopics?: string[]
+  /**
+   * Bulk redrive rates, records per second: `defaultPerSec` for a job that names none (default 500),
+   * `maxPerSec` the most a job may ask for (default 5000; above it: 400).
+   */
+  redriveRate?: { defaultPerSec?: number; maxPerSec?: number }
   /** Largest request body, bytes (default 1 MiB). */
   maxBodyBytes?: number
 }
@@ -70,6 +88,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   const { db, deps } = options
   const policy = parsePolicy(options.approvals)
   const replayTopics: ReadonlySet<string> = new Set(options.replayTopics ?? [])
+  const rates = rateOptions(options.redriveRate)
   const logger = (options.logger ?? silentLogger()).child({ component: 'dlq-api' })
   const jobReady = (id: unknown) => options.onJobReady?.(String(id))
   const app = new Hono<Env>()
@@ -77,9 +96,9 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   app.use(
     '*',
     bodyLimit({
-      maxSize: options.maxBodyBytes ?? 1024 * 1024,
+      maxSize: options.maxBodyBytes ?? dlqApiDefaults.maxBodyBytes,
       onError: () => {
-        throw new HttpError(413, 'HTTP_PAYLOAD_TOO_LARGE', `the body exceeds ${options.maxBodyBytes ?? 1024 * 1024} bytes`)
+        throw new HttpError(413, 'HTTP_PAYLOAD_TOO_LARGE', `the body exceeds ${options.maxBodyBytes ?? dlqApiDefaults.maxBodyBytes} bytes`)
       },
     }),
   )
@@ -249,7 +268,9 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         const gated = reasons.length > 0 || needsApproval(policy, 'redrive', windowCount + preview.replayable)
         return c.json({ dryRun: true, ...preview, windowCount, needsApproval: gated, reasons, ...(policy.bulkThreshold === undefined ? {} : { bulkThreshold: policy.bulkThreshold }) })
       }
-      const { dryRun: _dryRun, ...spec } = b
+      if (b.ratePerSec !== undefined && b.ratePerSec > rates.maxPerSec) throw badRequest(`ratePerSec ${b.ratePerSec} is above this processor's cap of ${rates.maxPerSec} records per second`, 'ratePerSec')
+      const { dryRun: _dryRun, ...rest } = b
+      const spec = { ...rest, ratePerSec: b.ratePerSec ?? rates.defaultPerSec }
       let approval: Approval | undefined
       // One transaction: the frozen item list is counted once, and the approval (if any) is written with the job.
       const decide = async (tx: SqlQueryable, frozen: redrive.FrozenJob): Promise<'ready' | 'awaiting-approval'> => {
@@ -257,7 +278,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         const reasons: string[] = reasonsFor(frozen)
         if (needsApproval(policy, 'redrive', windowCount + frozen.replayable)) reasons.push('threshold')
         if (reasons.length === 0) return 'ready'
-        const payload = { jobId: frozen.id, filter: b.filter, count: frozen.replayable, windowCount, target, force, reasons, ...pick(b, 'ratePerSec', 'canary', 'maxFailureRate') }
+        const payload = { jobId: frozen.id, filter: b.filter, count: frozen.replayable, windowCount, target, force, reasons, ratePerSec: spec.ratePerSec, ...pick(b, 'canary', 'maxFailureRate') }
         approval = await requestApprovalIn(tx, { action: 'redrive', payload, requester: principal, policy, target: `job:${frozen.id}` })
         return 'awaiting-approval'
       }

@@ -44,6 +44,10 @@ export interface DlqProcessorOptions {
   masking?: { policies: MaskingPolicy[]; keyring?: Keyring }
   /** Which actions need a second person. */
   approvals?: ApprovalPolicy
+  /** Topic → JSON Schema (or typebox schema) an edited value must match (origin topic, else DLQ topic). */
+  schemas?: Record<string, object>
+  /** Bulk redrive rates: the default of a job that names none and the cap (see createDlqApi). */
+  redriveRate?: { defaultPerSec?: number; maxPerSec?: number }
   /** Topics an operator may replay to besides a record's origin and its retry tiers (other targets need the approver role). */
   replayTopics?: string[]
   /** Where the HTTP API listens (default 127.0.0.1:7480; port 0 for any free port); false: no API. */
@@ -155,13 +159,14 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
       producer,
       kafka: { brokers: options.brokers, ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) },
       ...(masker === undefined ? {} : { masker }),
+      ...(options.schemas === undefined ? {} : { schemas: options.schemas }),
       parkedKeys: createParkedKeys(db),
       logger,
       ...(options.maxRedrivesPerRecord === undefined ? {} : { maxRedrivesPerRecord: options.maxRedrivesPerRecord }),
     }
     await indexer.start()
     if (options.api !== false) {
-      const app = createDlqApi({ db, deps, approvals: policy, logger, ...(options.replayTopics === undefined ? {} : { replayTopics: options.replayTopics }), onJobReady: () => wake?.(), onJobResume: (id) => {
+      const app = createDlqApi({ db, deps, approvals: policy, logger, ...(options.replayTopics === undefined ? {} : { replayTopics: options.replayTopics }), ...(options.redriveRate === undefined ? {} : { redriveRate: options.redriveRate }), onJobReady: () => wake?.(), onJobResume: (id) => {
           if (!resumes.includes(id)) resumes.push(id)
           wake?.()
         } })

@@ -6,9 +6,15 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { databaseKinds } from '../helpers/db.js'
+import Type from 'typebox'
+import { createDlqApi, dlqApiDefaults } from '../../src/dlq/api.js'
+import { createToken } from '../../src/dlq/auth.js'
+import { createDlqProcessor } from '../../src/dlq/processor.js'
+import { indexRecords } from '../../src/dlq/records.js'
+import { migrateLifeline } from '../../src/store/schema.js'
+import { databaseKinds, freshDatabase } from '../helpers/db.js'
 import { apiFixture, item, spyDb, type ApiResponse, type SeenQuery } from '../helpers/dlq-api.js'
-import { topic } from '../helpers/kafka.js'
+import { brokers, defer, randomName, topic } from '../helpers/kafka.js'
 
 const errorOf = (r: ApiResponse) => r.body.error
 const approvalOf = (r: ApiResponse) => r.body.approval as { id: string; status: string; action: string; requestedBy: string; owner?: string; expiresAt?: string; createdAt: string }
@@ -204,5 +210,41 @@ for (const kind of databaseKinds()) {
     assert.ok(largest.rows <= 10, `a query returned ${largest.rows} rows: ${largest.text.slice(0, 120)}`)
     const widest = seen.reduce((a, b) => (b.longestArray > a.longestArray ? b : a))
     assert.ok(widest.longestArray <= 10, `a query took ${widest.longestArray} ids: ${widest.text.slice(0, 120)}`)
+  })
+
+  test(`${kind}: bulk redrives get a server-side default rate and a cap (finding 8)`, async (t) => {
+    const f = await apiFixture(t, kind, { api: { redriveRate: { defaultPerSec: 50, maxPerSec: 100 } } })
+    const plain = await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k1' } } })
+    assert.equal(plain.status, 201, JSON.stringify(plain.body))
+    assert.equal((plain.body.job as { ratePerSec: number }).ratePerSec, 50)
+    const over = await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k2' }, ratePerSec: 101 } })
+    assert.equal(over.status, 400, JSON.stringify(over.body))
+    assert.match(errorOf(over)!.message, /ratePerSec.*100/)
+    assert.equal(((await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k2' }, ratePerSec: 100 } })).body.job as { ratePerSec: number }).ratePerSec, 100)
+    const g = await apiFixture(t, kind)
+    const dflt = await g.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k1' } } })
+    assert.equal((dflt.body.job as { ratePerSec: number }).ratePerSec, dlqApiDefaults.ratePerSec)
+    assert.equal((await g.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k2' }, ratePerSec: dlqApiDefaults.maxRatePerSec + 1 } })).status, 400)
+    assert.throws(() => createDlqApi({ db: g.db, deps: g.deps, redriveRate: { defaultPerSec: 200, maxPerSec: 100 } }), { code: 'LL_OPTIONS_INVALID' })
+  })
+
+  test(`${kind}: the processor validates edits against the configured schemas (finding 8)`, async (t) => {
+    const db = await freshDatabase(t, kind)
+    await migrateLifeline(db)
+    const { token } = await createToken(db, { name: 'ops', role: 'operator', owner: 'olga' })
+    const origin = await topic(t, { prefix: 'orders' })
+    const id = (await indexRecords(db, [item(origin, 0, 'k1', '{"order":"a","amount":-1}')]))[0]!.id
+    const schema = Type.Object({ order: Type.String(), amount: Type.Number({ minimum: 0 }) })
+    const processor = createDlqProcessor({ brokers: brokers(), db, topics: [`${origin}.dlq`], groupId: randomName('dlq-indexer'), schemas: { [origin]: schema }, api: { port: 0 }, indexer: { pollTimeoutMs: 100 } })
+    defer(t, () => processor.close())
+    await processor.start()
+    const edit = async (value: unknown) => {
+      const res = await fetch(`${processor.url}/v1/records/${id}/edit`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ value }) })
+      return { status: res.status, body: (await res.json()) as ApiResponse['body'] }
+    }
+    const bad = await edit({ order: 'a', amount: -5 })
+    assert.equal(bad.status, 400, JSON.stringify(bad.body))
+    assert.equal(errorOf(bad)?.code, 'LL_SCHEMA_INVALID')
+    assert.equal((await edit({ order: 'a', amount: 5 })).status, 200)
   })
 }

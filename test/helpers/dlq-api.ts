@@ -12,7 +12,7 @@ import type { DeadLetterContext } from '../../src/dlq/formats.js'
 import type { Masker } from '../../src/dlq/masking.js'
 import { indexRecords, type IndexItem } from '../../src/dlq/records.js'
 import type { RedriveDeps } from '../../src/dlq/redrive.js'
-import type { SqlExecutor, SqlQueryable } from '../../src/store/executor.js'
+import type { SqlExecutor, SqlQueryable, SqlRow } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { freshDatabase } from './db.js'
 import { admin, brokers, producer, topic } from './kafka.js'
@@ -111,12 +111,12 @@ export interface SeenQuery {
 /** The real database, every query's result size recorded in `seen` (transactions included). */
 export function spyDb(db: SqlExecutor, seen: SeenQuery[]): SqlExecutor {
   const wrap = (q: SqlQueryable): SqlQueryable => ({
-    query: async (text, params) => {
-      const result = await q.query(text, params)
+    query: async <R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) => {
+      const result = await q.query<R>(text, params)
       seen.push({ text, rows: result.rows.length, longestArray: Math.max(0, ...(params ?? []).map((p) => (Array.isArray(p) ? p.length : 0))) })
       return result
     },
   })
   const outer = wrap(db)
-  return { kind: db.kind, query: outer.query as SqlExecutor['query'], transaction: (fn) => db.transaction((tx) => fn(wrap(tx))), close: () => db.close() }
+  return { kind: db.kind, query: outer.query, transaction: (fn) => db.transaction((tx) => fn(wrap(tx))), close: () => db.close() }
 }

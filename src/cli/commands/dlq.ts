@@ -230,6 +230,24 @@ interface ServeOptions {
   masking?: string
   maxRedrives?: string
   replayTopics?: string
+  schemas?: string
+  rateDefault?: string
+  rateMax?: string
+}
+
+/** A JSON file's content (a clear message naming the option when it cannot be read or parsed). */
+function jsonFile(option: string, path: string): unknown {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new Error(`${option}: cannot read ${path}: ${(err as Error).message}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new Error(`${option}: ${path} is not JSON: ${(err as Error).message}`)
+  }
 }
 
 export function registerDlq(program: Command): void {
@@ -250,6 +268,9 @@ export function registerDlq(program: Command): void {
     .option('--approve-discards', 'discards need an approval')
     .option('--masking <file>', 'JSON file: { "policies": [...], "keyring": {...} } (docs/masking.md)')
     .option('--max-redrives <n>', 'most redrives of one record (loop detection)')
+    .option('--schemas <file>', 'JSON file: { "<topic>": <JSON Schema>, ... }: edits of records of a topic must match its schema')
+    .option('--rate-default <n>', 'records per second of a bulk redrive that names no rate (default 500)')
+    .option('--rate-max <n>', 'the most records per second a bulk redrive may ask for (default 5000)')
     .option('--replay-topics <list>', 'topics an operator may replay to besides the origin and its retry tiers, comma-separated (others need the approver role)')
     .action(async (opts: ServeOptions) => {
       const brokers = brokersOption(opts.brokers)
@@ -258,7 +279,13 @@ export function registerDlq(program: Command): void {
       if (Number.isNaN(bulkThreshold)) throw new Error(`--bulk-threshold must be an integer >= 0, got ${opts.bulkThreshold}`)
       const maxRedrives = positiveInt('--max-redrives', opts.maxRedrives, 1000)
       const topics = opts.topics?.split(',').map((t) => t.trim()).filter(Boolean)
-      const masking = opts.masking === undefined ? undefined : (JSON.parse(readFileSync(opts.masking, 'utf8')) as { policies: never[]; keyring?: never })
+      const masking = opts.masking === undefined ? undefined : (jsonFile('--masking', opts.masking) as { policies: never[]; keyring?: never })
+      const schemas = opts.schemas === undefined ? undefined : jsonFile('--schemas', opts.schemas)
+      if (schemas !== undefined && (schemas === null || typeof schemas !== 'object' || Array.isArray(schemas) || Object.values(schemas).some((v) => v === null || typeof v !== 'object'))) {
+        throw new Error(`--schemas: ${opts.schemas} must hold an object of topic → JSON Schema (an object)`)
+      }
+      const rateDefault = positiveInt('--rate-default', opts.rateDefault)
+      const rateMax = positiveInt('--rate-max', opts.rateMax)
       const db = await openDatabase(databaseOption(opts.database))
       const logger = createLogger({ name: 'lifeline-dlq' })
       const processor = createDlqProcessor({
@@ -270,6 +297,8 @@ export function registerDlq(program: Command): void {
         approvals: { ...(bulkThreshold === undefined ? {} : { bulkThreshold }), ...(opts.approveEdits ? { edits: true } : {}), ...(opts.approveDiscards ? { discards: true } : {}) },
         api: { port: Number(opts.port), host: opts.host ?? '127.0.0.1' },
         ...(maxRedrives === undefined ? {} : { maxRedrivesPerRecord: maxRedrives }),
+        ...(schemas === undefined ? {} : { schemas: schemas as Record<string, object> }),
+        ...(rateDefault === undefined && rateMax === undefined ? {} : { redriveRate: { ...(rateDefault === undefined ? {} : { defaultPerSec: rateDefault }), ...(rateMax === undefined ? {} : { maxPerSec: rateMax }) } }),
         ...(opts.replayTopics === undefined ? {} : { replayTopics: opts.replayTopics.split(',').map((t) => t.trim()).filter(Boolean) }),
         logger,
       })
