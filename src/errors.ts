@@ -52,6 +52,7 @@ export const ErrorCodes = {
   LL_RECONCILE: { retriable: false, summary: 'A reconciliation could not run (unknown name, bad definition, or a source/target read failed); the run is recorded as failed.' },
   LL_NOT_FOUND: { retriable: false, summary: 'A record an operator named (failure record, reconciliation run, ...) does not exist.' },
   LL_DLQ_CONFLICT: { retriable: false, summary: "A DLQ action conflicts with the state of its record or job (e.g. replaying a record already replayed without force, running a job that another processor runs, editing a discarded record)." },
+  LL_DECRYPT: { retriable: false, summary: 'An encrypted DLQ field could not be decrypted for its record: an unknown key id, a wrong key, a tampered value, or a value moved from another topic or field (enc:v2 binds each value to both); the replay is refused and nothing is sent.' },
   LL_FORBIDDEN: { retriable: false, summary: 'The caller may not do this: its role is too low for what it asked (a replay target outside the allow-list, force, a bulk redrive above the threshold), or four-eyes refuses it (deciding on a request of the same owner).' },
   LL_REDRIVE_LIMIT: { retriable: false, summary: 'A redrive was refused: the record reached the maximum number of redrives, or its lineage came back to the DLQ that many times (loop detection); force overrides.' },
 } as const satisfies Record<string, { retriable: boolean; summary: string }>

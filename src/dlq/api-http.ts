@@ -31,7 +31,7 @@ export const badRequest = (message: string, field?: string) => new LifelineError
 
 const BAD_REQUEST_CODES: ReadonlySet<string> = new Set(['LL_ARGUMENT_INVALID', 'LL_SCHEMA_INVALID', 'LL_DECODE'])
 /** Refusals because of the state of a record, job or key (the redrive's codes included). */
-const CONFLICT_CODES: ReadonlySet<string> = new Set(['LL_DLQ_CONFLICT', 'LL_REDRIVE_LIMIT', 'LL_KEY_NOT_PARKED'])
+const CONFLICT_CODES: ReadonlySet<string> = new Set(['LL_DLQ_CONFLICT', 'LL_REDRIVE_LIMIT', 'LL_KEY_NOT_PARKED', 'LL_DECRYPT'])
 
 /** The status and body of an error. */
 export function errorResponse(err: unknown): { status: number; code: string; message: string } {

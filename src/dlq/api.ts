@@ -229,8 +229,10 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       const b = body as { value: unknown; reason?: string; replay?: boolean; target?: redrive.RedriveTarget }
       await getRecordSummary(db, id) // 404 before an approval is asked for
       if (needsApproval(policy, 'edit')) {
-        // The approver sees the target in the approval: no role check on it here.
-        const approval = await requestApproval(db, { action: 'edit', payload: { id, ...b }, requester: principal, policy, target: `record:${id}` })
+        // Checked and masked now: the approval never holds a clear value typed into a masked field. The
+        // approver sees the target in the approval: no role check on it here.
+        const { text } = await redrive.prepareEdit(deps, id, b.value)
+        const approval = await requestApproval(db, { action: 'edit', payload: { id, ...b, value: JSON.parse(text) as unknown }, requester: principal, policy, target: `record:${id}` })
         return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
       }
       if (b.replay === true) await authorizeReplay(principal, id, { target: b.target, force: false }, `replaying the edit of record ${id}`)

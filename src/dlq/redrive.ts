@@ -36,7 +36,7 @@ import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
 import { jobActor } from './actors.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from './formats.js'
-import type { Masker } from './masking.js'
+import { isEncrypted, type Masker } from './masking.js'
 import { filterClause, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
 
 // ---------------------------------------------------------------------------------------------------------
@@ -45,7 +45,11 @@ import { filterClause, loadHeaders, parseFilter, setStatus, type DlqStatus } fro
 export interface RedriveDeps {
   db: SqlExecutor
   producer: KafkaProducer
-  /** Decrypts `enc:v1:` fields of masked records for the replay (a masked value without it is refused). */
+  /**
+   * Decrypts the encrypted fields (and an encrypted key) of masked records for the replay, each only where it
+   * was encrypted (a value or key with encrypted fields and no masker is refused: LL_DECRYPT), and masks
+   * edited values like the record they edit.
+   */
   masker?: Masker
   /** Releases the parked key of a redriven (or discarded) record. */
   parkedKeys?: ParkedKeys
@@ -316,15 +320,27 @@ export function userHeaders(headers: readonly KafkaHeader[], format: DeadLetterF
   )
 }
 
-const ENC = 'enc:v1:'
+/** The topics whose policy may have masked a record: its origin topic, then its DLQ topic. */
+function policyTopics(source: Pick<Source, 'originTopic' | 'topic'>): string[] {
+  return [...new Set([source.originTopic, source.topic].filter((t): t is string => t !== null))]
+}
 
+const needsKeyring = (source: Source, what: string) =>
+  new LifelineError('LL_DECRYPT', `DLQ record ${source.id} has an encrypted ${what}: the redrive needs the masking keyring (deps.masker) to decrypt it`, { details: { id: source.id, masked: true } })
+
+/** The value to send: encrypted fields decrypted where they sit (LL_DECRYPT when one does not belong there). */
 function clearValue(source: Source, value: Buffer | null, masker: Masker | undefined): Buffer | null {
   if (value === null) return null
-  if (masker) return masker.unmaskValue(value)
-  if (value.includes(ENC)) {
-    throw invalid(`DLQ record ${source.id} has encrypted fields: the redrive needs the masking keyring (deps.masker) to decrypt them`, { id: source.id, masked: true })
-  }
+  if (masker) return masker.unmaskValue(value, policyTopics(source))
+  if (value.includes('enc:v1:') || value.includes('enc:v2:')) throw needsKeyring(source, 'value')
   return value
+}
+
+/** The source with its clear key (a key masked under `key: 'encrypt'` is decrypted). */
+function withClearKey(source: Source, masker: Masker | undefined): Source {
+  if (source.key === null || !isEncrypted(source.key.toString('utf8'))) return source
+  if (!masker) throw needsKeyring(source, 'key')
+  return { ...source, key: masker.unmaskKey(source.key, policyTopics(source)) }
 }
 
 interface Planned {
@@ -417,7 +433,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
   const target = parseTarget(opts.target)
   const force = opts.force === true
   const db = deps.db
-  const source = await loadSource(db, rid)
+  const source = withClearKey(await loadSource(db, rid), deps.masker)
   const max = deps.maxRedrivesPerRecord ?? redriveDefaults.maxRedrivesPerRecord
   const lives = (await earlierLives(db, [source])).get(rid) ?? 0
   if (!force) {
@@ -515,18 +531,18 @@ export function jsonDiff(before: Json | undefined, after: Json, path = ''): Diff
 const compiled = new WeakMap<object, ReturnType<typeof Compile>>()
 
 /**
- * Stores an edited value of a `pending` record (the original stays in the record), validated against
- * `deps.schemas[origin topic]` when there is one (LL_SCHEMA_INVALID listing the problems), with its diff from
- * the stored value. The diff is taken against the value as stored (masked): fields left as `enc:v1:` tokens
- * are decrypted at replay, and no clear value of a masked field is written unless the editor typed it.
+ * Checks an edited value of record `id` and masks it like the record: JSON, the record `pending`, valid
+ * against `deps.schemas[origin topic]` when there is one (LL_SCHEMA_INVALID listing the problems), its
+ * encrypted values the record's own (an `enc:v2:` value must decrypt where it sits, an `enc:v1:` one must be
+ * the record's at that path: LL_ARGUMENT_INVALID naming the paths), then masked under the record's policy
+ * (with `deps.masker`): a clear value typed into a masked field is encrypted again, so no edit, approval or
+ * diff holds it in clear. Returns the masked JSON text.
  */
-export async function editRecord(deps: RedriveDeps, id: string, opts: { value: unknown; actor: string; reason?: string }): Promise<{ editId: string; diff: DiffOp[] }> {
+export async function prepareEdit(deps: Pick<RedriveDeps, 'db' | 'masker' | 'schemas'>, id: string, input: unknown): Promise<{ text: string; stored: Buffer | null }> {
   const rid = positiveId('record', id)
-  const actor = text('actor', opts.actor, 200)!
-  const reason = text('reason', opts.reason, 2000, true)
   let serialized: string | undefined
   try {
-    serialized = JSON.stringify(opts.value)
+    serialized = JSON.stringify(input)
   } catch (err) {
     throw invalid('value must be JSON', { field: 'value', cause: (err as Error)?.message })
   }
@@ -543,9 +559,34 @@ export async function editRecord(deps: RedriveDeps, id: string, opts: { value: u
       throw new LifelineError('LL_SCHEMA_INVALID', `the edited value does not match the schema of ${source.originTopic ?? source.topic}: ${problems.join('; ')}`, { details: { problems } })
     }
   }
+  const masker = deps.masker
+  if (!masker) return { text: serialized, stored: source.value }
+  const topics = policyTopics(source)
+  const foreign = masker.foreignTokens(Buffer.from(serialized, 'utf8'), source.value, topics)
+  if (foreign.length > 0) {
+    throw invalid(`the edited value carries encrypted values that are not this record's own at ${foreign.slice(0, 5).join(', ')}: keep the record's own, or type the clear value (it is encrypted again)`, { field: 'value', paths: foreign.slice(0, 20) })
+  }
+  const policyTopic = topics.find((t) => masker.covers(t))
+  if (policyTopic === undefined) return { text: serialized, stored: source.value }
+  const masked = masker.mask(policyTopic, { value: Buffer.from(serialized, 'utf8'), errorMessage: '', headers: [] })
+  return { text: masked.value === null ? serialized : masked.value.toString('utf8'), stored: source.value }
+}
+
+/**
+ * Stores an edited value of a `pending` record (the original stays in the record), checked and masked by
+ * {@link prepareEdit}, with its diff from the stored value. The diff is taken against the value as stored
+ * (masked): fields left as encrypted tokens are decrypted at replay, and fields typed in clear under a
+ * masking rule are stored encrypted again.
+ */
+export async function editRecord(deps: RedriveDeps, id: string, opts: { value: unknown; actor: string; reason?: string }): Promise<{ editId: string; diff: DiffOp[] }> {
+  const rid = positiveId('record', id)
+  const actor = text('actor', opts.actor, 200)!
+  const reason = text('reason', opts.reason, 2000, true)
+  const { text: serialized, stored } = await prepareEdit(deps, rid, opts.value)
+  const value = JSON.parse(serialized) as Json
   let before: Json | undefined
   try {
-    before = source.value === null ? null : (JSON.parse(source.value.toString('utf8')) as Json)
+    before = stored === null ? null : (JSON.parse(stored.toString('utf8')) as Json)
   } catch {
     before = undefined // not JSON: the whole value is replaced
   }
@@ -574,7 +615,8 @@ async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved'
   const rid = positiveId('record', id)
   const actor = text('actor', opts.actor, 200)!
   const reason = text('reason', opts.reason, 2000)!
-  const source = await loadSource(deps.db, rid)
+  // The clear key first: closing releases the record's parked key, which the masked key would not name.
+  const source = withClearKey(await loadSource(deps.db, rid), deps.masker)
   try {
     await setStatus(deps.db, rid, to, { actor, reason })
   } catch (err) {
@@ -1029,7 +1071,17 @@ async function recover(run: Run): Promise<void> {
   const unsent: Array<{ seq: number; replayId: string; recordId: string }> = []
   for (const item of items) {
     const ack = acks.get(item.replayId!)
-    if (ack) acked.push({ seq: item.seq, replayId: item.replayId!, ack, source: item.source, release: run.job.target.kind !== 'retry-tier' && (run.job.target.kind === 'origin' || ack.topic === item.source.originTopic) })
+    if (ack) {
+      let source = item.source
+      let releasable = true
+      try {
+        source = withClearKey(item.source, run.deps.masker)
+      } catch (err) {
+        releasable = false // a masked key that does not decrypt names no parked key: nothing to release
+        run.log.warn({ err, recordId: item.source.id }, 'the key of a recovered replay does not decrypt: its parked key (if any) is not released')
+      }
+      acked.push({ seq: item.seq, replayId: item.replayId!, ack, source, release: releasable && run.job.target.kind !== 'retry-tier' && (run.job.target.kind === 'origin' || ack.topic === item.source.originTopic) })
+    }
     else unsent.push({ seq: item.seq, replayId: item.replayId!, recordId: item.source.id })
   }
   run.log.info({ jobId: run.job.id, sent: acked.length, resend: unsent.length }, 'recovered the sends of an interrupted run')
@@ -1128,8 +1180,9 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
       if (refused) throw refused
       const replayId = item.replayId ?? randomUUID()
       const count = lineage(s, lives.get(s.id) ?? 0).total + 1
-      const planned = plan(s, job.target, { id: replayId, count, actor: run.actor }, clearValue(s, s.value, deps.masker), parkedHead(parked, s)?.headToken)
-      ready.push({ item, planned, replayId, count })
+      const clear = withClearKey(s, deps.masker)
+      const planned = plan(clear, job.target, { id: replayId, count, actor: run.actor }, clearValue(s, s.value, deps.masker), parkedHead(parked, clear)?.headToken)
+      ready.push({ item: { ...item, source: clear }, planned, replayId, count })
     } catch (err) {
       if (key !== undefined) blockedKeys.add(key)
       skipped.push({ seq: item.seq, recordId: s.id, detail: err instanceof LifelineError ? `${err.code}: ${err.message}` : String(err) })

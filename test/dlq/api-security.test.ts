@@ -7,16 +7,22 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import Type from 'typebox'
+import { randomBytes } from 'node:crypto'
 import { createDlqApi, dlqApiDefaults } from '../../src/dlq/api.js'
 import { createToken } from '../../src/dlq/auth.js'
+import { createDlqIndexer } from '../../src/dlq/indexer.js'
+import { Masker } from '../../src/dlq/masking.js'
 import { createDlqProcessor } from '../../src/dlq/processor.js'
-import { indexRecords } from '../../src/dlq/records.js'
+import { countRecords, indexRecords } from '../../src/dlq/records.js'
+import { encodeFailureHeaders } from '../../src/runtime/headers.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { databaseKinds, freshDatabase } from '../helpers/db.js'
 import { apiFixture, item, spyDb, type ApiResponse, type SeenQuery } from '../helpers/dlq-api.js'
-import { brokers, defer, randomName, topic } from '../helpers/kafka.js'
+import { brokers, defer, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { readAll } from '../helpers/lifeline.js'
 
 const errorOf = (r: ApiResponse) => r.body.error
+const keyring = { currentKeyId: 'k1', keys: { k1: randomBytes(32) }, hashKey: randomBytes(32) }
 const approvalOf = (r: ApiResponse) => r.body.approval as { id: string; status: string; action: string; requestedBy: string; owner?: string; expiresAt?: string; createdAt: string }
 
 for (const kind of databaseKinds()) {
@@ -246,5 +252,89 @@ for (const kind of databaseKinds()) {
     assert.equal(bad.status, 400, JSON.stringify(bad.body))
     assert.equal(errorOf(bad)?.code, 'LL_SCHEMA_INVALID')
     assert.equal((await edit({ order: 'a', amount: 5 })).status, 200)
+  })
+
+  // ---- finding 1, 6: encrypted values decrypt only where they were encrypted; keys and Lifeline records are masked ----
+  test(`${kind}: a ciphertext moved to another record's topic or another field is refused at replay (409 LL_DECRYPT), nothing sent (finding 1)`, async (t) => {
+    const masker = new Masker([{ topics: ['*'], rules: [{ path: '$.email', action: 'encrypt' }] }], keyring)
+    const other = await topic(t, { prefix: 'payments' })
+    let token = ''
+    const f = await apiFixture(t, kind, {
+      masker,
+      records: (origin) => {
+        const own = masker.mask(origin, { value: Buffer.from('{"email":"ada@example.com","n":1}'), errorMessage: '', headers: [] }).value!.toString()
+        token = (JSON.parse(own) as { email: string }).email
+        return [
+          ['own', item(origin, 0, 'k1', own, {}, true)],
+          ['otherTopic', item(other, 1, 'k2', JSON.stringify({ email: token, n: 2 }), {}, true)],
+          ['otherField', item(origin, 2, 'k3', JSON.stringify({ email: null, note: token }), {}, true)],
+          ['plain', item(origin, 3, 'k4', '{"email":"bob@example.com"}')],
+        ]
+      },
+    })
+    for (const name of ['otherTopic', 'otherField']) {
+      const r = await f.call('POST', `/v1/records/${f.ids[name]}/replay`, { as: 'operator', body: {} })
+      assert.equal(r.status, 409, `${name}: ${JSON.stringify(r.body)}`)
+      assert.equal(errorOf(r)?.code, 'LL_DECRYPT')
+      assert.equal((await f.call('GET', `/v1/records/${f.ids[name]}`, { as: 'viewer' })).body.status, 'pending')
+    }
+    // An edit cannot bring it in either.
+    const edit = await f.call('POST', `/v1/records/${f.ids.plain}/edit`, { as: 'operator', body: { value: { email: 'bob@example.com', note: token }, replay: true } })
+    assert.equal(edit.status, 400, JSON.stringify(edit.body))
+    assert.match(errorOf(edit)!.message, /\$\.note/)
+    assert.deepEqual([await f.endOffset(other), await f.endOffset(f.origin)], [0, 0], 'nothing was sent')
+    // The record's own ciphertext decrypts where it was encrypted.
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.own}/replay`, { as: 'operator', body: {} })).status, 200)
+    const [replayed] = await readAll(t, f.origin, 1)
+    assert.deepEqual(JSON.parse(replayed!.value!.toString()), { email: 'ada@example.com', n: 1 })
+  })
+
+  test(`${kind}: an edit typed in clear into a masked field is stored encrypted; its approval holds no clear value (finding 1)`, async (t) => {
+    const masker = new Masker([{ topics: ['*'], rules: [{ path: '$.card', action: 'encrypt' }] }], keyring)
+    const f = await apiFixture(t, kind, { masker, approvals: { edits: true } })
+    const asked = await f.call('POST', `/v1/records/${f.ids.a}/edit`, { as: 'operator', body: { value: { order: 'a', amount: 10, card: '4111111111111111' }, replay: true } })
+    assert.equal(asked.status, 202, JSON.stringify(asked.body))
+    const approval = await f.call('GET', `/v1/approvals/${approvalOf(asked).id}`, { as: 'viewer' })
+    assert.match((approval.body.payload as { value: { card: string } }).value.card, /^enc:v2:/)
+    assert.ok(!JSON.stringify(approval.body).includes('4111111111111111'))
+    assert.equal((await f.call('POST', `/v1/approvals/${approvalOf(asked).id}/approve`, { as: 'approver' })).status, 200)
+    const { rows } = await f.db.query(`select encode(value, 'escape') as v, diff::text as d from lifeline_dlq_edits`)
+    assert.ok(!JSON.stringify(rows).includes('4111111111111111'), JSON.stringify(rows))
+    const [replayed] = await readAll(t, f.origin, 1)
+    assert.deepEqual(JSON.parse(replayed!.value!.toString()), { order: 'a', amount: 10, card: '4111111111111111' })
+  })
+
+  test(`${kind}: the processor's policies mask Lifeline records and record keys; lists show no clear key; a replay restores both (finding 6)`, async (t) => {
+    const f0 = await apiFixture(t, kind, { records: () => [] })
+    const origin = f0.origin
+    const policies = [{ topics: [origin], rules: [{ path: '$.email', action: 'encrypt' as const }], key: 'encrypt' as const }]
+    const masker = new Masker(policies, keyring)
+    const f = { ...f0, app: createDlqApi({ db: f0.db, deps: { ...f0.deps, masker } }) }
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      const res = await f.app.request(path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+      return { status: res.status, text: await res.text() }
+    }
+    const dlq = await topic(t, { topic: `${origin}.dlq` })
+    const now = Date.now()
+    const headers = encodeFailureHeaders([], {
+      originTopic: origin, originPartition: 0, originOffset: 7, originTimestamp: now, group: 'billing', service: 'billing', errorClass: 'CreditError', errorCode: 'E_CREDIT',
+      errorMessage: 'no credit for ada@example.com (customer-ada@example.com)', errorStack: 'CreditError: no credit for ada@example.com\n    at check (credit.ts:1:1)', errorFingerprint: 'fp', attempts: 1, firstFailureAt: now, lastFailureAt: now,
+    })
+    await producer(t).send([{ topic: dlq, key: 'customer-ada@example.com', value: '{"email":"ada@example.com","n":1}', headers }])
+    const indexer = createDlqIndexer({ brokers: brokers(), db: f.db, topics: [dlq], groupId: randomName('dlq-indexer'), masking: { policies, keyring }, pollTimeoutMs: 100 })
+    defer(t, () => indexer.close())
+    await indexer.start()
+    await waitFor(async () => (await countRecords(f.db)) === 1, 'the indexer to store the record')
+    const list = await call('GET', '/v1/records', f.tokens.viewer)
+    assert.ok(!list.text.includes('ada@example.com'), list.text)
+    const [summary] = (JSON.parse(list.text) as { records: Array<{ id: string; keyText: string; masked: boolean }> }).records
+    assert.match(summary!.keyText, /^enc:v2:/)
+    assert.equal(summary!.masked, true)
+    const detail = await call('GET', `/v1/records/${summary!.id}`, f.tokens.viewer)
+    assert.ok(!detail.text.includes('ada@example.com'), detail.text)
+    assert.equal((await call('POST', `/v1/records/${summary!.id}/replay`, f.tokens.operator, {})).status, 200)
+    const [replayed] = await readAll(t, origin, 1)
+    assert.equal(replayed!.key!.toString(), 'customer-ada@example.com')
+    assert.deepEqual(JSON.parse(replayed!.value!.toString()), { email: 'ada@example.com', n: 1 })
   })
 }
