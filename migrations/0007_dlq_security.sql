@@ -29,3 +29,9 @@ create index lifeline_dlq_approvals_pending on lifeline_dlq_approvals (expires_a
 -- Redrive jobs: the requester's owner (the bulk threshold counts an owner's unapproved redrives over a window).
 alter table lifeline_dlq_jobs add column requested_owner text;
 create index lifeline_dlq_jobs_owner on lifeline_dlq_jobs (requested_owner, created_at) where requested_owner is not null;
+
+-- The audit log's hash chain: each row's hash covers the previous row's hash and its own content
+-- (src/dlq/audit.ts), so `lifeline dlq audit verify` finds a row changed, removed or inserted behind the
+-- append-only trigger. Rows written before this migration have none (reported as unchained).
+alter table lifeline_dlq_audit add column prev_hash text;
+alter table lifeline_dlq_audit add column hash text;

@@ -19,6 +19,7 @@
  */
 import { serve } from '@hono/node-server'
 import { Hono, type Context } from 'hono'
+import { Counter, type Registry } from 'prom-client'
 import { bodyLimit } from 'hono/body-limit'
 import { LifelineError } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
@@ -27,9 +28,10 @@ import { ANONYMOUS_ACTOR } from './actors.js'
 import { approvalJson, badRequest, bearer, checkFilter, errorResponse, HttpError, pathId, queryObject, readBody, recordJson } from './api-http.js'
 import { ENDPOINTS, FILTER_QUERY, openApiDocument, PAGE_QUERY } from './api-routes.js'
 import { approve, cancelGatedJob, getApproval, listApprovals, needsApproval, ownerWindowCount, parsePolicy, reject, requestApproval, requestApprovalIn, type Approval, type ApprovalPolicy } from './approvals.js'
-import { appendAudit, listAudit } from './audit.js'
+import { appendAudit, listAudit, type AuditEntry } from './audit.js'
 import { ACTION_ROLES, checkToken, createToken, listTokens, mayPerform, revokeToken, roleAtLeast, type Principal, type TokenSpec } from './auth.js'
 import { elevatedReasons, requireApproverFor, type ElevatedReason, type ReplayScope } from './permissions.js'
+import { RefusalSampler, type RefusalSamplerOptions } from './refusals.js'
 import { countRecords, getRecord, getRecordSummary, groupRecords, listRecords, MAX_LIMIT, parseFilter } from './records.js'
 import * as redrive from './redrive.js'
 
@@ -50,6 +52,20 @@ function rateOptions(input: DlqApiOptions['redriveRate']): { defaultPerSec: numb
   }
   if (defaultPerSec > maxPerSec) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: redriveRate.defaultPerSec (${defaultPerSec}) is above redriveRate.maxPerSec (${maxPerSec})`)
   return { defaultPerSec, maxPerSec }
+}
+
+/** `lifeline_dlq_api_refusals_total{status}`: every refused request (401, 403, 409), written to the audit log or not. */
+function refusalCounter(registry: Registry | undefined): (status: number) => void {
+  if (!registry) return () => undefined
+  const name = 'lifeline_dlq_api_refusals_total'
+  const counter = (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help: 'Requests the DLQ API refused (401, 403, 409), by status; the audit log holds a sample of them.', labelNames: ['status'], registers: [registry] })
+  return (status) => counter.inc({ status: String(status) })
+}
+
+/** The peer address of a request served by node (unknown in process, e.g. app.request()); proxies' headers are not trusted. */
+function remoteAddress(c: Context<Env>): string {
+  const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming
+  return incoming?.socket?.remoteAddress ?? 'unknown'
 }
 
 /** The fields of `o` among `keys` that are set. */
@@ -74,6 +90,10 @@ export interface DlqApiOptions {
   redriveRate?: { defaultPerSec?: number; maxPerSec?: number }
   /** Largest request body, bytes (default 1 MiB). */
   maxBodyBytes?: number
+  /** How refused requests are sampled into the audit log (all are counted in the metrics); see refusals.ts. */
+  refusals?: RefusalSamplerOptions
+  /** A prom-client registry for `lifeline_dlq_api_refusals_total` (docs/metrics.md). */
+  metrics?: { registry: Registry }
 }
 
 type Env = { Variables: { principal: Principal } }
@@ -110,41 +130,63 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   })
   app.notFound((c) => c.json({ error: { code: 'HTTP_NOT_FOUND', message: `no endpoint ${c.req.method} ${c.req.path}` } }, 404))
 
-  /** Audits a write (its outcome too) and runs it. */
-  async function audited<T>(principal: Principal, action: string, target: string, detail: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
-    try {
-      const result = await fn()
-      await appendAudit(db, { actor: principal.name, role: principal.role, action, target, detail: { ...detail, outcome: 'ok' } })
+  /** The audit row of an action by `principal` (written by the action, in its transaction). */
+  const auditOf = (principal: { name: string; role: string | null }, action: string, target: string, detail: Record<string, unknown> = {}): AuditEntry => ({
+    actor: principal.name,
+    role: principal.role,
+    action,
+    target,
+    detail,
+  })
+
+  /** Runs `action` and appends its audit row in one transaction (the row last: it holds the chain's lock until the commit). */
+  const inTransaction = <T>(action: (tx: SqlQueryable) => Promise<T>, audit: AuditEntry): Promise<T> =>
+    db.transaction(async (tx) => {
+      const result = await action(tx)
+      await appendAudit(tx, audit)
       return result
+    })
+
+  const refusalMetric = refusalCounter(options.metrics?.registry)
+  const unauthorized = new RefusalSampler(options.refusals)
+  const refusals = new RefusalSampler(options.refusals)
+
+  /**
+   * A refused request: counted, and (sampled per source: the address for a 401, the token for a 403 or a 409)
+   * written to the audit log. Never throws: the refusal itself is what the caller gets.
+   */
+  async function logRefusal(c: Context<Env>, entry: { source: string; status: number; actor: string; role: string | null; action: string; detail: Record<string, unknown> }): Promise<void> {
+    refusalMetric(entry.status)
+    const sampler = entry.status === 401 ? unauthorized : refusals
+    const { write, suppressed } = sampler.admit(entry.source)
+    if (!write) return
+    try {
+      await appendAudit(db, { actor: entry.actor, role: entry.role, action: entry.action, target: `${c.req.method} ${c.req.path.slice(0, 200)}`, detail: { ...entry.detail, ...(suppressed > 0 ? { suppressed } : {}) } })
     } catch (err) {
-      const { status, code } = errorResponse(err)
-      await appendAudit(db, { actor: principal.name, role: principal.role, action, target, detail: { ...detail, outcome: 'failed', status, code } }).catch((auditErr: unknown) =>
-        logger.error({ err: auditErr }, 'audit row not written'),
-      )
-      throw err
+      logger.error({ err }, 'the audit row of a refused request was not written')
     }
   }
 
-  /** Executes an approved action as its requester. */
+  /** Executes an approved action as its requester (its audit rows name the approver and the approval). */
   async function execute(approval: Approval, approver: Principal): Promise<unknown> {
     const p = approval.payload
     const actor = approval.requestedBy
+    const as = { name: actor, role: null }
     const via = { approvedBy: approver.name, approval: approval.id }
     switch (approval.action) {
       case 'discard':
       case 'resolve': {
         const id = String(p.id)
-        await (approval.action === 'discard' ? redrive.discardRecord : redrive.resolveRecord)(deps, id, { actor, reason: String(p.reason) })
-        await appendAudit(db, { actor, action: `record.${approval.action}`, target: `record:${id}`, detail: { ...via, reason: p.reason, outcome: 'ok' } })
+        const close = approval.action === 'discard' ? redrive.discardRecord : redrive.resolveRecord
+        await close(deps, id, { actor, reason: String(p.reason), audit: auditOf(as, `record.${approval.action}`, `record:${id}`, { ...via, reason: p.reason }) })
         return { id, status: approval.action === 'discard' ? 'discarded' : 'resolved' }
       }
       case 'edit': {
         const id = String(p.id)
-        const edited = await redrive.editRecord(deps, id, { value: p.value, actor, ...(p.reason === undefined ? {} : { reason: String(p.reason) }) })
-        await appendAudit(db, { actor, action: 'record.edit', target: `record:${id}`, detail: { ...via, editId: edited.editId, outcome: 'ok' } })
+        const edited = await redrive.editRecord(deps, id, { value: p.value, actor, ...(p.reason === undefined ? {} : { reason: String(p.reason) }), audit: auditOf(as, 'record.edit', `record:${id}`, via) })
         if (p.replay !== true) return edited
-        const replay = await redrive.replayEdited(deps, id, { actor, editId: edited.editId, ...(p.target === undefined ? {} : { target: p.target as redrive.RedriveTarget }) })
-        await appendAudit(db, { actor, action: 'record.replay-edited', target: `record:${id}`, detail: { ...via, editId: edited.editId, outcome: 'ok' } })
+        const target = p.target as redrive.RedriveTarget | undefined
+        const replay = await redrive.replayEdited(deps, id, { actor, editId: edited.editId, ...(target === undefined ? {} : { target }), audit: auditOf(as, 'record.replay-edited', `record:${id}`, { ...via, editId: edited.editId, target: target ?? { kind: 'origin' } }) })
         return { ...edited, replay }
       }
       case 'redrive': {
@@ -175,13 +217,13 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   async function closeRecord(c: Context<Env>, { principal, body }: { principal: Principal; body: unknown }, verb: 'discard' | 'resolve'): Promise<Response> {
     const id = pathId(c)
     const { reason } = body as { reason: string }
-    await getRecord(db, id) // 404 before an approval is asked for
+    await getRecordSummary(db, id) // 404 before an approval is asked for
     if (needsApproval(policy, verb)) {
       const approval = await requestApproval(db, { action: verb, payload: { id, reason }, requester: principal, policy, target: `record:${id}` })
       return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
     }
     const close = verb === 'discard' ? redrive.discardRecord : redrive.resolveRecord
-    await audited(principal, `record.${verb}`, `record:${id}`, { reason }, () => close(deps, id, { actor: principal.name, reason }))
+    await close(deps, id, { actor: principal.name, reason, audit: auditOf(principal, `record.${verb}`, `record:${id}`, { reason }) })
     return c.json({ id, status: verb === 'discard' ? 'discarded' : 'resolved' })
   }
 
@@ -205,8 +247,11 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     },
     'get /v1/records/:id': async (c, { principal }) => {
       const id = pathId(c)
-      const record = await getRecord(db, id)
-      await appendAudit(db, { actor: principal.name, role: principal.role, action: 'record.read', target: `record:${id}` })
+      const record = await db.transaction(async (tx) => {
+        const read = await getRecord(tx, id)
+        await appendAudit(tx, auditOf(principal, 'record.read', `record:${id}`))
+        return read
+      })
       return c.json(recordJson(record))
     },
     'get /v1/groups': async (c) => {
@@ -219,10 +264,8 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       const id = pathId(c)
       const b = body as { target?: redrive.RedriveTarget; force?: boolean }
       await authorizeReplay(principal, id, { target: b.target, force: b.force === true }, `replaying record ${id}`)
-      const result = await audited(principal, 'record.replay', `record:${id}`, { target: b.target ?? { kind: 'origin' }, force: b.force === true }, () =>
-        redrive.replayRecord(deps, id, { actor: principal.name, ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }) }),
-      )
-      return c.json(result)
+      const audit = auditOf(principal, 'record.replay', `record:${id}`, { target: b.target ?? { kind: 'origin' }, force: b.force === true })
+      return c.json(await redrive.replayRecord(deps, id, { actor: principal.name, ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }), audit }))
     },
     'post /v1/records/:id/edit': async (c, { principal, body }) => {
       const id = pathId(c)
@@ -236,23 +279,18 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
       }
       if (b.replay === true) await authorizeReplay(principal, id, { target: b.target, force: false }, `replaying the edit of record ${id}`)
-      const edited = await audited(principal, 'record.edit', `record:${id}`, { reason: b.reason ?? null }, () =>
-        redrive.editRecord(deps, id, { value: b.value, actor: principal.name, ...(b.reason === undefined ? {} : { reason: b.reason }) }),
-      )
+      const edited = await redrive.editRecord(deps, id, { value: b.value, actor: principal.name, ...(b.reason === undefined ? {} : { reason: b.reason }), audit: auditOf(principal, 'record.edit', `record:${id}`, { reason: b.reason ?? null }) })
       if (b.replay !== true) return c.json(edited)
-      const replay = await audited(principal, 'record.replay-edited', `record:${id}`, { editId: edited.editId }, () =>
-        redrive.replayEdited(deps, id, { actor: principal.name, editId: edited.editId, ...(b.target === undefined ? {} : { target: b.target }) }),
-      )
+      const audit = auditOf(principal, 'record.replay-edited', `record:${id}`, { editId: edited.editId, target: b.target ?? { kind: 'origin' } })
+      const replay = await redrive.replayEdited(deps, id, { actor: principal.name, editId: edited.editId, ...(b.target === undefined ? {} : { target: b.target }), audit })
       return c.json({ ...edited, replay })
     },
     'post /v1/records/:id/replay-edited': async (c, { principal, body }) => {
       const id = pathId(c)
       const b = body as { editId?: string; target?: redrive.RedriveTarget; force?: boolean }
       await authorizeReplay(principal, id, { target: b.target, force: b.force === true }, `replaying the edit of record ${id}`)
-      const result = await audited(principal, 'record.replay-edited', `record:${id}`, { editId: b.editId ?? null, force: b.force === true }, () =>
-        redrive.replayEdited(deps, id, { actor: principal.name, ...(b.editId === undefined ? {} : { editId: b.editId }), ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }) }),
-      )
-      return c.json(result)
+      const audit = auditOf(principal, 'record.replay-edited', `record:${id}`, { editId: b.editId ?? null, target: b.target ?? { kind: 'origin' }, force: b.force === true })
+      return c.json(await redrive.replayEdited(deps, id, { actor: principal.name, ...(b.editId === undefined ? {} : { editId: b.editId }), ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }), audit }))
     },
     'post /v1/records/:id/discard': (c, input) => closeRecord(c, input, 'discard'),
     'post /v1/records/:id/resolve': (c, input) => closeRecord(c, input, 'resolve'),
@@ -279,14 +317,12 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         const windowCount = await ownerWindowCount(tx, principal.owner, policy, { lock: true, excludeJob: frozen.id })
         const reasons: string[] = reasonsFor(frozen)
         if (needsApproval(policy, 'redrive', windowCount + frozen.replayable)) reasons.push('threshold')
-        if (reasons.length === 0) return 'ready'
         const payload = { jobId: frozen.id, filter: b.filter, count: frozen.replayable, windowCount, target, force, reasons, ratePerSec: spec.ratePerSec, ...pick(b, 'canary', 'maxFailureRate') }
-        approval = await requestApprovalIn(tx, { action: 'redrive', payload, requester: principal, policy, target: `job:${frozen.id}` })
-        return 'awaiting-approval'
+        if (reasons.length > 0) approval = await requestApprovalIn(tx, { action: 'redrive', payload, requester: principal, policy, target: `job:${frozen.id}` })
+        await appendAudit(tx, auditOf(principal, 'redrive.create', `job:${frozen.id}`, { ...payload, total: frozen.total, outcome: reasons.length > 0 ? 'awaiting-approval' : 'ok' }))
+        return reasons.length > 0 ? 'awaiting-approval' : 'ready'
       }
-      const job = await audited(principal, 'redrive.create', 'jobs', { filter: b.filter, target, force }, () =>
-        redrive.createRedriveJob(deps, { ...spec, actor: principal.name, owner: principal.owner, decide }),
-      )
+      const job = await redrive.createRedriveJob(deps, { ...spec, actor: principal.name, owner: principal.owner, decide })
       if (approval === undefined) {
         jobReady(job.id)
         return c.json({ job }, 201)
@@ -304,19 +340,19 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     'get /v1/jobs/:id': async (c) => c.json(await redrive.getJob(db, pathId(c, 'job id'))),
     'post /v1/jobs/:id/pause': async (c, { principal }) => {
       const id = pathId(c, 'job id')
-      return c.json(await audited(principal, 'job.pause', `job:${id}`, {}, () => redrive.pauseJob(db, id, principal.name)))
+      return c.json(await inTransaction((tx) => redrive.pauseJob(tx, id, principal.name), auditOf(principal, 'job.pause', `job:${id}`, { outcome: 'ok' })))
     },
     'post /v1/jobs/:id/cancel': async (c, { principal }) => {
       const id = pathId(c, 'job id')
-      return c.json(await audited(principal, 'job.cancel', `job:${id}`, {}, () => redrive.cancelJob(db, id, principal.name)))
+      return c.json(await inTransaction((tx) => redrive.cancelJob(tx, id, principal.name), auditOf(principal, 'job.cancel', `job:${id}`, { outcome: 'ok' })))
     },
     'post /v1/jobs/:id/resume': async (c, { principal }) => {
       const id = pathId(c, 'job id')
-      const job = await audited(principal, 'job.resume', `job:${id}`, {}, async () => {
-        const current = await redrive.getJob(db, id)
+      const job = await inTransaction(async (tx) => {
+        const current = await redrive.getJob(tx, id)
         if (current.status !== 'paused') throw new LifelineError('LL_DLQ_CONFLICT', `redrive job ${id} is ${current.status}, not paused`, { details: { id, status: current.status } })
         return current
-      })
+      }, auditOf(principal, 'job.resume', `job:${id}`, { outcome: 'ok' }))
       if (options.onJobResume) options.onJobResume(id)
       else void redrive.runRedriveJob(deps, id).catch((err: unknown) => logger.error({ err, job: id }, 'resumed redrive job failed'))
       return c.json({ job, resuming: true }, 202)
@@ -328,9 +364,13 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     },
     // An approval's payload (an edit's value) is record data: reading it is a record read, audited.
     'get /v1/approvals/:id': async (c, { principal }) => {
-      const approval = await getApproval(db, pathId(c, 'approval id'))
-      const record = approval.action === 'redrive' ? undefined : String(approval.payload.id)
-      await appendAudit(db, { actor: principal.name, role: principal.role, action: record === undefined ? 'approval.read' : 'record.read', target: record === undefined ? `approval:${approval.id}` : `record:${record}`, detail: { approval: approval.id } })
+      const id = pathId(c, 'approval id')
+      const approval = await db.transaction(async (tx) => {
+        const read = await getApproval(tx, id)
+        const record = read.action === 'redrive' ? undefined : String(read.payload.id)
+        await appendAudit(tx, auditOf(principal, record === undefined ? 'approval.read' : 'record.read', record === undefined ? `approval:${read.id}` : `record:${record}`, { approval: read.id }))
+        return read
+      })
       return c.json(approvalJson(approval, { payload: true }))
     },
     'post /v1/approvals/:id/approve': async (c, { principal }) => {
@@ -354,12 +394,12 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     'get /v1/tokens': async (c) => c.json({ tokens: await listTokens(db) }),
     'post /v1/tokens': async (c, { principal, body }) => {
       const b = body as TokenSpec
-      const created = await audited(principal, 'token.create', `token:${b.name}`, { role: b.role, owner: b.owner, expires: b.expires ?? null }, () => createToken(db, b))
+      const created = await inTransaction((tx) => createToken(tx, b), auditOf(principal, 'token.create', `token:${b.name}`, { role: b.role, owner: b.owner, expires: b.expires ?? null, outcome: 'ok' }))
       return c.json(created, 201)
     },
     'delete /v1/tokens/:name': async (c, { principal }) => {
       const name = c.req.param('name') ?? ''
-      return c.json(await audited(principal, 'token.revoke', `token:${name.slice(0, 100)}`, {}, () => revokeToken(db, name)))
+      return c.json(await inTransaction((tx) => revokeToken(tx, name), auditOf(principal, 'token.revoke', `token:${name.slice(0, 100)}`, { outcome: 'ok' })))
     },
   }
 
@@ -373,18 +413,27 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         const checked = token === undefined ? { refused: 'missing' as const } : await checkToken(db, token)
         if ('refused' in checked) {
           const why = checked.refused === 'missing' ? 'no bearer token' : checked.refused === 'expired' ? 'expired token' : 'invalid or revoked token'
-          await appendAudit(db, { actor: ANONYMOUS_ACTOR, action: 'auth.failed', target: `${endpoint.method.toUpperCase()} ${c.req.path.slice(0, 200)}`, detail: { reason: why } })
+          await logRefusal(c, { source: remoteAddress(c), status: 401, actor: ANONYMOUS_ACTOR, role: null, action: 'auth.failed', detail: { reason: why, from: remoteAddress(c) } })
           throw new HttpError(401, 'HTTP_UNAUTHORIZED', checked.refused === 'missing' ? 'this endpoint needs Authorization: Bearer <token>' : checked.refused === 'expired' ? 'the token has expired' : 'the token is invalid or revoked')
         }
         const found = checked.principal
         if (!mayPerform(found.role, endpoint.action)) {
-          await appendAudit(db, { actor: found.name, role: found.role, action: 'auth.forbidden', target: `${endpoint.method.toUpperCase()} ${c.req.path.slice(0, 200)}`, detail: { needs: ACTION_ROLES[endpoint.action] } })
+          await logRefusal(c, { source: found.name, status: 403, actor: found.name, role: found.role, action: 'auth.forbidden', detail: { needs: ACTION_ROLES[endpoint.action], status: 403, code: 'HTTP_FORBIDDEN' } })
           throw new HttpError(403, 'HTTP_FORBIDDEN', `${endpoint.method.toUpperCase()} ${endpoint.path} needs the ${ACTION_ROLES[endpoint.action]} role; ${found.name} is ${found.role}`)
         }
         principal = found
       }
-      const body = endpoint.method === 'get' ? undefined : await readBody(c, endpoint.body)
-      return handler(c, { principal, body })
+      try {
+        const body = endpoint.method === 'get' ? undefined : await readBody(c, endpoint.body)
+        return await handler(c, { principal, body })
+      } catch (err) {
+        // Refusals (a role or four-eyes rule, a state that forbids it) are audited, sampled; the error goes on.
+        const { status, code } = errorResponse(err)
+        if ((status === 403 || status === 409) && endpoint.action !== null) {
+          await logRefusal(c, { source: principal.name, status, actor: principal.name, role: principal.role, action: endpoint.action, detail: { outcome: 'refused', status, code } })
+        }
+        throw err
+      }
     })
   }
   return app

@@ -15,6 +15,7 @@
  * await processor.start()
  * console.log(processor.url)
  */
+import type { Registry } from 'prom-client'
 import { LifelineError } from '../errors.js'
 import { createProducer } from '../kafka/index.js'
 import type { KafkaProducer } from '../kafka/types.js'
@@ -44,6 +45,10 @@ export interface DlqProcessorOptions {
   masking?: { policies: MaskingPolicy[]; keyring?: Keyring }
   /** Which actions need a second person. */
   approvals?: ApprovalPolicy
+  /** Apply Lifeline's migrations at start (default true; false when the processor runs as a writer role: docs/operations.md). */
+  migrate?: boolean
+  /** A prom-client registry for the API's and the indexer's metrics (docs/metrics.md). */
+  metrics?: { registry: Registry }
   /** Topic → JSON Schema (or typebox schema) an edited value must match (origin topic, else DLQ topic). */
   schemas?: Record<string, object>
   /** Bulk redrive rates: the default of a job that names none and the cap (see createDlqApi). */
@@ -95,6 +100,8 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     ...(options.groupId === undefined ? {} : { groupId: options.groupId }),
     ...(options.masking === undefined ? {} : { masking: options.masking }),
     ...(options.kafkaConfig === undefined ? {} : { kafkaConfig: options.kafkaConfig }),
+    ...(options.metrics === undefined || options.indexer?.metrics !== undefined ? {} : { metrics: options.metrics }),
+    migrate: options.migrate !== false && options.indexer?.migrate !== false,
     logger,
   })
 
@@ -151,7 +158,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   }
 
   async function doStart(): Promise<void> {
-    await migrateLifeline(db, { logger })
+    if (options.migrate !== false) await migrateLifeline(db, { logger })
     producer = createProducer({ brokers: options.brokers, clientId: 'lifeline-dlq-redrive', ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) })
     await producer.connect()
     const deps: redrive.RedriveDeps = {
@@ -166,7 +173,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     }
     await indexer.start()
     if (options.api !== false) {
-      const app = createDlqApi({ db, deps, approvals: policy, logger, ...(options.replayTopics === undefined ? {} : { replayTopics: options.replayTopics }), ...(options.redriveRate === undefined ? {} : { redriveRate: options.redriveRate }), onJobReady: () => wake?.(), onJobResume: (id) => {
+      const app = createDlqApi({ db, deps, approvals: policy, logger, ...(options.replayTopics === undefined ? {} : { replayTopics: options.replayTopics }), ...(options.redriveRate === undefined ? {} : { redriveRate: options.redriveRate }), ...(options.metrics === undefined ? {} : { metrics: options.metrics }), onJobReady: () => wake?.(), onJobResume: (id) => {
           if (!resumes.includes(id)) resumes.push(id)
           wake?.()
         } })

@@ -19,6 +19,7 @@ import { LifelineError } from '../errors.js'
 import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { INDEXER_ACTOR } from './actors.js'
+import { appendAudit, type AuditEntry } from './audit.js'
 import { DEAD_LETTER_FORMATS, type DeadLetterContext, type DeadLetterFormat } from './formats.js'
 
 export type DlqStatus = 'pending' | 'replaying' | 'replayed' | 'resolved' | 'discarded' | 'failed-again'
@@ -534,6 +535,8 @@ export interface StatusChange {
   from?: DlqStatus
   /** Extra context for the event (job id, replay id, ...). */
   detail?: Record<string, unknown>
+  /** The audit row of the action this change is part of: written in the same transaction. */
+  audit?: AuditEntry
 }
 
 /**
@@ -567,6 +570,7 @@ export async function setStatus(db: SqlExecutor, id: string | number, to: DlqSta
     await tx.query(`insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail) values ($1, $2, $3, $4, $5, $6::jsonb)`, [
       rid, current, to, actor, reason, JSON.stringify(change.detail ?? {}),
     ])
+    if (change.audit) await appendAudit(tx, change.audit)
     return { id: rid, from: current, to, at: updated[0]!.status_at as Date }
   })
 }

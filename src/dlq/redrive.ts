@@ -35,6 +35,7 @@ import { retryTopicName, tierRecord } from '../runtime/retry-topics.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
 import { jobActor } from './actors.js'
+import { appendAudit, type AuditEntry } from './audit.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from './formats.js'
 import { isEncrypted, type Masker } from './masking.js'
 import { filterClause, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
@@ -427,7 +428,7 @@ async function insertEvent(db: SqlQueryable, id: string, from: DlqStatus, to: Dl
   await db.query(`insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail) values ($1, $2, $3, $4, $5, $6::jsonb)`, [id, from, to, actor, reason, JSON.stringify(detail)])
 }
 
-async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; edit?: { id: string; value: Buffer } }): Promise<ReplayResult> {
+async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; edit?: { id: string; value: Buffer }; audit?: AuditEntry }): Promise<ReplayResult> {
   const rid = positiveId('record', id)
   const actor = text('actor', opts.actor, 200)!
   const target = parseTarget(opts.target)
@@ -454,9 +455,16 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     replayId, rid, planned.topic, planned.record.partition ?? null, opts.edit !== undefined, actor, opts.edit?.id ?? null, count,
   ])
   const moved = source.status === 'pending'
+  // The audit row commits with the change that starts the replay: none, nothing sent.
+  const audit = opts.audit && { ...opts.audit, detail: { ...opts.audit.detail, ...detail, outcome: 'started' } }
   try {
-    if (moved) await setStatus(db, rid, 'replaying', { actor, from: 'pending', reason: 'replay', detail })
-    else await insertEvent(db, rid, source.status, source.status, actor, 'forced replay', detail)
+    if (moved) await setStatus(db, rid, 'replaying', { actor, from: 'pending', reason: 'replay', detail, ...(audit ? { audit } : {}) })
+    else {
+      await db.transaction(async (tx) => {
+        await insertEvent(tx, rid, source.status, source.status, actor, 'forced replay', detail)
+        if (audit) await appendAudit(tx, audit)
+      })
+    }
   } catch (err) {
     await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
     if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
@@ -468,7 +476,9 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     ;[ack] = (await deps.producer.send([planned.record])) as [ProduceAck]
   } catch (err) {
     await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
-    if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${(err as Error)?.message ?? String(err)}`.slice(0, 2000), detail })
+    const failed = opts.audit && { ...opts.audit, detail: { ...opts.audit.detail, ...detail, outcome: 'send-failed', code: isLifelineError(err) ? err.code : 'ERROR' } }
+    if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${(err as Error)?.message ?? String(err)}`.slice(0, 2000), detail, ...(failed ? { audit: failed } : {}) })
+    else if (failed) await appendAudit(db, failed)
     throw err
   }
   await db.transaction(async (tx) => {
@@ -488,7 +498,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
 }
 
 /** Replays one record (see the module doc): LL_NOT_FOUND, LL_DLQ_CONFLICT (status), LL_REDRIVE_LIMIT, LL_ARGUMENT_INVALID. */
-export function replayRecord(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean }): Promise<ReplayResult> {
+export function replayRecord(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; audit?: AuditEntry }): Promise<ReplayResult> {
   return replayOne(deps, id, opts)
 }
 
@@ -578,7 +588,7 @@ export async function prepareEdit(deps: Pick<RedriveDeps, 'db' | 'masker' | 'sch
  * (masked): fields left as encrypted tokens are decrypted at replay, and fields typed in clear under a
  * masking rule are stored encrypted again.
  */
-export async function editRecord(deps: RedriveDeps, id: string, opts: { value: unknown; actor: string; reason?: string }): Promise<{ editId: string; diff: DiffOp[] }> {
+export async function editRecord(deps: RedriveDeps, id: string, opts: { value: unknown; actor: string; reason?: string; audit?: AuditEntry }): Promise<{ editId: string; diff: DiffOp[] }> {
   const rid = positiveId('record', id)
   const actor = text('actor', opts.actor, 200)!
   const reason = text('reason', opts.reason, 2000, true)
@@ -591,14 +601,19 @@ export async function editRecord(deps: RedriveDeps, id: string, opts: { value: u
     before = undefined // not JSON: the whole value is replaced
   }
   const diff = before === undefined ? [{ op: 'replace' as const, path: '', value }] : jsonDiff(before, value)
-  const { rows } = await deps.db.query('insert into lifeline_dlq_edits (record_id, value, diff, actor, reason) values ($1, $2, $3::jsonb, $4, $5) returning id', [
-    rid, Buffer.from(serialized, 'utf8'), JSON.stringify(diff), actor, reason ?? null,
-  ])
-  return { editId: String(rows[0]!.id), diff }
+  const editId = await deps.db.transaction(async (tx) => {
+    const { rows } = await tx.query('insert into lifeline_dlq_edits (record_id, value, diff, actor, reason) values ($1, $2, $3::jsonb, $4, $5) returning id', [
+      rid, Buffer.from(serialized, 'utf8'), JSON.stringify(diff), actor, reason ?? null,
+    ])
+    const id = String(rows[0]!.id)
+    if (opts.audit) await appendAudit(tx, { ...opts.audit, detail: { ...opts.audit.detail, editId: id, outcome: 'ok' } })
+    return id
+  })
+  return { editId, diff }
 }
 
 /** Replays the record's edit `editId` (default: its latest edit) instead of its stored value. */
-export async function replayEdited(deps: RedriveDeps, id: string, opts: { actor: string; editId?: string; target?: RedriveTarget; force?: boolean }): Promise<ReplayResult> {
+export async function replayEdited(deps: RedriveDeps, id: string, opts: { actor: string; editId?: string; target?: RedriveTarget; force?: boolean; audit?: AuditEntry }): Promise<ReplayResult> {
   const rid = positiveId('record', id)
   const { rows } =
     opts.editId === undefined
@@ -611,14 +626,14 @@ export async function replayEdited(deps: RedriveDeps, id: string, opts: { actor:
 // ---------------------------------------------------------------------------------------------------------
 // Discard and resolve
 
-async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved', opts: { actor: string; reason: string }): Promise<void> {
+async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved', opts: { actor: string; reason: string; audit?: AuditEntry }): Promise<void> {
   const rid = positiveId('record', id)
   const actor = text('actor', opts.actor, 200)!
   const reason = text('reason', opts.reason, 2000)!
   // The clear key first: closing releases the record's parked key, which the masked key would not name.
   const source = withClearKey(await loadSource(deps.db, rid), deps.masker)
   try {
-    await setStatus(deps.db, rid, to, { actor, reason })
+    await setStatus(deps.db, rid, to, { actor, reason, ...(opts.audit ? { audit: { ...opts.audit, detail: { ...opts.audit.detail, outcome: 'ok' } } } : {}) })
   } catch (err) {
     if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
     throw err
@@ -628,12 +643,12 @@ async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved'
 }
 
 /** Closes a record for good with a reason (never a delete) and releases its parked key. */
-export function discardRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string }): Promise<void> {
+export function discardRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string; audit?: AuditEntry }): Promise<void> {
   return close(deps, id, 'discarded', opts)
 }
 
 /** Marks a record handled by other means (with a reason) and releases its parked key. */
-export function resolveRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string }): Promise<void> {
+export function resolveRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string; audit?: AuditEntry }): Promise<void> {
   return close(deps, id, 'resolved', opts)
 }
 

@@ -8,9 +8,11 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import Type from 'typebox'
 import { randomBytes } from 'node:crypto'
+import { Registry } from 'prom-client'
 import { createDlqApi, dlqApiDefaults } from '../../src/dlq/api.js'
 import { createToken } from '../../src/dlq/auth.js'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
+import { refusalSamplerDefaults } from '../../src/dlq/refusals.js'
 import { Masker } from '../../src/dlq/masking.js'
 import { createDlqProcessor } from '../../src/dlq/processor.js'
 import { countRecords, indexRecords } from '../../src/dlq/records.js'
@@ -336,5 +338,68 @@ for (const kind of databaseKinds()) {
     const [replayed] = await readAll(t, origin, 1)
     assert.equal(replayed!.key!.toString(), 'customer-ada@example.com')
     assert.deepEqual(JSON.parse(replayed!.value!.toString()), { email: 'ada@example.com', n: 1 })
+  })
+
+  // ---- finding 7: the audit log ----
+  test(`${kind}: an audit row commits with its action: when it cannot be written, the action is not done (finding 7)`, async (t) => {
+    const f = await apiFixture(t, kind)
+    const ready = await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k5' } } })
+    assert.equal(ready.status, 201)
+    await f.db.query('create table audit_refuses (action text primary key)')
+    await f.db.query(`create function audit_refuse() returns trigger language plpgsql as $$ begin if exists (select 1 from audit_refuses where action = new.action) then raise exception 'audit refused'; end if; return new; end $$`)
+    await f.db.query('create trigger audit_refuse before insert on lifeline_dlq_audit for each row execute function audit_refuse()')
+    await f.db.query(`insert into audit_refuses (action) values ('record.discard'), ('record.resolve'), ('record.edit'), ('record.replay'), ('redrive.create'), ('job.pause'), ('job.cancel'), ('token.create'), ('token.revoke')`)
+    const attempts: Array<[string, string, unknown]> = [
+      ['POST', `/v1/records/${f.ids.a}/discard`, { reason: 'dup' }],
+      ['POST', `/v1/records/${f.ids.c}/resolve`, { reason: 'elsewhere' }],
+      ['POST', `/v1/records/${f.ids.d}/edit`, { value: { order: 'd', amount: 1 } }],
+      ['POST', `/v1/records/${f.ids.e}/replay`, {}],
+      ['POST', '/v1/redrives', { filter: { key: 'k2' } }],
+      ['POST', `/v1/jobs/${(ready.body.job as { id: string }).id}/pause`, undefined],
+      ['POST', `/v1/jobs/${(ready.body.job as { id: string }).id}/cancel`, undefined],
+      ['POST', '/v1/tokens', { name: 'ci', role: 'viewer', owner: 'ci' }],
+      ['DELETE', '/v1/tokens/viewer', undefined],
+    ]
+    for (const [method, path, body] of attempts) {
+      const r = await f.call(method, path, { as: path.includes('token') ? 'admin' : 'operator', ...(body === undefined ? {} : { body }) })
+      assert.equal(r.status, 500, `${method} ${path}: ${JSON.stringify(r.body)}`)
+    }
+    const status = async (name: string) => (await f.call('GET', `/v1/records/${f.ids[name]}`, { as: 'viewer' })).body.status
+    assert.deepEqual([await status('a'), await status('c'), await status('e')], ['pending', 'pending', 'pending'])
+    assert.equal(Number((await f.db.query('select count(*)::int8 as n from lifeline_dlq_edits')).rows[0]!.n), 0, 'no edit stored')
+    assert.equal(await f.endOffset(f.origin), 0, 'nothing sent')
+    assert.deepEqual(((await f.call('GET', '/v1/jobs', { as: 'viewer' })).body.jobs as Array<{ status: string }>).map((j) => j.status), ['ready'])
+    assert.deepEqual(((await f.call('GET', '/v1/tokens', { as: 'admin' })).body.tokens as Array<{ name: string; revokedAt: string | null }>).filter((x) => x.name === 'ci' || x.revokedAt !== null), [])
+  })
+
+  test(`${kind}: refusals (403, 409, self-approval) are audited, sampled per source; a 401 flood is counted, not written row by row (finding 7)`, async (t) => {
+    const registry = new Registry()
+    const f = await apiFixture(t, kind, { approvals: { discards: true }, api: { metrics: { registry } } })
+    const refusedRows = async (actor: string) =>
+      ((await f.call('GET', `/v1/audit?actor=${actor}&limit=1000`, { as: 'admin' })).body.entries as Array<{ action: string; detail: Record<string, unknown> }>).filter((e) => e.detail.outcome === 'refused' || e.action.startsWith('auth.'))
+    // A self-approval (same owner), a conflict, a forbidden target, a role too low: each audited.
+    const asked = approvalOf(await f.call('POST', `/v1/records/${f.ids.a}/discard`, { as: 'operator', body: { reason: 'dup' } }))
+    assert.equal((await f.call('POST', `/v1/approvals/${asked.id}/approve`, { as: 'olgaApprover' })).status, 403)
+    assert.equal((await f.call('POST', `/v1/approvals/${asked.id}/approve`, { as: 'approver' })).status, 200)
+    assert.equal((await f.call('POST', `/v1/approvals/${asked.id}/approve`, { as: 'approver2' })).status, 409)
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.b}/replay`, { as: 'operator2', body: { force: true } })).status, 403)
+    assert.equal((await f.call('GET', '/v1/audit', { as: 'viewer' })).status, 403)
+    const byActor = async (actor: string) => (await refusedRows(actor)).map((e) => [e.action, e.detail.status, e.detail.code])
+    assert.deepEqual(await byActor('olgaApprover'), [['approval.decide', 403, 'LL_FORBIDDEN']])
+    assert.deepEqual(await byActor('approver2'), [['approval.decide', 409, 'LL_DLQ_CONFLICT']])
+    assert.deepEqual(await byActor('operator2'), [['record.replay', 403, 'LL_FORBIDDEN']])
+    assert.deepEqual(await byActor('viewer'), [['auth.forbidden', 403, 'HTTP_FORBIDDEN']])
+    // Many refusals of one token: a few rows, the rest counted in the next row written and in the metric.
+    for (let i = 0; i < 30; i++) assert.equal((await f.call('POST', `/v1/records/${f.ids.b}/replay`, { as: 'operator2', body: { force: true } })).status, 403)
+    const sampled = await refusedRows('operator2')
+    assert.ok(sampled.length <= refusalSamplerDefaults.perSource, `${sampled.length} rows for 31 refusals`)
+    // A 401 flood: counted, a handful of rows.
+    const bad = `llt_${'A'.repeat(43)}`
+    for (let i = 0; i < 300; i++) assert.equal((await f.call('GET', '/v1/records', { token: bad })).status, 401)
+    const failed = ((await f.call('GET', '/v1/audit?action=auth.failed&limit=1000', { as: 'admin' })).body.entries as unknown[]).length
+    assert.ok(failed >= 1 && failed <= refusalSamplerDefaults.perSource, `${failed} auth.failed rows for 300 refusals`)
+    const counted = (await registry.getSingleMetric('lifeline_dlq_api_refusals_total')!.get()).values
+    const of = (status: number) => counted.filter((v) => v.labels.status === String(status)).reduce((n, v) => n + v.value, 0)
+    assert.deepEqual([of(401), of(403), of(409)], [300, 33, 1])
   })
 }

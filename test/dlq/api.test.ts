@@ -15,6 +15,7 @@ import { createDlqProcessor } from '../../src/dlq/processor.js'
 import { createRedriveJob } from '../../src/dlq/redrive.js'
 import type { KafkaProducer, ProduceAck, ProduceRecord } from '../../src/kafka/types.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
+import { refusalSamplerDefaults } from '../../src/dlq/refusals.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { databaseKinds, freshDatabase, stateDatabase } from '../helpers/db.js'
 import { brokers, consumer, defer, pollUntil, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
@@ -135,8 +136,9 @@ for (const kind of databaseKinds()) {
     assert.equal((await f.call('DELETE', '/v1/tokens/viewer', { as: 'admin' })).status, 200)
     assert.equal((await f.call('GET', '/v1/records', { as: 'viewer' })).status, 401)
     // Refusals are audited.
+    // Sampled (per source, per minute): a flood of 401s cannot grow the audit log without bound.
     const audit = await f.call('GET', '/v1/audit?action=auth.failed&limit=1000', { as: 'approver' })
-    assert.ok((audit.body.entries as unknown[]).length >= ENDPOINTS.length * 2, 'auth.failed rows')
+    assert.ok((audit.body.entries as unknown[]).length >= 1 && (audit.body.entries as unknown[]).length <= refusalSamplerDefaults.perSource, 'auth.failed rows')
     const forbidden = await f.call('GET', '/v1/audit?action=auth.forbidden&limit=1000', { as: 'approver' })
     assert.ok((forbidden.body.entries as Array<{ actor: string }>).some((x) => x.actor === 'viewer'), 'auth.forbidden rows')
   })
@@ -204,7 +206,9 @@ for (const kind of databaseKinds()) {
 
     const writes = await f.call('GET', '/v1/audit?actor=operator&limit=100', { as: 'admin' })
     const actions = (writes.body.entries as Array<{ action: string; detail: { outcome: string } }>).map((e) => `${e.action}:${e.detail.outcome}`)
-    assert.deepEqual(actions, ['record.replay:ok', 'record.replay:failed', 'record.replay:ok', 'record.edit:ok', 'record.replay-edited:ok', 'record.discard:ok', 'record.discard:failed', 'record.resolve:failed', 'record.resolve:ok'])
+    // Writes commit with their audit row ('started' for a replay: the row commits with the replaying status,
+    // before the send); refusals (403, 409) are rows too.
+    assert.deepEqual(actions, ['record.replay:started', 'record.replay:refused', 'record.replay:refused', 'record.replay:started', 'record.edit:ok', 'record.replay-edited:started', 'record.discard:ok', 'record.discard:refused', 'record.resolve:refused', 'record.resolve:ok'])
   })
 
   test(`${kind}: approvals: a second person approves (and so executes) or rejects; never the requester`, async (t) => {

@@ -14,11 +14,11 @@ import type { Command } from 'commander'
 import { createDlqProcessor } from '../../dlq/processor.js'
 import { createToken, isRole, listTokens, revokeToken, ROLES, type Role } from '../../dlq/auth.js'
 import { cliActor } from '../../dlq/actors.js'
-import { appendAudit } from '../../dlq/audit.js'
+import { appendAudit, verifyAudit } from '../../dlq/audit.js'
 import { createLogger } from '../../logger.js'
 import { openDatabase, type OpenDatabaseOptions } from '../../store/index.js'
 import { migrateLifeline } from '../../store/schema.js'
-import { printJson, printTable } from '../output.js'
+import { printJson, printTable, terminalText } from '../output.js'
 import { brokersOption } from './common.js'
 import { databaseOption, preview } from './keys.js'
 
@@ -176,7 +176,8 @@ export function targetOption(value: string | undefined): Record<string, unknown>
   throw new Error(`--target must be origin, topic:<name>[:<partition>] or tier:<n>:<service>, got ${value}`)
 }
 
-const out = (text: string) => void process.stdout.write(text)
+/** Writes text for a person: control characters that came with the data are escaped (layout newlines kept). */
+const out = (text: string) => void process.stdout.write(terminalText(text))
 const time = (v: unknown): string => (typeof v === 'string' ? v.replace(/\.\d{3}Z$/, 'Z') : '')
 
 // ---------------------------------------------------------------------------------------------------------
@@ -233,6 +234,7 @@ interface ServeOptions {
   schemas?: string
   rateDefault?: string
   rateMax?: string
+  migrate?: boolean
 }
 
 /** A JSON file's content (a clear message naming the option when it cannot be read or parsed). */
@@ -271,6 +273,7 @@ export function registerDlq(program: Command): void {
     .option('--schemas <file>', 'JSON file: { "<topic>": <JSON Schema>, ... }: edits of records of a topic must match its schema')
     .option('--rate-default <n>', 'records per second of a bulk redrive that names no rate (default 500)')
     .option('--rate-max <n>', 'the most records per second a bulk redrive may ask for (default 5000)')
+    .option('--no-migrate', "do not apply migrations at start (run lifeline dlq migrate as the owner; docs/operations.md#dlq-database-roles)")
     .option('--replay-topics <list>', 'topics an operator may replay to besides the origin and its retry tiers, comma-separated (others need the approver role)')
     .action(async (opts: ServeOptions) => {
       const brokers = brokersOption(opts.brokers)
@@ -298,6 +301,7 @@ export function registerDlq(program: Command): void {
         api: { port: Number(opts.port), host: opts.host ?? '127.0.0.1' },
         ...(maxRedrives === undefined ? {} : { maxRedrivesPerRecord: maxRedrives }),
         ...(schemas === undefined ? {} : { schemas: schemas as Record<string, object> }),
+        ...(opts.migrate === false ? { migrate: false } : {}),
         ...(rateDefault === undefined && rateMax === undefined ? {} : { redriveRate: { ...(rateDefault === undefined ? {} : { defaultPerSec: rateDefault }), ...(rateMax === undefined ? {} : { maxPerSec: rateMax }) } }),
         ...(opts.replayTopics === undefined ? {} : { replayTopics: opts.replayTopics.split(',').map((t) => t.trim()).filter(Boolean) }),
         logger,
@@ -317,6 +321,20 @@ export function registerDlq(program: Command): void {
       out('stopping...\n')
       try {
         await processor.close()
+      } finally {
+        await db.close()
+      }
+    })
+
+  dlq
+    .command('migrate')
+    .description("apply Lifeline's migrations to the processor's database (as the tables' owner; the processor may then run as a writer role with serve --no-migrate)")
+    .option('--database <url>', DATABASE_HELP)
+    .action(async (opts: { database?: string }) => {
+      const db = await openDatabase(databaseOption(opts.database))
+      try {
+        const applied = await migrateLifeline(db)
+        out(applied.length === 0 ? 'up to date\n' : `applied ${applied.map((m) => m.file).join(', ')}\n`)
       } finally {
         await db.close()
       }
@@ -599,7 +617,7 @@ export function registerDlq(program: Command): void {
       out(`approval ${id} (${String(body.approval.action)} requested by ${String(body.approval.requestedBy)}): ${String(body.approval.status)}\n`)
     })
 
-  withClientOptions(dlq.command('audit').description('the audit log (needs the approver role)'))
+  const audit = withClientOptions(dlq.command('audit').description('the audit log (needs the approver role); audit verify checks its hash chain'))
     .option('--actor <name>', 'only this actor')
     .option('--action <action>', 'only this action (record.replay, approval.approve, auth.failed, ...)')
     .option('--target <target>', 'only this target (record:42, job:7, ...)')
@@ -612,5 +630,24 @@ export function registerDlq(program: Command): void {
       const { body } = await dlqClient(opts).request<{ entries: Array<Record<string, unknown>> }>('GET', `/v1/audit${q}`)
       if (opts.json) return printJson(body.entries)
       printTable(body.entries.map((e) => ({ id: e.id, at: time(e.at), actor: e.actor, role: e.role ?? '', action: e.action, target: e.target ?? '', detail: JSON.stringify(e.detail).slice(0, 80) })))
+    })
+
+  audit
+    .command('verify')
+    .description("check the audit log's hash chain on the database (not through the API): reports the first row changed, removed or inserted behind the chain")
+    .option('--database <url>', DATABASE_HELP)
+    .option('--anchor <id:hash>', 'a head printed by an earlier verify: the chain must still hold that row with that hash')
+    .option('--json', 'print JSON')
+    .action(async (opts: { database?: string; anchor?: string; json?: boolean }) => {
+      let anchor: { id: string; hash: string } | undefined
+      if (opts.anchor !== undefined) {
+        const m = /^([1-9]\d{0,18}):([0-9a-f]{64})$/.exec(opts.anchor)
+        if (!m) throw new Error(`--anchor must be <id>:<hash> as printed by lifeline dlq audit verify, got ${opts.anchor}`)
+        anchor = { id: m[1]!, hash: m[2]! }
+      }
+      const result = await withDb(databaseOption(opts.database), (db) => verifyAudit(db, anchor === undefined ? {} : { anchor }))
+      if (opts.json) printJson(result)
+      if (result.broken) throw new Error(`audit chain broken at row ${result.broken.id}: ${result.broken.reason} (${result.checked} rows before it intact)`)
+      if (!opts.json) out(`audit chain intact: ${result.checked} rows chained, ${result.unchained} before the chain; head: ${result.head === null ? '(none)' : `row ${result.head.id} ${result.head.hash}`}\n`)
     })
 }
