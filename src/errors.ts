@@ -86,3 +86,19 @@ export class LifelineError extends Error {
 export function isLifelineError(err: unknown, code?: ErrorCode): err is LifelineError {
   return err instanceof LifelineError && (code === undefined || err.code === code)
 }
+
+/** Codes whose message carries a dependency's own text (the broker's, the database driver's). */
+const FOREIGN_TEXT = /^LL_(KAFKA_|DB_|TRANSACTION$|FENCED$)/
+
+/**
+ * What of `err` may be shown to anyone who can read what it concerns (a record's status reason, an
+ * approval's): the code, with Lifeline's own message unless the message carries a dependency's text
+ * (Kafka's, the database driver's); anything that is not a LifelineError is an internal error. The full
+ * error belongs in the log.
+ */
+export function publicErrorText(err: unknown): string {
+  if (!isLifelineError(err)) return 'an internal error (details in the log)'
+  if (FOREIGN_TEXT.test(err.code)) return `${err.code} (details in the log)`
+  return `${err.code}: ${err.message}`
+}
+

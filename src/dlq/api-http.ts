@@ -33,8 +33,11 @@ const BAD_REQUEST_CODES: ReadonlySet<string> = new Set(['LL_ARGUMENT_INVALID', '
 /** Refusals because of the state of a record, job or key (the redrive's codes included). */
 const CONFLICT_CODES: ReadonlySet<string> = new Set(['LL_DLQ_CONFLICT', 'LL_REDRIVE_LIMIT', 'LL_KEY_NOT_PARKED', 'LL_DECRYPT'])
 
-/** The status and body of an error. */
-export function errorResponse(err: unknown): { status: number; code: string; message: string } {
+/**
+ * The status and body of an error. A dependency's text (Kafka's) is shown only to `showDependencyText`
+ * callers (the operator whose replay it was); everyone else gets the code.
+ */
+export function errorResponse(err: unknown, options: { showDependencyText?: boolean } = {}): { status: number; code: string; message: string } {
   if (err instanceof HttpError) return { status: err.status, code: err.code, message: err.message }
   if (isLifelineError(err)) {
     const code: string = err.code
@@ -42,7 +45,7 @@ export function errorResponse(err: unknown): { status: number; code: string; mes
     if (code === 'LL_FORBIDDEN') return { status: 403, code, message: err.message }
     if (code === 'LL_NOT_FOUND') return { status: 404, code, message: err.message }
     if (CONFLICT_CODES.has(code)) return { status: 409, code, message: err.message }
-    if (code.startsWith('LL_KAFKA_')) return { status: 503, code, message: `Kafka: ${err.message}` }
+    if (code.startsWith('LL_KAFKA_')) return { status: 503, code, message: options.showDependencyText === true ? `Kafka: ${err.message}` : `Kafka refused the request (${code}); the processor's log has its message` }
   }
   return { status: 500, code: 'HTTP_INTERNAL', message: 'internal error (logged by the processor)' }
 }
@@ -66,8 +69,30 @@ function problems(schema: TSchema, value: unknown): string[] {
   return out
 }
 
+/** Deepest nesting of arrays and objects a body may have (deeper: 400, before it is parsed). */
+export const MAX_BODY_DEPTH = 128
+
+/** The deepest nesting of `[`/`{` in JSON text (strings skipped); stops counting past `limit`. */
+export function jsonDepth(text: string, limit = MAX_BODY_DEPTH): number {
+  let depth = 0
+  let max = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i)
+    if (inString) {
+      if (ch === 0x5c) i++ // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false
+    } else if (ch === 0x22) inString = true
+    else if (ch === 0x5b || ch === 0x7b) {
+      if (++depth > max && (max = depth) > limit) return max
+    } else if (ch === 0x5d || ch === 0x7d) depth--
+  }
+  return max
+}
+
 export async function readBody(c: Context, schema: TSchema | undefined): Promise<unknown> {
   const text = await c.req.text()
+  if (jsonDepth(text) > MAX_BODY_DEPTH) throw badRequest(`the body nests deeper than ${MAX_BODY_DEPTH} levels of arrays and objects`)
   if (schema === undefined) {
     if (text.trim() !== '' && text.trim() !== '{}') throw badRequest('this endpoint takes no body')
     return undefined

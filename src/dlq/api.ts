@@ -21,7 +21,7 @@ import { serve } from '@hono/node-server'
 import { Hono, type Context } from 'hono'
 import { Counter, type Registry } from 'prom-client'
 import { bodyLimit } from 'hono/body-limit'
-import { LifelineError } from '../errors.js'
+import { LifelineError, publicErrorText } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import { ANONYMOUS_ACTOR } from './actors.js'
@@ -124,7 +124,9 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   )
 
   app.onError((err, c) => {
-    const { status, code, message } = errorResponse(err)
+    // Kafka's own text only to whoever may write (they asked for the send); a viewer gets the code.
+    const principal = c.get('principal') as Principal | undefined
+    const { status, code, message } = errorResponse(err, { showDependencyText: principal !== undefined && roleAtLeast(principal.role, 'operator') })
     if (status >= 500) logger.error({ err, method: c.req.method, path: c.req.path }, 'DLQ API request failed')
     return c.json({ error: { code, message } }, status as 400)
   })
@@ -375,7 +377,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     },
     'post /v1/approvals/:id/approve': async (c, { principal }) => {
       const id = pathId(c, 'approval id')
-      const { approval, result } = await approve(db, id, { decider: principal, execute: (a) => execute(a, principal), onClosed: cancelGatedJob })
+      const { approval, result } = await approve(db, id, { decider: principal, execute: (a) => execute(a, principal), onClosed: cancelGatedJob, failureText: publicErrorText })
       return c.json({ approval: approvalJson(approval, { payload: false }), result })
     },
     'post /v1/approvals/:id/reject': async (c, { principal, body }) => {
@@ -422,6 +424,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
           throw new HttpError(403, 'HTTP_FORBIDDEN', `${endpoint.method.toUpperCase()} ${endpoint.path} needs the ${ACTION_ROLES[endpoint.action]} role; ${found.name} is ${found.role}`)
         }
         principal = found
+        c.set('principal', found)
       }
       try {
         const body = endpoint.method === 'get' ? undefined : await readBody(c, endpoint.body)

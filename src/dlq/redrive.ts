@@ -25,7 +25,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Compile } from 'typebox/compile'
-import { isLifelineError, LifelineError } from '../errors.js'
+import { isLifelineError, LifelineError, publicErrorText } from '../errors.js'
 import { createAdmin, createConsumer } from '../kafka/index.js'
 import type { KafkaHeader, KafkaProducer, ProduceAck, ProduceRecord } from '../kafka/types.js'
 import { silentLogger, type Logger } from '../logger.js'
@@ -477,7 +477,9 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
   } catch (err) {
     await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
     const failed = opts.audit && { ...opts.audit, detail: { ...opts.audit.detail, ...detail, outcome: 'send-failed', code: isLifelineError(err) ? err.code : 'ERROR' } }
-    if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${(err as Error)?.message ?? String(err)}`.slice(0, 2000), detail, ...(failed ? { audit: failed } : {}) })
+    // The reason is readable by every viewer: the code only; Kafka's text goes to the log (and the caller).
+    ;(deps.logger ?? silentLogger()).warn({ err, recordId: rid, replayId }, 'a replay send failed')
+    if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${publicErrorText(err)}`.slice(0, 2000), detail, ...(failed ? { audit: failed } : {}) })
     else if (failed) await appendAudit(db, failed)
     throw err
   }
@@ -1254,7 +1256,8 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
         ([ack]) => void acked.push({ seq: r.item.seq, replayId: r.replayId, ack: ack!, source: s, release: r.planned.release }),
         (err: unknown) => {
           if (s.key !== null) blockedKeys.add(keyId(s.originTopic ?? s.topic, s.key))
-          failed.push({ seq: r.item.seq, replayId: r.replayId, recordId: s.id, error: (err as Error)?.message ?? String(err) })
+          run.log.warn({ err, recordId: s.id, replayId: r.replayId }, 'a replay send failed')
+          failed.push({ seq: r.item.seq, replayId: r.replayId, recordId: s.id, error: publicErrorText(err) })
         },
       ),
     )
@@ -1416,7 +1419,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
   } catch (err) {
     log.error({ err }, 'redrive job failed')
     await deps.db
-      .query(`update lifeline_dlq_jobs set status = 'failed', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner, String((err as Error)?.message ?? err).slice(0, 2000)])
+      .query(`update lifeline_dlq_jobs set status = 'failed', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner, publicErrorText(err).slice(0, 2000)])
       .catch(() => undefined)
     throw err
   } finally {

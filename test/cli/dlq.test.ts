@@ -4,6 +4,9 @@
  * send; bulk jobs are run by the real redrive job runner.
  */
 import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { networkInterfaces } from 'node:os'
+import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { runCli } from '../helpers/cli.js'
 import { filterFrom, progressLine, targetOption } from '../../src/cli/commands/dlq.js'
@@ -17,7 +20,7 @@ import type { KafkaProducer, ProduceAck, ProduceRecord } from '../../src/kafka/t
 import { openPglite } from '../../src/store/pglite.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
-import { databaseKinds, databaseUrl, defer, freshDatabase, pgliteDataDir } from '../helpers/db.js'
+import { databaseKinds, databaseUrl, defer, freshDatabase, pgliteDataDir, tempDir } from '../helpers/db.js'
 
 /** Runs `lifeline dlq <args>` in this process; returns what it wrote to stdout and stderr. */
 const dlq = (args: string[]): Promise<{ stdout: string; stderr: string }> => runCli(['dlq', ...args])
@@ -158,7 +161,7 @@ describe('lifeline dlq', () => {
     const saved = process.env.LIFELINE_TOKEN
     delete process.env.LIFELINE_TOKEN
     try {
-      await dlqFails(['list', '--url', s.url], /no API token: pass --token or set LIFELINE_TOKEN/)
+      await dlqFails(['list', '--url', s.url], /no API token: set LIFELINE_TOKEN, or pass --token-file <path>/)
     } finally {
       if (saved !== undefined) process.env.LIFELINE_TOKEN = saved
     }
@@ -208,6 +211,54 @@ describe('lifeline dlq', () => {
     const json = await dlq(['audit', '--actor', 'mallory', '--json', ...as('approver')])
     assert.ok(!/[\u007f-\u009f\u202a-\u202e]/.test(json.stdout), 'JSON output escapes C1 and bidi controls too')
     assert.equal((JSON.parse(json.stdout) as Array<{ target: string }>)[0]!.target, 'GET /v1/\u001b[2J\u001b]0;owned\u0007\u009b31m\u202eevil', 'and still reads back exactly')
+  })
+
+  test('serve checks its files before starting: --schemas and --masking must be readable JSON (finding 8)', async (t) => {
+    const dir = await tempDir(t)
+    await dlqFails(['serve', '--brokers', '127.0.0.1:1', '--schemas', join(dir, 'missing.json')], /--schemas: cannot read/)
+    writeFileSync(join(dir, 'bad.json'), '{ not json')
+    await dlqFails(['serve', '--brokers', '127.0.0.1:1', '--schemas', join(dir, 'bad.json')], /--schemas: .* is not JSON/)
+    writeFileSync(join(dir, 'list.json'), '[1, 2]')
+    await dlqFails(['serve', '--brokers', '127.0.0.1:1', '--schemas', join(dir, 'list.json')], /must hold an object of topic → JSON Schema/)
+    await dlqFails(['serve', '--brokers', '127.0.0.1:1', '--rate-max', '0'], /--rate-max must be an integer/)
+  })
+
+  test('the token: --token warns (shell history, process list); LIFELINE_TOKEN and --token-file do not; plain http only to loopback unless --insecure (finding 10)', async (t) => {
+    const s = await server(t)
+    const viaFlag = await dlq(['list', '--url', s.url, '--token', s.tokens.viewer])
+    assert.match(viaFlag.stderr, /warning: --token puts the token in your shell history and the process list: use LIFELINE_TOKEN or --token-file/)
+    const file = join(await tempDir(t), 'token')
+    writeFileSync(file, `${s.tokens.viewer}\n`, { mode: 0o600 })
+    const viaFile = await dlq(['list', '--url', s.url, '--token-file', file])
+    assert.equal(viaFile.stderr, '')
+    assert.match(viaFile.stdout, /^ID\s+TOPIC/)
+    await dlqFails(['list', '--url', s.url, '--token-file', join(file, 'missing')], /--token-file: cannot read/)
+    const saved = { token: process.env.LIFELINE_TOKEN, file: process.env.LIFELINE_TOKEN_FILE }
+    try {
+      process.env.LIFELINE_TOKEN = s.tokens.viewer
+      assert.equal((await dlq(['list', '--url', s.url])).stderr, '')
+      delete process.env.LIFELINE_TOKEN
+      process.env.LIFELINE_TOKEN_FILE = file
+      assert.equal((await dlq(['list', '--url', s.url])).stderr, '')
+    } finally {
+      for (const [k, v] of [['LIFELINE_TOKEN', saved.token], ['LIFELINE_TOKEN_FILE', saved.file]] as const) {
+        if (v === undefined) delete process.env[k]
+        else process.env[k] = v
+      }
+    }
+    // A token never travels in clear to another host unless asked for.
+    for (const url of ['http://dlq.example.com:7480', 'http://10.1.2.3:7480', 'http://[2001:db8::1]:7480']) {
+      await dlqFails(['list', '--url', url, '--token-file', file], /refusing to send the token over plain http to a host that is not this machine.*https:\/\/.*--insecure/)
+    }
+    // Loopback is fine over http (as above); another address of this machine only with --insecure.
+    const address = Object.values(networkInterfaces()).flat().find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address
+    if (address !== undefined) {
+      const wide = await serveDlqApi(createDlqApi({ db: s.db, deps: { db: s.db, producer: fakeProducer([]) } }), { port: 0, host: '0.0.0.0' })
+      defer(t, () => wide.close())
+      const url = `http://${address}:${wide.port}`
+      await dlqFails(['list', '--url', url, '--token-file', file], /refusing to send the token over plain http/)
+      assert.match((await dlq(['list', '--url', url, '--token-file', file, '--insecure'])).stdout, /^ID\s+TOPIC/)
+    }
   })
 })
 

@@ -402,4 +402,37 @@ for (const kind of databaseKinds()) {
     const of = (status: number) => counted.filter((v) => v.labels.status === String(status)).reduce((n, v) => n + v.value, 0)
     assert.deepEqual([of(401), of(403), of(409)], [300, 33, 1])
   })
+
+  // ---- finding 10: hostile bodies and internal error text ----
+  test(`${kind}: a deeply nested body is a 400, never a 500 (finding 10)`, async (t) => {
+    const f = await apiFixture(t, kind)
+    for (const depth of [1000, 100_000]) {
+      const nested = `${'['.repeat(depth)}${']'.repeat(depth)}`
+      for (const [path, raw] of [
+        [`/v1/records/${f.ids.a}/edit`, `{"value":${nested}}`],
+        ['/v1/redrives', `{"filter":{"topic":${nested}},"dryRun":true}`],
+      ] as const) {
+        const r = await f.call('POST', path, { as: 'operator', raw })
+        assert.equal(r.status, 400, `${path} at depth ${depth}: ${JSON.stringify(r.body).slice(0, 300)}`)
+        assert.match(errorOf(r)!.message, /nest/)
+      }
+    }
+    // A value nested within the limit is fine.
+    assert.equal((await f.call('POST', `/v1/records/${f.ids.a}/edit`, { as: 'operator', body: { value: { a: { b: { c: [[[1]]] } } } } })).status, 200)
+  })
+
+  test(`${kind}: Kafka's error text reaches the operator who asked, never a viewer (finding 10)`, async (t) => {
+    const listed = await topic(t, { prefix: 'replays' })
+    const f = await apiFixture(t, kind, { api: { replayTopics: [listed] } })
+    const failed = await f.call('POST', `/v1/records/${f.ids.a}/replay`, { as: 'operator', body: { target: { kind: 'topic', topic: listed, partition: 99 } } })
+    assert.equal(failed.status, 503, JSON.stringify(failed.body))
+    assert.match(errorOf(failed)!.code, /^LL_KAFKA_/)
+    const kafkaText = errorOf(failed)!.message.replace(/^Kafka: /, '')
+    assert.ok(kafkaText.length > 0)
+    const seen = JSON.stringify((await f.call('GET', `/v1/records/${f.ids.a}`, { as: 'viewer' })).body)
+    assert.ok(!seen.includes(kafkaText), `the viewer saw Kafka's text: ${seen}`)
+    assert.match(seen, /send failed: LL_KAFKA_/)
+    const audit = JSON.stringify((await f.call('GET', `/v1/audit?target=record:${f.ids.a}`, { as: 'approver' })).body)
+    assert.ok(!audit.includes(kafkaText), 'the audit log keeps the code, the processor log the text')
+  })
 }

@@ -5,11 +5,13 @@
  * - `dlq token create|list|revoke` manage API tokens straight in the database (the way to make the first
  *   admin token); the clear token is printed once.
  * - `dlq list|show|groups|replay|edit|discard|resolve|approvals|approve|jobs|audit` talk to the API:
- *   `--url` (default http://127.0.0.1:7480, else LIFELINE_DLQ_URL), `--token` (else LIFELINE_TOKEN).
+ *   `--url` (default http://127.0.0.1:7480, else LIFELINE_DLQ_URL; plain http only to loopback unless
+ *   `--insecure`), the token from LIFELINE_TOKEN, `--token-file` / LIFELINE_TOKEN_FILE, or `--token` (warned).
+ * - `dlq migrate`, `dlq audit verify` work on the database directly.
  *
  * See docs/cli.md and docs/api.md.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import type { Command } from 'commander'
 import { createDlqProcessor } from '../../dlq/processor.js'
 import { createToken, isRole, listTokens, revokeToken, ROLES, type Role } from '../../dlq/auth.js'
@@ -28,7 +30,7 @@ export const DEFAULT_DLQ_URL = 'http://127.0.0.1:7480'
 // ---------------------------------------------------------------------------------------------------------
 // The API client
 
-interface ClientOptions { url?: string; token?: string; json?: boolean }
+interface ClientOptions { url?: string; token?: string; tokenFile?: string; insecure?: boolean; json?: boolean }
 
 /** Thrown for a non-2xx answer: the API's error code and message. */
 export class DlqApiError extends Error {
@@ -46,12 +48,50 @@ export interface DlqClient {
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>
 }
 
-/** A client of the DLQ API at `url` with `token` (checked now: a clear message when missing). */
-export function dlqClient(opts: ClientOptions, env: NodeJS.ProcessEnv = process.env): DlqClient {
+/** Whether `hostname` (as URL gives it) is this machine's loopback: localhost, 127.0.0.0/8, ::1. */
+export function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(hostname)
+}
+
+function readTokenFile(option: string, path: string, warn: (text: string) => void): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+    if ((statSync(path).mode & 0o077) !== 0) warn(`warning: ${path} is readable by other users: chmod 600 it\n`)
+  } catch (err) {
+    throw new Error(`${option}: cannot read ${path}: ${(err as Error).message}`)
+  }
+  return text.trim()
+}
+
+/**
+ * The API token: `--token` (warned about: it lands in the shell history and the process list), else
+ * `--token-file`, else LIFELINE_TOKEN, else the file LIFELINE_TOKEN_FILE names.
+ */
+function resolveToken(opts: ClientOptions, env: NodeJS.ProcessEnv, warn: (text: string) => void): string | undefined {
+  if (opts.token !== undefined) {
+    warn('warning: --token puts the token in your shell history and the process list: use LIFELINE_TOKEN or --token-file <path> (LIFELINE_TOKEN_FILE)\n')
+    return opts.token
+  }
+  if (opts.tokenFile !== undefined) return readTokenFile('--token-file', opts.tokenFile, warn)
+  if (env.LIFELINE_TOKEN !== undefined && env.LIFELINE_TOKEN !== '') return env.LIFELINE_TOKEN
+  if (env.LIFELINE_TOKEN_FILE !== undefined && env.LIFELINE_TOKEN_FILE !== '') return readTokenFile('LIFELINE_TOKEN_FILE', env.LIFELINE_TOKEN_FILE, warn)
+  return undefined
+}
+
+/**
+ * A client of the DLQ API at `url` with the token (checked now: a clear message when missing). Refuses
+ * plain http to anything but this machine unless `insecure`: the token travels in a header.
+ */
+export function dlqClient(opts: ClientOptions, env: NodeJS.ProcessEnv = process.env, warn: (text: string) => void = (text) => void process.stderr.write(text)): DlqClient {
   const base = (opts.url ?? env.LIFELINE_DLQ_URL ?? DEFAULT_DLQ_URL).replace(/\/+$/, '')
   if (!/^https?:\/\/[^/\s]+$/.test(base)) throw new Error(`--url must be http(s)://host:port, got ${base}`)
-  const token = opts.token ?? env.LIFELINE_TOKEN
-  if (token === undefined || token === '') throw new Error('no API token: pass --token or set LIFELINE_TOKEN (lifeline dlq token create <name> --role <role> makes one)')
+  const url = new URL(base)
+  if (url.protocol === 'http:' && !isLoopback(url.hostname) && opts.insecure !== true) {
+    throw new Error(`refusing to send the token over plain http to a host that is not this machine (${url.host}): use https:// (a TLS proxy in front of the processor), or --insecure`)
+  }
+  const token = resolveToken(opts, env, warn)
+  if (token === undefined || token === '') throw new Error('no API token: set LIFELINE_TOKEN, or pass --token-file <path> (lifeline dlq token create <name> --role <role> --owner <owner> makes one)')
   return {
     async request<T>(method: string, path: string, body?: unknown) {
       let res: Response
@@ -122,8 +162,10 @@ function withFilterOptions(cmd: Command): Command {
 
 function withClientOptions(cmd: Command): Command {
   return cmd
-    .option('--url <url>', `DLQ API base URL (default: LIFELINE_DLQ_URL, else ${DEFAULT_DLQ_URL})`)
-    .option('--token <token>', 'API token (default: LIFELINE_TOKEN)')
+    .option('--url <url>', `DLQ API base URL (default: LIFELINE_DLQ_URL, else ${DEFAULT_DLQ_URL}); plain http only to this machine unless --insecure`)
+    .option('--token-file <path>', 'a file holding the API token (default: LIFELINE_TOKEN, else the file LIFELINE_TOKEN_FILE names)')
+    .option('--token <token>', 'the API token itself (discouraged: it shows in the shell history and the process list)')
+    .option('--insecure', 'allow plain http to another host (the token travels in clear)')
     .option('--json', 'print JSON')
 }
 
