@@ -6,14 +6,17 @@
  * `api-http.ts`.
  *
  * - Every endpoint but `GET /health` needs `Authorization: Bearer <token>` (401 without a valid one) and the
- *   role its action needs ({@link ACTION_ROLES}; 403 below it).
- * - Every input is validated (query strings by the records store's filter parser, bodies by typebox schemas,
- *   ids by pattern): a bad one is a 400 `{ error: { code, message } }`, never a 500 or an SQL error.
- * - LifelineError codes map to statuses: LL_ARGUMENT_INVALID / LL_SCHEMA_INVALID → 400 (409 when
- *   `details.conflict`, 403 when `details.forbidden`), LL_NOT_FOUND → 404, LL_DLQ_CONFLICT / LL_REDRIVE_LIMIT /
- *   LL_KEY_NOT_PARKED → 409, LL_KAFKA_* → 503; anything else is a 500 whose message says nothing of the
- *   cause (it is logged).
- * - Every write, approval, token change, refused request and read of a record's payload is audited.
+ *   role its action needs ({@link ACTION_ROLES}; 403 below it); what a request asks for may need more
+ *   (another replay target, force: the approver role, permissions.ts; four-eyes by owner: approvals.ts).
+ * - Every input is validated (query strings by the records store's filter parser, bodies by typebox schemas
+ *   after a nesting check, ids by pattern): a bad one is a 400 `{ error: { code, message } }`, never a 500
+ *   or an SQL error.
+ * - LifelineError codes map to statuses (api-http.ts): LL_ARGUMENT_INVALID / LL_SCHEMA_INVALID → 400 (409
+ *   when `details.conflict`), LL_FORBIDDEN → 403, LL_NOT_FOUND → 404, LL_DLQ_CONFLICT / LL_REDRIVE_LIMIT /
+ *   LL_KEY_NOT_PARKED / LL_DECRYPT → 409, LL_KAFKA_* → 503 (Kafka's text only to an operator or above);
+ *   anything else is a 500 whose message says nothing of the cause (it is logged).
+ * - Every write, approval, token change and read of a record's payload is audited in the transaction of
+ *   what it records; refused requests are audited sampled (refusals.ts) and all counted in a metric.
  *
  * @module
  */

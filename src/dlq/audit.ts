@@ -18,7 +18,7 @@ import { LifelineError } from '../errors.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 
 export interface AuditEntry {
-  /** Who: a token name, `anonymous` for a request without a valid token, `processor` for the job runner. */
+  /** Who: a token name, `anonymous` for a request without a valid token, `processor` for its housekeeping, `cli:<user>`. */
   actor: string
   /** The actor's role when known. */
   role?: string | null

@@ -29,9 +29,10 @@ export const ROLES: readonly Role[] = Object.freeze(['viewer', 'operator', 'appr
  * The role each action needs (or any higher role).
  *
  * - `viewer`: read records, groups, jobs, approvals and the policy.
- * - `operator`: replay, edit, replay edited, discard, resolve, bulk redrives (dry run and job), pause,
- *   cancel and resume jobs.
- * - `approver`: approve or reject pending actions (never one they requested), read the audit log.
+ * - `operator`: replay (to a record's own targets, without force: see permissions.ts), edit, replay edited,
+ *   discard, resolve, bulk redrives (dry run and job), pause, cancel and resume jobs.
+ * - `approver`: approve or reject pending actions (never one of their own owner), replay anywhere and with
+ *   force, read the audit log.
  * - `admin`: create, list and revoke tokens.
  */
 export const ACTION_ROLES = Object.freeze({
