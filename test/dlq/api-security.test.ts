@@ -10,6 +10,8 @@ import Type from 'typebox'
 import { randomBytes } from 'node:crypto'
 import { Registry } from 'prom-client'
 import { createDlqApi, dlqApiDefaults } from '../../src/dlq/api.js'
+import { PROCESSOR_ACTOR } from '../../src/dlq/actors.js'
+import { cancelGatedJob, sweepApprovals } from '../../src/dlq/approvals.js'
 import { createToken } from '../../src/dlq/auth.js'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { refusalSamplerDefaults } from '../../src/dlq/refusals.js'
@@ -102,6 +104,22 @@ for (const kind of databaseKinds()) {
     }
     assert.equal((await f.call('GET', `/v1/records/${f.ids.a}`, { as: 'viewer' })).body.status, 'pending')
     assert.equal((await f.call('GET', `/v1/jobs/${(bulk.body.job as { id: string }).id}`, { as: 'viewer' })).body.status, 'cancelled')
+  })
+
+  test(`${kind}: the processor's sweep closes expired and void approvals and cancels their jobs (finding 3)`, async (t) => {
+    const f = await apiFixture(t, kind, { approvals: { bulkThreshold: 0, discards: true } })
+    const bulk = await f.call('POST', '/v1/redrives', { as: 'operator', body: { filter: { key: 'k1' } } })
+    const discard = approvalOf(await f.call('POST', `/v1/records/${f.ids.c}/discard`, { as: 'operator2', body: { reason: 'dup' } }))
+    const fresh = approvalOf(await f.call('POST', `/v1/records/${f.ids.d}/discard`, { as: 'approver', body: { reason: 'dup' } }))
+    await f.db.query(`update lifeline_dlq_approvals set expires_at = now() - interval '1 second' where id = $1`, [approvalOf(bulk).id])
+    assert.equal((await f.call('DELETE', '/v1/tokens/operator2', { as: 'admin' })).status, 200)
+    assert.equal(await sweepApprovals(f.db, PROCESSOR_ACTOR, cancelGatedJob), 2)
+    const status = async (id: string) => ((await f.call('GET', `/v1/approvals/${id}`, { as: 'viewer' })).body as { status: string }).status
+    assert.deepEqual([await status(approvalOf(bulk).id), await status(discard.id), await status(fresh.id)], ['expired', 'void', 'pending'])
+    assert.equal((await f.call('GET', `/v1/jobs/${(bulk.body.job as { id: string }).id}`, { as: 'viewer' })).body.status, 'cancelled')
+    const rows = ((await f.call('GET', '/v1/audit?actor=processor', { as: 'admin' })).body.entries as Array<{ action: string }>).map((e) => e.action)
+    assert.deepEqual(rows, ['approval.expired', 'approval.void'])
+    assert.equal(await sweepApprovals(f.db, PROCESSOR_ACTOR, cancelGatedJob), 0)
   })
 
   // ---- finding 9: tokens expire, record their last use, and never take a system actor's name ----
