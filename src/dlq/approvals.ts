@@ -189,6 +189,15 @@ function checkDecider(approval: Approval, decider: Principal): void {
   }
 }
 
+/** Writes an approval found expired or void as such (its reason, `onClosed`, an audit row by `by`); returns why. */
+async function closeStale(tx: SqlQueryable, a: Approval, by: { name: string; role: string | null }, onClosed: OnApprovalClosed | undefined): Promise<string> {
+  const why = a.status === 'expired' ? `expired at ${a.expiresAt.toISOString()}` : `void: the requester's token ${a.requestedBy} was revoked`
+  await tx.query('update lifeline_dlq_approvals set status = $2, reason = $3 where id = $1', [a.id, a.status, why])
+  await onClosed?.(tx, a, why)
+  await appendAudit(tx, { actor: by.name, role: by.role, action: `approval.${a.status}`, target: `approval:${a.id}`, detail: { action: a.action, requestedBy: a.requestedBy } })
+  return why
+}
+
 /** Called, in the transaction that closes it, when an approval is rejected, expires or is void (a redrive's job is cancelled). */
 export type OnApprovalClosed = (tx: SqlQueryable, approval: Approval, why: string) => Promise<void>
 
@@ -202,10 +211,7 @@ async function decide<T>(db: SqlExecutor, aid: string, decider: Principal, onClo
     if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `approval ${aid} does not exist`, { details: { id: aid } })
     const current = toApproval(rows[0]!)
     if (rows[0]!.stored_status === 'pending' && (current.status === 'expired' || current.status === 'void')) {
-      const why = current.status === 'expired' ? `expired at ${current.expiresAt.toISOString()}` : `void: the requester's token ${current.requestedBy} was revoked`
-      await tx.query('update lifeline_dlq_approvals set status = $2, reason = $3 where id = $1', [aid, current.status, why])
-      await onClosed?.(tx, current, why)
-      await appendAudit(tx, { actor: decider.name, role: decider.role, action: `approval.${current.status}`, target: `approval:${aid}`, detail: { action: current.action, requestedBy: current.requestedBy } })
+      const why = await closeStale(tx, current, decider, onClosed)
       return { refused: new LifelineError('LL_DLQ_CONFLICT', `approval ${aid} is ${why}: it can no longer be decided`, { details: { id: aid, status: current.status } }) }
     }
     if (current.status !== 'pending') throw new LifelineError('LL_DLQ_CONFLICT', `approval ${aid} is ${current.status}, not pending`, { details: { id: aid, status: current.status } })
@@ -272,13 +278,7 @@ export const cancelGatedJob: OnApprovalClosed = async (tx, a, why) => {
 export async function sweepApprovals(db: SqlExecutor, actor: string, onClosed?: OnApprovalClosed): Promise<number> {
   return db.transaction(async (tx) => {
     const { rows } = await tx.query(`select ${COLUMNS} from ${FROM} where a.status = 'pending' and (a.expires_at <= now() or t.revoked_at is not null) order by a.id limit 1000 for update of a skip locked`)
-    for (const row of rows) {
-      const a = toApproval(row)
-      const why = a.status === 'expired' ? `expired at ${a.expiresAt.toISOString()}` : `void: the requester's token ${a.requestedBy} was revoked`
-      await tx.query('update lifeline_dlq_approvals set status = $2, reason = $3 where id = $1', [a.id, a.status, why])
-      await onClosed?.(tx, a, why)
-      await appendAudit(tx, { actor, action: `approval.${a.status}`, target: `approval:${a.id}`, detail: { action: a.action, requestedBy: a.requestedBy } })
-    }
+    for (const row of rows) await closeStale(tx, toApproval(row), { name: actor, role: null }, onClosed)
     return rows.length
   })
 }
