@@ -31,7 +31,7 @@ import { migrateLifeline } from '../store/schema.js'
 import { validateOptions } from '../util/options.js'
 import { sleep } from '../util/sleep.js'
 import { ERROR_TEXT_HEADERS, foreignFingerprint, parseDeadLetter, type DeadLetterContext, type DeadLetterFormat } from './formats.js'
-import { Masker, type Keyring, type MaskingPolicy } from './masking.js'
+import { Masker, MaskingOptionsSchema, type Keyring, type MaskingPolicy } from './masking.js'
 import { indexRecords, type IndexItem, type IndexResult } from './records.js'
 
 export interface DlqIndexerOptions {
@@ -87,7 +87,7 @@ const OptionsSchema = Type.Object(
     topics: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._-]+$' }))),
     pattern: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
     groupId: Type.Optional(Type.String({ minLength: 1 })),
-    masking: Type.Optional(Type.Object({ policies: Type.Array(Type.Any()), keyring: Type.Optional(Type.Any()) }, { additionalProperties: false })),
+    masking: Type.Optional(MaskingOptionsSchema),
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000 })),
     pollTimeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000 })),
     topicRefreshMs: Type.Optional(Type.Integer({ minimum: 1000 })),

@@ -29,6 +29,7 @@
  * @module
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import Type from 'typebox'
 import { LifelineError } from '../errors.js'
 import { isJsonObject, JsonNumber, parseJson, stringifyJson, type Json } from './json-text.js'
 
@@ -53,6 +54,32 @@ export interface MaskingPolicy {
   /** `encrypt`: the record key is encrypted (deterministically: equal keys, equal tokens); default: kept. */
   key?: 'encrypt' | 'keep'
 }
+
+/**
+ * The one schema of `masking: { policies, keyring }` (the consumer's options, the indexer's, the processor's):
+ * shapes only; the Masker constructor checks the rest (paths, keys, patterns).
+ */
+export const MaskingOptionsSchema = Type.Object(
+  {
+    policies: Type.Array(
+      Type.Object(
+        {
+          topics: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+          rules: Type.Array(Type.Object({ path: Type.String({ minLength: 1 }), action: Type.Union([Type.Literal('redact'), Type.Literal('hash'), Type.Literal('encrypt')]) }, { additionalProperties: false })),
+          patterns: Type.Optional(Type.Array(Type.String())),
+          headers: Type.Optional(Type.Array(Type.String())),
+          nonJson: Type.Optional(Type.Union([Type.Literal('encrypt'), Type.Literal('redact'), Type.Literal('keep')])),
+          key: Type.Optional(Type.Union([Type.Literal('encrypt'), Type.Literal('keep')])),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    keyring: Type.Optional(
+      Type.Object({ currentKeyId: Type.String(), keys: Type.Record(Type.String(), Type.Any()), hashKey: Type.Optional(Type.Any()), acceptV1: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false },
+)
 
 export interface Keyring {
   /** The key id new encryptions use. */

@@ -4,7 +4,11 @@ import { Writable } from 'node:stream'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import { pino } from 'pino'
+import Value from 'typebox/value'
+import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { isLifelineError } from '../../src/errors.js'
+import { ConsumerOptionsSchema } from '../../src/runtime/options.js'
+import type { SqlExecutor } from '../../src/store/executor.js'
 import { KEY_PATH, Masker, parsePath, REDACTED } from '../../src/dlq/masking.js'
 import { decodeFailureHeaders } from '../../src/runtime/headers.js'
 import { producer, topic, waitFor } from '../helpers/kafka.js'
@@ -241,4 +245,14 @@ test('hash rules need a hash key of their own, never one of the encryption keys 
   assert.throws(() => new Masker([{ topics: ['t'], rules }], { currentKeyId: 'k', keys: { k }, hashKey: k.toString('hex') }), { code: 'LL_OPTIONS_INVALID', message: /differ from every encryption key/ })
   const masker = new Masker([{ topics: ['t'], rules }], { currentKeyId: 'k', keys: { k }, hashKey: randomBytes(32) })
   assert.match(JSON.parse(masker.mask('t', input({ a: 'x' })).value!.toString()).a, /^hash:v1:[0-9a-f]{64}$/)
+})
+
+test('one masking schema: the consumer and the indexer take a policy with key: encrypt and a keyring with acceptV1, and refuse unknown fields', () => {
+  const masking = { policies: [{ topics: ['t'], rules: [{ path: '$.a', action: 'encrypt' as const }], key: 'encrypt' as const }], keyring: { ...keyring, acceptV1: false } }
+  assert.equal(Value.Check(ConsumerOptionsSchema.properties.masking, masking), true)
+  const db = { transaction: () => undefined } as unknown as SqlExecutor
+  assert.doesNotThrow(() => createDlqIndexer({ brokers: ['127.0.0.1:1'], db, topics: ['t.dlq'], masking }))
+  const bogus = { policies: [{ topics: ['t'], rules: [], keys: 'encrypt' }] }
+  assert.equal(Value.Check(ConsumerOptionsSchema.properties.masking, bogus), false)
+  assert.throws(() => createDlqIndexer({ brokers: ['127.0.0.1:1'], db, topics: ['t.dlq'], masking: bogus as never }), { code: 'LL_OPTIONS_INVALID' })
 })
