@@ -25,6 +25,11 @@ export function terminalText(text: string): string {
   return text.replace(CONTROLS_BUT_LAYOUT, escapeControl)
 }
 
+/** Writes text for a person to stdout: control characters that came with the data are escaped (layout newlines kept). */
+export function writeText(text: string): void {
+  process.stdout.write(terminalText(text))
+}
+
 /** JSON, with C1 controls and bidi controls escaped too (JSON.stringify leaves them raw); it parses back to the same value. */
 export function printJson(value: unknown): void {
   const json = JSON.stringify(value, null, 2).replace(/[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`)

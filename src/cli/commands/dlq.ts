@@ -2,123 +2,28 @@
  * `lifeline dlq`: the DLQ processor and its API client.
  *
  * - `dlq serve` runs the processor (indexer, job runner, HTTP API) until SIGINT/SIGTERM.
- * - `dlq token create|list|revoke` manage API tokens straight in the database (the way to make the first
- *   admin token); the clear token is printed once.
+ * - `dlq migrate`, `dlq token create|list|revoke` and `dlq audit verify` work on the database itself
+ *   (dlq-db.ts); the clear token is printed once.
  * - `dlq list|show|groups|replay|edit|discard|resolve|approvals|approve|jobs|audit` talk to the API:
  *   `--url` (default http://127.0.0.1:7480, else LIFELINE_DLQ_URL; plain http only to loopback unless
- *   `--insecure`), the token from LIFELINE_TOKEN, `--token-file` / LIFELINE_TOKEN_FILE, or `--token` (warned).
- * - `dlq migrate`, `dlq audit verify` work on the database directly.
+ *   `--insecure`), the token from LIFELINE_TOKEN, `--token-file` / LIFELINE_TOKEN_FILE, or `--token` (warned):
+ *   dlq-client.ts.
  *
  * See docs/cli.md and docs/api.md.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
 import { createDlqProcessor } from '../../dlq/processor.js'
-import { createToken, isRole, listTokens, revokeToken, ROLES, type Role } from '../../dlq/auth.js'
-import { cliActor } from '../../dlq/actors.js'
-import { appendAudit, verifyAudit } from '../../dlq/audit.js'
 import { createLogger } from '../../logger.js'
-import { openDatabase, type OpenDatabaseOptions } from '../../store/index.js'
-import { migrateLifeline } from '../../store/schema.js'
-import { printJson, printTable, terminalText } from '../output.js'
+import { openDatabase } from '../../store/index.js'
+import { printJson, printTable, writeText } from '../output.js'
 import { brokersOption } from './common.js'
+import { DEFAULT_DLQ_URL, dlqClient, type ClientOptions, type DlqClient } from './dlq-client.js'
+import { DATABASE_HELP, registerDlqDatabaseCommands } from './dlq-db.js'
 import { databaseOption, preview } from './keys.js'
 
-const DATABASE_HELP = 'postgres:// URL of a server, or a PGlite data directory (default: DATABASE_URL, else LIFELINE_DATA_DIR, else .lifeline/db)'
-export const DEFAULT_DLQ_URL = 'http://127.0.0.1:7480'
+export { DEFAULT_DLQ_URL, DlqApiError, dlqClient, isLoopback, type DlqClient } from './dlq-client.js'
 
-// ---------------------------------------------------------------------------------------------------------
-// The API client
-
-interface ClientOptions { url?: string; token?: string; tokenFile?: string; insecure?: boolean; json?: boolean }
-
-/** Thrown for a non-2xx answer: the API's error code and message. */
-export class DlqApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(`${message} (HTTP ${status} ${code})`)
-    this.name = 'DlqApiError'
-  }
-}
-
-export interface DlqClient {
-  request<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>
-}
-
-/** Whether `hostname` (as URL gives it) is this machine's loopback: localhost, 127.0.0.0/8, ::1. */
-export function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(hostname)
-}
-
-function readTokenFile(option: string, path: string, warn: (text: string) => void): string {
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-    if ((statSync(path).mode & 0o077) !== 0) warn(`warning: ${path} is readable by other users: chmod 600 it\n`)
-  } catch (err) {
-    throw new Error(`${option}: cannot read ${path}: ${(err as Error).message}`)
-  }
-  return text.trim()
-}
-
-/**
- * The API token: `--token` (warned about: it lands in the shell history and the process list), else
- * `--token-file`, else LIFELINE_TOKEN, else the file LIFELINE_TOKEN_FILE names.
- */
-function resolveToken(opts: ClientOptions, env: NodeJS.ProcessEnv, warn: (text: string) => void): string | undefined {
-  if (opts.token !== undefined) {
-    warn('warning: --token puts the token in your shell history and the process list: use LIFELINE_TOKEN or --token-file <path> (LIFELINE_TOKEN_FILE)\n')
-    return opts.token
-  }
-  if (opts.tokenFile !== undefined) return readTokenFile('--token-file', opts.tokenFile, warn)
-  if (env.LIFELINE_TOKEN !== undefined && env.LIFELINE_TOKEN !== '') return env.LIFELINE_TOKEN
-  if (env.LIFELINE_TOKEN_FILE !== undefined && env.LIFELINE_TOKEN_FILE !== '') return readTokenFile('LIFELINE_TOKEN_FILE', env.LIFELINE_TOKEN_FILE, warn)
-  return undefined
-}
-
-/**
- * A client of the DLQ API at `url` with the token (checked now: a clear message when missing). Refuses
- * plain http to anything but this machine unless `insecure`: the token travels in a header.
- */
-export function dlqClient(opts: ClientOptions, env: NodeJS.ProcessEnv = process.env, warn: (text: string) => void = (text) => void process.stderr.write(text)): DlqClient {
-  const base = (opts.url ?? env.LIFELINE_DLQ_URL ?? DEFAULT_DLQ_URL).replace(/\/+$/, '')
-  if (!/^https?:\/\/[^/\s]+$/.test(base)) throw new Error(`--url must be http(s)://host:port, got ${base}`)
-  const url = new URL(base)
-  if (url.protocol === 'http:' && !isLoopback(url.hostname) && opts.insecure !== true) {
-    throw new Error(`refusing to send the token over plain http to a host that is not this machine (${url.host}): use https:// (a TLS proxy in front of the processor), or --insecure`)
-  }
-  const token = resolveToken(opts, env, warn)
-  if (token === undefined || token === '') throw new Error('no API token: set LIFELINE_TOKEN, or pass --token-file <path> (lifeline dlq token create <name> --role <role> --owner <owner> makes one)')
-  return {
-    async request<T>(method: string, path: string, body?: unknown) {
-      let res: Response
-      try {
-        res = await fetch(`${base}${path}`, {
-          method,
-          headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        })
-      } catch (err) {
-        throw new Error(`cannot reach the DLQ API at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message} (is lifeline dlq serve running? --url)`)
-      }
-      const text = await res.text()
-      let parsed: unknown = undefined
-      try {
-        parsed = text === '' ? undefined : JSON.parse(text)
-      } catch {
-        parsed = text
-      }
-      if (!res.ok) {
-        const e = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error
-        throw new DlqApiError(res.status, e?.code ?? 'HTTP_ERROR', e?.message ?? `${method} ${path} answered ${res.status}`)
-      }
-      return { status: res.status, body: parsed as T }
-    },
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Options
@@ -218,8 +123,7 @@ export function targetOption(value: string | undefined): Record<string, unknown>
   throw new Error(`--target must be origin, topic:<name>[:<partition>] or tier:<n>:<service>, got ${value}`)
 }
 
-/** Writes text for a person: control characters that came with the data are escaped (layout newlines kept). */
-const out = (text: string) => void process.stdout.write(terminalText(text))
+const out = writeText
 const time = (v: unknown): string => (typeof v === 'string' ? v.replace(/\.\d{3}Z$/, 'Z') : '')
 
 // ---------------------------------------------------------------------------------------------------------
@@ -368,82 +272,8 @@ export function registerDlq(program: Command): void {
       }
     })
 
-  dlq
-    .command('migrate')
-    .description("apply Lifeline's migrations to the processor's database (as the tables' owner; the processor may then run as a writer role with serve --no-migrate)")
-    .option('--database <url>', DATABASE_HELP)
-    .action(async (opts: { database?: string }) => {
-      const db = await openDatabase(databaseOption(opts.database))
-      try {
-        const applied = await migrateLifeline(db)
-        out(applied.length === 0 ? 'up to date\n' : `applied ${applied.map((m) => m.file).join(', ')}\n`)
-      } finally {
-        await db.close()
-      }
-    })
-
-  // --- tokens (database) ---
-  const token = dlq.command('token').description('API tokens, straight in the database (the first admin token is made here)')
-  const withDb = async <T>(database: Pick<OpenDatabaseOptions, 'url' | 'dataDir'>, fn: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<T>): Promise<T> => {
-    const db = await openDatabase(database)
-    try {
-      await migrateLifeline(db)
-      return await fn(db)
-    } finally {
-      await db.close()
-    }
-  }
-  const actor = () => cliActor(process.env.USER)
-
-  token
-    .command('create')
-    .description('create a token; it is printed once (only its hash is stored)')
-    .argument('<name>', 'token name (not a system actor: indexer, processor, anonymous, redrive, cli)')
-    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
-    .requiredOption('--owner <owner>', 'who holds it: a person or a service identity (four-eyes compares owners)')
-    .option('--expires <when>', 'when it stops working: a duration (90d, 12h, 30m, 2w) or an ISO-8601 time (default: never)')
-    .option('--database <url>', DATABASE_HELP)
-    .option('--json', 'print JSON')
-    .action(async (name: string, opts: { role: string; owner: string; expires?: string; database?: string; json?: boolean }) => {
-      if (!isRole(opts.role)) throw new Error(`--role must be one of ${ROLES.join(', ')}, got ${opts.role}`)
-      const role: Role = opts.role
-      const created = await withDb(databaseOption(opts.database), (db) =>
-        db.transaction(async (tx) => {
-          const t = await createToken(tx, { name, role, owner: opts.owner, ...(opts.expires === undefined ? {} : { expires: opts.expires }) })
-          await appendAudit(tx, { actor: actor(), action: 'token.create', target: `token:${name}`, detail: { role, owner: t.owner, expiresAt: t.expiresAt?.toISOString() ?? null, via: 'cli' } })
-          return t
-        }),
-      )
-      if (opts.json) return printJson({ name: created.name, role: created.role, owner: created.owner, expiresAt: created.expiresAt, token: created.token })
-      out(`token ${created.name} (${created.role}, owner ${created.owner}${created.expiresAt ? `, expires ${created.expiresAt.toISOString()}` : ''}):\n${created.token}\nkeep it now: it is not stored and cannot be shown again\n`)
-    })
-
-  token
-    .command('list')
-    .description('tokens: name, role, owner, created, expires, last used, revoked (never the tokens or their hashes)')
-    .option('--database <url>', DATABASE_HELP)
-    .option('--json', 'print JSON')
-    .action(async (opts: { database?: string; json?: boolean }) => {
-      const tokens = await withDb(databaseOption(opts.database), (db) => listTokens(db))
-      if (opts.json) return printJson(tokens)
-      const at = (d: Date | null) => d?.toISOString() ?? ''
-      printTable(tokens.map((t) => ({ name: t.name, role: t.role, owner: t.owner, created: at(t.createdAt), expires: at(t.expiresAt), 'last used': at(t.lastUsedAt), revoked: at(t.revokedAt) })))
-    })
-
-  token
-    .command('revoke')
-    .description('revoke a token (pending approvals it requested become void)')
-    .argument('<name>', 'token name')
-    .option('--database <url>', DATABASE_HELP)
-    .action(async (name: string, opts: { database?: string }) => {
-      await withDb(databaseOption(opts.database), (db) =>
-        db.transaction(async (tx) => {
-          await revokeToken(tx, name)
-          await appendAudit(tx, { actor: actor(), action: 'token.revoke', target: `token:${name}`, detail: { via: 'cli' } })
-        }),
-      )
-      out(`revoked ${name}\n`)
-    })
+  // --- the database itself: migrate, tokens, audit verify (dlq-db.ts) ---
+  const dbCommands = registerDlqDatabaseCommands(dlq)
 
   // --- API client ---
   withFilterOptions(withClientOptions(dlq.command('list').description('records matching a filter, oldest first (no payloads)')))
@@ -674,22 +504,5 @@ export function registerDlq(program: Command): void {
       printTable(body.entries.map((e) => ({ id: e.id, at: time(e.at), actor: e.actor, role: e.role ?? '', action: e.action, target: e.target ?? '', detail: JSON.stringify(e.detail).slice(0, 80) })))
     })
 
-  audit
-    .command('verify')
-    .description("check the audit log's hash chain on the database (not through the API): reports the first row changed, removed or inserted behind the chain")
-    .option('--database <url>', DATABASE_HELP)
-    .option('--anchor <id:hash>', 'a head printed by an earlier verify: the chain must still hold that row with that hash')
-    .option('--json', 'print JSON')
-    .action(async (opts: { database?: string; anchor?: string; json?: boolean }) => {
-      let anchor: { id: string; hash: string } | undefined
-      if (opts.anchor !== undefined) {
-        const m = /^([1-9]\d{0,18}):([0-9a-f]{64})$/.exec(opts.anchor)
-        if (!m) throw new Error(`--anchor must be <id>:<hash> as printed by lifeline dlq audit verify, got ${opts.anchor}`)
-        anchor = { id: m[1]!, hash: m[2]! }
-      }
-      const result = await withDb(databaseOption(opts.database), (db) => verifyAudit(db, anchor === undefined ? {} : { anchor }))
-      if (opts.json) printJson(result)
-      if (result.broken) throw new Error(`audit chain broken at row ${result.broken.id}: ${result.broken.reason} (${result.checked} rows before it intact)`)
-      if (!opts.json) out(`audit chain intact: ${result.checked} rows chained, ${result.unchained} before the chain; head: ${result.head === null ? '(none)' : `row ${result.head.id} ${result.head.hash}`}\n`)
-    })
+  dbCommands.auditVerify(audit)
 }
