@@ -5,8 +5,8 @@
  * carries how many of its refusals were left out before it (`suppressed`). Every refusal is counted in the
  * API's metrics whatever this says (docs/metrics.md).
  *
- * Memory is bounded too: the window's sources are forgotten when the window ends, and at most `maxSources`
- * are tracked within one (further sources share one slot).
+ * Memory is bounded too: when a window ends, only the sources with refusals still to report are kept, and
+ * at most `maxSources` are tracked at once (further sources share one slot).
  *
  * @module
  */
@@ -48,7 +48,11 @@ export class RefusalSampler {
     if (window !== this.#window) {
       this.#window = window
       this.#written = 0
-      this.#sources.clear()
+      // A new window: counts start again; what each source had left out waits for its next row.
+      for (const [source, state] of this.#sources) {
+        if (state.suppressed === 0) this.#sources.delete(source)
+        else state.written = 0
+      }
     }
     const key = this.#sources.has(source) || this.#sources.size < this.#maxSources ? source : OVERFLOW
     let state = this.#sources.get(key)
