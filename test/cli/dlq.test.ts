@@ -213,7 +213,7 @@ describe('lifeline dlq', () => {
     assert.equal((JSON.parse(json.stdout) as Array<{ target: string }>)[0]!.target, 'GET /v1/\u001b[2J\u001b]0;owned\u0007\u009b31m\u202eevil', 'and still reads back exactly')
   })
 
-  test('serve checks its files before starting: --schemas and --masking must be readable JSON (finding 8)', async (t) => {
+  test('serve checks its options before starting: --schemas must be readable JSON of topic → schema, --rate-max an integer (finding 8)', async (t) => {
     const dir = await tempDir(t)
     await dlqFails(['serve', '--brokers', '127.0.0.1:1', '--schemas', join(dir, 'missing.json')], /--schemas: cannot read/)
     writeFileSync(join(dir, 'bad.json'), '{ not json')
