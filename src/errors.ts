@@ -55,6 +55,8 @@ export const ErrorCodes = {
   LL_DLQ_CONFLICT: { retriable: false, summary: "A DLQ action conflicts with the state of its record or job (e.g. replaying a record already replayed without force, running a job that another processor runs, editing a discarded record)." },
   LL_LISTEN: { retriable: false, summary: 'An HTTP server (the metrics and health endpoints) could not listen on its host and port (e.g. the port is taken).' },
   LL_NOTIFY: { retriable: true, summary: 'A webhook notification could not be delivered (network error, timeout or an HTTP error status); it is retried with backoff, then dropped and counted.' },
+  LL_DECRYPT: { retriable: false, summary: 'An encrypted DLQ field could not be decrypted for its record: an unknown key id, a wrong key, a tampered value, or a value moved from another topic or field (enc:v2 binds each value to both); the replay is refused and nothing is sent.' },
+  LL_FORBIDDEN: { retriable: false, summary: 'The caller may not do this: its role is too low for what it asked (a replay target outside the allow-list, force, a bulk redrive above the threshold), or four-eyes refuses it (deciding on a request of the same owner).' },
   LL_REDRIVE_LIMIT: { retriable: false, summary: 'A redrive was refused: the record reached the maximum number of redrives, or its lineage came back to the DLQ that many times (loop detection); force overrides.' },
   LL_PG_LAUNCHER: { retriable: false, summary: 'The private PostgreSQL instance (src/dev/postgres-launcher.ts) could not be initialised, started or stopped: missing server binaries, an initdb or start failure (the message carries its log tail).' },
   LL_FAULT: { retriable: false, summary: 'A fault could not be injected or healed (a network namespace, a veth link, a TCP proxy port): the rehearsal stops rather than report faults that did not happen.' },
@@ -90,3 +92,19 @@ export class LifelineError extends Error {
 export function isLifelineError(err: unknown, code?: ErrorCode): err is LifelineError {
   return err instanceof LifelineError && (code === undefined || err.code === code)
 }
+
+/** Codes whose message carries a dependency's own text (the broker's, the database driver's). */
+const FOREIGN_TEXT = /^LL_(KAFKA_|DB_|TRANSACTION$|FENCED$)/
+
+/**
+ * What of `err` may be shown to anyone who can read what it concerns (a record's status reason, an
+ * approval's): the code, with Lifeline's own message unless the message carries a dependency's text
+ * (Kafka's, the database driver's); anything that is not a LifelineError is an internal error. The full
+ * error belongs in the log.
+ */
+export function publicErrorText(err: unknown): string {
+  if (!isLifelineError(err)) return 'an internal error (details in the log)'
+  if (FOREIGN_TEXT.test(err.code)) return `${err.code} (details in the log)`
+  return `${err.code}: ${err.message}`
+}
+

@@ -180,7 +180,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const processor = createDlqProcessor({ brokers, db, topics: [dlqTopic], api: { port: 0 } })
     await processor.start()
     try {
-      const token = await createToken(db, { name: `demo-operator-${Date.now().toString(36)}`, role: 'operator' })
+      const token = await createToken(db, { name: `demo-operator-${Date.now().toString(36)}`, role: 'operator', owner: 'demo' })
       print(`dlq processor: indexing ${dlqTopic}, API at ${processor.url} (token for role operator: ${token.token.slice(0, 8)}…)`)
       while ((await countRecords(db, {})) < deadLettered && Date.now() < deadline) await delay(100)
       const cli = async (...args: string[]) => {

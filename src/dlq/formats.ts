@@ -14,7 +14,7 @@ import { isUtf8 } from 'node:buffer'
 import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
 import { fingerprint } from '../runtime/classify.js'
 import { MASKED_HEADER } from './masking.js'
-import { decodeFailureHeaders, decodeSpringHeaders, MAX_MESSAGE_BYTES, MAX_STACK_BYTES, SPRING_DLT_HEADER_PREFIX, truncateUtf8 } from '../runtime/headers.js'
+import { decodeFailureHeaders, decodeSpringHeaders, LifelineHeaders, MAX_MESSAGE_BYTES, MAX_STACK_BYTES, SPRING_DLT_HEADER_PREFIX, truncateUtf8 } from '../runtime/headers.js'
 
 export type DeadLetterFormat = 'lifeline' | 'spring' | 'spring-retry' | 'connect' | 'streams' | 'karafka' | 'unknown'
 
@@ -403,10 +403,12 @@ export function parseDeadLetter(record: Pick<ConsumedRecord, 'headers'>): DeadLe
 }
 
 /**
- * Headers that carry error text (messages, stack traces, `toString()`s) in each foreign format: the indexer
- * masks them as it masks the error message.
+ * Headers that carry error text (messages, stack traces, `toString()`s) in each format, Lifeline's own
+ * included: the indexer masks them as it masks the error message.
  */
 export const ERROR_TEXT_HEADERS: ReadonlySet<string> = new Set([
+  LifelineHeaders.errorMessage,
+  LifelineHeaders.errorStack,
   `${SPRING_DLT_HEADER_PREFIX}exception-message`,
   `${SPRING_DLT_HEADER_PREFIX}exception-stacktrace`,
   `${SPRING_DLT_HEADER_PREFIX}key-exception-message`,

@@ -8,9 +8,9 @@
  * database refuses (it should not happen: values are sanitised) is stored again as `unknown` with only its
  * bytes, and skipped (logged and counted) only if even that is refused.
  *
- * Foreign records are masked (the {@link Masker} policies of their origin topic, else of the DLQ topic)
- * before they reach the database: value, error message, stack and every header carrying error text.
- * Lifeline's own records were masked by the runtime that wrote them and are stored as they are.
+ * Records are masked (the {@link Masker} policies of their origin topic, else of the DLQ topic) before they
+ * reach the database: value, key (under `key: 'encrypt'`), error message, stack and every header carrying
+ * error text. Lifeline's own records too: what the runtime masked already stays as it is.
  *
  * @module
  * @example
@@ -31,7 +31,7 @@ import { migrateLifeline } from '../store/schema.js'
 import { validateOptions } from '../util/options.js'
 import { sleep } from '../util/sleep.js'
 import { ERROR_TEXT_HEADERS, foreignFingerprint, parseDeadLetter, type DeadLetterContext, type DeadLetterFormat } from './formats.js'
-import { Masker, type Keyring, type MaskingPolicy } from './masking.js'
+import { Masker, MaskingOptionsSchema, type Keyring, type MaskingPolicy } from './masking.js'
 import { indexRecords, type IndexItem, type IndexResult } from './records.js'
 
 export interface DlqIndexerOptions {
@@ -87,7 +87,7 @@ const OptionsSchema = Type.Object(
     topics: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._-]+$' }))),
     pattern: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
     groupId: Type.Optional(Type.String({ minLength: 1 })),
-    masking: Type.Optional(Type.Object({ policies: Type.Array(Type.Any()), keyring: Type.Optional(Type.Any()) }, { additionalProperties: false })),
+    masking: Type.Optional(MaskingOptionsSchema),
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000 })),
     pollTimeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000 })),
     topicRefreshMs: Type.Optional(Type.Integer({ minimum: 1000 })),
@@ -172,18 +172,23 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
   let inFlight: Promise<void> = Promise.resolve()
   let running = false
 
-  /** Masks a foreign record's value, error text and named headers under the policies of its origin (else DLQ) topic. */
+  /**
+   * Masks a record's value, key, error text and named headers under the policies of its origin (else DLQ)
+   * topic, whatever its format: a Lifeline record the runtime masked already keeps its masked values as they
+   * are (nothing is encrypted twice) and gets what the processor's policies add.
+   */
   function mask(record: ConsumedRecord, context: DeadLetterContext): IndexItem {
-    if (context.format === 'lifeline' || !masker) return { record, context, masked: context.format === 'lifeline' && context.masked !== undefined }
+    const runtimeMasked = context.format === 'lifeline' && context.masked !== undefined
+    if (!masker) return { record, context, masked: runtimeMasked }
     const policyTopic = context.originTopic !== undefined && masker.covers(context.originTopic) ? context.originTopic : record.topic
-    if (!masker.covers(policyTopic)) return { record, context, masked: false }
+    if (!masker.covers(policyTopic)) return { record, context, masked: runtimeMasked }
     try {
-      const out = masker.mask(policyTopic, { value: record.value, errorMessage: context.errorMessage ?? '', errorStack: context.errorStack, headers: record.headers })
-      let masked = out.masked
+      const out = masker.mask(policyTopic, { value: record.value, errorMessage: context.errorMessage ?? '', errorStack: context.errorStack, headers: record.headers, key: record.key })
+      let masked = out.masked || runtimeMasked
       const headers: KafkaHeader[] = out.headers.map((h) => {
         if (!ERROR_TEXT_HEADERS.has(h.key) || h.value === null) return h
         const clear = h.value.toString('utf8')
-        const text = masker.mask(policyTopic, { value: record.value, errorMessage: clear, headers: [] }).errorMessage
+        const text = masker.mask(policyTopic, { value: record.value, errorMessage: clear, headers: [], key: record.key }).errorMessage
         if (text === clear) return h
         masked = true
         return { key: h.key, value: Buffer.from(text, 'utf8') }
@@ -191,7 +196,7 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
       const maskedContext: DeadLetterContext = { ...context }
       if (context.errorMessage !== undefined) maskedContext.errorMessage = out.errorMessage
       if (out.errorStack !== undefined) maskedContext.errorStack = out.errorStack
-      return { record: { ...record, value: out.value, headers }, context: maskedContext, masked }
+      return { record: { ...record, key: out.key === undefined ? record.key : out.key, value: out.value, headers }, context: maskedContext, masked }
     } catch (err) {
       // Never store in clear what a policy covers: keep the headers without error text, drop the value.
       log.error({ err, topic: record.topic, partition: record.partition, offset: record.offset }, 'masking failed: the record is stored without its value and error text')

@@ -29,7 +29,8 @@ import type { SqlExecutor } from '../store/executor.js'
 import { migrateLifeline } from '../store/schema.js'
 import { sleep } from '../util/sleep.js'
 import { createDlqApi, serveDlqApi, type ServedApi } from './api.js'
-import { parsePolicy, type ApprovalPolicy } from './approvals.js'
+import { PROCESSOR_ACTOR } from './actors.js'
+import { cancelGatedJob, parsePolicy, sweepApprovals, type ApprovalPolicy } from './approvals.js'
 import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from './indexer.js'
 import { Masker, type Keyring, type MaskingPolicy } from './masking.js'
 import { createDlqMetrics } from './metrics.js'
@@ -59,6 +60,14 @@ export interface DlqProcessorOptions {
   masking?: { policies: MaskingPolicy[]; keyring?: Keyring }
   /** Which actions need a second person. */
   approvals?: ApprovalPolicy
+  /** Apply Lifeline's migrations at start (default true; false when the processor runs as a writer role: docs/operations.md). */
+  migrate?: boolean
+  /** Topic → JSON Schema (or typebox schema) an edited value must match (origin topic, else DLQ topic). */
+  schemas?: Record<string, object>
+  /** Bulk redrive rates: the default of a job that names none and the cap (see createDlqApi). */
+  redriveRate?: { defaultPerSec?: number; maxPerSec?: number }
+  /** Topics an operator may replay to besides a record's origin and its retry tiers (other targets need the approver role). */
+  replayTopics?: string[]
   /** Where the HTTP API listens (default 127.0.0.1:7480; port 0 for any free port); false: no API. */
   api?: { port?: number; host?: string } | false
   /** Most replays of one record's lineage (loop detection; the redrive's default when not given). */
@@ -129,6 +138,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     ...(options.groupId === undefined ? {} : { groupId: options.groupId }),
     ...(options.masking === undefined ? {} : { masking: options.masking }),
     ...(options.kafkaConfig === undefined ? {} : { kafkaConfig: options.kafkaConfig }),
+    migrate: options.migrate !== false && options.indexer?.migrate !== false,
     logger,
   })
 
@@ -159,6 +169,9 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     while (!stop.signal.aborted) {
       let id: string | undefined
       try {
+        // Approvals past their expiry (or whose requester's token was revoked) close, and their jobs with them.
+        const swept = await sweepApprovals(db, PROCESSOR_ACTOR, cancelGatedJob)
+        if (swept > 0) logger.info({ approvals: swept }, 'expired or void approvals closed')
         id = resumes.shift() ?? (await nextReadyJob())
         if (id !== undefined) {
           current = id
@@ -182,7 +195,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   }
 
   async function doStart(): Promise<void> {
-    await migrateLifeline(db, { logger })
+    if (options.migrate !== false) await migrateLifeline(db, { logger })
     producer = createProducer({ brokers: options.brokers, clientId: 'lifeline-dlq-redrive', ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) })
     await producer.connect()
     const deps: redrive.RedriveDeps = {
@@ -190,6 +203,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
       producer,
       kafka: { brokers: options.brokers, ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) },
       ...(masker === undefined ? {} : { masker }),
+      ...(options.schemas === undefined ? {} : { schemas: options.schemas }),
       parkedKeys: createParkedKeys(db),
       logger,
       ...(options.maxRedrivesPerRecord === undefined ? {} : { maxRedrivesPerRecord: options.maxRedrivesPerRecord }),
@@ -198,7 +212,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     await watch?.start()
     await indexer.start()
     if (options.api !== false) {
-      const app = createDlqApi({ db, deps, approvals: policy, logger, onJobReady: () => wake?.(), onJobResume: (id) => {
+      const app = createDlqApi({ db, deps, approvals: policy, logger, ...(options.replayTopics === undefined ? {} : { replayTopics: options.replayTopics }), ...(options.redriveRate === undefined ? {} : { redriveRate: options.redriveRate }), ...(options.metrics === undefined ? {} : { metrics: options.metrics }), onJobReady: () => wake?.(), onJobResume: (id) => {
           if (!resumes.includes(id)) resumes.push(id)
           wake?.()
         } })

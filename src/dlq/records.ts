@@ -18,6 +18,8 @@
 import { LifelineError } from '../errors.js'
 import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
+import { INDEXER_ACTOR } from './actors.js'
+import { appendAudit, type AuditEntry } from './audit.js'
 import { DEAD_LETTER_FORMATS, type DeadLetterContext, type DeadLetterFormat } from './formats.js'
 
 export type DlqStatus = 'pending' | 'replaying' | 'replayed' | 'resolved' | 'discarded' | 'failed-again'
@@ -38,8 +40,7 @@ export const DLQ_TRANSITIONS: Readonly<Record<DlqStatus, readonly DlqStatus[]>> 
   discarded: [],
 })
 
-/** The actor of changes the indexer makes (linking a record that came back). */
-export const INDEXER_ACTOR = 'indexer'
+export { INDEXER_ACTOR }
 
 /** A header as stored: UTF-8 text when the bytes are text PostgreSQL can hold, else base64 (key and value). */
 export interface StoredHeader {
@@ -239,6 +240,14 @@ export function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
 }
 
+/**
+ * The WHERE clause of a filter without its paging fields, for a query over `lifeline_dlq_records` (columns
+ * unqualified): fixed SQL text, every value appended to `params` (numbered after what `params` holds).
+ */
+export function filterClause(filter: ParsedFilter, params: unknown[]): string {
+  return where(filter, params, { paging: false })
+}
+
 /** The WHERE clause of a filter: fixed SQL text, every value a parameter. */
 function where(f: ParsedFilter, params: unknown[], options: { paging: boolean }): string {
   const p = (value: unknown): string => {
@@ -430,6 +439,14 @@ export async function listRecords(db: SqlQueryable, filter: RecordFilter | Recor
   return rows.map(toSummary)
 }
 
+/** One record without its payload (key, value, headers, stack); LL_NOT_FOUND when there is none. */
+export async function getRecordSummary(db: SqlQueryable, id: string | number): Promise<DlqRecordSummary> {
+  const rid = recordId(id)
+  const { rows } = await db.query(`select ${summaryColumns()} from lifeline_dlq_records where id = $1`, [rid])
+  if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `DLQ record ${rid} does not exist`, { details: { id: rid } })
+  return toSummary(rows[0]!)
+}
+
 /** How many records match `filter` (its paging fields are ignored): the dry-run count of a bulk action. */
 export async function countRecords(db: SqlQueryable, filter: RecordFilter | Record<string, unknown> = {}): Promise<number> {
   const f = parseFilter(filter)
@@ -518,6 +535,8 @@ export interface StatusChange {
   from?: DlqStatus
   /** Extra context for the event (job id, replay id, ...). */
   detail?: Record<string, unknown>
+  /** The audit row of the action this change is part of: written in the same transaction. */
+  audit?: AuditEntry
 }
 
 /**
@@ -551,6 +570,7 @@ export async function setStatus(db: SqlExecutor, id: string | number, to: DlqSta
     await tx.query(`insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail) values ($1, $2, $3, $4, $5, $6::jsonb)`, [
       rid, current, to, actor, reason, JSON.stringify(change.detail ?? {}),
     ])
+    if (change.audit) await appendAudit(tx, change.audit)
     return { id: rid, from: current, to, at: updated[0]!.status_at as Date }
   })
 }

@@ -25,7 +25,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Compile } from 'typebox/compile'
-import { isLifelineError, LifelineError } from '../errors.js'
+import { isLifelineError, LifelineError, publicErrorText } from '../errors.js'
 import { createAdmin, createConsumer } from '../kafka/index.js'
 import type { KafkaHeader, KafkaProducer, ProduceAck, ProduceRecord } from '../kafka/types.js'
 import { silentLogger, type Logger } from '../logger.js'
@@ -35,9 +35,11 @@ import { RetryHeaders, retryTopicName, tierRecord } from '../runtime/retry-topic
 import { crashPoint } from '../util/crash-points.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
+import { jobActor } from './actors.js'
+import { appendAudit, type AuditEntry } from './audit.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from './formats.js'
-import type { Masker } from './masking.js'
-import { listRecords, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
+import { isEncrypted, type Masker } from './masking.js'
+import { filterClause, loadHeaders, parseFilter, setStatus, type DlqStatus } from './records.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // Types
@@ -45,7 +47,11 @@ import { listRecords, loadHeaders, parseFilter, setStatus, type DlqStatus } from
 export interface RedriveDeps {
   db: SqlExecutor
   producer: KafkaProducer
-  /** Decrypts `enc:v1:` fields of masked records for the replay (a masked value without it is refused). */
+  /**
+   * Decrypts the encrypted fields (and an encrypted key) of masked records for the replay, each only where it
+   * was encrypted (a value or key with encrypted fields and no masker is refused: LL_DECRYPT), and masks
+   * edited values like the record they edit.
+   */
   masker?: Masker
   /** Releases the parked key of a redriven (or discarded) record. */
   parkedKeys?: ParkedKeys
@@ -126,6 +132,13 @@ export interface CreateJobOptions {
   force?: boolean
   actor: string
   status?: 'ready' | 'awaiting-approval'
+  /** The requester's owner (a person or service: the bulk threshold counts per owner). */
+  owner?: string
+  /**
+   * Decides, in the creating transaction and from the frozen item list, whether the job starts `ready` or
+   * `awaiting-approval` (default: `status`). It may write more in `tx` (the approval and its audit row).
+   */
+  decide?: (tx: SqlQueryable, frozen: FrozenJob) => Promise<'ready' | 'awaiting-approval'>
   /** Default 5000. */
   canaryWaitMs?: number
   /** Default: a quarter of a second's worth at the rate, at most 500. */
@@ -309,15 +322,27 @@ export function userHeaders(headers: readonly KafkaHeader[], format: DeadLetterF
   )
 }
 
-const ENC = 'enc:v1:'
+/** The topics whose policy may have masked a record: its origin topic, then its DLQ topic. */
+function policyTopics(source: Pick<Source, 'originTopic' | 'topic'>): string[] {
+  return [...new Set([source.originTopic, source.topic].filter((t): t is string => t !== null))]
+}
 
+const needsKeyring = (source: Source, what: string) =>
+  new LifelineError('LL_DECRYPT', `DLQ record ${source.id} has an encrypted ${what}: the redrive needs the masking keyring (deps.masker) to decrypt it`, { details: { id: source.id, masked: true } })
+
+/** The value to send: encrypted fields decrypted where they sit (LL_DECRYPT when one does not belong there). */
 function clearValue(source: Source, value: Buffer | null, masker: Masker | undefined): Buffer | null {
   if (value === null) return null
-  if (masker) return masker.unmaskValue(value)
-  if (value.includes(ENC)) {
-    throw invalid(`DLQ record ${source.id} has encrypted fields: the redrive needs the masking keyring (deps.masker) to decrypt them`, { id: source.id, masked: true })
-  }
+  if (masker) return masker.unmaskValue(value, policyTopics(source))
+  if (value.includes('enc:v1:') || value.includes('enc:v2:')) throw needsKeyring(source, 'value')
   return value
+}
+
+/** The source with its clear key (a key masked under `key: 'encrypt'` is decrypted). */
+function withClearKey(source: Source, masker: Masker | undefined): Source {
+  if (source.key === null || !isEncrypted(source.key.toString('utf8'))) return source
+  if (!masker) throw needsKeyring(source, 'key')
+  return { ...source, key: masker.unmaskKey(source.key, policyTopics(source)) }
 }
 
 interface Planned {
@@ -409,13 +434,13 @@ async function insertEvent(db: SqlQueryable, id: string, from: DlqStatus, to: Dl
   await db.query(`insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail) values ($1, $2, $3, $4, $5, $6::jsonb)`, [id, from, to, actor, reason, JSON.stringify(detail)])
 }
 
-async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; edit?: { id: string; value: Buffer } }): Promise<ReplayResult> {
+async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; edit?: { id: string; value: Buffer }; audit?: AuditEntry }): Promise<ReplayResult> {
   const rid = positiveId('record', id)
   const actor = text('actor', opts.actor, 200)!
   const target = parseTarget(opts.target)
   const force = opts.force === true
   const db = deps.db
-  const source = await loadSource(db, rid)
+  const source = withClearKey(await loadSource(db, rid), deps.masker)
   const max = deps.maxRedrivesPerRecord ?? redriveDefaults.maxRedrivesPerRecord
   const lives = (await earlierLives(db, [source])).get(rid) ?? 0
   if (!force) {
@@ -436,9 +461,16 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     replayId, rid, planned.topic, planned.record.partition ?? null, opts.edit !== undefined, actor, opts.edit?.id ?? null, count,
   ])
   const moved = source.status === 'pending'
+  // The audit row commits with the change that starts the replay: none, nothing sent.
+  const audit = opts.audit && { ...opts.audit, detail: { ...opts.audit.detail, ...detail, outcome: 'started' } }
   try {
-    if (moved) await setStatus(db, rid, 'replaying', { actor, from: 'pending', reason: 'replay', detail })
-    else await insertEvent(db, rid, source.status, source.status, actor, 'forced replay', detail)
+    if (moved) await setStatus(db, rid, 'replaying', { actor, from: 'pending', reason: 'replay', detail, ...(audit ? { audit } : {}) })
+    else {
+      await db.transaction(async (tx) => {
+        await insertEvent(tx, rid, source.status, source.status, actor, 'forced replay', detail)
+        if (audit) await appendAudit(tx, audit)
+      })
+    }
   } catch (err) {
     await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
     if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
@@ -450,7 +482,11 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     ;[ack] = (await deps.producer.send([planned.record])) as [ProduceAck]
   } catch (err) {
     await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
-    if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${(err as Error)?.message ?? String(err)}`.slice(0, 2000), detail })
+    const failed = opts.audit && { ...opts.audit, detail: { ...opts.audit.detail, ...detail, outcome: 'send-failed', code: isLifelineError(err) ? err.code : 'ERROR' } }
+    // The reason is readable by every viewer: the code only; Kafka's text goes to the log (and the caller).
+    ;(deps.logger ?? silentLogger()).warn({ err, recordId: rid, replayId }, 'a replay send failed')
+    if (moved) await setStatus(db, rid, 'pending', { actor, reason: `send failed: ${publicErrorText(err)}`.slice(0, 2000), detail, ...(failed ? { audit: failed } : {}) })
+    else if (failed) await appendAudit(db, failed)
     throw err
   }
   crashPoint('redrive.after-produce')
@@ -472,7 +508,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
 }
 
 /** Replays one record (see the module doc): LL_NOT_FOUND, LL_DLQ_CONFLICT (status), LL_REDRIVE_LIMIT, LL_ARGUMENT_INVALID. */
-export function replayRecord(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean }): Promise<ReplayResult> {
+export function replayRecord(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; audit?: AuditEntry }): Promise<ReplayResult> {
   return replayOne(deps, id, opts)
 }
 
@@ -515,18 +551,18 @@ export function jsonDiff(before: Json | undefined, after: Json, path = ''): Diff
 const compiled = new WeakMap<object, ReturnType<typeof Compile>>()
 
 /**
- * Stores an edited value of a `pending` record (the original stays in the record), validated against
- * `deps.schemas[origin topic]` when there is one (LL_SCHEMA_INVALID listing the problems), with its diff from
- * the stored value. The diff is taken against the value as stored (masked): fields left as `enc:v1:` tokens
- * are decrypted at replay, and no clear value of a masked field is written unless the editor typed it.
+ * Checks an edited value of record `id` and masks it like the record: JSON, the record `pending`, valid
+ * against `deps.schemas[origin topic]` when there is one (LL_SCHEMA_INVALID listing the problems), its
+ * encrypted values the record's own (an `enc:v2:` value must decrypt where it sits, an `enc:v1:` one must be
+ * the record's at that path: LL_ARGUMENT_INVALID naming the paths), then masked under the record's policy
+ * (with `deps.masker`): a clear value typed into a masked field is encrypted again, so no edit, approval or
+ * diff holds it in clear. Returns the masked JSON text.
  */
-export async function editRecord(deps: RedriveDeps, id: string, opts: { value: unknown; actor: string; reason?: string }): Promise<{ editId: string; diff: DiffOp[] }> {
+export async function prepareEdit(deps: Pick<RedriveDeps, 'db' | 'masker' | 'schemas'>, id: string, input: unknown): Promise<{ text: string; stored: Buffer | null }> {
   const rid = positiveId('record', id)
-  const actor = text('actor', opts.actor, 200)!
-  const reason = text('reason', opts.reason, 2000, true)
   let serialized: string | undefined
   try {
-    serialized = JSON.stringify(opts.value)
+    serialized = JSON.stringify(input)
   } catch (err) {
     throw invalid('value must be JSON', { field: 'value', cause: (err as Error)?.message })
   }
@@ -543,21 +579,51 @@ export async function editRecord(deps: RedriveDeps, id: string, opts: { value: u
       throw new LifelineError('LL_SCHEMA_INVALID', `the edited value does not match the schema of ${source.originTopic ?? source.topic}: ${problems.join('; ')}`, { details: { problems } })
     }
   }
+  const masker = deps.masker
+  if (!masker) return { text: serialized, stored: source.value }
+  const topics = policyTopics(source)
+  const foreign = masker.foreignTokens(Buffer.from(serialized, 'utf8'), source.value, topics)
+  if (foreign.length > 0) {
+    throw invalid(`the edited value carries encrypted values that are not this record's own at ${foreign.slice(0, 5).join(', ')}: keep the record's own, or type the clear value (it is encrypted again)`, { field: 'value', paths: foreign.slice(0, 20) })
+  }
+  const policyTopic = topics.find((t) => masker.covers(t))
+  if (policyTopic === undefined) return { text: serialized, stored: source.value }
+  const masked = masker.mask(policyTopic, { value: Buffer.from(serialized, 'utf8'), errorMessage: '', headers: [] })
+  return { text: masked.value === null ? serialized : masked.value.toString('utf8'), stored: source.value }
+}
+
+/**
+ * Stores an edited value of a `pending` record (the original stays in the record), checked and masked by
+ * {@link prepareEdit}, with its diff from the stored value. The diff is taken against the value as stored
+ * (masked): fields left as encrypted tokens are decrypted at replay, and fields typed in clear under a
+ * masking rule are stored encrypted again.
+ */
+export async function editRecord(deps: RedriveDeps, id: string, opts: { value: unknown; actor: string; reason?: string; audit?: AuditEntry }): Promise<{ editId: string; diff: DiffOp[] }> {
+  const rid = positiveId('record', id)
+  const actor = text('actor', opts.actor, 200)!
+  const reason = text('reason', opts.reason, 2000, true)
+  const { text: serialized, stored } = await prepareEdit(deps, rid, opts.value)
+  const value = JSON.parse(serialized) as Json
   let before: Json | undefined
   try {
-    before = source.value === null ? null : (JSON.parse(source.value.toString('utf8')) as Json)
+    before = stored === null ? null : (JSON.parse(stored.toString('utf8')) as Json)
   } catch {
     before = undefined // not JSON: the whole value is replaced
   }
   const diff = before === undefined ? [{ op: 'replace' as const, path: '', value }] : jsonDiff(before, value)
-  const { rows } = await deps.db.query('insert into lifeline_dlq_edits (record_id, value, diff, actor, reason) values ($1, $2, $3::jsonb, $4, $5) returning id', [
-    rid, Buffer.from(serialized, 'utf8'), JSON.stringify(diff), actor, reason ?? null,
-  ])
-  return { editId: String(rows[0]!.id), diff }
+  const editId = await deps.db.transaction(async (tx) => {
+    const { rows } = await tx.query('insert into lifeline_dlq_edits (record_id, value, diff, actor, reason) values ($1, $2, $3::jsonb, $4, $5) returning id', [
+      rid, Buffer.from(serialized, 'utf8'), JSON.stringify(diff), actor, reason ?? null,
+    ])
+    const id = String(rows[0]!.id)
+    if (opts.audit) await appendAudit(tx, { ...opts.audit, detail: { ...opts.audit.detail, editId: id, outcome: 'ok' } })
+    return id
+  })
+  return { editId, diff }
 }
 
 /** Replays the record's edit `editId` (default: its latest edit) instead of its stored value. */
-export async function replayEdited(deps: RedriveDeps, id: string, opts: { actor: string; editId?: string; target?: RedriveTarget; force?: boolean }): Promise<ReplayResult> {
+export async function replayEdited(deps: RedriveDeps, id: string, opts: { actor: string; editId?: string; target?: RedriveTarget; force?: boolean; audit?: AuditEntry }): Promise<ReplayResult> {
   const rid = positiveId('record', id)
   const { rows } =
     opts.editId === undefined
@@ -570,13 +636,14 @@ export async function replayEdited(deps: RedriveDeps, id: string, opts: { actor:
 // ---------------------------------------------------------------------------------------------------------
 // Discard and resolve
 
-async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved', opts: { actor: string; reason: string }): Promise<void> {
+async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved', opts: { actor: string; reason: string; audit?: AuditEntry }): Promise<void> {
   const rid = positiveId('record', id)
   const actor = text('actor', opts.actor, 200)!
   const reason = text('reason', opts.reason, 2000)!
-  const source = await loadSource(deps.db, rid)
+  // The clear key first: closing releases the record's parked key, which the masked key would not name.
+  const source = withClearKey(await loadSource(deps.db, rid), deps.masker)
   try {
-    await setStatus(deps.db, rid, to, { actor, reason })
+    await setStatus(deps.db, rid, to, { actor, reason, ...(opts.audit ? { audit: { ...opts.audit, detail: { ...opts.audit.detail, outcome: 'ok' } } } : {}) })
   } catch (err) {
     if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
     throw err
@@ -586,12 +653,12 @@ async function close(deps: RedriveDeps, id: string, to: 'discarded' | 'resolved'
 }
 
 /** Closes a record for good with a reason (never a delete) and releases its parked key. */
-export function discardRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string }): Promise<void> {
+export function discardRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string; audit?: AuditEntry }): Promise<void> {
   return close(deps, id, 'discarded', opts)
 }
 
 /** Marks a record handled by other means (with a reason) and releases its parked key. */
-export function resolveRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string }): Promise<void> {
+export function resolveRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string; audit?: AuditEntry }): Promise<void> {
   return close(deps, id, 'resolved', opts)
 }
 
@@ -663,44 +730,69 @@ export async function listJobs(db: SqlQueryable, opts: { status?: RedriveJobStat
   return rows.map(toJob)
 }
 
-/** Ids of the records matching `filter` (its paging fields ignored), in id order. */
-async function matchingIds(db: SqlQueryable, filter: unknown): Promise<string[]> {
-  parseFilter(filter)
-  const { afterId: _a, limit: _l, order: _o, ...rest } = (filter ?? {}) as Record<string, unknown>
-  const ids: string[] = []
-  let after: string | undefined
-  for (;;) {
-    const page = await listRecords(db, { ...rest, order: 'asc', limit: 1000, ...(after === undefined ? {} : { afterId: after }) })
-    for (const r of page) ids.push(r.id)
-    if (page.length < 1000) return ids
-    after = page[page.length - 1]!.id
-  }
+/** The filter without its paging fields, validated (LL_ARGUMENT_INVALID naming the field). */
+function jobFilter(filter: unknown): { frozen: Record<string, unknown>; parsed: ReturnType<typeof parseFilter> } {
+  const { afterId: _a, limit: _l, order: _o, ...frozen } = (filter ?? {}) as Record<string, unknown>
+  return { frozen, parsed: parseFilter(frozen) }
 }
 
-/** The dry run of a bulk redrive: records matching `filter`, distinct keys, by origin topic; `replayable` of them are pending. */
-export async function previewRedrive(deps: Pick<RedriveDeps, 'db'>, filter: unknown): Promise<{ count: number; keys: number; byTopic: Record<string, number>; replayable: number }> {
-  const ids = await matchingIds(deps.db, filter)
-  if (ids.length === 0) return { count: 0, keys: 0, byTopic: {}, replayable: 0 }
+/** A record a redrive sends unless it is forced: `pending`; with force also `replayed` and `replaying`. */
+const REPLAYABLE_SQL = `(r.status = 'pending' or ($1::boolean and r.status in ('replayed', 'replaying')))`
+
+/**
+ * The dry run of a bulk redrive, counted in SQL (no record id is loaded): records matching `filter`,
+ * distinct keys, by origin topic; `replayable` of them would be sent (pending, or with `force` also
+ * replayed and replaying).
+ */
+export async function previewRedrive(
+  deps: Pick<RedriveDeps, 'db'>,
+  filter: unknown,
+  opts: { force?: boolean } = {},
+): Promise<{ count: number; keys: number; byTopic: Record<string, number>; replayable: number; originTopics: Array<string | null>; services: Array<string | null> }> {
+  const { parsed } = jobFilter(filter)
+  const params: unknown[] = [opts.force === true]
   const { rows } = await deps.db.query(
-    `select coalesce(origin_topic, topic) as t, count(*)::int8 as n, count(distinct key)::int8 as keys, count(*) filter (where status = 'pending')::int8 as pending
-     from lifeline_dlq_records where id = any($1::int8[]) group by 1 order by 1`,
-    [ids],
+    `select coalesce(r.origin_topic, r.topic) as t, count(*)::int8 as n, count(distinct r.key)::int8 as keys, count(*) filter (where ${REPLAYABLE_SQL})::int8 as replayable,
+       array_agg(distinct r.origin_topic) filter (where ${REPLAYABLE_SQL}) as topics, array_agg(distinct r.service) filter (where ${REPLAYABLE_SQL}) as services
+     from lifeline_dlq_records r where ${filterClause(parsed, params)} group by 1 order by 1`,
+    params,
   )
   const byTopic: Record<string, number> = {}
+  let count = 0
   let keys = 0
   let replayableCount = 0
+  const originTopics = new Set<string | null>()
+  const services = new Set<string | null>()
   for (const r of rows) {
     byTopic[r.t as string] = Number(r.n)
+    count += Number(r.n)
     keys += Number(r.keys)
-    replayableCount += Number(r.pending)
+    replayableCount += Number(r.replayable)
+    for (const t of (r.topics as Array<string | null> | null) ?? []) originTopics.add(t)
+    for (const v of (r.services as Array<string | null> | null) ?? []) services.add(v)
   }
-  return { count: ids.length, keys, byTopic, replayable: replayableCount }
+  return { count, keys, byTopic, replayable: replayableCount, originTopics: [...originTopics], services: [...services] }
+}
+
+/** A job's frozen item list as its creation saw it, for deciding (in the creating transaction) whether it needs an approval. */
+export interface FrozenJob {
+  id: string
+  /** Items frozen (records matching). */
+  total: number
+  /** Items that will be sent (not skipped). */
+  replayable: number
+  /** Distinct origin topics of the items to send (null: a record without an origin). */
+  originTopics: Array<string | null>
+  /** Distinct services of the items to send. */
+  services: Array<string | null>
 }
 
 /**
- * Creates a bulk redrive job over the records matching `filter` now (the list is frozen): items in origin
- * topic, key, origin offset order; records that are not replayable (not `pending`, or `replayed`/`replaying`
- * without force) or are waiting in another open job are skipped and counted as such.
+ * Creates a bulk redrive job over the records matching `filter` now (the list is frozen, in SQL: no record id
+ * is loaded): items in origin topic, key, origin offset order; records that are not replayable (not
+ * `pending`, or `replayed`/`replaying` without force) or are waiting in another open job are skipped and
+ * counted as such. `decide`, when given, runs in the creating transaction with the frozen counts and says
+ * whether the job starts `ready` or `awaiting-approval` (it may write the approval there too).
  */
 export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: CreateJobOptions): Promise<RedriveJob> {
   const actor = text('actor', opts.actor, 200)!
@@ -718,33 +810,42 @@ export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: Crea
   }
   if (canary === 0) options.canaryPassed = true
   const force = opts.force === true
-  const filter = opts.filter ?? {}
-  const ids = await matchingIds(deps.db, filter)
-  const { afterId: _a, limit: _l, order: _o, ...frozenFilter } = filter as Record<string, unknown>
+  const { frozen: frozenFilter, parsed } = jobFilter(opts.filter)
   return deps.db.transaction(async (tx) => {
     const { rows } = await tx.query(
-      `insert into lifeline_dlq_jobs (kind, filter, target, rate_per_sec, canary, max_failure_rate, force, status, total, requested_by, options)
-       values ('redrive', $1::jsonb, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) returning id`,
-      [JSON.stringify(frozenFilter), JSON.stringify(target), ratePerSec ?? null, canary, maxFailureRate, force, status, ids.length, actor, JSON.stringify(options)],
+      `insert into lifeline_dlq_jobs (kind, filter, target, rate_per_sec, canary, max_failure_rate, force, status, total, requested_by, requested_owner, options)
+       values ('redrive', $1::jsonb, $2::jsonb, $3, $4, $5, $6, $7, 0, $8, $9, $10::jsonb) returning id`,
+      [JSON.stringify(frozenFilter), JSON.stringify(target), ratePerSec ?? null, canary, maxFailureRate, force, status, actor, opts.owner ?? null, JSON.stringify(options)],
     )
     const jobId = String(rows[0]!.id)
-    if (ids.length > 0) {
-      await tx.query(
-        `insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
-         select $1, row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id), r.id,
-           case when busy.job_id is not null then 'skipped'
-                when r.status = 'pending' or ($3 and r.status in ('replayed', 'replaying')) then 'pending' else 'skipped' end,
-           case when busy.job_id is not null then 'in job ' || busy.job_id
-                when r.status = 'pending' or ($3 and r.status in ('replayed', 'replaying')) then null else r.status end
-         from lifeline_dlq_records r
-         left join lateral (
-           select i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
-           where i.record_id = r.id and i.job_id <> $1 and i.status in ('pending', 'sending') and j.status in ('awaiting-approval', 'ready', 'running', 'paused') limit 1
-         ) busy on true
-         where r.id = any($2::int8[])`,
-        [jobId, ids, force],
-      )
-      await tx.query(`update lifeline_dlq_jobs set skipped = s.n, done = s.n from (select count(*)::int as n from lifeline_dlq_job_items where job_id = $1 and status = 'skipped') s where id = $1`, [jobId])
+    const params: unknown[] = [force, jobId]
+    await tx.query(
+      `insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
+       select $2, row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id), r.id,
+         case when busy.job_id is not null then 'skipped' when ${REPLAYABLE_SQL} then 'pending' else 'skipped' end,
+         case when busy.job_id is not null then 'in job ' || busy.job_id when ${REPLAYABLE_SQL} then null else r.status end
+       from lifeline_dlq_records r
+       left join lateral (
+         select i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
+         where i.record_id = r.id and i.job_id <> $2 and i.status in ('pending', 'sending') and j.status in ('awaiting-approval', 'ready', 'running', 'paused') limit 1
+       ) busy on true
+       where ${filterClause(parsed, params)}`,
+      params,
+    )
+    const { rows: counts } = await tx.query(
+      `select count(*)::int8 as total, count(*) filter (where i.status = 'skipped')::int8 as skipped,
+         coalesce(array_agg(distinct r.origin_topic) filter (where i.status <> 'skipped'), '{}') as topics,
+         coalesce(array_agg(distinct r.service) filter (where i.status <> 'skipped'), '{}') as services
+       from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id where i.job_id = $1`,
+      [jobId],
+    )
+    const c = counts[0]!
+    const total = Number(c.total)
+    const skipped = Number(c.skipped)
+    await tx.query('update lifeline_dlq_jobs set total = $2, skipped = $3, done = $3 where id = $1', [jobId, total, skipped])
+    if (opts.decide) {
+      const decided = await opts.decide(tx, { id: jobId, total, replayable: total - skipped, originTopics: c.topics as Array<string | null>, services: c.services as Array<string | null> })
+      if (decided !== status) await tx.query('update lifeline_dlq_jobs set status = $2 where id = $1', [jobId, decided])
     }
     const { rows: job } = await tx.query(`select ${JOB_COLUMNS} from lifeline_dlq_jobs where id = $1`, [jobId])
     return toJob(job[0]!)
@@ -995,9 +1096,19 @@ async function recover(run: Run): Promise<void> {
   const unsent: Array<{ seq: number; replayId: string; recordId: string }> = []
   for (const item of items) {
     const ack = acks.get(item.replayId!)
-    // A send back to the origin topic released nothing (a parked head carries its token and its consumer
-    // releases the key; any other key is not parked behind it); a send elsewhere gave the head up.
-    if (ack) acked.push({ seq: item.seq, replayId: item.replayId!, ack, source: item.source, release: run.job.target.kind !== 'retry-tier' && ack.topic !== item.source.originTopic })
+    if (ack) {
+      let source = item.source
+      let releasable = true
+      try {
+        source = withClearKey(item.source, run.deps.masker)
+      } catch (err) {
+        releasable = false // a masked key that does not decrypt names no parked key: nothing to release
+        run.log.warn({ err, recordId: item.source.id }, 'the key of a recovered replay does not decrypt: its parked key (if any) is not released')
+      }
+      // A send back to the origin topic released nothing (a parked head carries its token and its consumer
+      // releases the key; any other key is not parked behind it); a send elsewhere gave the head up.
+      acked.push({ seq: item.seq, replayId: item.replayId!, ack, source, release: releasable && run.job.target.kind !== 'retry-tier' && ack.topic !== item.source.originTopic })
+    }
     else unsent.push({ seq: item.seq, replayId: item.replayId!, recordId: item.source.id })
   }
   run.log.info({ jobId: run.job.id, sent: acked.length, resend: unsent.length }, 'recovered the sends of an interrupted run')
@@ -1096,8 +1207,9 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
       if (refused) throw refused
       const replayId = item.replayId ?? randomUUID()
       const count = lineage(s, lives.get(s.id) ?? 0).total + 1
-      const planned = plan(s, job.target, { id: replayId, count, actor: run.actor }, clearValue(s, s.value, deps.masker), parkedHead(parked, s)?.headToken)
-      ready.push({ item, planned, replayId, count })
+      const clear = withClearKey(s, deps.masker)
+      const planned = plan(clear, job.target, { id: replayId, count, actor: run.actor }, clearValue(s, s.value, deps.masker), parkedHead(parked, clear)?.headToken)
+      ready.push({ item: { ...item, source: clear }, planned, replayId, count })
     } catch (err) {
       if (key !== undefined) blockedKeys.add(key)
       skipped.push({ seq: item.seq, recordId: s.id, detail: err instanceof LifelineError ? `${err.code}: ${err.message}` : String(err) })
@@ -1154,7 +1266,8 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
         ([ack]) => void acked.push({ seq: r.item.seq, replayId: r.replayId, ack: ack!, source: s, release: r.planned.release }),
         (err: unknown) => {
           if (s.key !== null) blockedKeys.add(keyId(s.originTopic ?? s.topic, s.key))
-          failed.push({ seq: r.item.seq, replayId: r.replayId, recordId: s.id, error: (err as Error)?.message ?? String(err) })
+          run.log.warn({ err, recordId: s.id, replayId: r.replayId }, 'a replay send failed')
+          failed.push({ seq: r.item.seq, replayId: r.replayId, recordId: s.id, error: publicErrorText(err) })
         },
       ),
     )
@@ -1187,7 +1300,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
   const onAbort = () => stop.abort()
   opts.signal?.addEventListener('abort', onAbort, { once: true })
   if (opts.signal?.aborted) stop.abort()
-  const run: Run = { deps, job, runner, actor: `redrive:${jid}`, log, stop }
+  const run: Run = { deps, job, runner, actor: jobActor(jid), log, stop }
   const heartbeatMs = deps.heartbeatMs ?? redriveDefaults.heartbeatMs
   let beating = Promise.resolve()
   const heartbeat = setInterval(() => {
@@ -1318,7 +1431,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
   } catch (err) {
     log.error({ err }, 'redrive job failed')
     await deps.db
-      .query(`update lifeline_dlq_jobs set status = 'failed', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner, String((err as Error)?.message ?? err).slice(0, 2000)])
+      .query(`update lifeline_dlq_jobs set status = 'failed', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner, publicErrorText(err).slice(0, 2000)])
       .catch(() => undefined)
     throw err
   } finally {

@@ -11,7 +11,7 @@ import type { ClassifierVerdict } from './classify.js'
 import type { CircuitBreakerOptions, Transition } from './circuit-breaker.js'
 import type { Ordering } from './key-scheduler.js'
 import type { SqlExecutor } from '../store/executor.js'
-import type { Keyring, MaskingPolicy } from '../dlq/masking.js'
+import { MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../dlq/masking.js'
 
 /** What the handler receives for each record. */
 /** What happens to a key whose sequence gap stayed open `sequence.timeoutMs`. */
@@ -331,26 +331,7 @@ export const ConsumerOptionsSchema = Type.Object(
       ),
     ),
     startOffsets: Type.Optional(Type.Any()),
-    masking: Type.Optional(
-      Type.Object(
-        {
-          policies: Type.Array(
-            Type.Object(
-              {
-                topics: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
-                rules: Type.Array(Type.Object({ path: Type.String({ minLength: 1 }), action: Type.Union([Type.Literal('redact'), Type.Literal('hash'), Type.Literal('encrypt')]) }, { additionalProperties: false })),
-                patterns: Type.Optional(Type.Array(Type.String())),
-                headers: Type.Optional(Type.Array(Type.String())),
-                nonJson: Type.Optional(Type.Union([Type.Literal('encrypt'), Type.Literal('redact'), Type.Literal('keep')])),
-              },
-              { additionalProperties: false },
-            ),
-          ),
-          keyring: Type.Optional(Type.Object({ currentKeyId: Type.String(), keys: Type.Record(Type.String(), Type.Any()), hashKey: Type.Optional(Type.Any()) }, { additionalProperties: false })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    masking: Type.Optional(MaskingOptionsSchema),
     circuitBreaker: Type.Optional(
       Type.Object(
         {

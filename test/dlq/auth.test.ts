@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { test, type TestContext } from 'node:test'
-import { ACTION_ROLES, createToken, hashToken, listTokens, mayPerform, revokeToken, roleAtLeast, ROLES, verifyToken, type Action, type Role } from '../../src/dlq/auth.js'
+import { INDEXER_ACTOR, SYSTEM_ACTOR_NAMES } from '../../src/dlq/actors.js'
+import { ACTION_ROLES, createToken, hashToken, listTokens, mayPerform, parseExpiry, revokeToken, roleAtLeast, ROLES, verifyToken, type Action, type Role } from '../../src/dlq/auth.js'
 import { appendAudit, listAudit } from '../../src/dlq/audit.js'
 import { isLifelineError } from '../../src/errors.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
@@ -34,10 +35,27 @@ test('roles are ordered viewer < operator < approver < admin, and every action n
   }
 })
 
+test('token expiry: durations and ISO times, in the future, at most 10 years away', () => {
+  const now = Date.UTC(2026, 0, 1)
+  assert.equal(parseExpiry('90d', now).getTime(), now + 90 * 86_400_000)
+  assert.equal(parseExpiry('12h', now).getTime(), now + 12 * 3_600_000)
+  assert.equal(parseExpiry('30m', now).getTime(), now + 30 * 60_000)
+  assert.equal(parseExpiry('2w', now).getTime(), now + 14 * 86_400_000)
+  assert.equal(parseExpiry('2026-03-01T00:00:00Z', now).toISOString(), '2026-03-01T00:00:00.000Z')
+  for (const bad of ['0d', '-1d', '1y', '90', 'd', 'soon', '2025-12-31T00:00:00Z', '3650w', '', 42, null]) {
+    assert.throws(() => parseExpiry(bad, now), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.field === 'expires', String(bad))
+  }
+})
+
+test('system actor names include every actor the processor writes', () => {
+  assert.ok(SYSTEM_ACTOR_NAMES.includes(INDEXER_ACTOR))
+  for (const name of ['indexer', 'processor', 'anonymous', 'redrive', 'cli']) assert.ok(SYSTEM_ACTOR_NAMES.includes(name), name)
+})
+
 for (const kind of databaseKinds()) {
   test(`${kind}: a token is shown once, stored as its SHA-256 only, and verifies to its name and role`, async (t) => {
     const d = await db(t, kind)
-    const created = await createToken(d, { name: 'alice', role: 'operator' })
+    const created = await createToken(d, { name: 'alice', role: 'operator', owner: 'alice@example.com' })
     assert.match(created.token, /^llt_[A-Za-z0-9_-]{43}$/)
     assert.equal(Buffer.from(created.token.slice(4), 'base64url').length, 32)
     assert.equal(created.name, 'alice')
@@ -48,10 +66,10 @@ for (const kind of databaseKinds()) {
     assert.equal(rows[0]!.token_hash, hashToken(created.token))
     assert.ok(!JSON.stringify(rows).includes(created.token), 'the clear token is not stored')
 
-    assert.deepEqual(await verifyToken(d, created.token), { name: 'alice', role: 'operator' })
-    const other = await createToken(d, { name: 'bob', role: 'admin' })
+    assert.deepEqual(await verifyToken(d, created.token), { name: 'alice', role: 'operator', owner: 'alice@example.com', tokenId: created.id })
+    const other = await createToken(d, { name: 'bob', role: 'admin', owner: 'bob' })
     assert.notEqual(other.token, created.token)
-    assert.deepEqual(await verifyToken(d, other.token), { name: 'bob', role: 'admin' })
+    assert.deepEqual(await verifyToken(d, other.token), { name: 'bob', role: 'admin', owner: 'bob', tokenId: other.id })
 
     // Anything else is null, never an error.
     const wrong = `${created.token.slice(0, -1)}${created.token.endsWith('A') ? 'B' : 'A'}`
@@ -62,20 +80,20 @@ for (const kind of databaseKinds()) {
 
   test(`${kind}: revoked tokens stop verifying; names are unique; lists never hold hashes`, async (t) => {
     const d = await db(t, kind)
-    const a = await createToken(d, { name: 'ci.bot', role: 'viewer' })
-    await createToken(d, { name: 'carol@example.com', role: 'approver' })
-    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'admin' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)
+    const a = await createToken(d, { name: 'ci.bot', role: 'viewer', owner: 'ci' })
+    await createToken(d, { name: 'carol@example.com', role: 'approver', owner: 'carol@example.com' })
+    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'admin', owner: 'ci' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)
     const revoked = await revokeToken(d, 'ci.bot')
     assert.ok(revoked.revokedAt instanceof Date, 'revokedAt')
     assert.equal(await verifyToken(d, a.token), null)
     await assert.rejects(revokeToken(d, 'ci.bot'), (err) => isLifelineError(err, 'LL_NOT_FOUND'))
     await assert.rejects(revokeToken(d, 'nobody'), (err) => isLifelineError(err, 'LL_NOT_FOUND'))
     // A revoked token's name stays taken (its audit rows keep meaning one holder).
-    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'viewer' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)
+    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'viewer', owner: 'ci' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)
 
     const all = await listTokens(d)
     assert.deepEqual(all.map((x) => [x.name, x.role, x.revokedAt !== null]), [['ci.bot', 'viewer', true], ['carol@example.com', 'approver', false]])
-    for (const x of all) assert.deepEqual(Object.keys(x).sort(), ['createdAt', 'id', 'name', 'revokedAt', 'role'])
+    for (const x of all) assert.deepEqual(Object.keys(x).sort(), ['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'owner', 'revokedAt', 'role'])
     assert.ok(!/[0-9a-f]{64}/.test(JSON.stringify(all)), 'no hash in the list')
     assert.deepEqual((await listTokens(d, { active: true })).map((x) => x.name), ['carol@example.com'])
   })
@@ -83,10 +101,10 @@ for (const kind of databaseKinds()) {
   test(`${kind}: bad names and roles are refused`, async (t) => {
     const d = await db(t, kind)
     for (const name of ['', ' ', 'a b', "x'; drop table lifeline_dlq_tokens; --", 'x'.repeat(101), '-lead', 'nul\u0000', 42, null]) {
-      await assert.rejects(createToken(d, { name: name as string, role: 'viewer' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID'), `name ${JSON.stringify(name)}`)
+      await assert.rejects(createToken(d, { name: name as string, role: 'viewer', owner: 'x' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID'), `name ${JSON.stringify(name)}`)
     }
     for (const role of ['root', '', 'Admin', null, ['admin']]) {
-      await assert.rejects(createToken(d, { name: 'ok', role: role as Role }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID'), `role ${JSON.stringify(role)}`)
+      await assert.rejects(createToken(d, { name: 'ok', role: role as Role, owner: 'x' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID'), `role ${JSON.stringify(role)}`)
     }
     assert.deepEqual(await listTokens(d), [])
   })

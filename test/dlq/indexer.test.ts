@@ -154,7 +154,7 @@ test('a pattern subscription picks up a DLQ topic created after start', async (t
   assert.ok(indexer.stats().assigned.some((p) => p.topic === late))
 })
 
-test('foreign PII is masked before it reaches the database; Lifeline records are stored as written', async (t) => {
+test('foreign PII is masked before it reaches the database; what the runtime masked in a Lifeline record is stored as written', async (t) => {
   const db = await stateDatabase(t)
   const keyring = { currentKeyId: 'k1', keys: { k1: randomBytes(32) } }
   const dlq = await topic(t, { prefix: 'pii.dlq' })
@@ -174,8 +174,8 @@ test('foreign PII is masked before it reaches the database; Lifeline records are
       headers: [h(StreamsHeaders.exception, `java.lang.IllegalArgumentException: bad ${email}`), h(StreamsHeaders.topic, 'customers'), h(StreamsHeaders.partition, '0'), h(StreamsHeaders.offset, '2')],
     },
   ])
-  // A Lifeline dead letter the runtime already masked (encrypted field, lifeline.masked): stored byte for byte.
-  const premasked = Buffer.from(JSON.stringify({ customer: { email: new Masker([], keyring).encrypt(JSON.stringify(email)) } }))
+  // A Lifeline dead letter the runtime already masked (encrypted field, lifeline.masked): its masked values are not masked again.
+  const premasked = Buffer.from(JSON.stringify({ customer: { email: new Masker([], keyring).encrypt(JSON.stringify(email), { topic: 'customers', path: '$.customer.email' }) } }))
   const lifelineHeaders = [...encodeFailureHeaders([], { originTopic: 'customers', originPartition: 0, originOffset: 3, originTimestamp: 1, group: 'g', service: 's', errorClass: 'Error', errorCode: 'E', errorMessage: 'm', errorFingerprint: 'fp', attempts: 1, firstFailureAt: 1, lastFailureAt: 2 }), h(MASKED_HEADER, 'v1')]
   await producer(t).send([{ topic: dlq, key: 'l1', value: premasked, headers: lifelineHeaders }])
   await startIndexer(t, {
@@ -195,7 +195,7 @@ test('foreign PII is masked before it reaches the database; Lifeline records are
   const stored = await getRecord(db, c1!.id)
   assert.equal(stored.masked, true)
   const value = JSON.parse(stored.value!.toString()) as { customer: { email: string; name: string }; card: string }
-  assert.match(value.customer.email, /^enc:v1:k1:/)
+  assert.match(value.customer.email, /^enc:v2:k1:/)
   assert.equal(value.customer.name, 'Jane')
   assert.equal(value.card, '[REDACTED]')
   assert.ok(!stored.errorMessage!.includes(email))

@@ -27,8 +27,8 @@ const metric = (text: string, series: string): number | undefined => {
 test('the DLQ processor notifies webhooks of new error groups (once each, retried after a 500), the dead-letter rate, an approval and a paused job; no clear masked field leaves', async (t) => {
   const db = await stateDatabase(t)
   await migrateLifeline(db)
-  const operator = (await createToken(db, { name: 'olga', role: 'operator' })).token
-  const approver = (await createToken(db, { name: 'abe', role: 'approver' })).token
+  const operator = (await createToken(db, { name: 'olga', role: 'operator', owner: 'olga@example.com' })).token
+  const approver = (await createToken(db, { name: 'abe', role: 'approver', owner: 'abe@example.com' })).token
   const orders = await topic(t, { prefix: 'orders' })
   const payments = await topic(t, { prefix: 'payments' })
   const elsewhere = await topic(t, { prefix: 'replayed' })

@@ -124,7 +124,7 @@ for (const kind of databaseKinds()) {
     await settle()
     assert.equal(raised.length, 0, 'a job paused before the watcher started is not announced')
 
-    const approval = await requestApproval(db, { action: 'redrive', payload: { jobId: '77', filter: { topic: 'orders' }, count: 2000 }, requestedBy: 'bob' })
+    const approval = await requestApproval(db, { action: 'redrive', payload: { jobId: '77', filter: { topic: 'orders' }, count: 2000 }, requester: { name: 'bob', role: 'operator', owner: 'bob@example.com', tokenId: '1' } })
     const job = await createRedriveJob({ db }, { filter: { fingerprint: 'j1' }, actor: 'carol', target: { kind: 'topic', topic: 'elsewhere' }, status: 'awaiting-approval' })
     await db.query(`update lifeline_dlq_jobs set status = 'ready' where id = $1`, [job.id])
     await pauseJob(db, job.id, 'carol')

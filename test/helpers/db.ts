@@ -103,6 +103,13 @@ export async function freshDatabase(t: TestContext, kind: DatabaseKind): Promise
   return db
 }
 
+/** The URL of a PostgreSQL database made by {@link freshDatabase} (for a command line that opens it itself). */
+export function databaseUrl(db: SqlExecutor): string {
+  const url = databaseUrls.get(db)
+  if (url === undefined) throw new Error('databaseUrl needs a postgres executor made by freshDatabase')
+  return url
+}
+
 /** A second executor on the same PostgreSQL database as `db` (from {@link freshDatabase}), closed before it is dropped. */
 export async function connectAgain(t: TestContext, db: SqlExecutor): Promise<SqlExecutor> {
   const url = databaseUrls.get(db)

@@ -2,10 +2,12 @@
  * `lifeline dlq`: the DLQ processor and its API client.
  *
  * - `dlq serve` runs the processor (indexer, job runner, HTTP API) until SIGINT/SIGTERM.
- * - `dlq token create|list|revoke` manage API tokens straight in the database (the way to make the first
- *   admin token); the clear token is printed once.
+ * - `dlq migrate`, `dlq token create|list|revoke` and `dlq audit verify` work on the database itself
+ *   (dlq-db.ts); the clear token is printed once.
  * - `dlq list|show|groups|replay|edit|discard|resolve|approvals|approve|jobs|audit` talk to the API:
- *   `--url` (default http://127.0.0.1:7480, else LIFELINE_DLQ_URL), `--token` (else LIFELINE_TOKEN).
+ *   `--url` (default http://127.0.0.1:7480, else LIFELINE_DLQ_URL; plain http only to loopback unless
+ *   `--insecure`), the token from LIFELINE_TOKEN, `--token-file` / LIFELINE_TOKEN_FILE, or `--token` (warned):
+ *   dlq-client.ts.
  *
  * See docs/cli.md and docs/api.md.
  */
@@ -13,73 +15,17 @@ import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import { createDlqProcessor } from '../../dlq/processor.js'
-import { createToken, isRole, listTokens, revokeToken, ROLES, type Role } from '../../dlq/auth.js'
-import { appendAudit } from '../../dlq/audit.js'
 import { createLogger } from '../../logger.js'
-import { openDatabase, type OpenDatabaseOptions } from '../../store/index.js'
-import { migrateLifeline } from '../../store/schema.js'
-import { printJson, printTable } from '../output.js'
+import { openDatabase } from '../../store/index.js'
+import { printJson, printTable, writeText } from '../output.js'
 import { brokersOption } from './common.js'
 import { notificationOptions, withNotificationFlags, type NotificationFlags } from './notifications.js'
+import { DEFAULT_DLQ_URL, dlqClient, type ClientOptions, type DlqClient } from './dlq-client.js'
+import { DATABASE_HELP, registerDlqDatabaseCommands } from './dlq-db.js'
 import { databaseOption, preview } from './keys.js'
 
-const DATABASE_HELP = 'postgres:// URL of a server, or a PGlite data directory (default: DATABASE_URL, else LIFELINE_DATA_DIR, else .lifeline/db)'
-export const DEFAULT_DLQ_URL = 'http://127.0.0.1:7480'
+export { DEFAULT_DLQ_URL, DlqApiError, dlqClient, isLoopback, type DlqClient } from './dlq-client.js'
 
-// ---------------------------------------------------------------------------------------------------------
-// The API client
-
-interface ClientOptions { url?: string; token?: string; json?: boolean }
-
-/** Thrown for a non-2xx answer: the API's error code and message. */
-export class DlqApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(`${message} (HTTP ${status} ${code})`)
-    this.name = 'DlqApiError'
-  }
-}
-
-export interface DlqClient {
-  request<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>
-}
-
-/** A client of the DLQ API at `url` with `token` (checked now: a clear message when missing). */
-export function dlqClient(opts: ClientOptions, env: NodeJS.ProcessEnv = process.env): DlqClient {
-  const base = (opts.url ?? env.LIFELINE_DLQ_URL ?? DEFAULT_DLQ_URL).replace(/\/+$/, '')
-  if (!/^https?:\/\/[^/\s]+$/.test(base)) throw new Error(`--url must be http(s)://host:port, got ${base}`)
-  const token = opts.token ?? env.LIFELINE_TOKEN
-  if (token === undefined || token === '') throw new Error('no API token: pass --token or set LIFELINE_TOKEN (lifeline dlq token create <name> --role <role> makes one)')
-  return {
-    async request<T>(method: string, path: string, body?: unknown) {
-      let res: Response
-      try {
-        res = await fetch(`${base}${path}`, {
-          method,
-          headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        })
-      } catch (err) {
-        throw new Error(`cannot reach the DLQ API at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message} (is lifeline dlq serve running? --url)`)
-      }
-      const text = await res.text()
-      let parsed: unknown = undefined
-      try {
-        parsed = text === '' ? undefined : JSON.parse(text)
-      } catch {
-        parsed = text
-      }
-      if (!res.ok) {
-        const e = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error
-        throw new DlqApiError(res.status, e?.code ?? 'HTTP_ERROR', e?.message ?? `${method} ${path} answered ${res.status}`)
-      }
-      return { status: res.status, body: parsed as T }
-    },
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Options
@@ -123,8 +69,10 @@ function withFilterOptions(cmd: Command): Command {
 
 function withClientOptions(cmd: Command): Command {
   return cmd
-    .option('--url <url>', `DLQ API base URL (default: LIFELINE_DLQ_URL, else ${DEFAULT_DLQ_URL})`)
-    .option('--token <token>', 'API token (default: LIFELINE_TOKEN)')
+    .option('--url <url>', `DLQ API base URL (default: LIFELINE_DLQ_URL, else ${DEFAULT_DLQ_URL}); plain http only to this machine unless --insecure`)
+    .option('--token-file <path>', 'a file holding the API token (default: LIFELINE_TOKEN, else the file LIFELINE_TOKEN_FILE names)')
+    .option('--token <token>', 'the API token itself (discouraged: it shows in the shell history and the process list)')
+    .option('--insecure', 'allow plain http to another host (the token travels in clear)')
     .option('--json', 'print JSON')
 }
 
@@ -177,7 +125,7 @@ export function targetOption(value: string | undefined): Record<string, unknown>
   throw new Error(`--target must be origin, topic:<name>[:<partition>] or tier:<n>:<service>, got ${value}`)
 }
 
-const out = (text: string) => void process.stdout.write(text)
+const out = writeText
 const time = (v: unknown): string => (typeof v === 'string' ? v.replace(/\.\d{3}Z$/, 'Z') : '')
 
 // ---------------------------------------------------------------------------------------------------------
@@ -230,6 +178,26 @@ interface ServeOptions extends NotificationFlags {
   approveDiscards?: boolean
   masking?: string
   maxRedrives?: string
+  replayTopics?: string
+  schemas?: string
+  rateDefault?: string
+  rateMax?: string
+  migrate?: boolean
+}
+
+/** A JSON file's content (a clear message naming the option when it cannot be read or parsed). */
+function jsonFile(option: string, path: string): unknown {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new Error(`${option}: cannot read ${path}: ${(err as Error).message}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new Error(`${option}: ${path} is not JSON: ${(err as Error).message}`)
+  }
 }
 
 export function registerDlq(program: Command): void {
@@ -250,6 +218,11 @@ export function registerDlq(program: Command): void {
     .option('--approve-discards', 'discards need an approval')
     .option('--masking <file>', 'JSON file: { "policies": [...], "keyring": {...} } (docs/masking.md)')
     .option('--max-redrives <n>', 'most redrives of one record (loop detection)')
+    .option('--schemas <file>', 'JSON file: { "<topic>": <JSON Schema>, ... }: edits of records of a topic must match its schema')
+    .option('--rate-default <n>', 'records per second of a bulk redrive that names no rate (default 500)')
+    .option('--rate-max <n>', 'the most records per second a bulk redrive may ask for (default 5000)')
+    .option('--no-migrate', "do not apply migrations at start (run lifeline dlq migrate as the owner; docs/operations.md#dlq-database-roles)")
+    .option('--replay-topics <list>', 'topics an operator may replay to besides the origin and its retry tiers, comma-separated (others need the approver role)')
     .action(async (opts: ServeOptions) => {
       const brokers = brokersOption(opts.brokers)
       if (opts.port === undefined || !/^\d{1,5}$/.test(opts.port) || Number(opts.port) > 65535) throw new Error(`--port must be 0 to 65535, got ${opts.port}`)
@@ -257,7 +230,13 @@ export function registerDlq(program: Command): void {
       if (Number.isNaN(bulkThreshold)) throw new Error(`--bulk-threshold must be an integer >= 0, got ${opts.bulkThreshold}`)
       const maxRedrives = positiveInt('--max-redrives', opts.maxRedrives, 1000)
       const topics = opts.topics?.split(',').map((t) => t.trim()).filter(Boolean)
-      const masking = opts.masking === undefined ? undefined : (JSON.parse(readFileSync(opts.masking, 'utf8')) as { policies: never[]; keyring?: never })
+      const masking = opts.masking === undefined ? undefined : (jsonFile('--masking', opts.masking) as { policies: never[]; keyring?: never })
+      const schemas = opts.schemas === undefined ? undefined : jsonFile('--schemas', opts.schemas)
+      if (schemas !== undefined && (schemas === null || typeof schemas !== 'object' || Array.isArray(schemas) || Object.values(schemas).some((v) => v === null || typeof v !== 'object'))) {
+        throw new Error(`--schemas: ${opts.schemas} must hold an object of topic → JSON Schema (an object)`)
+      }
+      const rateDefault = positiveInt('--rate-default', opts.rateDefault)
+      const rateMax = positiveInt('--rate-max', opts.rateMax)
       const notifications = notificationOptions(opts)
       const registry = new Registry()
       collectDefaultMetrics({ register: registry })
@@ -274,6 +253,10 @@ export function registerDlq(program: Command): void {
         ...(maxRedrives === undefined ? {} : { maxRedrivesPerRecord: maxRedrives }),
         metrics: { registry },
         ...(notifications === undefined ? {} : { notifications }),
+        ...(schemas === undefined ? {} : { schemas: schemas as Record<string, object> }),
+        ...(opts.migrate === false ? { migrate: false } : {}),
+        ...(rateDefault === undefined && rateMax === undefined ? {} : { redriveRate: { ...(rateDefault === undefined ? {} : { defaultPerSec: rateDefault }), ...(rateMax === undefined ? {} : { maxPerSec: rateMax }) } }),
+        ...(opts.replayTopics === undefined ? {} : { replayTopics: opts.replayTopics.split(',').map((t) => t.trim()).filter(Boolean) }),
         logger,
       })
       try {
@@ -296,61 +279,8 @@ export function registerDlq(program: Command): void {
       }
     })
 
-  // --- tokens (database) ---
-  const token = dlq.command('token').description('API tokens, straight in the database (the first admin token is made here)')
-  const withDb = async <T>(database: Pick<OpenDatabaseOptions, 'url' | 'dataDir'>, fn: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<T>): Promise<T> => {
-    const db = await openDatabase(database)
-    try {
-      await migrateLifeline(db)
-      return await fn(db)
-    } finally {
-      await db.close()
-    }
-  }
-  const cliActor = () => `cli:${process.env.USER || 'unknown'}`
-
-  token
-    .command('create')
-    .description('create a token; it is printed once (only its hash is stored)')
-    .argument('<name>', 'token name (who holds it: a person or a system)')
-    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
-    .option('--database <url>', DATABASE_HELP)
-    .option('--json', 'print JSON')
-    .action(async (name: string, opts: { role: string; database?: string; json?: boolean }) => {
-      if (!isRole(opts.role)) throw new Error(`--role must be one of ${ROLES.join(', ')}, got ${opts.role}`)
-      const role: Role = opts.role
-      const created = await withDb(databaseOption(opts.database), async (db) => {
-        const t = await createToken(db, { name, role })
-        await appendAudit(db, { actor: cliActor(), action: 'token.create', target: `token:${name}`, detail: { role, via: 'cli' } })
-        return t
-      })
-      if (opts.json) return printJson({ name: created.name, role: created.role, token: created.token })
-      out(`token ${created.name} (${created.role}):\n${created.token}\nkeep it now: it is not stored and cannot be shown again\n`)
-    })
-
-  token
-    .command('list')
-    .description('tokens (names and roles; never the tokens or their hashes)')
-    .option('--database <url>', DATABASE_HELP)
-    .option('--json', 'print JSON')
-    .action(async (opts: { database?: string; json?: boolean }) => {
-      const tokens = await withDb(databaseOption(opts.database), (db) => listTokens(db))
-      if (opts.json) return printJson(tokens)
-      printTable(tokens.map((t) => ({ name: t.name, role: t.role, created: t.createdAt.toISOString(), revoked: t.revokedAt?.toISOString() ?? '' })))
-    })
-
-  token
-    .command('revoke')
-    .description('revoke a token')
-    .argument('<name>', 'token name')
-    .option('--database <url>', DATABASE_HELP)
-    .action(async (name: string, opts: { database?: string }) => {
-      await withDb(databaseOption(opts.database), async (db) => {
-        await revokeToken(db, name)
-        await appendAudit(db, { actor: cliActor(), action: 'token.revoke', target: `token:${name}`, detail: { via: 'cli' } })
-      })
-      out(`revoked ${name}\n`)
-    })
+  // --- the database itself: migrate, tokens, audit verify (dlq-db.ts) ---
+  const dbCommands = registerDlqDatabaseCommands(dlq)
 
   // --- API client ---
   withFilterOptions(withClientOptions(dlq.command('list').description('records matching a filter, oldest first (no payloads)')))
@@ -551,7 +481,7 @@ export function registerDlq(program: Command): void {
     .action(async (opts: ClientOptions & { status?: string }) => {
       const { body } = await dlqClient(opts).request<{ approvals: Array<Record<string, unknown>> }>('GET', `/v1/approvals${queryString({ status: opts.status })}`)
       if (opts.json) return printJson(body.approvals)
-      printTable(body.approvals.map((a) => ({ id: a.id, action: a.action, status: a.status, 'requested by': a.requestedBy, 'decided by': a.decidedBy ?? '', created: time(a.createdAt), detail: JSON.stringify(a.payload).slice(0, 60) })))
+      printTable(body.approvals.map((a) => ({ id: a.id, action: a.action, status: a.status, 'requested by': a.requestedBy, owner: a.owner, 'decided by': a.decidedBy ?? '', created: time(a.createdAt), expires: time(a.expiresAt), summary: JSON.stringify(a.summary).slice(0, 60) })))
     })
 
   withClientOptions(dlq.command('approve').description('approve (and so execute) a pending action; with --reject, reject it').argument('<approval-id>', 'approval id'))
@@ -566,7 +496,7 @@ export function registerDlq(program: Command): void {
       out(`approval ${id} (${String(body.approval.action)} requested by ${String(body.approval.requestedBy)}): ${String(body.approval.status)}\n`)
     })
 
-  withClientOptions(dlq.command('audit').description('the audit log (needs the approver role)'))
+  const audit = withClientOptions(dlq.command('audit').description('the audit log (needs the approver role); audit verify checks its hash chain'))
     .option('--actor <name>', 'only this actor')
     .option('--action <action>', 'only this action (record.replay, approval.approve, auth.failed, ...)')
     .option('--target <target>', 'only this target (record:42, job:7, ...)')
@@ -580,4 +510,6 @@ export function registerDlq(program: Command): void {
       if (opts.json) return printJson(body.entries)
       printTable(body.entries.map((e) => ({ id: e.id, at: time(e.at), actor: e.actor, role: e.role ?? '', action: e.action, target: e.target ?? '', detail: JSON.stringify(e.detail).slice(0, 80) })))
     })
+
+  dbCommands.auditVerify(audit)
 }

@@ -232,8 +232,9 @@ function deadLetter(ctx: ConsumerContext, target: string, origin: Item['record']
   let masked = false
   if (!masker?.covers(origin.topic)) out = deadLetterRecord(target, origin, context, { spring })
   else {
-    const m = masker.mask(origin.topic, { value: origin.value, errorMessage: context.errorMessage, errorStack: context.errorStack, headers: origin.headers })
-    out = deadLetterRecord(target, { ...origin, value: m.value, headers: m.headers }, { ...context, errorMessage: m.errorMessage, errorStack: m.errorStack }, { spring })
+    // The key too, under a policy's `key: 'encrypt'` (deterministic: the processor decrypts it to replay and release).
+    const m = masker.mask(origin.topic, { value: origin.value, errorMessage: context.errorMessage, errorStack: context.errorStack, headers: origin.headers, key: origin.key })
+    out = deadLetterRecord(target, { ...origin, key: m.key === undefined ? origin.key : m.key, value: m.value, headers: m.headers }, { ...context, errorMessage: m.errorMessage, errorStack: m.errorStack }, { spring })
     masked = m.masked
   }
   const copy = copyOf(out, origin.partition)
