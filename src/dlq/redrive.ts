@@ -33,6 +33,8 @@ import type { ParkedKey, ParkedKeys } from '../ordering/state-store.js'
 import { LIFELINE_HEADER_PREFIX, type FailureContext } from '../runtime/headers.js'
 import { RetryHeaders, retryTopicName, tierRecord } from '../runtime/retry-topics.js'
 import { crashPoint } from '../util/crash-points.js'
+import { endFailed, spanContextFrom, startSendSpan, tracingActive, withTraceHeaders } from '../trace/tracing.js'
+import type { Span } from '@opentelemetry/api'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
 import { jobActor } from './actors.js'
@@ -392,6 +394,18 @@ function plan(source: Source, target: RedriveTarget, replay: { id: string; count
   return { record: tierRecord(topic, origin2, context, target.tier, now, headToken), topic, release: headToken === undefined }
 }
 
+/**
+ * With a tracing SDK: the replay's `send` span. An operator's redrive starts a new trace (or continues the
+ * operator's request span), linked to the dead letter's context; the replayed record carries the new context.
+ */
+function redriveSpan(record: ProduceRecord, deadLetterHeaders: readonly KafkaHeader[]): Span | undefined {
+  if (!tracingActive()) return undefined
+  const dead = spanContextFrom(deadLetterHeaders)
+  const span = startSendSpan({ topic: record.topic, partition: record.partition ?? -1, key: typeof record.key === 'string' ? Buffer.from(record.key) : (record.key ?? null) }, undefined, dead ? [{ context: dead }] : [], { 'lifeline.redrive': true })
+  record.headers = withTraceHeaders(record.headers ?? [], span)
+  return span
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Parked keys
 
@@ -477,10 +491,13 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     throw err
   }
   planned.record.timestamp = Date.now()
+  const span = redriveSpan(planned.record, source.headers)
   let ack: ProduceAck
   try {
     ;[ack] = (await deps.producer.send([planned.record])) as [ProduceAck]
+    span?.end()
   } catch (err) {
+    if (span) endFailed(span, err)
     await db.query('delete from lifeline_dlq_replays where replay_id = $1', [replayId])
     const failed = opts.audit && { ...opts.audit, detail: { ...opts.audit.detail, ...detail, outcome: 'send-failed', code: isLifelineError(err) ? err.code : 'ERROR' } }
     // The reason is readable by every viewer: the code only; Kafka's text goes to the log (and the caller).
@@ -1261,10 +1278,15 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
     }
     r.planned.record.timestamp = at
     const s = r.item.source
+    const span = redriveSpan(r.planned.record, s.headers)
     sends.push(
       deps.producer.send([r.planned.record]).then(
-        ([ack]) => void acked.push({ seq: r.item.seq, replayId: r.replayId, ack: ack!, source: s, release: r.planned.release }),
+        ([ack]) => {
+          span?.end()
+          acked.push({ seq: r.item.seq, replayId: r.replayId, ack: ack!, source: s, release: r.planned.release })
+        },
         (err: unknown) => {
+          if (span) endFailed(span, err)
           if (s.key !== null) blockedKeys.add(keyId(s.originTopic ?? s.topic, s.key))
           run.log.warn({ err, recordId: s.id, replayId: r.replayId }, 'a replay send failed')
           failed.push({ seq: r.item.seq, replayId: r.replayId, recordId: s.id, error: publicErrorText(err) })

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { context, SpanKind, trace, TraceFlags } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { listRecords } from '../../src/dlq/records.js'
@@ -35,6 +36,8 @@ test('without an SDK nothing is traced; with one, a record is traced from its pr
   const exporter = new InMemorySpanExporter()
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
   trace.setGlobalTracerProvider(provider)
+  // What an SDK (NodeSDK) registers: the handler's active span is its attempt's process span.
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
   defer(t, () => provider.shutdown())
   assert.equal(tracingActive(), true)
 
@@ -72,7 +75,8 @@ test('without an SDK nothing is traced; with one, a record is traced from its pr
 
   const spans = exporter.getFinishedSpans()
   const named = (name: string) => spans.filter((s) => s.name === name)
-  const processes = named(`process ${source}`).sort((a, b) => Number(a.attributes['lifeline.attempt']) - Number(b.attributes['lifeline.attempt']))
+  const started = (s: ReadableSpan) => s.startTime[0] * 1e9 + s.startTime[1]
+  const processes = named(`process ${source}`).sort((a, b) => started(a) - started(b))
   const tierSend = named(`send svc.${source}.retry.1`)
   const dlqSend = named(`send svc.${source}.dlq`)
   const redriveSend = named(`send ${source}`).filter((s) => s.spanContext().spanId !== produce.spanContext().spanId)
