@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { Registry } from 'prom-client'
 import { requestApproval } from '../../src/dlq/approvals.js'
+import { createToken } from '../../src/dlq/auth.js'
 import type { DeadLetterContext } from '../../src/dlq/formats.js'
 import { Masker } from '../../src/dlq/masking.js'
 import { createDlqMetrics } from '../../src/dlq/metrics.js'
@@ -124,7 +125,8 @@ for (const kind of databaseKinds()) {
     await settle()
     assert.equal(raised.length, 0, 'a job paused before the watcher started is not announced')
 
-    const approval = await requestApproval(db, { action: 'redrive', payload: { jobId: '77', filter: { topic: 'orders' }, count: 2000 }, requester: { name: 'bob', role: 'operator', owner: 'bob@example.com', tokenId: '1' } })
+    const bob = await createToken(db, { name: 'bob', role: 'operator', owner: 'bob@example.com' })
+    const approval = await requestApproval(db, { action: 'redrive', payload: { jobId: '77', filter: { topic: 'orders' }, count: 2000 }, requester: { name: 'bob', role: 'operator', owner: 'bob@example.com', tokenId: bob.id } })
     const job = await createRedriveJob({ db }, { filter: { fingerprint: 'j1' }, actor: 'carol', target: { kind: 'topic', topic: 'elsewhere' }, status: 'awaiting-approval' })
     await db.query(`update lifeline_dlq_jobs set status = 'ready' where id = $1`, [job.id])
     await pauseJob(db, job.id, 'carol')
