@@ -30,8 +30,8 @@ import type { SqlExecutor } from '../store/executor.js'
 import { migrateLifeline } from '../store/schema.js'
 import { validateOptions } from '../util/options.js'
 import { sleep } from '../util/sleep.js'
-import { ERROR_TEXT_HEADERS, foreignFingerprint, parseDeadLetter, type DeadLetterContext, type DeadLetterFormat } from './formats.js'
-import { Masker, MaskingOptionsSchema, type Keyring, type MaskingPolicy } from './masking.js'
+import { ERROR_TEXT_HEADERS, foreignFingerprint, parseDeadLetter, type DeadLetterContext, type DeadLetterFormat } from '../failure/formats.js'
+import { Masker, MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../failure/masking.js'
 import { indexRecords, type IndexItem, type IndexResult } from './records.js'
 
 export interface DlqIndexerOptions {

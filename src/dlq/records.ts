@@ -20,7 +20,7 @@ import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { INDEXER_ACTOR } from './actors.js'
 import { appendAudit, type AuditEntry } from './audit.js'
-import { DEAD_LETTER_FORMATS, type DeadLetterContext, type DeadLetterFormat } from './formats.js'
+import { DEAD_LETTER_FORMATS, type DeadLetterContext, type DeadLetterFormat } from '../failure/formats.js'
 
 export type DlqStatus = 'pending' | 'replaying' | 'replayed' | 'resolved' | 'discarded' | 'failed-again'
 

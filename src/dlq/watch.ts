@@ -18,7 +18,7 @@
 import type { Logger } from '../logger.js'
 import type { SqlQueryable } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
-import type { Masker } from './masking.js'
+import type { Masker } from '../failure/masking.js'
 import type { DlqMetrics, DlqSnapshot } from './metrics.js'
 import { approvalRequested, deadLetterRate, jobPaused, newErrorGroup, type Notification } from './notification.js'
 

@@ -22,7 +22,7 @@ import type { Logger } from '../logger.js'
 import { silentLogger } from '../logger.js'
 import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import type { LifelineMessage } from '../runtime/options.js'
-import { classifyError } from '../runtime/classify.js'
+import { classifyError } from '../retry/classify.js'
 import { listLimit } from '../util/limit.js'
 
 export type FailureStatus = 'PENDING' | 'RESOLVED' | 'IGNORED'

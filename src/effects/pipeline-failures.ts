@@ -11,8 +11,8 @@
  * @module
  */
 import type { ConsumedRecord, TopicPartition, TopicPartitionOffset } from '../kafka/types.js'
-import { classifyError, type ClassifyOptions } from '../runtime/classify.js'
-import type { FailureSummary } from '../runtime/dead-letter.js'
+import { classifyError, type ClassifyOptions } from '../retry/classify.js'
+import type { FailureSummary } from '../failure/dead-letter.js'
 
 /** What to do with a record whose transform just failed. */
 export interface FailureVerdict {

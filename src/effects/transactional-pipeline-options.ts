@@ -9,7 +9,7 @@ import { LifelineError } from '../errors.js'
 import { transactionalProducerDefaults } from '../kafka/index.js'
 import type { ConsumedRecord, ProduceRecord } from '../kafka/types.js'
 import type { Logger } from '../logger.js'
-import type { ClassifierVerdict } from '../runtime/classify.js'
+import type { ClassifierVerdict } from '../retry/classify.js'
 import { consumerDefaults, ConsumerOptionsSchema, type DeadLetterOptions } from '../runtime/options.js'
 import { validateOptions } from '../util/options.js'
 

@@ -7,8 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createConsumer } from '../kafka/index.js'
 import type { KafkaAdmin } from '../kafka/types.js'
-import { decodeFailureHeaders } from '../runtime/headers.js'
-import { ReplayHeaders } from '../dlq/formats.js'
+import { decodeFailureHeaders } from '../failure/headers.js'
+import { ReplayHeaders } from '../failure/formats.js'
 import type { DlqEntry, OffsetSample } from './history.js'
 import { EVENT_ID_HEADER } from './workload.js'
 

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { LifelineMessage } from '../runtime/options.js'
-import { RetryHeaders } from '../runtime/retry-topics.js'
+import { RetryHeaders } from '../failure/tier-record.js'
 import type { SqlQueryable } from '../store/executor.js'
 import type { MemberLog } from './member-log.js'
 import type { EffectRow } from './history.js'

@@ -3,7 +3,7 @@
  * permanent (retrying cannot change the bytes), and the DLQ record keeps the original bytes.
  */
 import { Compile } from 'typebox/compile'
-import { DecodeError } from './classify.js'
+import { DecodeError } from '../retry/classify.js'
 import type { Decoder } from './options.js'
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })

@@ -6,12 +6,12 @@ import Type from 'typebox'
 import type { Registry } from 'prom-client'
 import type { KafkaHeader, TopicPartition, TopicPartitionOffset } from '../kafka/types.js'
 import type { Logger } from '../logger.js'
-import type { BackoffFunction, Jitter } from './backoff.js'
-import type { ClassifierVerdict } from './classify.js'
-import type { CircuitBreakerOptions, Transition } from './circuit-breaker.js'
+import type { BackoffFunction, Jitter } from '../retry/backoff.js'
+import type { ClassifierVerdict } from '../retry/classify.js'
+import type { CircuitBreakerOptions, Transition } from '../retry/circuit-breaker.js'
 import type { Ordering } from './key-scheduler.js'
 import type { SqlExecutor } from '../store/executor.js'
-import { MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../dlq/masking.js'
+import { MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../failure/masking.js'
 
 /** What the handler receives for each record. */
 /** What happens to a key whose sequence gap stayed open `sequence.timeoutMs`. */

@@ -6,7 +6,7 @@
 import { LifelineError } from '../errors.js'
 import type { KafkaAdmin } from '../kafka/types.js'
 import { consumerDefaults, dlqTopicName, type DeadLetterOptions, type RetryTopicsOptions } from './options.js'
-import { retryTopicName } from './retry-topics.js'
+import { retryTopicName } from '../failure/tier-record.js'
 
 export interface EnsureTopicsOptions {
   service: string

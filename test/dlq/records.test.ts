@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { isLifelineError } from '../../src/errors.js'
-import { parseDeadLetter, ReplayHeaders, type DeadLetterContext } from '../../src/dlq/formats.js'
+import { parseDeadLetter, ReplayHeaders, type DeadLetterContext } from '../../src/failure/formats.js'
 import { countRecords, DLQ_STATUSES, DLQ_TRANSITIONS, getRecord, groupRecords, indexRecord, indexRecords, likePattern, listRecords, loadHeaders, parseFilter, setStatus, storeHeaders, type DlqStatus } from '../../src/dlq/records.js'
 import type { ConsumedRecord, KafkaHeader } from '../../src/kafka/types.js'
 import type { SqlExecutor } from '../../src/store/executor.js'

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { RecordFailures } from '../../src/effects/pipeline-failures.js'
 import { LifelineError } from '../../src/errors.js'
 import type { ConsumedRecord } from '../../src/kafka/types.js'
-import { NonRetriableError } from '../../src/runtime/classify.js'
+import { NonRetriableError } from '../../src/retry/classify.js'
 
 const rec = (offset: number, partition = 0, topic = 'in'): ConsumedRecord => ({ topic, partition, offset, key: null, value: Buffer.from('v'), headers: [], timestamp: 1, size: 1 })
 

@@ -4,7 +4,7 @@ import type { TestContext } from 'node:test'
 import { describe, test } from 'node:test'
 import { createTransactionalPipeline, type TransactionalPipeline, type TransactionalPipelineOptions } from '../../src/effects/transactional-pipeline.js'
 import { isLifelineError, type LifelineError } from '../../src/errors.js'
-import { NonRetriableError } from '../../src/runtime/classify.js'
+import { NonRetriableError } from '../../src/retry/classify.js'
 import type { ConsumedRecord, ProduceRecord } from '../../src/kafka/index.js'
 import { admin, brokers, consumer, defer, producer, PROBE, randomName, topic, waitFor, waitForCoordinatorAbort } from '../helpers/kafka.js'
 

@@ -12,8 +12,8 @@
  */
 import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
-import { decodeFailureHeaders } from '../../src/runtime/headers.js'
-import { RetryHeaders } from '../../src/runtime/retry-topics.js'
+import { decodeFailureHeaders } from '../../src/failure/headers.js'
+import { RetryHeaders } from '../../src/failure/tier-record.js'
 import { freshDatabase, pgliteDataDir, type DatabaseKind } from './db.js'
 import { header, readAll } from './lifeline.js'
 import { producer as kafkaProducer, randomName } from './kafka.js'

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import Type from 'typebox'
-import { DecodeError } from '../../src/runtime/classify.js'
+import { DecodeError } from '../../src/retry/classify.js'
 import { jsonDecoder, rawDecoder, resolveDecoder, stringDecoder, withSchema, wrapDecode } from '../../src/runtime/decode.js'
 
 const isDecode = (code: string) => (err: unknown) => err instanceof DecodeError && err.code === code

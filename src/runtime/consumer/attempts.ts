@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { delayFor, retryDecision } from '../backoff.js'
-import { classifyError, type Classification } from '../classify.js'
+import { delayFor, retryDecision } from '../../retry/backoff.js'
+import { classifyError, type Classification } from '../../retry/classify.js'
 import { wrapDecode } from '../decode.js'
 import { endFailed, otelContext, startProcessSpan, traceIdOf, type MessagingTarget } from '../../trace/tracing.js'
 import { sleep } from '../../util/sleep.js'

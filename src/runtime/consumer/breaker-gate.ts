@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Permit } from '../circuit-breaker.js'
+import type { Permit } from '../../retry/circuit-breaker.js'
 import { sleep } from '../../util/sleep.js'
 import { emit } from './events.js'
 import { pause, resume } from './partitions.js'

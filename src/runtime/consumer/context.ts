@@ -17,12 +17,12 @@ import type { ConsumedRecord, KafkaConsumer, KafkaProducer } from '../../kafka/t
 import type { Logger } from '../../logger.js'
 import type { Expectation, ProtocolStore } from '../../ordering/protocol-store.js'
 import type { ParkStatus } from '../../ordering/rows.js'
-import type { CircuitBreaker } from '../circuit-breaker.js'
+import type { CircuitBreaker } from '../../retry/circuit-breaker.js'
 import type { KeyScheduler, SchedulableItem } from '../key-scheduler.js'
 import type { RuntimeMetrics } from '../metrics.js'
 import type { PartitionOffsets } from '../offset-tracker.js'
 import type { ConsumerEvents } from '../options.js'
-import type { TierInfo } from '../retry-topics.js'
+import type { TierInfo } from '../../failure/tier-record.js'
 import type { ResolvedConsumerOptions } from './resolve-options.js'
 
 /** What the owner of a source partition keeps in memory of a key with ordering state (parked, released or gap). */

@@ -11,7 +11,7 @@
 import { LifelineError } from '../../errors.js'
 import type { PendingCopy } from '../../ordering/protocol-store.js'
 import { wrapDecode } from '../decode.js'
-import { decodeFailureHeaders } from '../headers.js'
+import { decodeFailureHeaders } from '../../failure/headers.js'
 import { Message } from '../message.js'
 import { reportError } from './events.js'
 import { writeCopy } from './leave-main-path.js'

@@ -7,14 +7,14 @@
 import { LifelineError } from '../../errors.js'
 import type { SqlExecutor } from '../../store/executor.js'
 import { validateOptions } from '../../util/options.js'
-import { Masker } from '../../dlq/masking.js'
-import { exponential, fixed, type BackoffPolicy } from '../backoff.js'
-import type { CircuitBreakerOptions } from '../circuit-breaker.js'
-import type { ClassifyOptions } from '../classify.js'
+import { Masker } from '../../failure/masking.js'
+import { exponential, fixed, type BackoffPolicy } from '../../retry/backoff.js'
+import type { CircuitBreakerOptions } from '../../retry/circuit-breaker.js'
+import type { ClassifyOptions } from '../../retry/classify.js'
 import { resolveDecoder, withSchema } from '../decode.js'
 import type { Ordering } from '../key-scheduler.js'
 import { ConsumerOptionsSchema, consumerDefaults, dlqTopicName, functionOptions, type ConsumerOptions, type Decoder, type GapPolicy, type Handler, type LifelineMessage } from '../options.js'
-import { retryTopicName } from '../retry-topics.js'
+import { retryTopicName } from '../../failure/tier-record.js'
 
 export interface ResolvedSequence {
   extract: (message: LifelineMessage<unknown>) => number | bigint | null | undefined

@@ -1,16 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { LifelineError } from '../../src/errors.js'
-import {
-  classifyError,
-  DecodeError,
-  fingerprint,
-  MAX_CAUSE_DEPTH,
-  NonRetriableError,
-  normaliseFrame,
-  stackFrames,
-  type ClassifyOptions,
-} from '../../src/runtime/classify.js'
+import { fingerprint, normaliseFrame, stackFrames } from '../../src/failure/fingerprint.js'
+import { classifyError, DecodeError, MAX_CAUSE_DEPTH, NonRetriableError, type ClassifyOptions } from '../../src/retry/classify.js'
 
 class MyAppError extends Error {}
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import { isLifelineError } from '../../src/errors.js'
-import { delayFor, exponential, exponentialDefaults, fixed, retryDecision, type Jitter } from '../../src/runtime/backoff.js'
+import { delayFor, exponential, exponentialDefaults, fixed, retryDecision, type Jitter } from '../../src/retry/backoff.js'
 
 const randomArb = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })
 const attemptArb = fc.integer({ min: 1, max: 2000 })

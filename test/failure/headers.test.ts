@@ -13,7 +13,7 @@ import {
   SpringDltHeaders,
   truncateUtf8,
   type FailureContext,
-} from '../../src/runtime/headers.js'
+} from '../../src/failure/headers.js'
 
 const failure: FailureContext = {
   originTopic: 'orders',

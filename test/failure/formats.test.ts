@@ -2,9 +2,9 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import type { KafkaHeader } from '../../src/kafka/types.js'
-import { ConnectHeaders, DEAD_LETTER_FORMATS, foreignFingerprint, KarafkaHeaders, parseDeadLetter, ReplayHeaders, springAttempts, SpringRetryHeaders, StreamsHeaders } from '../../src/dlq/formats.js'
-import { fingerprint } from '../../src/runtime/classify.js'
-import { encodeFailureHeaders, MAX_MESSAGE_BYTES, SpringDltHeaders, type FailureContext } from '../../src/runtime/headers.js'
+import { ConnectHeaders, DEAD_LETTER_FORMATS, foreignFingerprint, KarafkaHeaders, parseDeadLetter, ReplayHeaders, springAttempts, SpringRetryHeaders, StreamsHeaders } from '../../src/failure/formats.js'
+import { fingerprint } from '../../src/failure/fingerprint.js'
+import { encodeFailureHeaders, MAX_MESSAGE_BYTES, SpringDltHeaders, type FailureContext } from '../../src/failure/headers.js'
 
 const h = (key: string, value: string | Buffer | null): KafkaHeader => ({ key, value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value })
 const int32 = (n: number) => {

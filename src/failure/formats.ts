@@ -12,9 +12,9 @@
  */
 import { isUtf8 } from 'node:buffer'
 import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
-import { fingerprint } from '../runtime/classify.js'
+import { fingerprint } from './fingerprint.js'
 import { MASKED_HEADER } from './masking.js'
-import { decodeFailureHeaders, decodeSpringHeaders, LifelineHeaders, MAX_MESSAGE_BYTES, MAX_STACK_BYTES, SPRING_DLT_HEADER_PREFIX, truncateUtf8 } from '../runtime/headers.js'
+import { decodeFailureHeaders, decodeSpringHeaders, LifelineHeaders, MAX_MESSAGE_BYTES, MAX_STACK_BYTES, SPRING_DLT_HEADER_PREFIX, truncateUtf8 } from './headers.js'
 
 export type DeadLetterFormat = 'lifeline' | 'spring' | 'spring-retry' | 'connect' | 'streams' | 'karafka' | 'unknown'
 

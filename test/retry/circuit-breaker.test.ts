@@ -9,7 +9,7 @@ import {
   type CircuitBreakerOptions,
   type Outcome,
   type Permit,
-} from '../../src/runtime/circuit-breaker.js'
+} from '../../src/retry/circuit-breaker.js'
 
 /** Starts a call at `now` and records its outcome at once. */
 function call(breaker: CircuitBreaker, outcome: Outcome, now: number): boolean {

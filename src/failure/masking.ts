@@ -31,8 +31,8 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import Type from 'typebox'
 import { LifelineError } from '../errors.js'
-import { mapPath, mapStrings, parsePath, type Segment } from './json-path.js'
-import { isJsonObject, JsonNumber, parseJson, stringifyJson, type Json } from './json-text.js'
+import { mapPath, mapStrings, parsePath, type Segment } from '../util/json-path.js'
+import { isJsonObject, JsonNumber, parseJson, stringifyJson, type Json } from '../util/json-text.js'
 
 export { parsePath }
 

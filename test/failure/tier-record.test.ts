@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import type { ConsumedRecord, KafkaHeader, ProduceRecord } from '../../src/kafka/types.js'
-import { LifelineHeaders, type FailureContext } from '../../src/runtime/headers.js'
-import { defaultRetryTopicTemplate, dueTime, originView, readTierRecord, RetryHeaders, retryTopicName, tierRecord, type TierInfo } from '../../src/runtime/retry-topics.js'
+import { LifelineHeaders, type FailureContext } from '../../src/failure/headers.js'
+import { defaultRetryTopicTemplate, dueTime, originView, readTierRecord, RetryHeaders, retryTopicName, tierRecord, type TierInfo } from '../../src/failure/tier-record.js'
 
 const context: FailureContext = {
   originTopic: 'orders',

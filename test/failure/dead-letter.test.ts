@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { classifyError } from '../../src/runtime/classify.js'
-import { deadLetterRecord, failureContext, userFrames } from '../../src/runtime/dead-letter.js'
-import { decodeFailureHeaders } from '../../src/runtime/headers.js'
+import { classifyError } from '../../src/retry/classify.js'
+import { deadLetterRecord, failureContext, userFrames } from '../../src/failure/dead-letter.js'
+import { decodeFailureHeaders } from '../../src/failure/headers.js'
 import type { ConsumedRecord } from '../../src/kafka/types.js'
 
 const record: ConsumedRecord = {

@@ -3,7 +3,8 @@
  * original headers, plus Lifeline's failure headers.
  */
 import type { ConsumedRecord, ProduceRecord } from '../kafka/types.js'
-import { fingerprint, type Classification } from './classify.js'
+import type { Classification } from '../retry/classify.js'
+import { fingerprint } from './fingerprint.js'
 import { encodeFailureHeaders, type FailureContext } from './headers.js'
 
 export interface FailureSummary {
