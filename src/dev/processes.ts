@@ -1,7 +1,6 @@
 /** Process helpers for the launcher: liveness, waiting, reaping what an earlier run left behind. */
 import { setTimeout as delay } from 'node:timers/promises'
 import { existsSync, readFileSync } from 'node:fs'
-import type { ClusterState } from './kafka-launcher.js'
 
 export function alive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false
@@ -47,7 +46,7 @@ function commandLine(pid: number): string {
  * Kills brokers recorded in an earlier `cluster.json` that still run. Only processes whose command line
  * carries that node's `-Dlifeline.kafka.node=` marker are touched, so a reused pid is never killed.
  */
-export async function reapRecorded(state: ClusterState | undefined): Promise<number[]> {
+export async function reapRecorded(state: { nodes: ReadonlyArray<{ pid: number; configFile: string }> } | undefined): Promise<number[]> {
   if (!state) return []
   const victims = state.nodes.filter((n) => alive(n.pid) && commandLine(n.pid).includes(`-Dlifeline.kafka.node=${n.configFile}`)).map((n) => n.pid)
   for (const pid of victims) process.kill(pid, 'SIGKILL')

@@ -37,6 +37,7 @@ import { elevatedReasons, requireApproverFor, type ElevatedReason, type ReplaySc
 import { RefusalSampler, type RefusalSamplerOptions } from './refusals.js'
 import { countRecords, getRecord, getRecordSummary, groupRecords, listRecords, MAX_LIMIT, parseFilter } from './records.js'
 import * as redrive from './redrive.js'
+import { metric } from '../util/metric.js'
 
 export { ENDPOINTS, openApiDocument, Schemas, TargetSchema, type Endpoint } from './api-routes.js'
 export { errorResponse, recordJson, type ApiErrorCode } from './api-http.js'
@@ -61,7 +62,7 @@ function rateOptions(input: DlqApiOptions['redriveRate']): { defaultPerSec: numb
 function refusalCounter(registry: Registry | undefined): (status: number) => void {
   if (!registry) return () => undefined
   const name = 'lifeline_dlq_api_refusals_total'
-  const counter = (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help: 'Requests the DLQ API refused (401, 403, 409), by status; the audit log holds a sample of them.', labelNames: ['status'], registers: [registry] })
+  const counter = metric(registry, name, () => new Counter({ name, help: 'Requests the DLQ API refused (401, 403, 409), by status; the audit log holds a sample of them.', labelNames: ['status'], registers: [registry] }))
   return (status) => counter.inc({ status: String(status) })
 }
 

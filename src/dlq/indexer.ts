@@ -33,6 +33,7 @@ import { sleep } from '../util/sleep.js'
 import { ERROR_TEXT_HEADERS, foreignFingerprint, parseDeadLetter, type DeadLetterContext, type DeadLetterFormat } from '../failure/formats.js'
 import { Masker, MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../failure/masking.js'
 import { indexRecords, type IndexItem, type IndexResult } from './records.js'
+import { metric } from '../util/metric.js'
 
 export interface DlqIndexerOptions {
   brokers: string[]
@@ -127,7 +128,7 @@ export interface DlqIndexer {
 
 function indexerMetrics(registry: Registry | undefined) {
   if (!registry) return { indexed: (_t: string, _f: string, _n: number) => undefined, errors: (_t: string) => undefined }
-  const counter = (name: string, help: string, labelNames: string[]) => (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] })
+  const counter = (name: string, help: string, labelNames: string[]) => metric(registry, name, () => new Counter({ name, help, labelNames, registers: [registry] }))
   const indexed = counter('lifeline_dlq_indexed_total', 'DLQ records stored by the indexer, by DLQ topic and format.', ['topic', 'format'])
   const errors = counter('lifeline_dlq_index_errors_total', 'DLQ records the indexer could not store at all (skipped; still in their topic).', ['topic'])
   return { indexed: (topic: string, format: string, n: number) => indexed.inc({ topic, format }, n), errors: (topic: string) => errors.inc({ topic }) }

@@ -8,6 +8,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { DLQ_STATUSES, type DlqStatus } from './records.js'
 import type { RedriveJobStatus } from './redrive.js'
+import { metric } from '../util/metric.js'
 
 /** Every job status, checked complete by the compiler. */
 const JOB_STATUS_SET = { 'awaiting-approval': true, ready: true, running: true, paused: true, completed: true, cancelled: true, failed: true } as const satisfies Record<RedriveJobStatus, true>
@@ -53,9 +54,6 @@ export interface DlqMetrics {
 
 const noop: DlqMetrics = { snapshot: () => undefined, newErrorGroups: () => undefined, watchPass: () => undefined, notification: () => undefined }
 
-function reuse<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make()
-}
 
 /** The processor's metrics in `registry` (no-ops without one). */
 export function createDlqMetrics(registry: Registry | undefined): DlqMetrics {
@@ -63,7 +61,7 @@ export function createDlqMetrics(registry: Registry | undefined): DlqMetrics {
   const registers = [registry]
   let last: DlqSnapshot | undefined
   const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge, s: DlqSnapshot) => void) =>
-    reuse(registry, name, () =>
+    metric(registry, name, () =>
       new Gauge({
         name,
         help,
@@ -88,7 +86,7 @@ export function createDlqMetrics(registry: Registry | undefined): DlqMetrics {
   gauge('lifeline_dlq_approvals_pending', 'Actions waiting for a second person.', [], (g, s) => g.set(s.approvalsPending))
   gauge('lifeline_dlq_approvals_oldest_pending_age_seconds', 'Age of the oldest pending approval (0 when none).', [], (g, s) => g.set(s.oldestApprovalAt === undefined ? 0 : Math.max(0, (Date.now() - s.oldestApprovalAt) / 1000)))
 
-  const counter = (name: string, help: string, labelNames: string[]) => reuse(registry, name, () => new Counter({ name, help, labelNames, registers }))
+  const counter = (name: string, help: string, labelNames: string[]) => metric(registry, name, () => new Counter({ name, help, labelNames, registers }))
   const newGroups = counter('lifeline_dlq_error_groups_new_total', 'Error groups (fingerprints) seen for the first time.', [])
   const passes = counter('lifeline_dlq_watch_passes_total', "The watcher's passes over the DLQ database, by outcome.", ['outcome'])
   const notifications = counter('lifeline_dlq_notifications_total', 'Webhook notifications, by kind and outcome (sent, failed, duplicate, rate-limited, dropped).', ['kind', 'outcome'])

@@ -18,6 +18,7 @@
  * await processor.start()
  * console.log(processor.url)
  */
+import { closeSteps } from '../util/close.js'
 import { Hono } from 'hono'
 import type { Registry } from 'prom-client'
 import { LifelineError } from '../errors.js'
@@ -225,22 +226,15 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   async function doClose(): Promise<void> {
     stop.abort()
     wake?.()
-    const errors: unknown[] = []
-    const step = async (fn: () => Promise<unknown>) => {
-      try {
-        await fn()
-      } catch (err) {
-        errors.push(err)
-      }
-    }
-    await step(() => (starting ?? Promise.resolve()).catch(() => undefined))
-    await step(() => runner)
-    await step(async () => served?.close())
-    await step(async () => watch?.close())
-    await step(async () => notifier?.close())
-    await step(() => indexer.close())
-    await step(async () => producer?.close())
-    if (errors.length > 0) throw new LifelineError('LL_CONSUMER_CLOSE', `closing the DLQ processor failed in ${errors.length} step(s)`, { details: { errors: errors.map(String) } })
+    const steps = closeSteps(logger, 'the DLQ processor')
+    await steps.run('waiting for start()', () => (starting ?? Promise.resolve()).catch(() => undefined))
+    await steps.run('stopping the job runner', () => runner)
+    await steps.run('closing the HTTP server', () => served?.close())
+    await steps.run('stopping the watcher', () => watch?.close())
+    await steps.run('closing the notifier', () => notifier?.close())
+    await steps.run('closing the indexer', () => indexer.close())
+    await steps.run('closing the producer', () => producer?.close())
+    steps.finish()
   }
 
   return {

@@ -27,6 +27,7 @@ import type { Handler, LifelineMessage } from '../runtime/options.js'
 import type { Registry } from 'prom-client'
 import { Counter } from 'prom-client'
 import { crashPoint } from '../util/crash-points.js'
+import { metric } from '../util/metric.js'
 
 /** What the wrapped handler gets besides the message. */
 export interface EffectContext {
@@ -107,8 +108,7 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
   const stats: InboxStats = { applied: 0, duplicates: 0, ignored: 0 }
   const registry = options.metrics?.registry
   const counter = registry
-    ? ((registry.getSingleMetric('lifeline_inbox_events_total') as Counter | undefined) ??
-      new Counter({ name: 'lifeline_inbox_events_total', help: 'Events through an inbox, by outcome: applied, duplicate (already claimed: skipped), ignored (claimed, not applied by a guard).', labelNames: ['consumer', 'outcome'], registers: [registry] }))
+    ? metric(registry, 'lifeline_inbox_events_total', () => new Counter({ name: 'lifeline_inbox_events_total', help: 'Events through an inbox, by outcome: applied, duplicate (already claimed: skipped), ignored (claimed, not applied by a guard).', labelNames: ['consumer', 'outcome'], registers: [registry] }))
     : undefined
   const count = (outcome: keyof InboxStats, label: string) => {
     stats[outcome]++

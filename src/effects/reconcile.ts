@@ -34,6 +34,7 @@ import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import { migrateLifeline } from '../store/schema.js'
 import { validateOptions } from '../util/options.js'
 import { listLimit } from '../util/limit.js'
+import { metric } from '../util/metric.js'
 
 export type ReconcileKind = 'missing' | 'extra' | 'different'
 export type ReconcileStatus = 'running' | 'completed' | 'failed' | 'aborted'
@@ -340,13 +341,12 @@ function reconcileMetrics(registry: Registry | undefined): ReconcileMetrics | un
   const cached = metricsByRegistry.get(registry)
   if (cached !== undefined) return cached
   const registers = [registry]
-  const counter = (name: string, help: string, labelNames: string[]) => (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, labelNames, registers })
+  const counter = (name: string, help: string, labelNames: string[]) => metric(registry, name, () => new Counter({ name, help, labelNames, registers }))
   const found = counter('lifeline_reconcile_mismatches_total', 'Findings recorded by reconciliation runs (each run counts the drift it finds), by kind.', ['name', 'kind'])
   const repaired = counter('lifeline_reconcile_repaired_total', 'Findings repaired by reconciliation runs, by kind.', ['name', 'kind'])
   const failed = counter('lifeline_reconcile_repair_failures_total', 'Repair attempts that failed, by kind.', ['name', 'kind'])
   const runs = counter('lifeline_reconcile_runs_total', 'Reconciliation runs that ended, by status (completed, failed, aborted).', ['name', 'status'])
-  const last = (registry.getSingleMetric('lifeline_reconcile_last_run_timestamp_seconds') as Gauge | undefined) ??
-    new Gauge({ name: 'lifeline_reconcile_last_run_timestamp_seconds', help: 'Unix time the last completed run of a reconciliation finished.', labelNames: ['name'], registers })
+  const last = metric(registry, 'lifeline_reconcile_last_run_timestamp_seconds', () => new Gauge({ name: 'lifeline_reconcile_last_run_timestamp_seconds', help: 'Unix time the last completed run of a reconciliation finished.', labelNames: ['name'], registers }))
   const made: ReconcileMetrics = {
     found: (name, kind, n) => found.inc({ name, kind }, n),
     repaired: (name, kind, n) => repaired.inc({ name, kind }, n),

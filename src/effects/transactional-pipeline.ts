@@ -42,6 +42,7 @@
  * await pipeline.start()
  * pipeline.done().catch((err) => { log.fatal(err); process.exit(1) }) // LL_FENCED: a newer instance runs
  */
+import { closeSteps } from '../util/close.js'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { isLifelineError, LifelineError } from '../errors.js'
@@ -500,22 +501,13 @@ export function createTransactionalPipeline(input: TransactionalPipelineOptions)
 
   async function shutdown(): Promise<void> {
     stopping.abort()
-    const errors: unknown[] = []
-    const step = async (what: string, fn: () => Promise<void> | undefined) => {
-      try {
-        await fn()
-      } catch (err) {
-        errors.push(err)
-        log.warn({ err }, `close: ${what} failed`)
-      }
-    }
+    const steps = closeSteps(log, 'the transactional pipeline')
+    const step = steps.run
     await step('stopping the loop', () => loopDone)
     // The consumer first: leaving the group commits nothing (offsets only ever move in transactions).
     await step('leaving the group', () => consumer?.close())
     await step('closing the producer', () => producer?.close())
-    if (errors.length > 0) {
-      throw new LifelineError('LL_CONSUMER_CLOSE', `close() finished with ${errors.length} error(s): ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors[0], details: { errors } })
-    }
+    steps.finish()
   }
 
   function close(): Promise<void> {

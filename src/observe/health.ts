@@ -22,6 +22,7 @@ import { Gauge, type Registry } from 'prom-client'
 import { LifelineError } from '../errors.js'
 import type { LifelineConsumer } from '../runtime/consumer.js'
 import type { ConsumerEvents } from '../runtime/options.js'
+import { metric } from '../util/metric.js'
 
 /** What the consumer looks like from outside: its counters and its events. */
 export type WatchedConsumer = Pick<LifelineConsumer, 'stats' | 'on' | 'off'>
@@ -112,8 +113,7 @@ function registerGauges(registry: Registry): Map<string, Set<ConsumerHealth>> {
   const all = new Map<string, Set<ConsumerHealth>>()
   healthSources.set(registry, (byGroup = all))
   const gauge = (name: string, help: string, fold: (reports: HealthReport[]) => number) =>
-    (registry.getSingleMetric(name) as Gauge | undefined) ??
-    new Gauge({
+    metric(registry, name, () => new Gauge({
       name,
       help,
       labelNames: ['group'],
@@ -122,7 +122,7 @@ function registerGauges(registry: Registry): Map<string, Set<ConsumerHealth>> {
         this.reset()
         for (const [group, set] of all) if (set.size > 0) this.set({ group }, fold([...set].map((h) => h.check())))
       },
-    })
+    }))
   gauge('lifeline_consumer_last_poll_age_seconds', "Seconds since the consumer's poll loop last got an answer from the Kafka client (the oldest of the group's consumers in this process).", (rs) => Math.max(...rs.map((r) => r.pollAgeMs)) / 1000)
   gauge('lifeline_consumer_stalled', '1 when records wait and none finished for stallTimeoutMs (any consumer of the group in this process), else 0.', (rs) => (rs.some((r) => r.stalled) ? 1 : 0))
   gauge('lifeline_consumer_ready', '1 when every consumer of the group in this process is live, assigned and not stalled (/readyz), else 0.', (rs) => (rs.every((r) => r.ready) ? 1 : 0))

@@ -4,6 +4,7 @@
  * every series carries the consumer `group`. Documented in docs/metrics.md.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { metric } from '../util/metric.js'
 
 export interface RuntimeMetricsSources {
   inFlight(): number
@@ -51,9 +52,6 @@ export interface RuntimeMetrics {
   detach(): void
 }
 
-function reuse<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make()
-}
 
 /** Gauges sum the sources of every consumer that registered under one group label. */
 const gaugeSources = new WeakMap<object, Map<string, Set<RuntimeMetricsSources>>>()
@@ -64,17 +62,17 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
     return { processed: noop, failed: noop, retried: noop, deadLettered: noop, handlerDuration: noop, breakerTransition: noop, tierForwarded: noop, dueLag: noop, staleRetry: noop, keyParked: noop, recordParked: noop, keyReleased: noop, duplicateSkipped: noop, gap: noop, fenced: noop, straggler: noop, detach: noop }
   }
   const registers = [registry]
-  const processed = reuse(registry, 'lifeline_records_processed_total', () => new Counter({ name: 'lifeline_records_processed_total', help: 'Records whose handler succeeded.', labelNames: ['group', 'topic'], registers }))
-  const failed = reuse(registry, 'lifeline_records_failed_total', () => new Counter({ name: 'lifeline_records_failed_total', help: 'Failed handler attempts (each attempt counts), by error code.', labelNames: ['group', 'topic', 'error_code'], registers }))
-  const retried = reuse(registry, 'lifeline_records_retried_total', () => new Counter({ name: 'lifeline_records_retried_total', help: 'Retries scheduled after a failed attempt, by error code.', labelNames: ['group', 'topic', 'error_code'], registers }))
-  const deadLettered = reuse(registry, 'lifeline_records_dead_lettered_total', () => new Counter({ name: 'lifeline_records_dead_lettered_total', help: 'Records written to a dead-letter topic, by error code.', labelNames: ['group', 'topic', 'error_code'], registers }))
-  const duration = reuse(registry, 'lifeline_handler_duration_seconds', () => new Histogram({ name: 'lifeline_handler_duration_seconds', help: 'Handler attempt duration.', labelNames: ['group', 'topic', 'outcome'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }))
+  const processed = metric(registry, 'lifeline_records_processed_total', () => new Counter({ name: 'lifeline_records_processed_total', help: 'Records whose handler succeeded.', labelNames: ['group', 'topic'], registers }))
+  const failed = metric(registry, 'lifeline_records_failed_total', () => new Counter({ name: 'lifeline_records_failed_total', help: 'Failed handler attempts (each attempt counts), by error code.', labelNames: ['group', 'topic', 'error_code'], registers }))
+  const retried = metric(registry, 'lifeline_records_retried_total', () => new Counter({ name: 'lifeline_records_retried_total', help: 'Retries scheduled after a failed attempt, by error code.', labelNames: ['group', 'topic', 'error_code'], registers }))
+  const deadLettered = metric(registry, 'lifeline_records_dead_lettered_total', () => new Counter({ name: 'lifeline_records_dead_lettered_total', help: 'Records written to a dead-letter topic, by error code.', labelNames: ['group', 'topic', 'error_code'], registers }))
+  const duration = metric(registry, 'lifeline_handler_duration_seconds', () => new Histogram({ name: 'lifeline_handler_duration_seconds', help: 'Handler attempt duration.', labelNames: ['group', 'topic', 'outcome'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }))
 
-  const transitions = reuse(registry, 'lifeline_circuit_transitions_total', () => new Counter({ name: 'lifeline_circuit_transitions_total', help: 'Circuit breaker state changes, by the state entered.', labelNames: ['group', 'to'], registers }))
+  const transitions = metric(registry, 'lifeline_circuit_transitions_total', () => new Counter({ name: 'lifeline_circuit_transitions_total', help: 'Circuit breaker state changes, by the state entered.', labelNames: ['group', 'to'], registers }))
 
-  const counter = (name: string, help: string, labelNames: string[]) => reuse(registry, name, () => new Counter({ name, help, labelNames, registers }))
+  const counter = (name: string, help: string, labelNames: string[]) => metric(registry, name, () => new Counter({ name, help, labelNames, registers }))
   const tierForwarded = counter('lifeline_retry_tier_records_total', 'Records written to a retry tier, by tier.', ['group', 'topic', 'tier'])
-  const dueLag = reuse(registry, 'lifeline_retry_due_lag_seconds', () => new Histogram({ name: 'lifeline_retry_due_lag_seconds', help: 'How late after its due time a retry-tier record ran.', labelNames: ['group', 'tier'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300], registers }))
+  const dueLag = metric(registry, 'lifeline_retry_due_lag_seconds', () => new Histogram({ name: 'lifeline_retry_due_lag_seconds', help: 'How late after its due time a retry-tier record ran.', labelNames: ['group', 'tier'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300], registers }))
   const staleRetries = counter('lifeline_retry_stale_skipped_total', 'Retry-tier records skipped because their key had moved on (a copy left by a crash).', ['group', 'topic'])
   const keysParked = counter('lifeline_keys_parked_total', 'Keys parked behind a record that left the main path.', ['group', 'topic'])
   const recordsParked = counter('lifeline_records_parked_total', 'Records stored behind a parked key.', ['group', 'topic'])
@@ -92,7 +90,7 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
   groupSources.add(sources)
 
   const sumGauge = (name: string, help: string, read: (s: RuntimeMetricsSources) => number) =>
-    reuse(registry, name, () =>
+    metric(registry, name, () =>
       new Gauge({
         name,
         help,
@@ -109,7 +107,7 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
   sumGauge('lifeline_partitions_paused', 'Partitions paused by backpressure or a failing dead-letter write.', (s) => s.pausedPartitions())
   sumGauge('lifeline_parked_keys', 'Parked keys of the assigned partitions.', (s) => s.parkedKeys())
   sumGauge('lifeline_parked_records', 'Records stored behind parked keys of the assigned partitions.', (s) => s.parkedRecords())
-  reuse(registry, 'lifeline_parked_oldest_age_seconds', () =>
+  metric(registry, 'lifeline_parked_oldest_age_seconds', () =>
     new Gauge({
       name: 'lifeline_parked_oldest_age_seconds',
       help: 'Age of the oldest parked key of the assigned partitions.',
@@ -122,7 +120,7 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
     }),
   )
   sumGauge('lifeline_reorder_buffered', 'Records stored (in the state database) behind keys waiting for a missing sequence.', (s) => s.reorderBuffered())
-  reuse(registry, 'lifeline_retry_tier_depth', () =>
+  metric(registry, 'lifeline_retry_tier_depth', () =>
     new Gauge({
       name: 'lifeline_retry_tier_depth',
       help: 'Records waiting in a retry tier (not yet consumed, or held until due), per tier topic.',
@@ -139,7 +137,7 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
     }),
   )
   const STATE_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
-  reuse(registry, 'lifeline_circuit_state', () =>
+  metric(registry, 'lifeline_circuit_state', () =>
     new Gauge({
       name: 'lifeline_circuit_state',
       help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open (only consumers with a breaker).',
@@ -154,7 +152,7 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
       },
     }),
   )
-  reuse(registry, 'lifeline_consumer_lag', () =>
+  metric(registry, 'lifeline_consumer_lag', () =>
     new Gauge({
       name: 'lifeline_consumer_lag',
       help: 'Records between the committed position and the high watermark, per partition.',

@@ -23,6 +23,7 @@ import { LifelineError } from '../../errors.js'
 import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../../kafka/index.js'
 import type { TopicPartition } from '../../kafka/types.js'
 import { silentLogger } from '../../logger.js'
+import { closeSteps } from '../../util/close.js'
 import { ProtocolStore } from '../../ordering/protocol-store.js'
 import { tracingActive } from '../../trace/tracing.js'
 import { migrateLifeline } from '../../store/schema.js'
@@ -191,15 +192,8 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
 
   function close(): Promise<void> {
     closing ??= (async () => {
-      const errors: unknown[] = []
-      const step = async (what: string, fn: () => Promise<void> | void) => {
-        try {
-          await fn()
-        } catch (err) {
-          errors.push(err)
-          log.warn({ err }, `close: ${what} failed`)
-        }
-      }
+      const steps = closeSteps(log, 'the consumer')
+      const step = steps.run
       // A close() racing start() waits for it, so nothing start() creates outlives close().
       await starting?.catch(() => undefined)
       ctx.stopping.abort()
@@ -215,7 +209,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       await step('closing the DLQ producer', () => ctx.producer?.close())
       ctx.metrics.detach()
       log.info('consumer closed')
-      if (errors.length > 0) throw new LifelineError('LL_CONSUMER_CLOSE', `close() finished with ${errors.length} error(s): ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors[0], details: { errors } })
+      steps.finish()
     })()
     return closing
   }
