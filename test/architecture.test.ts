@@ -21,7 +21,7 @@ export const LAYERS: readonly string[][] = [
   ['effects', 'observe', 'dlq'],
   ['demo', 'rehearsal'],
   ['cli'],
-  ['index'],
+  ['index', 'api'],
 ]
 
 function files(dir: string, out: string[] = []): string[] {

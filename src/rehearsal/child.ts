@@ -7,7 +7,7 @@
  * @module
  */
 import { createLogger } from '../logger.js'
-import { openPostgres } from '../store/postgres.js'
+import { openPostgres } from '../store/open.js'
 import { startTcpProxy } from '../dev/tcp-proxy.js'
 import { assertConsumer, loadConsumerFactory, type RehearsalContext } from './contract.js'
 import { createApply } from './effects.js'

@@ -12,7 +12,7 @@
  * @example
  * // my-consumer.ts
  * import { createConsumer, createInbox } from 'lifeline'
- * import type { RehearsalContext } from 'lifeline'
+ * import type { RehearsalContext } from 'lifeline/rehearsal'
  * export default function (ctx: RehearsalContext) {
  *   const inbox = createInbox({ db: ctx.db, consumer: ctx.groupId, handler: (m, { tx }) => ctx.apply(tx, m) })
  *   return createConsumer({ brokers: ctx.brokers, groupId: ctx.groupId, service: ctx.service, topics: [ctx.topic],

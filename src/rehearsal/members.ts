@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { LifelineError } from '../errors.js'
 import { CRASH_ENV } from '../util/crash-points.js'
 import { CHILD_ENV, type ChildConfig } from './child-config.js'
+import { loaderArgs } from '../util/node-args.js'
 
 export type SlotSettings = Omit<ChildConfig, 'member' | 'logFile'>
 
@@ -67,7 +68,7 @@ export class Members {
     if (options.crashAt !== undefined) env[CRASH_ENV] = options.crashAt
     const err = openSync(errFile, 'a')
     const prefix = this.prefix(index)
-    const argv = [process.execPath, '--import', 'tsx', CHILD]
+    const argv = [process.execPath, ...loaderArgs(CHILD, config.module), CHILD]
     const cmd = [...prefix, ...argv]
     const child = spawn(cmd[0]!, cmd.slice(1), { env, stdio: ['ignore', 'pipe', err] })
     closeSync(err)

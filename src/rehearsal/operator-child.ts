@@ -9,7 +9,7 @@
 import { replayRecord } from '../dlq/redrive.js'
 import { createProducer } from '../kafka/index.js'
 import { createParkedKeys } from '../ordering/state-store.js'
-import { openPostgres } from '../store/postgres.js'
+import { openPostgres } from '../store/open.js'
 
 const raw = process.env.LIFELINE_REHEARSAL_OPERATOR
 if (raw === undefined) throw new Error('LIFELINE_REHEARSAL_OPERATOR is not set: this module is started by lifeline rehearse')

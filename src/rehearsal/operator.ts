@@ -19,6 +19,7 @@ import type { SqlExecutor } from '../store/executor.js'
 import { CRASH_ENV } from '../util/crash-points.js'
 import { seededRandom, deriveSeed } from './random.js'
 import type { RehearsalEvent } from './workload.js'
+import { loaderArgs } from '../util/node-args.js'
 
 export interface OperatorOptions {
   brokers: string[]
@@ -63,7 +64,7 @@ const OPERATOR_CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '
 /** Runs operator-child.ts armed with `crashAt`; collects the ids it replayed; resolves when it exits. */
 function runOperatorChild(config: { brokers: string[]; dbUrl: string; service: string; target: string; ids: string[] }, crashAt: string, done: Set<string>): Promise<{ crashed: boolean }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', OPERATOR_CHILD], { env: { ...process.env, LIFELINE_REHEARSAL_OPERATOR: JSON.stringify(config), [CRASH_ENV]: crashAt }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [...loaderArgs(OPERATOR_CHILD), OPERATOR_CHILD], { env: { ...process.env, LIFELINE_REHEARSAL_OPERATOR: JSON.stringify(config), [CRASH_ENV]: crashAt }, stdio: ['ignore', 'pipe', 'pipe'] })
     let buffer = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => {

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { OffsetSample } from './history.js'
+import { loaderArgs } from '../util/node-args.js'
 
 const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './sampler-child.ts' : './sampler-child.js', import.meta.url))
 
@@ -25,7 +26,7 @@ export function startOffsetSampler(options: { brokers: string[]; group: string; 
   let stopping = false
   let restarts = 0
   const launch = () => {
-    const c = spawn(process.execPath, ['--import', 'tsx', CHILD], { env: { ...process.env, LIFELINE_REHEARSAL_SAMPLER: JSON.stringify(options) }, stdio: ['ignore', 'pipe', 'ignore'] })
+    const c = spawn(process.execPath, [...loaderArgs(CHILD), CHILD], { env: { ...process.env, LIFELINE_REHEARSAL_SAMPLER: JSON.stringify(options) }, stdio: ['ignore', 'pipe', 'ignore'] })
     child = c
     let buffer = ''
     c.stdout!.on('data', (d: Buffer) => {

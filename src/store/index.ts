@@ -14,9 +14,9 @@
  * @module
  */
 export type { SqlExecutor, SqlQueryable, SqlResult, SqlRow } from './executor.js'
-export { openPostgres, postgresDefaults } from './postgres.js'
+export { openPostgres, openPglite } from './open.js'
+export { postgresDefaults } from './postgres-defaults.js'
 export type { PostgresOptions } from './postgres.js'
-export { openPglite } from './pglite.js'
 export type { PgliteOptions } from './pglite.js'
 export {
   DEFAULT_DATA_DIR,

@@ -8,8 +8,33 @@ import { resolve } from 'node:path'
 import { LifelineError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { SqlExecutor } from './executor.js'
-import { openPglite } from './pglite.js'
-import { openPostgres } from './postgres.js'
+import type { PgliteOptions } from './pglite.js'
+import type { PostgresOptions } from './postgres.js'
+
+/**
+ * The drivers are optional peer dependencies: each is loaded when a database of its kind is opened, so an
+ * application on a PostgreSQL server needs no PGlite installed, and one on PGlite no `pg`.
+ */
+async function driver<T>(load: () => Promise<T>, pkg: string): Promise<T> {
+  try {
+    return await load()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(pkg)) {
+      throw new LifelineError('LL_DB_CONNECT', `this database needs the ${pkg} package: npm install ${pkg}`, { cause: err })
+    }
+    throw err
+  }
+}
+
+/** Opens a PostgreSQL server's database (the `pg` driver, loaded now). */
+export async function openPostgres(options: PostgresOptions): ReturnType<(typeof import('./postgres.js'))['openPostgres']> {
+  return (await driver(() => import('./postgres.js'), 'pg')).openPostgres(options)
+}
+
+/** Opens an embedded PGlite database (`@electric-sql/pglite`, loaded now). */
+export async function openPglite(options: PgliteOptions): ReturnType<(typeof import('./pglite.js'))['openPglite']> {
+  return (await driver(() => import('./pglite.js'), '@electric-sql/pglite')).openPglite(options)
+}
 
 export interface OpenDatabaseOptions {
   /** `postgres://` or `postgresql://` URL of a server. When set, `dataDir` is ignored. */

@@ -15,6 +15,9 @@ import { silentLogger, type Logger } from '../logger.js'
 import { abortedTransactionError, classifyDriverError, wrapDriverError } from './driver-error.js'
 import type { SqlExecutor, SqlQueryable, SqlResult, SqlRow } from './executor.js'
 import { runScriptKey, type ScriptRunner } from './script.js'
+import { postgresDefaults } from './postgres-defaults.js'
+
+export { postgresDefaults }
 
 export interface PostgresOptions {
   /** Connection URL, `postgres://user:password@host:port/database` (or `postgresql://`). */
@@ -27,8 +30,6 @@ export interface PostgresOptions {
   logger?: Logger
 }
 
-/** Defaults of {@link PostgresOptions}. */
-export const postgresDefaults = { poolSize: 10, connectTimeoutMs: 10_000 } as const satisfies Partial<PostgresOptions>
 
 const KIND = 'postgres'
 

@@ -1,6 +1,5 @@
 /** `lifeline demo` (what `npm start` runs). */
 import type { Command } from 'commander'
-import { runDemo } from '../../demo/demo.js'
 
 export function registerDemo(program: Command): void {
   program
@@ -15,6 +14,8 @@ export function registerDemo(program: Command): void {
       const stop = () => controller.abort()
       process.once('SIGINT', stop)
       process.once('SIGTERM', stop)
+      // Loaded here: the demo runs the DLQ processor (its HTTP API needs the optional peer hono).
+      const { runDemo } = await import('../../demo/demo.js')
       await runDemo({ orders, follow: opts.follow ?? false, signal: controller.signal, print: (line) => process.stdout.write(`${line}\n`) })
     })
 }

@@ -14,7 +14,6 @@
 import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
 import { collectDefaultMetrics, Registry } from 'prom-client'
-import { createDlqProcessor } from '../../dlq/processor.js'
 import { createLogger } from '../../logger.js'
 import { openDatabase } from '../../store/index.js'
 import { printJson, printTable, writeText } from '../output.js'
@@ -242,6 +241,8 @@ export function registerDlq(program: Command): void {
       collectDefaultMetrics({ register: registry })
       const db = await openDatabase(databaseOption(opts.database))
       const logger = createLogger({ name: 'lifeline-dlq' })
+      // Loaded here: the HTTP API needs the optional peers hono and @hono/node-server, which no other command does.
+      const { createDlqProcessor } = await import('../../dlq/processor.js')
       const processor = createDlqProcessor({
         brokers,
         db,

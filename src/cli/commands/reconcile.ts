@@ -44,8 +44,11 @@ async function importModule(file: string): Promise<Record<string, unknown>> {
     return (await import(url)) as Record<string, unknown>
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err
-    const { register } = await import('tsx/esm/api')
-    register()
+    // tsx loads a TypeScript module: a development dependency in a checkout, an optional one once installed.
+    const tsx = await import('tsx/esm/api').catch((missing: unknown) => {
+      throw new LifelineError('LL_RECONCILE', `${file} is TypeScript: loading it needs tsx (npm install tsx), or compile it to JavaScript first`, { cause: missing })
+    })
+    tsx.register()
     // A new URL: the failed attempt stays cached under the first one.
     return (await import(`${url}?lifeline-tsx`)) as Record<string, unknown>
   }
