@@ -41,8 +41,11 @@ fi
 stamp=node_modules/.lifeline-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: npm ci (builds the Kafka client from source, about 1-2 minutes)"
-  CKJS_LINKING=dynamic npm ci --no-audit --no-fund
+  echo "setup: npm ci, Lifeline's patch of the Kafka client, then one build of it from source (about 2-4 minutes)"
+  # Install scripts wait until the binding's sources are patched, so it is built once, patched.
+  CKJS_LINKING=dynamic npm ci --ignore-scripts --no-audit --no-fund
+  bash scripts/patch-kafka-javascript.sh --source-only node_modules/@confluentinc/kafka-javascript
+  CKJS_LINKING=dynamic npm rebuild --no-audit --no-fund
   echo "$want" > "$stamp"
 fi
 node -e "require('@confluentinc/kafka-javascript')" || { echo "setup: the Kafka client did not build; see the npm ci output above" >&2; exit 1; }
