@@ -13,6 +13,8 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
+import { trace } from '@opentelemetry/api'
+import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../src/kafka/index.js'
 import type { KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
 import { createConsumer } from '../src/runtime/consumer.js'
@@ -88,6 +90,19 @@ async function lifelineConsume(brokers: string[], topic: string, count: number):
     return performance.now() - first
   } finally {
     await consumer.close()
+  }
+}
+
+/** Runs `fn` with an OpenTelemetry SDK registered whose exporter drops every span. */
+async function withTracingSdk<T>(fn: () => Promise<T>): Promise<T> {
+  const exporter = { export: (_spans: unknown, done: (r: { code: number }) => void) => done({ code: 0 }), shutdown: async () => undefined }
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
+  trace.setGlobalTracerProvider(provider)
+  try {
+    return await fn()
+  } finally {
+    trace.disable()
+    await provider.shutdown()
   }
 }
 
@@ -214,6 +229,23 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     const rawRps = Math.max(...raw)
     const lifelineRps = Math.max(...life)
 
+    // Part 1b: tracing. The same no-op run with an OpenTelemetry SDK registered (every span made, exported
+    // to an exporter that drops it) against the untraced run, alternating; without an SDK the runtime makes no
+    // span (one check per poll batch), so the untraced run is the no-SDK run.
+    const untraced: number[] = []
+    const traced: number[] = []
+    for (let round_ = 0; round_ < rounds && !ctx.signal.aborted; round_++) {
+      const sides = [
+        async () => untraced.push(perSecond(overheadRecords, await lifelineConsume(ctx.brokers, overheadTopic, overheadRecords))),
+        async () => traced.push(perSecond(overheadRecords, await withTracingSdk(() => lifelineConsume(ctx.brokers, overheadTopic, overheadRecords)))),
+      ]
+      if (round_ % 2 === 1) sides.reverse()
+      for (const side of sides) await side()
+      ctx.logger.info({ round: round_ + 1, untraced_rps: Math.round(untraced.at(-1)!), traced_rps: Math.round(traced.at(-1)!) }, 'tracing round')
+    }
+    const untracedRps = Math.max(...untraced, lifelineRps)
+    const tracedRps = Math.max(...traced)
+
     // Part 2: key-ordered concurrency on one partition.
     const keyedTopic = `bench-keyed-${suffix()}`
     await admin.createTopics([{ topic: keyedTopic, partitions: 1 }])
@@ -245,6 +277,10 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
         raw_rps_rounds: raw.map((v) => Math.round(v)).join(' / '),
         lifeline_rps_rounds: life.map((v) => Math.round(v)).join(' / '),
         overhead_ratio: round(lifelineRps / rawRps, 3),
+        tracing_sdk_rps: round(tracedRps),
+        tracing_sdk_rps_rounds: traced.map((v) => Math.round(v)).join(' / '),
+        tracing_untraced_rps_rounds: untraced.map((v) => Math.round(v)).join(' / '),
+        tracing_sdk_ratio: round(tracedRps / untracedRps, 3),
         keyed_ms: round(keyed.ms),
         keyed_rps: round(perSecond(keyedRecords, keyed.ms)),
         keyed_p50_latency_ms: percentile(keyed.latencies, 50),
@@ -265,6 +301,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       target: { minRatio: 0.95 },
       summary: [
         `overhead: raw ${Math.round(rawRps)} rec/s, Lifeline no-op ${Math.round(lifelineRps)} rec/s → ratio ${(lifelineRps / rawRps).toFixed(3)} (goal ≥ 0.95)`,
+        `tracing: with an SDK (spans made, exported to a no-op exporter) ${Math.round(tracedRps)} rec/s vs untraced ${Math.round(untracedRps)} rec/s → ratio ${(tracedRps / untracedRps).toFixed(3)} (goal ≥ 0.9); without an SDK the runtime makes no span (the untraced run)`,
         `key-ordered (1 partition, ${keyedRecords} records, ${keys} keys, ${HANDLER_MS} ms handler, concurrency ${CONCURRENCY}): ${Math.round(keyed.ms)} ms vs sequential ${Math.round(sequential.ms)} ms → ${speedup.toFixed(1)}x (goal ≥ 50x)`,
         `latency p50/p99: keyed ${percentile(keyed.latencies, 50)}/${percentile(keyed.latencies, 99)} ms, sequential ${percentile(sequential.latencies, 50)}/${percentile(sequential.latencies, 99)} ms; peak RSS ${mb(keyed.peakRss)} MB; order violations ${keyed.orderViolations}/${sequential.orderViolations}`,
       ],

@@ -217,6 +217,7 @@ test('scenario 9: records fetched while a partition is claimed wait paused and b
   const blocker = await connectAgain(t, db)
   let letGo!: () => void
   const held = new Promise<void>((resolve) => (letGo = resolve))
+  defer(t, () => letGo()) // never leave the lock held, whatever happens
   const holding = blocker.transaction(async (tx) => {
     await tx.query('lock table lifeline_parked_keys in access exclusive mode')
     await held

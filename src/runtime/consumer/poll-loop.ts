@@ -11,7 +11,7 @@ import { dispatch } from './intake.js'
 import type { ConsumerContext } from './context.js'
 
 /** Records per poll: large batches amortise the trip to librdkafka's thread. */
-const POLL_MAX = 2000
+const POLL_MAX = 10_000
 
 export async function pollLoop(ctx: ConsumerContext, consumer: KafkaConsumer, onPoll: () => void): Promise<void> {
   let next: Promise<ConsumedRecord[]> = consumer.poll(POLL_MAX, 100)
