@@ -33,6 +33,13 @@ export interface SchedulableItem {
   readonly schedulingKey: string | null
   /** Bytes the item holds, for backpressure accounting (see `ConsumedRecord.size`). */
   readonly size: number
+  /**
+   * The scheduler's own bookkeeping on the item (its lane while queued or in flight, its enqueue order):
+   * kept on the item rather than in maps, so a record costs no map entries. Declare the fields (initialised
+   * to undefined) on item classes to keep their shape stable; never set them yourself.
+   */
+  schedLane?: unknown
+  schedOrder?: number
 }
 
 export interface KeySchedulerOptions {
@@ -45,16 +52,20 @@ export interface KeySchedulerOptions {
 /** Defaults of {@link KeySchedulerOptions}. */
 export const keySchedulerDefaults = { ordering: 'key', concurrency: 1 } as const satisfies KeySchedulerOptions
 
-interface Entry<T> {
-  readonly item: T
-  /** Enqueue sequence number, to give removePartition's result back in enqueue order. */
-  readonly seq: number
-}
-
+/**
+ * An ordering unit. Its queue is its first item inline plus, only when a second item waits, a FIFO for the
+ * rest: a key with one record at a time (the common case) costs one small object and no array.
+ */
 interface Lane<T> {
+  /** Where the lane is registered (undefined for an unordered item's lane of its own) and under which key. */
+  readonly home: Map<string, Lane<T>> | undefined
   readonly id: string
-  readonly queue: Fifo<Entry<T>>
-  busy: boolean
+  first: T | undefined
+  rest: Fifo<T> | undefined
+  /** Queued items (first + rest). */
+  size: number
+  /** The item in flight, if any. */
+  running: T | undefined
   /** Whether the lane has an entry in the ready queue (possibly stale after removePartition). */
   inReady: boolean
 }
@@ -76,12 +87,11 @@ export class KeyScheduler<T extends SchedulableItem> {
   readonly ordering: Ordering
   /** The global in-flight limit. */
   readonly concurrency: number
-  /** Lanes with queued or in-flight work, by id. */
-  #lanes = new Map<string, Lane<T>>()
+  /** Lanes with queued or in-flight work: per topic by key (`'key'`), or by topic-partition (`'partition'`). */
+  #byTopic = new Map<string, Map<string, Lane<T>>>()
+  #byPartition = new Map<string, Lane<T>>()
   #ready = new Fifo<Lane<T>>()
-  #running = new Map<T, Lane<T>>()
-  /** Every item queued or in flight, to reject a second enqueue of the same object. */
-  #members = new Set<T>()
+  #running = 0
   #seq = 0
   #queued = 0
   #queuedBytes = 0
@@ -108,7 +118,7 @@ export class KeyScheduler<T extends SchedulableItem> {
 
   /** Items handed out by `next()` and not yet `done()`. */
   get inFlight(): number {
-    return this.#running.size
+    return this.#running
   }
 
   /** Sum of `size` over queued items. */
@@ -128,7 +138,7 @@ export class KeyScheduler<T extends SchedulableItem> {
    *   `size` is not a finite number >= 0 (it would poison the byte counters).
    */
   enqueue(item: T): void {
-    const problem = this.#members.has(item)
+    const problem = item.schedLane !== undefined
       ? 'this item is already queued or in flight'
       : Number.isFinite(item.size) && item.size >= 0
         ? undefined
@@ -138,17 +148,15 @@ export class KeyScheduler<T extends SchedulableItem> {
         details: { topic: item.topic, partition: item.partition },
       })
     }
-    this.#members.add(item)
-    const id = this.#laneId(item)
-    let lane = this.#lanes.get(id)
-    if (lane === undefined) {
-      lane = { id, queue: new Fifo<Entry<T>>(), busy: false, inReady: false }
-      this.#lanes.set(id, lane)
-    }
-    lane.queue.push({ item, seq: this.#seq++ })
+    const lane = this.#laneOf(item)
+    if (lane.size === 0) lane.first = item
+    else (lane.rest ??= new Fifo<T>()).push(item)
+    lane.size++
+    item.schedLane = lane
+    item.schedOrder = this.#seq++
     this.#queued++
     this.#queuedBytes += item.size
-    if (!lane.busy && !lane.inReady) this.#makeReady(lane)
+    if (lane.running === undefined && !lane.inReady) this.#makeReady(lane)
   }
 
   /**
@@ -156,14 +164,13 @@ export class KeyScheduler<T extends SchedulableItem> {
    * lane has a runnable item. Lanes take turns in the order they became ready.
    */
   next(): T | undefined {
-    if (this.#running.size >= this.concurrency) return undefined
+    if (this.#running >= this.concurrency) return undefined
     for (let lane = this.#ready.shift(); lane !== undefined; lane = this.#ready.shift()) {
       lane.inReady = false
-      const entry = lane.queue.shift()
-      if (entry === undefined) continue // emptied by removePartition after it became ready
-      const item = entry.item
-      lane.busy = true
-      this.#running.set(item, lane)
+      const item = this.#shift(lane)
+      if (item === undefined) continue // emptied by removePartition after it became ready
+      lane.running = item
+      this.#running++
       this.#queued--
       this.#queuedBytes -= item.size
       this.#inFlightBytes += item.size
@@ -178,14 +185,14 @@ export class KeyScheduler<T extends SchedulableItem> {
    * @returns false when `item` is not in flight (never handed out, or already done).
    */
   done(item: T): boolean {
-    const lane = this.#running.get(item)
-    if (lane === undefined) return false
-    this.#running.delete(item)
-    this.#members.delete(item)
+    const lane = item.schedLane as Lane<T> | undefined
+    if (lane === undefined || lane.running !== item) return false
+    item.schedLane = undefined
+    lane.running = undefined
+    this.#running--
     this.#inFlightBytes -= item.size
-    lane.busy = false
-    if (lane.queue.length > 0) this.#makeReady(lane)
-    else this.#lanes.delete(lane.id)
+    if (lane.size > 0) this.#makeReady(lane)
+    else this.#forget(lane)
     return true
   }
 
@@ -196,33 +203,82 @@ export class KeyScheduler<T extends SchedulableItem> {
    * @returns the dropped items in enqueue order
    */
   removePartition(topic: string, partition: number): T[] {
-    const dropped: Array<Entry<T>> = []
-    for (const lane of this.#lanes.values()) {
-      const removed = lane.queue.removeWhere(({ item }) => item.topic === topic && item.partition === partition)
-      if (removed.length === 0) continue
-      dropped.push(...removed)
-      // A stale ready-queue entry of an emptied lane is skipped by next(); deleting while iterating a Map is safe.
-      if (lane.queue.length === 0 && !lane.busy) this.#lanes.delete(lane.id)
+    const dropped: T[] = []
+    const lanes = this.ordering === 'key' ? [...(this.#byTopic.get(topic)?.values() ?? []), ...this.#unordered] : this.ordering === 'partition' ? [...this.#byPartition.values()] : [...this.#unordered]
+    for (const lane of lanes) {
+      if (lane.size === 0) continue
+      const queued = this.#drainQueue(lane)
+      for (const item of queued) {
+        if (item.topic === topic && item.partition === partition) dropped.push(item)
+        else this.#push(lane, item)
+      }
+      if (lane.size === 0 && lane.running === undefined) this.#forget(lane)
     }
     // A partition's records spread over many lanes: give them back in enqueue order.
-    dropped.sort((a, b) => a.seq - b.seq)
-    for (const { item } of dropped) {
-      this.#members.delete(item)
+    dropped.sort((a, b) => (a.schedOrder as number) - (b.schedOrder as number))
+    for (const item of dropped) {
+      item.schedLane = undefined
       this.#queued--
       this.#queuedBytes -= item.size
     }
-    return dropped.map(({ item }) => item)
+    return dropped
+  }
+
+  /** Lanes of unordered items (a null key in `'key'` mode, every item in `'none'` mode) with queued work. */
+  #unordered = new Set<Lane<T>>()
+
+  #laneOf(item: T): Lane<T> {
+    let home: Map<string, Lane<T>> | undefined
+    let id: string
+    if (this.ordering === 'key' && item.schedulingKey !== null) {
+      home = this.#byTopic.get(item.topic)
+      if (home === undefined) this.#byTopic.set(item.topic, (home = new Map()))
+      id = item.schedulingKey
+    } else if (this.ordering === 'partition') {
+      home = this.#byPartition
+      // Topic names cannot contain NUL (Kafka allows [a-zA-Z0-9._-]), so ids cannot collide.
+      id = `${item.topic}\0${item.partition}`
+    } else {
+      const lane: Lane<T> = { home: undefined, id: '', first: undefined, rest: undefined, size: 0, running: undefined, inReady: false }
+      this.#unordered.add(lane)
+      return lane
+    }
+    let lane = home.get(id)
+    if (lane === undefined) {
+      lane = { home, id, first: undefined, rest: undefined, size: 0, running: undefined, inReady: false }
+      home.set(id, lane)
+    }
+    return lane
+  }
+
+  #forget(lane: Lane<T>): void {
+    if (lane.home === undefined) this.#unordered.delete(lane)
+    else lane.home.delete(lane.id) // a topic's map stays (topics are few)
+  }
+
+  #shift(lane: Lane<T>): T | undefined {
+    if (lane.size === 0) return undefined
+    const item = lane.first as T
+    lane.size--
+    lane.first = lane.size > 0 ? lane.rest!.shift() : undefined
+    return item
+  }
+
+  #push(lane: Lane<T>, item: T): void {
+    if (lane.size === 0) lane.first = item
+    else (lane.rest ??= new Fifo<T>()).push(item)
+    lane.size++
+  }
+
+  /** Takes every queued item of the lane, in order (the lane is left empty). */
+  #drainQueue(lane: Lane<T>): T[] {
+    const out: T[] = []
+    for (let item = this.#shift(lane); item !== undefined; item = this.#shift(lane)) out.push(item)
+    return out
   }
 
   #makeReady(lane: Lane<T>): void {
     lane.inReady = true
     this.#ready.push(lane)
-  }
-
-  /** The lane of an item. Topic names cannot contain NUL (Kafka allows [a-zA-Z0-9._-]), so ids cannot collide. */
-  #laneId(item: T): string {
-    if (this.ordering === 'partition') return `p\0${item.topic}\0${item.partition}`
-    if (this.ordering === 'key' && item.schedulingKey !== null) return `k\0${item.topic}\0${item.schedulingKey}`
-    return `u\0${this.#seq}` // unordered: a lane of its own (#seq is unique per enqueue)
   }
 }

@@ -63,6 +63,8 @@ export interface PartitionState {
   revoking: boolean
   /** A state write found a newer epoch: another member owns the partition. Nothing of it is committed. */
   fenced: boolean
+  /** Removed from the assigned partitions (after its revocation): a handler finishing now completes nothing here. */
+  detached: boolean
   /** Set for a retry-tier partition: its source topic and tier number. */
   readonly tierOf: { source: string; n: number } | undefined
   /** False until the partition is claimed (its epoch taken) and its state loaded; records fetched meanwhile wait in `stash`. */
@@ -114,6 +116,39 @@ export interface Item extends SchedulableItem {
   token?: string
   /** The trace context of its last attempt (with tracing): a retry-tier or DLQ copy is sent as its child. */
   trace?: OtelContext
+}
+
+/**
+ * An item as a class with every field declared: one hidden class for every record (no object spreads, no
+ * shape changes when preflight or the scheduler fill a field in), which keeps the hot path monomorphic.
+ */
+export class WorkItem implements Item {
+  schedLane: unknown = undefined
+  schedOrder: number | undefined = undefined
+  tier: TierInfo | undefined = undefined
+  parkedId: string | undefined = undefined
+  seq: number | undefined = undefined
+  decoded: { value: unknown } | { error: unknown } | undefined = undefined
+  forced: unknown = undefined
+  noPark: boolean | undefined = undefined
+  expect: Expectation | undefined = undefined
+  onSuccess: Item['onSuccess'] = undefined
+  skip: Item['skip'] = undefined
+  token: string | undefined = undefined
+  trace: OtelContext | undefined = undefined
+  readonly topic: string
+  readonly partition: number
+  constructor(
+    readonly kind: ItemKind,
+    readonly state: PartitionState,
+    readonly record: ConsumedRecord,
+    readonly source: ConsumedRecord | undefined,
+    readonly schedulingKey: string | null,
+    readonly size: number,
+  ) {
+    this.topic = state.topic
+    this.partition = state.partition
+  }
 }
 
 /** A state read/write or a produce that close(), a revocation or a fence cancelled. */

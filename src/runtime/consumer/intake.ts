@@ -14,10 +14,9 @@ import { dueTime, originView, readTierRecord } from '../../failure/tier-record.j
 import { commit } from './commits.js'
 import { reportError } from './events.js'
 import { applyBackpressure, enqueue, pause, resume } from './partitions.js'
-import { tpKey, type ConsumerContext, type Item, type PartitionState } from './context.js'
+import { tpKey, WorkItem, type ConsumerContext, type Item, type PartitionState } from './context.js'
 
-function accept(ctx: ConsumerContext, record: ConsumedRecord): Item | undefined {
-  const state = ctx.partitions.get(tpKey(record.topic, record.partition))
+function accept(ctx: ConsumerContext, record: ConsumedRecord, state: PartitionState | undefined): Item | undefined {
   // Not ours (any more): its new owner reads it again from the committed offset.
   if (!state || state.revoking) return undefined
   if (!state.ready) {
@@ -28,17 +27,20 @@ function accept(ctx: ConsumerContext, record: ConsumedRecord): Item | undefined 
     return undefined
   }
   if (!state.offsets.track(record.offset)) return undefined
-  const base = { topic: record.topic, partition: record.partition, schedulingKey: schedulingKey(record.key), size: record.size, state, kind: 'record' as const, source: record }
-  if (!state.tierOf) return { ...base, record }
+  if (!state.tierOf) return new WorkItem('record', state, record, record, schedulingKey(record.key), record.size)
   const tier = readTierRecord(record)
   if (tier) {
     const delay = ctx.options.tierDelays[tier.tier - 1] ?? 0
-    return { ...base, record: originView(record, tier), tier: { ...tier, dueAt: dueTime(tier, record.timestamp, delay, Date.now()) } }
+    const item = new WorkItem('record', state, originView(record, tier), record, schedulingKey(record.key), record.size)
+    item.tier = { ...tier, dueAt: dueTime(tier, record.timestamp, delay, Date.now()) }
+    return item
   }
   // Not a record this runtime wrote (or its headers were damaged): dead-letter it as it is, at its own
   // coordinates, parking nothing (its origin is unknown, so no key of the source may be held behind it).
-  const forced = new LifelineError('LL_RETRY_TIER', `${record.topic}[${record.partition}]@${record.offset} has no readable retry-tier headers (lifeline.retry.tier, lifeline.retry.due, lifeline.origin.*); dead-lettering it`, { retriable: false })
-  return { ...base, record, forced, noPark: true }
+  const item = new WorkItem('record', state, record, record, schedulingKey(record.key), record.size)
+  item.forced = new LifelineError('LL_RETRY_TIER', `${record.topic}[${record.partition}]@${record.offset} has no readable retry-tier headers (lifeline.retry.tier, lifeline.retry.due, lifeline.origin.*); dead-lettering it`, { retriable: false })
+  item.noPark = true
+  return item
 }
 
 /** Sends an accepted item on: a retry-tier record waits until due, anything else to its lane. */
@@ -76,8 +78,11 @@ function armDelay(ctx: ConsumerContext, state: PartitionState): void {
 export async function dispatch(ctx: ConsumerContext, records: ConsumedRecord[]): Promise<void> {
   ctx.tracing = tracingActive()
   const items: Item[] = []
+  // A batch comes partition by partition: look a partition up once per run of its records.
+  let state: PartitionState | undefined
   for (const r of records) {
-    const item = accept(ctx, r)
+    if (state === undefined || state.partition !== r.partition || state.topic !== r.topic) state = ctx.partitions.get(tpKey(r.topic, r.partition))
+    const item = accept(ctx, r, state)
     if (item) items.push(item)
   }
   if (ctx.options.atMostOnce && items.length > 0 && !(await preCommit(ctx, items))) return

@@ -22,7 +22,7 @@ import { emit, listened, reportError } from './events.js'
 import { enqueue, isCurrent, sourceStates } from './partitions.js'
 import { noteSequence, sequenceOf } from './sequencing.js'
 import { fencedWrite, retrying } from './state-writes.js'
-import { CANCELLED, tpKey, type ConsumerContext, type Item, type KeyEntry, type PartitionState } from './context.js'
+import { CANCELLED, tpKey, WorkItem, type ConsumerContext, type Item, type KeyEntry, type PartitionState } from './context.js'
 
 /** Header the DLQ processor's redrive sets; with `lifeline.park.token` it marks a redriven head. */
 const REPLAY_ID_HEADER = 'lifeline.replay.id'
@@ -259,7 +259,9 @@ export function markReleased(ctx: ConsumerContext, state: PartitionState, key: B
 
 /** A replay or gap-expiry item: runs in the key's lane, so it is serialised with the key's records. */
 export function laneItem(state: PartitionState, key: Buffer, kind: 'replay' | 'gap-expiry', token: string): Item {
-  return { kind, token, topic: state.topic, partition: state.partition, schedulingKey: schedulingKey(key), size: 0, record: { topic: state.topic, partition: state.partition, offset: -1, key, value: null, headers: [], timestamp: 0, size: 0 }, state, source: undefined }
+  const item = new WorkItem(kind, state, { topic: state.topic, partition: state.partition, offset: -1, key, value: null, headers: [], timestamp: 0, size: 0 }, undefined, schedulingKey(key), 0)
+  item.token = token
+  return item
 }
 
 /** Looks for keys released elsewhere (a retry tier on another member, an operator) in the assigned partitions. */

@@ -13,7 +13,7 @@ import { setMaxListeners } from 'node:events'
 import type { TopicPartition } from '../../kafka/types.js'
 import { PartitionOffsets } from '../offset-tracker.js'
 import { emit } from './events.js'
-import { tpKey, type ConsumerContext, type Item, type PartitionState } from './context.js'
+import { type ConsumerContext, type Item, type PartitionState } from './context.js'
 
 /** Every record in backoff listens on its partition's signal: hundreds of listeners are normal here. */
 export function unboundedController(): AbortController {
@@ -26,13 +26,13 @@ export function newPartitionState(ctx: ConsumerContext, p: TopicPartition): Part
   const tierOf = ctx.options.tierTopics.get(p.topic)
   return {
     topic: p.topic, partition: p.partition, offsets: new PartitionOffsets(), pausedFor: new Set(), running: new Set(), waits: unboundedController(), handlers: unboundedController(),
-    buffered: 0, failing: new Map(), revoking: false, fenced: false, tierOf, ready: !ctx.parking, stash: [], stashBytes: 0, epoch: undefined,
+    buffered: 0, failing: new Map(), revoking: false, fenced: false, detached: false, tierOf, ready: !ctx.parking, stash: [], stashBytes: 0, epoch: undefined,
     keys: new Map(), lastSeq: new Map(), dirtySeq: new Map(), delayed: [], delayTimer: undefined,
   }
 }
 
 /** The partition's current state object, if `state` is still it (a revoked and re-assigned partition gets a new one). */
-export const isCurrent = (ctx: ConsumerContext, state: PartitionState): boolean => ctx.partitions.get(tpKey(state.topic, state.partition)) === state
+export const isCurrent = (_ctx: ConsumerContext, state: PartitionState): boolean => !state.detached
 
 /** Assigned source (non-tier) partitions. */
 export function sourceStates(ctx: ConsumerContext): PartitionState[] {

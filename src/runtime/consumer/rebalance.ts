@@ -139,7 +139,10 @@ export async function onRevoke(ctx: ConsumerContext, parts: TopicPartition[], lo
   stopPartitions(ctx, states)
   await drainInFlight(ctx, states)
   if (!lost) await commit(ctx, (s) => states.includes(s)).catch((err: unknown) => reportError(ctx, err, 'commit on revocation failed'))
-  for (const s of states) ctx.partitions.delete(tpKey(s.topic, s.partition))
+  for (const s of states) {
+    ctx.partitions.delete(tpKey(s.topic, s.partition))
+    s.detached = true
+  }
   ctx.log.info({ partitions: parts, lost }, 'partitions revoked')
   emit(ctx, 'partitions-revoked', parts, lost)
 }

@@ -16,15 +16,17 @@ import { processRecord } from './attempts.js'
 import { emit, listened } from './events.js'
 import { takeSlot } from './slots.js'
 import { fencedWrite, withState } from './state-writes.js'
-import { CANCELLED, type ConsumerContext, type Item, type KeyEntry, type Outcome, type PartitionState } from './context.js'
+import { CANCELLED, WorkItem, type ConsumerContext, type Item, type KeyEntry, type Outcome, type PartitionState } from './context.js'
 
 /** A stored record as an item of its key's lane, replayed under the release `token`. */
 function storedItem(state: PartitionState, row: ParkedRecord, token: string, extra: Partial<Item> = {}): Item {
   const record: ConsumedRecord = { topic: row.topic, partition: row.partition, offset: row.offset, key: row.key, value: row.value, headers: row.headers, timestamp: row.timestamp, size: row.key.length + (row.value?.length ?? 0) }
-  return {
-    kind: 'record', topic: state.topic, partition: state.partition, schedulingKey: schedulingKey(row.key), size: record.size, record, state, source: undefined,
-    parkedId: row.id, token, expect: { status: 'released', token }, ...(row.seq === null ? {} : { seq: row.seq }), ...extra,
-  }
+  const item = new WorkItem('record', state, record, undefined, schedulingKey(row.key), record.size)
+  item.parkedId = row.id
+  item.token = token
+  item.expect = { status: 'released', token }
+  if (row.seq !== null) item.seq = row.seq
+  return Object.assign(item, extra)
 }
 
 /** Runs a `replay` or `gap-expiry` item. */
