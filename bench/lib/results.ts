@@ -5,16 +5,18 @@
  * @module
  */
 import { cpus, platform, arch, totalmem } from 'node:os'
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LifelineError } from '../../src/errors.js'
+import { curveProblems, renderCurveSvg, renderCurveTable } from './charts.js'
 import type { BenchRecord, BenchResult } from './types.js'
 
 /** `bench/` (found from this file, so the runner works from any working directory). */
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const RESULTS_DIR = join(BENCH_DIR, 'results')
 export const RESULTS_MD = join(BENCH_DIR, 'RESULTS.md')
+export const CHARTS_DIR = join(BENCH_DIR, 'charts')
 
 export interface RecordEnvironment {
   name: string
@@ -47,6 +49,16 @@ export function buildRecord(result: BenchResult, env: RecordEnvironment, machine
   const min = result.target?.minRatio ?? null
   const max = result.target?.maxRatio ?? null
   const met = min === null && max === null ? null : ratio !== null && (min === null || ratio >= min) && (max === null || ratio <= max)
+  const problems = (result.curves ?? []).flatMap(curveProblems)
+  if (problems.length > 0) throw new LifelineError('LL_BENCH_FAILED', `unusable scale curve: ${problems.join('; ')}`)
+  const checks = result.checks?.map((c) => {
+    const m = result.metrics[c.metric]
+    const b = c.baseline === undefined ? undefined : result.metrics[c.baseline]
+    const value = typeof m !== 'number' ? null : b === undefined ? m : typeof b === 'number' && b !== 0 ? round(m / b, 3) : null
+    const lo = c.min ?? null
+    const hi = c.max ?? null
+    return { goal: c.goal, metric: c.metric, baseline: c.baseline ?? null, value, min: lo, max: hi, met: value !== null && (lo === null || value >= lo) && (hi === null || value <= hi) }
+  })
   return {
     name: env.name,
     date: env.date.toISOString(),
@@ -65,6 +77,8 @@ export function buildRecord(result: BenchResult, env: RecordEnvironment, machine
     goal: result.goal,
     target: { min_ratio: min, max_ratio: max },
     met,
+    ...(checks === undefined ? {} : { checks }),
+    ...(result.curves === undefined ? {} : { curves: result.curves }),
   }
 }
 
@@ -98,9 +112,22 @@ export function readRecords(dir = RESULTS_DIR): BenchRecord[] {
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
 }
 
-/** Regenerates `bench/RESULTS.md` from the result files present. */
-export function writeResultsMarkdown(dir = RESULTS_DIR, file = RESULTS_MD): void {
-  writeFileSync(file, renderResultsMarkdown(readRecords(dir)))
+/** Regenerates `bench/RESULTS.md` and every chart in `bench/charts/` from the result files present. */
+export function writeResultsMarkdown(dir = RESULTS_DIR, file = RESULTS_MD, chartsDir = CHARTS_DIR): void {
+  const records = readRecords(dir)
+  rmSync(chartsDir, { recursive: true, force: true })
+  for (const r of records) {
+    for (const curve of r.curves ?? []) {
+      mkdirSync(chartsDir, { recursive: true })
+      writeFileSync(join(chartsDir, chartFile(r.name, curve.id)), renderCurveSvg(curve))
+    }
+  }
+  writeFileSync(file, renderResultsMarkdown(records))
+}
+
+/** `<benchmark>-<curve>.svg` */
+export function chartFile(name: string, id: string): string {
+  return `${name}-${id}.svg`
 }
 
 /** The RESULTS.md document for these records (pure, deterministic). */
@@ -127,6 +154,18 @@ export function renderResultsMarkdown(records: readonly BenchRecord[]): string {
     out.push(`| [${r.name}](#${r.name}) | ${r.date} | ${r.quick ? 'yes' : 'no'} | ${cell(headline)} | ${cell(baseline)} | ${fmt(r.ratio)} | ${cell(r.goal)} | ${metCell(r.met)} |`)
   }
   out.push('')
+  const checked = records.filter((r) => (r.checks ?? []).length > 0)
+  if (checked.length > 0) {
+    out.push('Further goals of the same runs:', '', '| Benchmark | Goal | Value | Met |', '|---|---|---:|---|')
+    for (const r of checked) for (const c of r.checks ?? []) out.push(`| [${r.name}](#${r.name}) | ${cell(c.goal)} | ${fmt(c.value)} | ${metCell(c.met)} |`)
+    out.push('')
+  }
+  const charted = records.filter((r) => (r.curves ?? []).length > 0)
+  if (charted.length > 0) {
+    out.push('Scale curves (SVG charts in [charts/](charts/), every point tabled under its benchmark):', '')
+    for (const r of charted) for (const c of r.curves ?? []) out.push(`- [${cell(c.title)}](charts/${chartFile(r.name, c.id)}) (${r.name})`)
+    out.push('')
+  }
   for (const r of records) {
     out.push(
       `## ${r.name}`,
@@ -137,6 +176,17 @@ export function renderResultsMarkdown(records: readonly BenchRecord[]): string {
       '',
       `Ratio: ${r.headline.metric} / ${r.headline.baseline_metric} = **${fmt(r.ratio)}**. Goal: ${r.goal}. Met: ${metCell(r.met)}.`,
       '',
+      ...(r.checks ?? []).map((c) => `- ${cell(c.goal)}: ${c.baseline === null ? c.metric : `${c.metric} / ${c.baseline}`} = **${fmt(c.value)}**, met: ${metCell(c.met)}.`),
+      ...((r.checks ?? []).length > 0 ? [''] : []),
+      ...(r.curves ?? []).flatMap((c) => [
+        `### ${c.title}`,
+        '',
+        `![${cell(c.title)}](charts/${chartFile(r.name, c.id)})`,
+        '',
+        ...(c.note === undefined ? [] : [c.note, '']),
+        ...renderCurveTable(c),
+        '',
+      ]),
       '| Metric | Value |',
       '|---|---:|',
       ...Object.entries(r.metrics).map(([k, v]) => `| ${k} | ${cell(fmt(v))} |`),

@@ -4,6 +4,7 @@
  * @module
  */
 import type { Logger } from '../../src/logger.js'
+import type { Curve } from './charts.js'
 
 /** What the runner hands every benchmark. */
 export interface BenchContext {
@@ -37,8 +38,25 @@ export interface BenchResult {
   goal: string
   /** Pass/fail bounds on the ratio; omitted for an informational benchmark (then `met` is null). */
   target?: { minRatio?: number; maxRatio?: number }
+  /**
+   * Further goals of the same run besides the headline: each compares `metric` with a bound, or the
+   * ratio `metric / baseline` (a key of `metrics`) with it when `baseline` is given.
+   */
+  checks?: BenchCheck[]
+  /** Scale curves: drawn as `bench/charts/<name>-<id>.svg` and tabled in RESULTS.md. */
+  curves?: Curve[]
   /** A few lines for people, printed to stdout at the end (not stored). */
   summary: string[]
+}
+
+/** A further goal: `metric` (or `metric / baseline`) within `[min, max]`. */
+export interface BenchCheck {
+  /** What is claimed, in words ("key-ordered speedup ≥ 85x"). */
+  goal: string
+  metric: string
+  baseline?: string
+  min?: number
+  max?: number
 }
 
 /** A benchmark module: `bench/<name>.ts`. */
@@ -72,4 +90,7 @@ export interface BenchRecord {
   target: { min_ratio: number | null; max_ratio: number | null }
   /** null when the benchmark has no pass/fail target (informational). */
   met: boolean | null
+  /** The further goals, evaluated (value is the metric, or the ratio when a baseline is named). */
+  checks?: Array<{ goal: string; metric: string; baseline: string | null; value: number | null; min: number | null; max: number | null; met: boolean }>
+  curves?: Curve[]
 }
