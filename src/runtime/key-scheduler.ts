@@ -159,6 +159,31 @@ export class KeyScheduler<T extends SchedulableItem> {
     if (lane.running === undefined && !lane.inReady) this.#makeReady(lane)
   }
 
+  /** Nothing queued and nothing in flight: an item may run at once without breaking any ordering. */
+  get idle(): boolean {
+    return this.#running === 0 && this.#queued === 0
+  }
+
+  /**
+   * Counts an item that started running without being queued (only while {@link idle}: its lane is then
+   * free) as in flight, so later items of its lane wait for its `done()`.
+   *
+   * @throws LifelineError `LL_ARGUMENT_INVALID` when the scheduler is not idle or the item is already known.
+   */
+  adopt(item: T): void {
+    if (!this.idle || item.schedLane !== undefined) {
+      throw new LifelineError('LL_ARGUMENT_INVALID', `adopt(item): ${item.schedLane !== undefined ? 'this item is already queued or in flight' : 'only an idle scheduler adopts a running item'}`, {
+        details: { topic: item.topic, partition: item.partition },
+      })
+    }
+    const lane = this.#laneOf(item)
+    lane.running = item
+    item.schedLane = lane
+    item.schedOrder = this.#seq++
+    this.#running++
+    this.#inFlightBytes += item.size
+  }
+
   /**
    * The next item to run, now counted as in flight; undefined when the concurrency limit is reached or no
    * lane has a runnable item. Lanes take turns in the order they became ready.

@@ -27,6 +27,8 @@ export interface RuntimeMetricsSources {
 }
 
 export interface RuntimeMetrics {
+  /** Whether anything is recorded (a registry was given): without one, handler durations are not even timed. */
+  readonly timed: boolean
   processed(topic: string): void
   failed(topic: string, code: string): void
   retried(topic: string, code: string): void
@@ -59,7 +61,7 @@ const gaugeSources = new WeakMap<object, Map<string, Set<RuntimeMetricsSources>>
 export function createRuntimeMetrics(registry: Registry | undefined, group: string, sources: RuntimeMetricsSources): RuntimeMetrics {
   if (!registry) {
     const noop = () => undefined
-    return { processed: noop, failed: noop, retried: noop, deadLettered: noop, handlerDuration: noop, breakerTransition: noop, tierForwarded: noop, dueLag: noop, staleRetry: noop, keyParked: noop, recordParked: noop, keyReleased: noop, duplicateSkipped: noop, gap: noop, fenced: noop, straggler: noop, detach: noop }
+    return { timed: false, processed: noop, failed: noop, retried: noop, deadLettered: noop, handlerDuration: noop, breakerTransition: noop, tierForwarded: noop, dueLag: noop, staleRetry: noop, keyParked: noop, recordParked: noop, keyReleased: noop, duplicateSkipped: noop, gap: noop, fenced: noop, straggler: noop, detach: noop }
   }
   const registers = [registry]
   const processed = metric(registry, 'lifeline_records_processed_total', () => new Counter({ name: 'lifeline_records_processed_total', help: 'Records whose handler succeeded.', labelNames: ['group', 'topic'], registers }))
@@ -166,6 +168,7 @@ export function createRuntimeMetrics(registry: Registry | undefined, group: stri
   )
 
   return {
+    timed: true,
     processed: (topic) => processed.inc({ group, topic }),
     failed: (topic, code) => failed.inc({ group, topic, error_code: code }),
     retried: (topic, code) => retried.inc({ group, topic, error_code: code }),

@@ -39,10 +39,12 @@ export function classify(ctx: ConsumerContext, err: unknown): Classification {
 /** Metrics and the `processed` event for a successful attempt (shared by both paths). */
 export function succeeded(ctx: ConsumerContext, item: Item, attempts: number, startedAt: number): void {
   const r = item.record
+  const listened = ctx.emitter.listenerCount('processed') > 0
+  if (!ctx.metrics.timed && !listened) return
   const seconds = (performance.now() - startedAt) / 1000
   ctx.metrics.handlerDuration(r.topic, 'success', seconds)
   ctx.metrics.processed(r.topic)
-  if (ctx.emitter.listenerCount('processed') > 0) emit(ctx, 'processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts, durationMs: seconds * 1000 })
+  if (listened) emit(ctx, 'processed', { topic: r.topic, partition: r.partition, offset: r.offset, attempts, durationMs: seconds * 1000 })
 }
 
 /**

@@ -18,7 +18,7 @@ import type { Logger } from '../../logger.js'
 import type { Expectation, ProtocolStore } from '../../ordering/protocol-store.js'
 import type { ParkStatus } from '../../ordering/rows.js'
 import type { CircuitBreaker } from '../../retry/circuit-breaker.js'
-import type { KeyScheduler, SchedulableItem } from '../key-scheduler.js'
+import { schedulingKey, type KeyScheduler, type SchedulableItem } from '../key-scheduler.js'
 import type { RuntimeMetrics } from '../metrics.js'
 import type { PartitionOffsets } from '../offset-tracker.js'
 import type { ConsumerEvents } from '../options.js'
@@ -138,16 +138,26 @@ export class WorkItem implements Item {
   trace: OtelContext | undefined = undefined
   readonly topic: string
   readonly partition: number
+  #key: Buffer | null
+  #schedulingKey: string | null | undefined = undefined
   constructor(
     readonly kind: ItemKind,
     readonly state: PartitionState,
     readonly record: ConsumedRecord,
     readonly source: ConsumedRecord | undefined,
-    readonly schedulingKey: string | null,
+    /** The key it is ordered by (see {@link schedulingKey}). */
+    key: Buffer | null,
     readonly size: number,
   ) {
     this.topic = state.topic
     this.partition = state.partition
+    this.#key = key
+  }
+
+  /** Made on first use: a record that runs and finishes in place never needs it. */
+  get schedulingKey(): string | null {
+    if (this.#schedulingKey === undefined) this.#schedulingKey = schedulingKey(this.#key)
+    return this.#schedulingKey
   }
 }
 

@@ -34,6 +34,24 @@ export function pump(ctx: ConsumerContext): void {
   }
 }
 
+/**
+ * Runs an accepted record at once, without queueing it, when nothing is queued or in flight (so no order
+ * can be broken) and a slot is free: a fast handler's record then costs no scheduler entry and no key
+ * string. A record whose attempt goes on asynchronously is adopted by the scheduler as in flight, so the
+ * records behind it queue as usual. False: the caller queues the record.
+ */
+export function runNow(ctx: ConsumerContext, item: Item): boolean {
+  if (item.kind !== 'record' || item.tier !== undefined || !ctx.scheduler.idle || ctx.running >= ctx.options.concurrency) return false
+  if (ctx.slotWaiters.length > 0 || ctx.stopping.signal.aborted || item.state.pausedFor.size > 0 || ctx.memoryPaused) return false
+  ctx.running++
+  const first = runSynchronously(ctx, item)
+  if (first !== 'done') {
+    ctx.scheduler.adopt(item)
+    void execute(ctx, item, first)
+  }
+  return true
+}
+
 /** Whether the record can skip preflight: nothing about its key or sequence needs the database. */
 function plain(ctx: ConsumerContext, item: Item): boolean {
   if (ctx.breaker || ctx.tracing || item.tier || item.parkedId !== undefined || item.forced !== undefined) return false
@@ -78,7 +96,8 @@ function runSynchronously(ctx: ConsumerContext, item: Item): FirstAttempt | 'don
       return { decodeError } // dead-lettered on the async path
     }
   }
-  const startedAt = performance.now()
+  // Timed only when something records it (succeeded() reads the clock again only then).
+  const startedAt = ctx.metrics.timed || ctx.emitter.listenerCount('processed') > 0 ? performance.now() : 0
   let result: unknown
   try {
     result = ctx.options.handler(message(item, value, 1))

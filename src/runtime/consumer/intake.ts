@@ -9,11 +9,11 @@ import { LifelineError } from '../../errors.js'
 import type { ConsumedRecord } from '../../kafka/types.js'
 import { tracingActive } from '../../trace/tracing.js'
 import { sleep } from '../../util/sleep.js'
-import { schedulingKey } from '../key-scheduler.js'
 import { dueTime, originView, readTierRecord } from '../../failure/tier-record.js'
 import { commit } from './commits.js'
 import { reportError } from './events.js'
 import { applyBackpressure, enqueue, pause, resume } from './partitions.js'
+import { runNow } from './dispatcher.js'
 import { tpKey, WorkItem, type ConsumerContext, type Item, type PartitionState } from './context.js'
 
 function accept(ctx: ConsumerContext, record: ConsumedRecord, state: PartitionState | undefined): Item | undefined {
@@ -27,17 +27,17 @@ function accept(ctx: ConsumerContext, record: ConsumedRecord, state: PartitionSt
     return undefined
   }
   if (!state.offsets.track(record.offset)) return undefined
-  if (!state.tierOf) return new WorkItem('record', state, record, record, schedulingKey(record.key), record.size)
+  if (!state.tierOf) return new WorkItem('record', state, record, record, record.key, record.size)
   const tier = readTierRecord(record)
   if (tier) {
     const delay = ctx.options.tierDelays[tier.tier - 1] ?? 0
-    const item = new WorkItem('record', state, originView(record, tier), record, schedulingKey(record.key), record.size)
+    const item = new WorkItem('record', state, originView(record, tier), record, record.key, record.size)
     item.tier = { ...tier, dueAt: dueTime(tier, record.timestamp, delay, Date.now()) }
     return item
   }
   // Not a record this runtime wrote (or its headers were damaged): dead-letter it as it is, at its own
   // coordinates, parking nothing (its origin is unknown, so no key of the source may be held behind it).
-  const item = new WorkItem('record', state, record, record, schedulingKey(record.key), record.size)
+  const item = new WorkItem('record', state, record, record, record.key, record.size)
   item.forced = new LifelineError('LL_RETRY_TIER', `${record.topic}[${record.partition}]@${record.offset} has no readable retry-tier headers (lifeline.retry.tier, lifeline.retry.due, lifeline.origin.*); dead-lettering it`, { retriable: false })
   item.noPark = true
   return item
@@ -86,7 +86,7 @@ export async function dispatch(ctx: ConsumerContext, records: ConsumedRecord[]):
     if (item) items.push(item)
   }
   if (ctx.options.atMostOnce && items.length > 0 && !(await preCommit(ctx, items))) return
-  for (const item of items) route(ctx, item)
+  for (const item of items) if (!runNow(ctx, item)) route(ctx, item)
   ctx.pump()
   if (items.length === 0) return
   // Backpressure is judged once the batch had its chance to run (fast handlers finish within this

@@ -259,7 +259,7 @@ export function markReleased(ctx: ConsumerContext, state: PartitionState, key: B
 
 /** A replay or gap-expiry item: runs in the key's lane, so it is serialised with the key's records. */
 export function laneItem(state: PartitionState, key: Buffer, kind: 'replay' | 'gap-expiry', token: string): Item {
-  const item = new WorkItem(kind, state, { topic: state.topic, partition: state.partition, offset: -1, key, value: null, headers: [], timestamp: 0, size: 0 }, undefined, schedulingKey(key), 0)
+  const item = new WorkItem(kind, state, { topic: state.topic, partition: state.partition, offset: -1, key, value: null, headers: [], timestamp: 0, size: 0 }, undefined, key, 0)
   item.token = token
   return item
 }

@@ -21,7 +21,7 @@ import { CANCELLED, WorkItem, type ConsumerContext, type Item, type KeyEntry, ty
 /** A stored record as an item of its key's lane, replayed under the release `token`. */
 function storedItem(state: PartitionState, row: ParkedRecord, token: string, extra: Partial<Item> = {}): Item {
   const record: ConsumedRecord = { topic: row.topic, partition: row.partition, offset: row.offset, key: row.key, value: row.value, headers: row.headers, timestamp: row.timestamp, size: row.key.length + (row.value?.length ?? 0) }
-  const item = new WorkItem('record', state, record, undefined, schedulingKey(row.key), record.size)
+  const item = new WorkItem('record', state, record, undefined, row.key, record.size)
   item.parkedId = row.id
   item.token = token
   item.expect = { status: 'released', token }
