@@ -123,13 +123,17 @@ test('a private PostgreSQL stopped (immediate) and restarted while keys are park
   await checkInvariants(t, source, result)
 })
 
-test('a consumer frozen with SIGSTOP past its session timeout, then resumed: its state writes are refused (fenced), nothing twice', { skip: server, timeout: 300_000 }, async (t) => {
+test('a consumer frozen with SIGSTOP past its session timeout, then resumed: nothing it writes after the takeover lands (a state write is refused by the new epoch), nothing twice', { skip: server, timeout: 300_000 }, async (t) => {
   const source = await topic(t, { partitions: 2 })
-  // `z#1` is slow and fails once (retriable): the member running it is frozen mid-handler and another member
-  // takes over. On SIGCONT the zombie's overdue timer fires first: its handler throws and it writes the key's
-  // park (a retry-tier move needs no broker round trip first) before the group's verdict reaches it.
-  const extra = { events: [{ id: 'z#1', key: 'z', seq: 1, fails: 1, slowMs: 3000 }, { id: 'z#2', key: 'z', seq: 2 }], expected: { z: [1, 2] }, deadLetters: [] }
+  // `z#1` is slow and fails its first two attempts (retriable): the member running it is frozen mid-handler
+  // and another member takes over. On SIGCONT the zombie races the group's verdict: either its handler fails
+  // first and it tries to park the key behind a retry-tier copy (a state write with its old epoch: refused,
+  // a `fenced` event), or it hears of the loss first and abandons the record. Which one wins is timing; that
+  // the refusal itself works is shown deterministically by consumer-protocol's scenario 4 test. Here: in
+  // neither case does anything of the zombie land (no tier copy, no dead letter), and nothing runs twice.
+  const extra = { events: [{ id: 'z#1', key: 'z', seq: 1, fails: 2, slowMs: 3000 }, { id: 'z#2', key: 'z', seq: 2 }], expected: { z: [1, 2] }, deadLetters: [] }
   let frozen: string | undefined
+  let resumedAt = 0
   const result = await runWorkload(t, {
     source,
     members: 2,
@@ -143,18 +147,25 @@ test('a consumer frozen with SIGSTOP past its session timeout, then resumed: its
       victim.child.kill('SIGSTOP')
       // Past the session timeout: the group moves its partitions (a replacement member joins meanwhile).
       await new Promise((r) => setTimeout(r, 20_000))
+      resumedAt = victim.events.length
       victim.child.kill('SIGCONT')
-      // The zombie wakes up with z#1's handler failing and tries to park its key: refused (its epoch is old).
-      await victim.next((e) => e.ev === 'fenced' || e.ev === 'error', 30_000)
+      await new Promise((r) => setTimeout(r, 5000))
       run.paused.delete(victim)
       return true
     },
     timeoutMs: 240_000,
   })
   const zombie = result.workers.find((w) => w.name === frozen)
-  const fenced = (zombie?.events ?? []).filter((e) => e.ev === 'fenced')
-  t.diagnostic(`frozen member ${frozen}: ${fenced.length} fenced write(s): ${JSON.stringify(fenced)}`)
-  assert.ok(fenced.length >= 1, 'the resumed member tried to write ordering state and was refused')
-  // z#1 went to the retry tier once (by the member that took over, never by the zombie) and z#2 ran after it.
+  assert.ok(zombie, 'a member was frozen')
+  const after = zombie.events.slice(resumedAt)
+  const fenced = after.filter((e) => e.ev === 'fenced')
+  t.diagnostic(`frozen member ${frozen}: ${fenced.length > 0 ? `its write was refused: ${JSON.stringify(fenced)}` : 'it heard of the loss before writing'}`)
+  // The zombie may rejoin later and legitimately own partitions again: only z#1's own record is checked.
+  const z1 = zombie.events.find((e) => e.ev === 'invoke' && e.id === 'z#1')
+  assert.ok(z1)
+  assert.deepEqual(after.filter((e) => (e.ev === 'retry-tier' || e.ev === 'dead-letter') && e.partition === z1.partition && e.offset === z1.offset && e.topic === source), [], 'no copy of z#1 by the zombie landed after the takeover')
+  // z#1 went to the retry tier once (by the member that took over) and z#2 ran after it.
+  const moved = result.workers.filter((w) => w !== zombie).flatMap((w) => w.events).filter((e) => e.ev === 'retry-tier' && e.partition === z1.partition && e.offset === z1.offset && e.topic === source)
+  assert.equal(moved.length, 1, 'z#1 went to the retry tier once, by the member that took over')
   await checkInvariants(t, source, result)
 })

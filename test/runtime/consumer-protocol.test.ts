@@ -8,6 +8,7 @@ import { test, type TestContext } from 'node:test'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { listRecords } from '../../src/dlq/records.js'
 import { replayRecord } from '../../src/dlq/redrive.js'
+import { ProtocolStore } from '../../src/ordering/protocol-store.js'
 import { createParkedKeys } from '../../src/ordering/state-store.js'
 import { NonRetriableError } from '../../src/retry/classify.js'
 import { decodeFailureHeaders } from '../../src/failure/headers.js'
@@ -98,6 +99,50 @@ test('scenario 3: a retry-tier head that fails after an operator released its ke
   await new Promise((r) => setTimeout(r, 500))
   assert.equal(await parkedKey(db, groupId, 'K'), undefined, 'still not parked: the release was not undone')
   assert.deepEqual(applied, ['f'])
+})
+
+test('scenario 4: a member that has not heard of a newer owner (its epoch bumped behind its back) has its state writes refused: it stops the partition, writes and commits nothing of it', { timeout: 120_000 }, async (t) => {
+  const source = await topic(t, { partitions: 1 })
+  const db = await stateDatabase(t)
+  const groupId = randomName('s4')
+  let openGate!: () => void
+  const gate = new Promise<void>((resolve) => (openGate = resolve))
+  let entered!: () => void
+  const running = new Promise<void>((resolve) => (entered = resolve))
+  const applied: string[] = []
+  const fenced: Array<{ topic: string; partition: number; epoch: number }> = []
+  const c = await lifeline<Rec>(t, {
+    groupId, topics: [source], state: db, parking: { pollMs: 50 },
+    retry: { maxAttempts: 1, backoff: { type: 'fixed', ms: 1 } },
+    retryTopics: { delaysMs: [100] },
+    handler: async (m) => {
+      if (m.value.id === 'z1') {
+        entered()
+        await gate // meanwhile a new owner claims the partition: this member is now a zombie that does not know it
+        throw new Error('downstream timeout')
+      }
+      applied.push(m.value.id)
+    },
+  })
+  c.on('fenced', (f) => fenced.push(f))
+  await send(t, source, [{ id: 'a', key: 'A' }])
+  await waitFor(() => applied.includes('a'), 'a applied')
+  await waitFor(async () => (await admin(t).groupOffsets(groupId, source))[0]?.offset === 1, 'a committed')
+  await send(t, source, [{ id: 'z1', key: 'Z' }, { id: 'z2', key: 'Z' }, { id: 'b', key: 'B' }])
+  await running
+  await waitFor(() => applied.includes('b'), 'b applied (its key is free)')
+  // What a new owner does on assignment: claim the partition, bumping its epoch (the group never told this member).
+  const claim = await new ProtocolStore(db).claim(groupId, source, 0, 'member-new', true)
+  openGate()
+  // z1 fails: parking its key behind a retry-tier copy is a state write with the old epoch: refused.
+  await waitFor(() => fenced.length > 0, 'the zombie fenced')
+  assert.deepEqual(fenced[0], { topic: source, partition: 0, epoch: claim.epoch - 1 })
+  await new Promise((r) => setTimeout(r, 500))
+  assert.equal(await parkedKey(db, groupId, 'Z'), undefined, 'no park was written by the old epoch')
+  assert.deepEqual(applied.sort(), ['a', 'b'], 'z2 never overtook z1; nothing ran after the fence')
+  const tier = (await admin(t).listTopics()).filter((n) => n.startsWith(source) && n !== source)
+  for (const name of tier) assert.ok((await admin(t).topicOffsets(name)).every((p) => p.high === 0), `${name}: no copy produced by the zombie`)
+  assert.equal((await admin(t).groupOffsets(groupId, source))[0]?.offset, 1, 'nothing of the fenced partition committed after a')
 })
 
 test('scenario 7: a gap whose missing record sits later in the same partition never stalls it; held records live in the database', { timeout: 120_000 }, async (t) => {
