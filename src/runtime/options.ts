@@ -132,8 +132,11 @@ export interface ConsumerEvents {
   'retry-tier': [info: { topic: string; partition: number; offset: number; tier: number; retryTopic: string; dueAt: number; attempts: number; errorCode: string }]
   /** A key was parked behind a record that left the main path (or its head moved to another tier or the DLQ). */
   parked: [info: { topic: string; partition: number; key: Buffer; offset: number; location: string }]
-  /** A record arrived for a parked key and was stored behind its head (its offset is then committed). */
-  'record-parked': [info: { topic: string; partition: number; key: Buffer; offset: number }]
+  /**
+   * A record arrived for a parked key and is stored behind its head (its offset is then committed); `again`:
+   * it was delivered again and found stored already (by this member or a former owner of its partition).
+   */
+  'record-parked': [info: { topic: string; partition: number; key: Buffer; offset: number; again: boolean }]
   /** A released key's parked records were all replayed and the key flows again. */
   released: [info: { topic: string; partition: number; key: Buffer; replayed: number }]
   /** A record at or below its key's last handled sequence was skipped. */
@@ -226,6 +229,11 @@ export interface ConsumerOptions<V = unknown> {
   kafkaConfig?: Record<string, string | number | boolean>
   /** A prom-client registry to register Lifeline's metrics in (see docs/metrics.md). */
   metrics?: { registry: Registry }
+  /**
+   * OpenTelemetry spans (default true): made only when an SDK registered a tracer provider (checked per poll
+   * batch). false: never, even with an SDK registered (see docs/tracing.md).
+   */
+  tracing?: boolean
   logger?: Logger
 }
 
@@ -350,6 +358,7 @@ export const ConsumerOptionsSchema = Type.Object(
     sessionTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000 })),
     kafkaConfig: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]))),
     metrics: Type.Optional(Type.Object({ registry: Type.Any() })),
+    tracing: Type.Optional(Type.Boolean()),
     logger: Type.Optional(Type.Any()),
   },
   { additionalProperties: false },

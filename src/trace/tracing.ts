@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { context, ProxyTracerProvider, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
+import { context, ProxyTracerProvider, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Link, type Span, type SpanContext, type Tracer, type TracerProvider } from '@opentelemetry/api'
 import type { KafkaHeader } from '../kafka/types.js'
 
 export const TRACEPARENT = 'traceparent'
@@ -80,30 +80,57 @@ export interface MessagingTarget {
   group?: string
 }
 
-function attributes(operation: 'process' | 'send', t: MessagingTarget, extra: Attributes): Attributes {
-  return {
+// Built by assignment, not spreads: one object per span on the per-record path.
+function attributes(operation: 'process' | 'send', t: MessagingTarget, extra: Attributes | undefined): Attributes {
+  const a: Attributes = {
     'messaging.system': 'kafka',
     'messaging.operation.type': operation,
     'messaging.operation.name': operation,
     'messaging.destination.name': t.topic,
-    'messaging.destination.partition.id': String(t.partition),
-    ...(t.offset === undefined || t.offset < 0 ? {} : { 'messaging.kafka.offset': t.offset }),
-    ...(t.key === null ? {} : { 'messaging.kafka.message.key': t.key.toString('utf8') }),
-    ...(t.group === undefined ? {} : { 'messaging.consumer.group.name': t.group }),
-    ...extra,
+    'messaging.destination.partition.id': PARTITION_IDS[t.partition] ?? String(t.partition),
   }
+  if (t.offset !== undefined && t.offset >= 0) a['messaging.kafka.offset'] = t.offset
+  if (t.key !== null) a['messaging.kafka.message.key'] = t.key.toString('utf8')
+  if (t.group !== undefined) a['messaging.consumer.group.name'] = t.group
+  if (extra) for (const k in extra) a[k] = extra[k]
+  return a
+}
+
+const PARTITION_IDS = Array.from({ length: 1024 }, (_, i) => String(i))
+const SPAN_NAMES = new Map<string, string>()
+const spanName = (operation: 'process' | 'send', topic: string): string => {
+  const k = operation === 'process' ? topic : `\u0000${topic}`
+  let name = SPAN_NAMES.get(k)
+  if (name === undefined) {
+    name = `${operation} ${topic}`
+    if (SPAN_NAMES.size < 10_000) SPAN_NAMES.set(k, name)
+  }
+  return name
+}
+
+// The global provider's tracer, looked up again only when the provider object changes (an SDK registered
+// or disabled): getTracer() is a map lookup per call otherwise, on the per-record path.
+let cachedProvider: TracerProvider | undefined
+let cachedTracer: Tracer | undefined
+function tracer(): Tracer {
+  const provider = trace.getTracerProvider()
+  if (provider !== cachedProvider || cachedTracer === undefined) {
+    cachedProvider = provider
+    cachedTracer = provider.getTracer(TRACER_NAME)
+  }
+  return cachedTracer
 }
 
 /** A `process {topic}` span, a child of the record's trace context. */
-export function startProcessSpan(t: MessagingTarget, headers: readonly KafkaHeader[], extra: Attributes = {}): { span: Span; context: Context } {
-  const parent = contextFrom(headers)
-  const span = trace.getTracer(TRACER_NAME).startSpan(`process ${t.topic}`, { kind: SpanKind.CONSUMER, attributes: attributes('process', t, extra) }, parent)
+export function startProcessSpan(t: MessagingTarget, headers: readonly KafkaHeader[], extra?: Attributes): { span: Span; context: Context } {
+  const parent = headers.length === 0 ? ROOT_CONTEXT : contextFrom(headers)
+  const span = tracer().startSpan(spanName('process', t.topic), { kind: SpanKind.CONSUMER, attributes: attributes('process', t, extra) }, parent)
   return { span, context: trace.setSpan(parent, span) }
 }
 
 /** A `send {topic}` span: a child of `parent` (or a new trace), linked to `links` (where a new trace starts). */
-export function startSendSpan(t: MessagingTarget, parent: Context = context.active(), links: Link[] = [], extra: Attributes = {}): Span {
-  return trace.getTracer(TRACER_NAME).startSpan(`send ${t.topic}`, { kind: SpanKind.PRODUCER, attributes: attributes('send', t, extra), links }, parent)
+export function startSendSpan(t: MessagingTarget, parent: Context = context.active(), links: Link[] = [], extra?: Attributes): Span {
+  return tracer().startSpan(spanName('send', t.topic), { kind: SpanKind.PRODUCER, attributes: attributes('send', t, extra), links }, parent)
 }
 
 /** Ends `span` as a failure. */

@@ -275,6 +275,32 @@ test('an item cannot be enqueued twice while queued or in flight (re-enqueue aft
   assert.equal(s.queued, 0, 'a rejected item is not queued')
 })
 
+test('adopt(): only an idle scheduler takes a running item, and later items of its lane wait for its done()', () => {
+  const s = new KeyScheduler<Item>({ ordering: 'key', concurrency: 2 })
+  assert.equal(s.idle, true)
+  const first = item('t', 0, 'A', 4)
+  s.adopt(first)
+  assert.equal(s.idle, false)
+  assert.equal(s.inFlight, 1)
+  assert.equal(s.inFlightBytes, 4)
+  assert.throws(() => s.adopt(item('t', 0, 'B')), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && /idle/.test(err.message))
+  const second = item('t', 0, 'A')
+  const other = item('t', 0, 'B')
+  s.enqueue(second)
+  s.enqueue(other)
+  assert.equal(s.next(), other, "A's lane is busy with the adopted item; B runs")
+  assert.equal(s.next(), undefined)
+  assert.equal(s.done(first), true)
+  assert.equal(s.next(), second, 'the adopted item finished: its lane goes on')
+  assert.equal(s.done(first), false, 'done twice is refused')
+  s.done(second)
+  s.done(other)
+  assert.equal(s.idle, true)
+  const again = item('t', 0, 'C')
+  s.adopt(again)
+  assert.throws(() => { s.done(again); s.adopt(again); s.adopt(again) }, (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && /already/.test(err.message))
+})
+
 test('options are validated with the option path in the message', () => {
   for (const concurrency of [0, -1, 1.5, Number.NaN]) {
     assert.throws(

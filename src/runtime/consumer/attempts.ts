@@ -8,6 +8,7 @@
 import { delayFor, retryDecision } from '../../retry/backoff.js'
 import { classifyError, type Classification } from '../../retry/classify.js'
 import { wrapDecode } from '../decode.js'
+import type { Attributes } from '@opentelemetry/api'
 import { endFailed, otelContext, startProcessSpan, traceIdOf, type MessagingTarget } from '../../trace/tracing.js'
 import { sleep } from '../../util/sleep.js'
 import { admit, PermitHolder } from './breaker-gate.js'
@@ -21,7 +22,7 @@ import { CANCELLED, type ConsumerContext, type Item, type Outcome } from './cont
  * What pump() already did for a record it could not finish synchronously: the value failed to decode, or the
  * first attempt's handler ran and returned a promise (or threw, as a rejected one).
  */
-export type FirstAttempt = { decodeError: unknown } | { value: unknown; startedAt: number; result: Promise<void> }
+export type FirstAttempt = { decodeError: unknown } | { value: unknown; startedAt: number; result: Promise<void>; traced?: ReturnType<typeof startProcessSpan> }
 
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== undefined && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
@@ -51,10 +52,13 @@ export function succeeded(ctx: ConsumerContext, item: Item, attempts: number, st
  * The `process` span of one attempt: a child of the record's trace context (the producer's, or the send
  * span that wrote this retry-tier copy). Kept on the item: a copy it leaves the main path with is its child.
  */
-function processSpan(ctx: ConsumerContext, item: Item, attempt: number): ReturnType<typeof startProcessSpan> {
+export function processSpan(ctx: ConsumerContext, item: Item, attempt: number): ReturnType<typeof startProcessSpan> {
   const r = item.record
   const target: MessagingTarget = { topic: r.topic, partition: r.partition, offset: r.offset, key: r.key, group: ctx.options.groupId }
-  const traced = startProcessSpan(target, r.headers, { 'lifeline.attempt': attempt + (item.tier?.attempts ?? 0), ...(item.tier ? { 'lifeline.retry.tier': item.tier.tier } : {}), ...(item.parkedId === undefined ? {} : { 'lifeline.replayed': true }) })
+  const extra: Attributes = { 'lifeline.attempt': attempt + (item.tier?.attempts ?? 0) }
+  if (item.tier) extra['lifeline.retry.tier'] = item.tier.tier
+  if (item.parkedId !== undefined) extra['lifeline.replayed'] = true
+  const traced = startProcessSpan(target, r.headers, extra)
   item.trace = traced.context
   return traced
 }
@@ -127,7 +131,7 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
     attempt++
     const resumed = attempt === 1 ? resumedAttempt : undefined
     const startedAt = resumed?.startedAt ?? performance.now()
-    const traced = ctx.tracing && !resumed ? processSpan(ctx, item, attempt) : undefined
+    const traced = resumed ? resumed.traced : ctx.tracing ? processSpan(ctx, item, attempt) : undefined
     try {
       const pending = resumed ? resumed.result : traced ? otelContext.with(traced.context, () => o.handler(message(item, value, attempt))) : o.handler(message(item, value, attempt))
       // A synchronous handler costs no extra turn of the microtask queue.

@@ -8,7 +8,8 @@
 import { decide } from '../../ordering/key-rules.js'
 import { sleep } from '../../util/sleep.js'
 import { wrapDecode } from '../decode.js'
-import { isThenable, processRecord, succeeded, type FirstAttempt } from './attempts.js'
+import { otelContext } from '../../trace/tracing.js'
+import { isThenable, processRecord, processSpan, succeeded, type FirstAttempt } from './attempts.js'
 import { reportError } from './events.js'
 import { message } from './leave-main-path.js'
 import { isCurrent, relieve } from './partitions.js'
@@ -54,7 +55,7 @@ export function runNow(ctx: ConsumerContext, item: Item): boolean {
 
 /** Whether the record can skip preflight: nothing about its key or sequence needs the database. */
 function plain(ctx: ConsumerContext, item: Item): boolean {
-  if (ctx.breaker || ctx.tracing || item.tier || item.parkedId !== undefined || item.forced !== undefined) return false
+  if (ctx.breaker || item.tier || item.parkedId !== undefined || item.forced !== undefined) return false
   const key = item.record.key
   if (!ctx.parking || key === null) return true
   const state = item.state
@@ -99,12 +100,14 @@ function runSynchronously(ctx: ConsumerContext, item: Item): FirstAttempt | 'don
   // Timed only when something records it (succeeded() reads the clock again only then).
   const startedAt = ctx.metrics.timed || ctx.emitter.listenerCount('processed') > 0 ? performance.now() : 0
   let result: unknown
+  const traced = ctx.tracing ? processSpan(ctx, item, 1) : undefined
   try {
-    result = ctx.options.handler(message(item, value, 1))
+    result = traced ? otelContext.with(traced.context, () => ctx.options.handler(message(item, value, 1))) : ctx.options.handler(message(item, value, 1))
   } catch (error) {
-    return { value, startedAt, result: Promise.reject(error) }
+    return { value, startedAt, result: Promise.reject(error), traced }
   }
-  if (isThenable(result)) return { value, startedAt, result: result as Promise<void> }
+  if (isThenable(result)) return { value, startedAt, result: result as Promise<void>, traced }
+  traced?.span.end()
   succeeded(ctx, item, 1, startedAt)
   if (item.seq !== undefined) noteSequence(item.state, item.schedulingKey!, item.record.key!, item.seq)
   ctx.running--

@@ -97,7 +97,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
     kafka: undefined,
     producer: undefined,
     commitChain: Promise.resolve(),
-    tracing: tracingActive(),
+    tracing: options.tracing !== false && tracingActive(),
     pump: () => pump(ctx),
   }
   const sources = () => sourceStates(ctx)

@@ -76,7 +76,7 @@ function armDelay(ctx: ConsumerContext, state: PartitionState): void {
 
 /** Dispatches a polled batch (or records stashed while their partition was claimed). */
 export async function dispatch(ctx: ConsumerContext, records: ConsumedRecord[]): Promise<void> {
-  ctx.tracing = tracingActive()
+  ctx.tracing = ctx.options.tracing && tracingActive()
   const items: Item[] = []
   // A batch comes partition by partition: look a partition up once per run of its records.
   let state: PartitionState | undefined

@@ -197,8 +197,9 @@ export async function storeBehind(ctx: ConsumerContext, item: Item, openGap: { f
   if (stored === 'stored') {
     if (entry) entry.records++
     ctx.metrics.recordParked(r.topic)
-    if (listened(ctx, 'record-parked')) emit(ctx, 'record-parked', { topic: r.topic, partition: r.partition, key: r.key!, offset: r.offset })
   }
+  // Also when it was stored already: a former owner may have stored it and died before saying so.
+  if (listened(ctx, 'record-parked')) emit(ctx, 'record-parked', { topic: r.topic, partition: r.partition, key: r.key!, offset: r.offset, again: stored === 'exists' })
   crashPoint(openGap ? 'gap.after-hold' : 'follow.after-store')
   return 'done'
 }

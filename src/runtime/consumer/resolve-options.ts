@@ -43,6 +43,8 @@ export interface ResolvedConsumerOptions {
   readonly deadlineMs: number | undefined
   readonly classify: ClassifyOptions
   readonly drainTimeoutMs: number
+  /** Spans when an SDK is registered (the `tracing` option). */
+  readonly tracing: boolean
   readonly commitIntervalMs: number
   readonly sessionTimeoutMs: number
   /** Retry-tier delays, ms (tier n waits delays[n-1]). */
@@ -115,6 +117,7 @@ export function resolveConsumerOptions<V>(input: ConsumerOptions<V>): ResolvedCo
     deadlineMs: o.retry?.deadlineMs,
     classify: { permanentCodes: o.permanentCodes, classifier: o.classifier },
     drainTimeoutMs: o.drainTimeoutMs ?? consumerDefaults.drainTimeoutMs,
+    tracing: o.tracing ?? true,
     commitIntervalMs: o.commitIntervalMs ?? consumerDefaults.commitIntervalMs,
     sessionTimeoutMs: o.sessionTimeoutMs ?? consumerDefaults.sessionTimeoutMs,
     tierDelays: Object.freeze([...tierDelays]),
