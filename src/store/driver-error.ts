@@ -54,6 +54,7 @@ function isConnectionSqlState(state: string): boolean {
 
 /** Statement failures that succeed when the whole transaction is simply run again. */
 const RETRIABLE_SQLSTATES = new Set([
+  '57014', // query_canceled: statement_timeout (the statement may succeed when the server is less busy)
   '40001', // serialization_failure
   '40P01', // deadlock_detected
   '55P03', // lock_not_available
@@ -64,6 +65,11 @@ export function serverError(err: unknown): ServerErrorShape | undefined {
   if (err === null || typeof err !== 'object') return undefined
   const e = err as Partial<Record<keyof ServerErrorShape, unknown>>
   return typeof e.code === 'string' && typeof e.severity === 'string' ? (err as ServerErrorShape) : undefined
+}
+
+/** node-postgres's own query_timeout: the server did not answer at all (hung host, network partition). */
+function isClientTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === 'Query read timeout'
 }
 
 function errnoOf(err: unknown): string | undefined {
@@ -82,7 +88,7 @@ export function classifyDriverError(err: unknown, phase: DriverPhase): { code: E
     if (isConnectionSqlState(server.code)) return { code: 'LL_DB_CONNECT', retriable: !permanent }
     return { code: 'LL_DB_QUERY', retriable: RETRIABLE_SQLSTATES.has(server.code) }
   }
-  if (errnoOf(err) !== undefined) return { code: 'LL_DB_CONNECT', retriable: true }
+  if (errnoOf(err) !== undefined || isClientTimeout(err)) return { code: 'LL_DB_CONNECT', retriable: true }
   return { code: 'LL_DB_QUERY', retriable: false }
 }
 

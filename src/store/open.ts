@@ -43,6 +43,8 @@ export interface OpenDatabaseOptions {
   dataDir?: string
   /** Pool size for PostgreSQL (ignored by PGlite, which has one connection). Default 10. */
   poolSize?: number
+  /** PostgreSQL: how long a statement may run, ms (0: no limit; default 60 000). See {@link PostgresOptions}. */
+  statementTimeoutMs?: number
   /** Parent logger. Default: silent. */
   logger?: Logger
 }
@@ -73,6 +75,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<S
     return openPostgres({
       url,
       ...(options.poolSize === undefined ? {} : { poolSize: options.poolSize }),
+      ...(options.statementTimeoutMs === undefined ? {} : { statementTimeoutMs: options.statementTimeoutMs }),
       ...(logger === undefined ? {} : { logger }),
     })
   }

@@ -26,12 +26,22 @@ export interface PostgresOptions {
   poolSize?: number
   /** Milliseconds to wait for a connection (new, or free in a busy pool) before LL_DB_CONNECT. Default 10 000. */
   connectTimeoutMs?: number
+  /**
+   * Milliseconds a statement may run (the server cancels it: LL_DB_QUERY, retriable, sqlState 57014); a
+   * server that stops answering altogether (a hung host, a network partition) fails the statement 5 s
+   * later on the client side (LL_DB_CONNECT, retriable; the connection is dropped). 0: no limit. Default
+   * 60 000.
+   */
+  statementTimeoutMs?: number
   /** Parent logger; the executor logs under `{ component: 'store', kind: 'postgres' }`. Default: silent. */
   logger?: Logger
 }
 
 
 const KIND = 'postgres'
+
+/** The client gives up on a statement this long after the server should have cancelled it. */
+const CLIENT_TIMEOUT_MARGIN_MS = 5_000
 
 /** Why a pooled connection broke (its 'error' event), for the statements that fail on it afterwards. */
 const lostConnections = new WeakMap<pg.ClientBase, Error>()
@@ -102,6 +112,8 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlExecuto
   const connectTimeoutMs = options.connectTimeoutMs ?? postgresDefaults.connectTimeoutMs
   positiveInteger(poolSize, 'poolSize')
   positiveInteger(connectTimeoutMs, 'connectTimeoutMs')
+  const statementTimeoutMs = options.statementTimeoutMs ?? postgresDefaults.statementTimeoutMs
+  if (statementTimeoutMs !== 0) positiveInteger(statementTimeoutMs, 'statementTimeoutMs')
   const log = (options.logger ?? silentLogger()).child({ component: 'store', kind: KIND })
   const target = describeUrl(options.url)
 
@@ -110,6 +122,7 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlExecuto
     max: poolSize,
     connectionTimeoutMillis: connectTimeoutMs,
     application_name: 'lifeline',
+    ...(statementTimeoutMs === 0 ? {} : { statement_timeout: statementTimeoutMs, query_timeout: statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS }),
   })
   // An idle client whose connection drops emits 'error' on the pool; unhandled, it would crash the process.
   pool.on('error', (err) => log.warn({ err, target }, 'idle PostgreSQL connection failed; the pool will replace it'))

@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { pino } from 'pino'
 import { isLifelineError } from '../../src/errors.js'
+import { startTcpProxy } from '../../src/dev/tcp-proxy.js'
 import { openPostgres } from '../../src/store/postgres.js'
 import { defer, randomName } from '../helpers/db.js'
 
@@ -92,5 +93,40 @@ describe('openPostgres', () => {
       },
     )
     assert.deepEqual((await db.query('select 1 as one')).rows, [{ one: 1 }], 'the pool replaced the dead connection')
+  })
+  it('cancels a statement past statementTimeoutMs (retriable LL_DB_QUERY, 57014); the pool goes on', { skip: needsServer }, async (t) => {
+    const db = await openPostgres({ url: process.env.DATABASE_URL as string, statementTimeoutMs: 300, poolSize: 1 })
+    t.after(() => db.close())
+    const started = Date.now()
+    await assert.rejects(db.query('select pg_sleep(3)'), (err) => {
+      assert.ok(isLifelineError(err, 'LL_DB_QUERY'))
+      assert.equal(err.details.sqlState, '57014')
+      assert.equal(err.retriable, true)
+      return true
+    })
+    assert.ok(Date.now() - started < 2500, `cancelled after ${Date.now() - started} ms`)
+    assert.deepEqual((await db.query('select 1 as one')).rows, [{ one: 1 }])
+  })
+
+  it('fails a statement to a server that stops answering (a network partition) as retriable LL_DB_CONNECT, then recovers through a new connection', { skip: needsServer, timeout: 60_000 }, async (t) => {
+    const url = new URL(process.env.DATABASE_URL as string)
+    const proxy = await startTcpProxy({ target: { host: url.hostname, port: Number(url.port || 5432) } })
+    t.after(() => proxy.close())
+    url.hostname = proxy.host
+    url.port = String(proxy.port)
+    const db = await openPostgres({ url: url.href, statementTimeoutMs: 200, poolSize: 1 })
+    t.after(() => db.close())
+    assert.deepEqual((await db.query('select 1 as one')).rows, [{ one: 1 }])
+    proxy.partition()
+    const started = Date.now()
+    await assert.rejects(db.query('select 2 as two'), (err) => {
+      assert.ok(isLifelineError(err, 'LL_DB_CONNECT'), String(err))
+      assert.equal(err.retriable, true)
+      return true
+    })
+    const waited = Date.now() - started
+    assert.ok(waited >= 5000 && waited < 15_000, `the client gave up after ${waited} ms (statement timeout + 5 s)`)
+    proxy.heal()
+    assert.deepEqual((await db.query('select 3 as three')).rows, [{ three: 3 }], 'a new connection after the partition')
   })
 })
