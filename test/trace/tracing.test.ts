@@ -112,3 +112,21 @@ test('without an SDK nothing is traced; with one, a record is traced from its pr
   assert.equal(tierSend[0]!.attributes['messaging.operation.type'], 'send')
   assert.equal(dlqSend[0]!.attributes['lifeline.copy'], 'dlq')
 })
+
+test("tracing: false makes no span even with an SDK registered; the default consumer beside it does (the tracer is looked up again for a new provider)", { timeout: 120_000 }, async (t) => {
+  trace.disable()
+  const exporter = new InMemorySpanExporter()
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
+  trace.setGlobalTracerProvider(provider)
+  defer(t, () => provider.shutdown())
+  const source = await topic(t, { partitions: 1 })
+  const quiet = randomName('untraced')
+  const traced = randomName('traced')
+  const handled: string[] = []
+  await lifeline(t, { groupId: quiet, topics: [source], tracing: false, handler: () => void handled.push(quiet) })
+  await lifeline(t, { groupId: traced, topics: [source], handler: () => void handled.push(traced) })
+  await producer(t).send([{ topic: source, key: 'K', value: JSON.stringify({ id: 'e' }) }])
+  await waitFor(() => handled.includes(quiet) && handled.includes(traced), 'both consumers handled the record')
+  const groups = exporter.getFinishedSpans().filter((s) => s.name === `process ${source}`).map((s) => s.attributes['messaging.consumer.group.name'])
+  assert.deepEqual(groups, [traced], 'one process span, of the consumer with tracing on')
+})
