@@ -5,7 +5,8 @@
  * - a 3-broker cluster (replication factor 3, min.insync.replicas 2) losing the leader of a busy partition
  *   to kill -9;
  * - a private PostgreSQL (never the shared server) stopped and restarted while keys are parked;
- * - a consumer frozen with SIGSTOP past its session timeout, then resumed: its state writes are refused.
+ * - a consumer frozen with SIGSTOP past its session timeout, then resumed: nothing of it lands after the takeover
+ *   (its state write refused by the new epoch, or the record abandoned once it hears of the loss).
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
