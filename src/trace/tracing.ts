@@ -140,9 +140,11 @@ export function endFailed(span: Span, error: unknown): void {
   span.end()
 }
 
-/** The trace id of a recording span, for log lines. */
+/** The trace id of a span (ended or not), for log lines; undefined for none or a no-op span. */
 export function traceIdOf(span: Span | undefined): string | undefined {
-  return span?.isRecording() ? span.spanContext().traceId : undefined
+  if (span === undefined) return undefined
+  const sc = span.spanContext()
+  return trace.isSpanContextValid(sc) ? sc.traceId : undefined
 }
 
 export { context as otelContext }

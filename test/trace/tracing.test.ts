@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { pino } from 'pino'
 import { context, SpanKind, trace, TraceFlags } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
@@ -46,8 +47,10 @@ test('without an SDK nothing is traced; with one, a record is traced from its pr
   const groupId = randomName('traced')
   let fixed = false
   const seen: Array<{ attempt: number; traceId: string | undefined }> = []
+  const logged: Array<{ msg?: string; traceId?: string }> = []
   await lifeline<{ id: string }>(t, {
     groupId, topics: [source], state: db, parking: { pollMs: 50 },
+    logger: pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
     retry: { maxAttempts: 1, backoff: { type: 'fixed', ms: 1 } },
     retryTopics: { delaysMs: [100] },
     handler: (m) => {
@@ -111,6 +114,9 @@ test('without an SDK nothing is traced; with one, a record is traced from its pr
   assert.equal(tierSend[0]!.kind, SpanKind.PRODUCER)
   assert.equal(tierSend[0]!.attributes['messaging.operation.type'], 'send')
   assert.equal(dlqSend[0]!.attributes['lifeline.copy'], 'dlq')
+  // Log lines about the record carry its trace id.
+  assert.deepEqual(logged.filter((l) => l.msg === 'record moved to a retry tier').map((l) => l.traceId), [origin])
+  assert.deepEqual(logged.filter((l) => l.msg === 'record dead-lettered').map((l) => l.traceId), [origin])
 })
 
 test("tracing: false makes no span even with an SDK registered; the default consumer beside it does (the tracer is looked up again for a new provider)", { timeout: 120_000 }, async (t) => {
