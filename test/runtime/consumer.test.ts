@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { randomBytes } from 'node:crypto'
 import { Registry } from 'prom-client'
+import { Masker } from '../../src/failure/masking.js'
 import { isLifelineError } from '../../src/errors.js'
 import { NonRetriableError } from '../../src/retry/classify.js'
 import { createConsumer } from '../../src/runtime/consumer.js'
@@ -361,6 +363,23 @@ describe('consumer runtime against the real broker', () => {
     const c = createConsumer({ brokers: brokers(), groupId: randomName('noprov'), service: randomName('svc'), topics: [source], deadLetter: { provision: false }, handler: () => undefined })
     defer(t, () => c.close())
     await assert.rejects(c.start(), (err: unknown) => isLifelineError(err, 'LL_TOPIC_INVALID'))
+  })
+
+  test("a masking policy with key: 'encrypt' masks the DLQ record's key (deterministically) and its value field; the processor's keyring restores both", async (t) => {
+    const source = await topic(t, { partitions: 1 })
+    const keyring = { currentKeyId: 'k1', keys: { k1: randomBytes(32) } }
+    const policies = [{ topics: [source], rules: [{ path: '$.email', action: 'encrypt' as const }], key: 'encrypt' as const }]
+    await lifeline(t, { topics: [source], masking: { policies, keyring }, handler: () => { throw new NonRetriableError('rejected') } })
+    const key = 'alice@example.com'
+    await producer(t).send([{ topic: source, key, value: JSON.stringify({ email: key, n: 1 }) }, { topic: source, key, value: JSON.stringify({ email: key, n: 2 }) }])
+    const dead = await readAll(t, `svc.${source}.dlq`, 2)
+    const keys = dead.map((r) => r.key!.toString())
+    assert.ok(keys.every((k) => !k.includes('alice')), `no clear key in the DLQ: ${keys.join(', ')}`)
+    assert.equal(keys[0], keys[1], 'equal keys give equal tokens (grouping and per-key order keep working)')
+    assert.ok(dead.every((r) => !r.value!.toString().includes('alice')), 'no clear value field in the DLQ')
+    const masker = new Masker(policies, keyring)
+    assert.equal(masker.unmaskKey(dead[0]!.key!, source)!.toString(), key)
+    assert.equal(JSON.parse(masker.unmaskValue(dead[1]!.value!, source)!.toString()).email, key)
   })
 
   test('invalid options fail at construction naming the option path', () => {
