@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { isUtf8 } from 'node:buffer'
 import { LifelineError } from '../errors.js'
 import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
@@ -289,9 +290,9 @@ const cleanOrNull = (s: string | undefined): string | null => (s === undefined ?
 export function storeHeaders(headers: readonly KafkaHeader[]): StoredHeader[] {
   return headers.map((h) => {
     const keyIsText = clean(h.key) === h.key
-    const valueText = h.value === null ? null : h.value.toString('utf8')
-    const valueIsText = valueText === null || (Buffer.from(valueText, 'utf8').equals(h.value as Buffer) && clean(valueText) === valueText)
-    if (keyIsText && valueIsText) return { key: h.key, value: valueText }
+    // Valid UTF-8 decodes without lone surrogates: only NUL is left that text cannot hold.
+    const valueIsText = h.value === null || (isUtf8(h.value) && !h.value.includes(0))
+    if (keyIsText && valueIsText) return { key: h.key, value: h.value === null ? null : h.value.toString('utf8') }
     return { key: Buffer.from(h.key, 'utf8').toString('base64'), value: h.value === null ? null : h.value.toString('base64'), encoding: 'base64' as const }
   })
 }
