@@ -511,17 +511,27 @@ export async function groupRecords(db: SqlQueryable, filter: RecordFilter | Reco
   const params: unknown[] = []
   const clause = where(f, params, { paging: false })
   params.push(limit)
+  // Counts per fingerprint first (a hash aggregate, no sort of the matching rows), then, for the `limit`
+  // largest groups only, the latest record's fields (by its id) and the distinct topics and keys.
   const { rows } = await db.query(
-    `select fingerprint, (array_agg(error_class order by id desc))[1] as error_class, (array_agg(error_code order by id desc))[1] as error_code,
-       (array_agg(error_message order by id desc))[1] as sample_message, count(*)::int8 as n, count(*) filter (where status = 'pending')::int8 as pending,
-       min(failed_at) as first_seen, max(failed_at) as last_seen, array_agg(distinct coalesce(origin_topic, topic)) as topics, count(distinct key)::int8 as keys
-     from lifeline_dlq_records where ${clause} group by fingerprint order by count(*) desc, max(failed_at) desc limit $${params.length}`,
+    `with g as (
+       select fingerprint, max(id) as last_id, count(*)::int8 as n, count(*) filter (where status = 'pending')::int8 as pending,
+         min(failed_at) as first_seen, max(failed_at) as last_seen
+       from lifeline_dlq_records where ${clause} group by fingerprint order by count(*) desc, max(failed_at) desc limit $${params.length}
+     )
+     select g.fingerprint, g.n, g.pending, g.first_seen, g.last_seen, r.error_class, r.error_code, r.error_message as sample_message, d.topics, d.keys
+     from g join lifeline_dlq_records r on r.id = g.last_id
+     cross join lateral (
+       select array_agg(distinct coalesce(origin_topic, topic)) as topics, count(distinct key)::int8 as keys
+       from lifeline_dlq_records where (fingerprint = g.fingerprint or (fingerprint is null and g.fingerprint is null)) and ${clause}
+     ) d
+     order by g.n desc, g.last_seen desc`,
     params,
   )
   return rows.map((r) => ({
     fingerprint: String(r.fingerprint), errorClass: strOrNull(r.error_class), errorCode: strOrNull(r.error_code), sampleMessage: strOrNull(r.sample_message),
     count: Number(r.n), pending: Number(r.pending), firstSeen: r.first_seen as Date, lastSeen: r.last_seen as Date,
-    topics: (r.topics as string[]).slice().sort(), distinctKeys: Number(r.keys),
+    topics: ((r.topics as string[] | null) ?? []).slice().sort(), distinctKeys: Number(r.keys),
   }))
 }
 
