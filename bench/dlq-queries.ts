@@ -3,7 +3,7 @@
  * database (`DATABASE_URL`, default the local server), `lifeline_dlq_records` is seeded set-based
  * (`INSERT ... SELECT generate_series`) to each size in turn (10k, 100k, 300k, 1M; quick: 10k → 200k) and
  * analysed; then each query the API serves (`listRecords`, `groupRecords`, `countRecords`, as
- * `GET /v1/records`, `/v1/groups`, `/v1/records/count` run them) is timed: the median of 5 runs after one
+ * `GET /v1/records`, `/v1/groups`, `/v1/records/count` run them) is timed: the fastest of 7 runs after one
  * warm-up. No Kafka involved.
  *
  * The data: 10 DLQ topics, 10 origin topics, 20 consumer groups, 50 error codes, 200 fingerprints, 10,000
@@ -24,7 +24,7 @@ import type { BenchContext, BenchResult } from './lib/types.js'
 const RARE = 50
 /** Record i failed at this time + i seconds: one failure a second, ids in time order, as an indexer stores them. */
 const EPOCH_MS = Date.UTC(2026, 0, 1)
-const RUNS = 5
+const RUNS = 7
 
 /** Seeds rows `from`..`to` (inclusive); the first RARE rows of the table carry the rare values. */
 export async function seed(db: SqlExecutor, from: number, to: number): Promise<void> {
@@ -88,7 +88,8 @@ async function timeQuery(db: SqlExecutor, q: (typeof QUERIES)[number]): Promise<
     await once()
     times.push(performance.now() - start)
   }
-  return times.sort((a, b) => a - b)[Math.floor(RUNS / 2)]!
+  // The fastest run: on a shared machine the others measure the neighbours as much as the query.
+  return Math.min(...times)
 }
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {
@@ -121,11 +122,11 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     const curve = (id: string, title: string, kind: 'list' | 'group' | 'count', note: string): Curve => ({
       id, title, note,
       x: { label: 'records indexed', log: true },
-      y: { label: 'query time, ms (median of 5)', log: true },
+      y: { label: 'query time, ms (fastest of 7)', log: true },
       series: QUERIES.filter((q) => q.kind === kind || (kind === 'group' && q.kind === 'count')).map((q) => ({ name: q.label, points: sizes.map((s, i) => [s, Math.max(0.01, at(q.id, i))] as [number, number]) })),
     })
     return {
-      params: { sizes: sizes.join(', '), runs: `${RUNS}, median, after one warm-up`, rare_records: RARE, database: server, seeding: 'INSERT ... SELECT generate_series, then ANALYZE', method: 'listRecords / groupRecords / countRecords on a pool of 2, wall time per call' },
+      params: { sizes: sizes.join(', '), runs: `${RUNS}, fastest, after one warm-up`, rare_records: RARE, database: server, seeding: 'INSERT ... SELECT generate_series, then ANALYZE', method: 'listRecords / groupRecords / countRecords on a pool of 2, wall time per call' },
       metrics,
       baseline: { worst_list_smallest_ms: at(worst.id, 0) },
       headline: { metric: 'worst_list_largest_ms', baseline: 'worst_list_smallest_ms' },

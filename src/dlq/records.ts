@@ -329,14 +329,25 @@ export interface IndexItem {
 
 function rowValues(item: IndexItem, now: number): unknown[] {
   const { record: r, context: c } = item
-  const failedAt = iso(c.lastFailureAt) ?? iso(r.timestamp > 0 ? r.timestamp : undefined) ?? new Date(now).toISOString()
+  const lastFailureAt = iso(c.lastFailureAt)
+  const failedAt = lastFailureAt ?? iso(r.timestamp > 0 ? r.timestamp : undefined) ?? new Date(now).toISOString()
   const details = Object.fromEntries(Object.entries(c.details ?? {}).map(([k, v]) => [clean(k), clean(String(v))]))
   return [
     clean(r.topic), r.partition, r.offset, r.key, r.value, JSON.stringify(storeHeaders(r.headers)), Number.isSafeInteger(r.timestamp) ? r.timestamp : 0, c.format,
     cleanOrNull(c.originTopic), int32(c.originPartition), int64(c.originOffset), int64(c.originTimestamp), cleanOrNull(c.consumerGroup), cleanOrNull(c.service),
     cleanOrNull(c.errorClass), cleanOrNull(c.errorCode), cleanOrNull(c.errorMessage), cleanOrNull(c.errorStack), clean(c.fingerprint), int32(c.attempts),
-    iso(c.firstFailureAt), iso(c.lastFailureAt), failedAt, JSON.stringify(details), cleanOrNull(c.replayId), Math.max(0, int32(c.replayCount) ?? 0), item.masked === true,
+    iso(c.firstFailureAt), lastFailureAt, failedAt, JSON.stringify(details), cleanOrNull(c.replayId), Math.max(0, int32(c.replayCount) ?? 0), item.masked === true,
   ]
+}
+
+/** The multi-row insert of `rows` records (the last one built is kept: batches are mostly the same size). */
+let lastInsert: { rows: number; text: string } | undefined
+function insertStatement(rows: number): string {
+  if (lastInsert?.rows !== rows) {
+    const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map((column, i) => `$${r * COLUMNS.length + i + 1}${CASTS[column] ?? ''}`).join(', ')})`)
+    lastInsert = { rows, text: `insert into lifeline_dlq_records (${COLUMNS.join(', ')}) values ${values.join(', ')} on conflict (topic, partition, "offset") do nothing returning id, topic, partition, "offset"` }
+  }
+  return lastInsert.text
 }
 
 const tpo = (topic: string, partition: number, offset: number | string) => `${topic}\u0000${partition}\u0000${offset}`
@@ -358,8 +369,8 @@ export async function indexRecords(db: SqlExecutor, items: readonly IndexItem[])
     for (let start = 0; start < batch.length; start += 1000) {
       const slice = batch.slice(start, start + 1000)
       const params: unknown[] = []
-      const rows = slice.map((item) => `(${rowValues(item, now).map((v, i) => { params.push(v); return `$${params.length}${CASTS[COLUMNS[i]!] ?? ''}` }).join(', ')})`)
-      const { rows: inserted } = await tx.query(`insert into lifeline_dlq_records (${COLUMNS.join(', ')}) values ${rows.join(', ')} on conflict (topic, partition, "offset") do nothing returning id, topic, partition, "offset"`, params)
+      for (const item of slice) params.push(...rowValues(item, now))
+      const { rows: inserted } = await tx.query(insertStatement(slice.length), params)
       for (const row of inserted) byKey.set(tpo(row.topic as string, Number(row.partition), String(row.offset)), { id: String(row.id), inserted: true })
     }
     for (const item of batch) {
