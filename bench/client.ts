@@ -48,6 +48,11 @@ const FULL_ROUNDS = 3
 const PRODUCER_PROPS = ['acks=all', 'linger.ms=5', 'enable.idempotence=true']
 /** librdkafka's default batch.size, for a second Java run that batches like the Node client does. */
 const MATCHED_BATCH_PROP = 'batch.size=1000000'
+/**
+ * librdkafka settings tried for the Node consumer (issue 14): a deeper prefetch queue and larger fetches
+ * per partition. A second Node consume of the same topic in each round runs with them (`node_consume_tuned_*`).
+ */
+const TUNED_CONSUMER: Record<string, number> = { 'queued.min.messages': 500_000, 'queued.max.messages.kbytes': 262_144, 'fetch.message.max.bytes': 4_194_304 }
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const records = ctx.quick ? QUICK_RECORDS : FULL_RECORDS
@@ -71,6 +76,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const javaProduce = best(results, (r) => r.javaProduce.steady.recordsPerSec)
   const javaBatch = best(results, (r) => r.javaBatch.steady.recordsPerSec)
   const nodeConsume = best(results, (r) => perSecond(r.nodeConsume.records, r.nodeConsume.fetchMs))
+  const nodeTuned = best(results, (r) => perSecond(r.nodeTuned.records, r.nodeTuned.fetchMs))
   const javaConsume = best(results, (r) => r.javaConsume.fetchRecordsPerSec)
 
   const bytes = records * RECORD_SIZE
@@ -111,6 +117,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     node_consume_with_join_rps: round(perSecond(nc.records, nc.totalMs)),
     node_consume_join_ms: round(nc.totalMs - nc.fetchMs),
     node_consume_rps_rounds: nodeConsume.all,
+    node_consume_tuned_rps: round(nodeTuned.value),
+    node_consume_tuned_rps_rounds: nodeTuned.all,
     java_consume_rps: round(javaConsume.value),
     java_consume_mb_s: round(jc.fetchMbPerSec, 2),
     java_consume_with_join_rps: round(jc.recordsPerSec),
@@ -120,6 +128,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     produce_ratio: round(nodeProduce.value / javaProduce.value, 3),
     produce_ratio_batch1m: round(nodeProduce.value / javaBatch.value, 3),
     consume_ratio: round(nodeConsume.value / javaConsume.value, 3),
+    consume_ratio_tuned: round(nodeTuned.value / javaConsume.value, 3),
   }
 
   return {
@@ -140,6 +149,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       node_send_serial: `send() of ${SEND_BATCH} records, each awaited before the next`,
       node_batch_ack: 'node_produce_*batch_ack_*: per send() call, call to its last ack (not per-record latency like the java_produce_p* figures)',
       node_poll: `poll(${POLL_MAX}, ${POLL_TIMEOUT_MS}) until ${records} records`,
+      node_consume_tuned: `the same consume with ${Object.entries(TUNED_CONSUMER).map(([k, v]) => `${k}=${v}`).join(' ')}, right after the default one in each round`,
       consume_topic: 'both consumers read the round\'s first ProducerPerformance topic (default batch.size: record batches of at most 16 KiB)',
       isolation_level: 'read_committed (both clients)',
       java_heap_mb: JAVA_HEAP_MB,
@@ -157,6 +167,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       `  produce  node ${fmt(metrics.node_produce_rps)} rec/s (${fmt(metrics.node_produce_mb_s)} MB/s)  java ${fmt(metrics.java_produce_rps)} rec/s (${fmt(metrics.java_produce_mb_s)} MB/s)  node/java ${fmt(metrics.produce_ratio)}`,
       `  produce  java with ${MATCHED_BATCH_PROP} (librdkafka's default) ${fmt(metrics.java_produce_batch1m_rps)} rec/s  node/java ${fmt(metrics.produce_ratio_batch1m)}`,
       `  consume  node ${fmt(metrics.node_consume_rps)} rec/s (${fmt(metrics.node_consume_mb_s)} MB/s)  java ${fmt(metrics.java_consume_rps)} rec/s (${fmt(metrics.java_consume_mb_s)} MB/s)  node/java ${fmt(metrics.consume_ratio)}`,
+      `  consume  node with ${Object.entries(TUNED_CONSUMER).map(([k, v]) => `${k}=${v}`).join(' ')}: ${fmt(metrics.node_consume_tuned_rps)} rec/s  node/java ${fmt(metrics.consume_ratio_tuned)}`,
       `  node produce awaiting each batch: ${fmt(metrics.node_produce_serial_rps)} rec/s; java produce p99 latency ${fmt(metrics.java_produce_p99_ms)} ms (${fmt(metrics.java_produce_batch1m_p99_ms)} ms with ${MATCHED_BATCH_PROP})`,
     ],
   }
@@ -181,6 +192,7 @@ interface RoundResult {
   javaProduce: JavaProduce
   javaBatch: JavaProduce
   nodeConsume: ConsumeRun
+  nodeTuned: ConsumeRun
   javaConsume: ConsumerSummary & { wallMs: number }
 }
 
@@ -251,15 +263,15 @@ async function runRound(ctx: BenchContext, admin: KafkaAdmin, plan: RoundPlan, i
     await expectRecords(admin, javaTopic, records + warmup)
     await expectRecords(admin, javaBatchTopic, records + warmup)
 
-    const nodeConsumeStep = (): Promise<ConsumeRun> => {
-      log.info({ topic: javaTopic, records }, 'node consume')
-      return consume(ctx, javaTopic, records)
+    const nodeConsumeStep = async (): Promise<[ConsumeRun, ConsumeRun]> => {
+      log.info({ topic: javaTopic, records }, 'node consume (defaults, then tuned)')
+      return [await consume(ctx, javaTopic, records), await consume(ctx, javaTopic, records, TUNED_CONSUMER, 'tuned')]
     }
     const javaConsumeStep = (): Promise<ConsumerSummary & { wallMs: number }> => {
       log.info({ topic: javaTopic, records }, 'java consume (ConsumerPerformance)')
       return javaConsumePerf(ctx, javaTopic, records)
     }
-    let nodeConsume: ConsumeRun
+    let nodeConsume: [ConsumeRun, ConsumeRun]
     let javaConsume: ConsumerSummary & { wallMs: number }
     if (nodeFirst) {
       nodeConsume = await nodeConsumeStep()
@@ -268,7 +280,7 @@ async function runRound(ctx: BenchContext, admin: KafkaAdmin, plan: RoundPlan, i
       javaConsume = await javaConsumeStep()
       nodeConsume = await nodeConsumeStep()
     }
-    return { nodeProduce: nodeRuns[0], nodeSerial: nodeRuns[1], javaProduce: javaRuns[0], javaBatch: javaRuns[1], nodeConsume, javaConsume }
+    return { nodeProduce: nodeRuns[0], nodeSerial: nodeRuns[1], javaProduce: javaRuns[0], javaBatch: javaRuns[1], nodeConsume: nodeConsume[0], nodeTuned: nodeConsume[1], javaConsume }
   } finally {
     // Frees the disk between rounds (a full round writes ~430 MB).
     await deleteTopics(ctx, admin, topics)
@@ -355,11 +367,12 @@ interface ConsumeRun {
   fetchMs: number
 }
 
-async function consume(ctx: BenchContext, topic: string, count: number): Promise<ConsumeRun> {
+async function consume(ctx: BenchContext, topic: string, count: number, config: Record<string, number> = {}, group = 'node'): Promise<ConsumeRun> {
   let assignedAt: number | undefined
   const consumer = createConsumer({
     brokers: ctx.brokers,
-    groupId: `${topic}-node`,
+    groupId: `${topic}-${group}`,
+    config,
     rebalance: { onAssign: () => void (assignedAt ??= performance.now()) },
   })
   try {

@@ -35,6 +35,8 @@ const BENCHMARKS = {
   hol: { about: 'head-of-line blocking: no failures vs 1% poison with retry tiers vs blocking in-place retries', load: () => import('./hol.js') },
   client: { about: 'raw Node client vs Kafka\'s Java perf tools: produce and consume throughput', load: () => import('./client.js') },
   scale: { about: 'scale curves: throughput and memory vs distinct keys, release time vs parked records, throughput vs partitions', load: () => import('./scale.js') },
+  'dlq-queries': { about: 'DLQ processor list/group/count query time vs records indexed (10k to 1M), on the PostgreSQL server', load: () => import('./dlq-queries.js') },
+  indexer: { about: 'DLQ indexer vs the raw client and one multi-row insert of the same rows per poll batch', load: () => import('./indexer.js') },
   redrive: { about: 'DLQ processor: unthrottled bulk redrive vs a raw consume-and-produce copy; indexer throughput; rate-limiter accuracy at 2,000/s', load: () => import('./redrive.js') },
 } satisfies Record<string, BenchEntry>
 

@@ -269,8 +269,8 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
     return results
   }
 
-  async function processBatch(kafka: KafkaConsumer, records: ConsumedRecord[]): Promise<void> {
-    const items = records.map(prepare)
+  /** Stores a prepared batch (one transaction), then commits its offsets. */
+  async function processBatch(kafka: KafkaConsumer, records: ConsumedRecord[], items: IndexItem[]): Promise<void> {
     let results: Array<IndexResult | undefined> | undefined
     try {
       results = await retrying('storing a batch of DLQ records', () => indexRecords(db, items))
@@ -312,9 +312,14 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
     }
   }
 
+  /**
+   * Polls and prepares (parses, masks) the next batch while the previous one is stored: one batch is stored
+   * at a time, in order, and its offsets are committed before the next one is stored.
+   */
   async function loop(kafka: KafkaConsumer): Promise<void> {
     let failures = 0
-    while (!stop.signal.aborted) {
+    let dbClosed: unknown
+    while (!stop.signal.aborted && dbClosed === undefined) {
       let records: ConsumedRecord[]
       try {
         records = await kafka.poll(batchSize, pollTimeoutMs)
@@ -327,15 +332,15 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
         continue
       }
       if (records.length === 0) continue
-      const batch = processBatch(kafka, records)
-      inFlight = batch.catch(() => undefined)
-      try {
-        await batch
-      } catch (err) {
-        log.error({ err }, 'the DLQ indexer stopped: its database is closed')
-        break
-      }
+      const items = records.map(prepare)
+      await inFlight // the previous batch: stored and committed (never rejects)
+      if (dbClosed !== undefined) break
+      inFlight = processBatch(kafka, records, items).catch((err: unknown) => {
+        dbClosed = err
+      })
     }
+    await inFlight
+    if (dbClosed !== undefined) log.error({ err: dbClosed }, 'the DLQ indexer stopped: its database is closed')
     running = false
   }
 

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { isUtf8 } from 'node:buffer'
 import { LifelineError } from '../errors.js'
 import type { ConsumedRecord, KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
@@ -289,9 +290,9 @@ const cleanOrNull = (s: string | undefined): string | null => (s === undefined ?
 export function storeHeaders(headers: readonly KafkaHeader[]): StoredHeader[] {
   return headers.map((h) => {
     const keyIsText = clean(h.key) === h.key
-    const valueText = h.value === null ? null : h.value.toString('utf8')
-    const valueIsText = valueText === null || (Buffer.from(valueText, 'utf8').equals(h.value as Buffer) && clean(valueText) === valueText)
-    if (keyIsText && valueIsText) return { key: h.key, value: valueText }
+    // Valid UTF-8 decodes without lone surrogates: only NUL is left that text cannot hold.
+    const valueIsText = h.value === null || (isUtf8(h.value) && !h.value.includes(0))
+    if (keyIsText && valueIsText) return { key: h.key, value: h.value === null ? null : h.value.toString('utf8') }
     return { key: Buffer.from(h.key, 'utf8').toString('base64'), value: h.value === null ? null : h.value.toString('base64'), encoding: 'base64' as const }
   })
 }
@@ -328,14 +329,25 @@ export interface IndexItem {
 
 function rowValues(item: IndexItem, now: number): unknown[] {
   const { record: r, context: c } = item
-  const failedAt = iso(c.lastFailureAt) ?? iso(r.timestamp > 0 ? r.timestamp : undefined) ?? new Date(now).toISOString()
+  const lastFailureAt = iso(c.lastFailureAt)
+  const failedAt = lastFailureAt ?? iso(r.timestamp > 0 ? r.timestamp : undefined) ?? new Date(now).toISOString()
   const details = Object.fromEntries(Object.entries(c.details ?? {}).map(([k, v]) => [clean(k), clean(String(v))]))
   return [
     clean(r.topic), r.partition, r.offset, r.key, r.value, JSON.stringify(storeHeaders(r.headers)), Number.isSafeInteger(r.timestamp) ? r.timestamp : 0, c.format,
     cleanOrNull(c.originTopic), int32(c.originPartition), int64(c.originOffset), int64(c.originTimestamp), cleanOrNull(c.consumerGroup), cleanOrNull(c.service),
     cleanOrNull(c.errorClass), cleanOrNull(c.errorCode), cleanOrNull(c.errorMessage), cleanOrNull(c.errorStack), clean(c.fingerprint), int32(c.attempts),
-    iso(c.firstFailureAt), iso(c.lastFailureAt), failedAt, JSON.stringify(details), cleanOrNull(c.replayId), Math.max(0, int32(c.replayCount) ?? 0), item.masked === true,
+    iso(c.firstFailureAt), lastFailureAt, failedAt, JSON.stringify(details), cleanOrNull(c.replayId), Math.max(0, int32(c.replayCount) ?? 0), item.masked === true,
   ]
+}
+
+/** The multi-row insert of `rows` records (the last one built is kept: batches are mostly the same size). */
+let lastInsert: { rows: number; text: string } | undefined
+function insertStatement(rows: number): string {
+  if (lastInsert?.rows !== rows) {
+    const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map((column, i) => `$${r * COLUMNS.length + i + 1}${CASTS[column] ?? ''}`).join(', ')})`)
+    lastInsert = { rows, text: `insert into lifeline_dlq_records (${COLUMNS.join(', ')}) values ${values.join(', ')} on conflict (topic, partition, "offset") do nothing returning id, topic, partition, "offset"` }
+  }
+  return lastInsert.text
 }
 
 const tpo = (topic: string, partition: number, offset: number | string) => `${topic}\u0000${partition}\u0000${offset}`
@@ -357,8 +369,8 @@ export async function indexRecords(db: SqlExecutor, items: readonly IndexItem[])
     for (let start = 0; start < batch.length; start += 1000) {
       const slice = batch.slice(start, start + 1000)
       const params: unknown[] = []
-      const rows = slice.map((item) => `(${rowValues(item, now).map((v, i) => { params.push(v); return `$${params.length}${CASTS[COLUMNS[i]!] ?? ''}` }).join(', ')})`)
-      const { rows: inserted } = await tx.query(`insert into lifeline_dlq_records (${COLUMNS.join(', ')}) values ${rows.join(', ')} on conflict (topic, partition, "offset") do nothing returning id, topic, partition, "offset"`, params)
+      for (const item of slice) params.push(...rowValues(item, now))
+      const { rows: inserted } = await tx.query(insertStatement(slice.length), params)
       for (const row of inserted) byKey.set(tpo(row.topic as string, Number(row.partition), String(row.offset)), { id: String(row.id), inserted: true })
     }
     for (const item of batch) {
@@ -510,17 +522,27 @@ export async function groupRecords(db: SqlQueryable, filter: RecordFilter | Reco
   const params: unknown[] = []
   const clause = where(f, params, { paging: false })
   params.push(limit)
+  // Counts per fingerprint first (a hash aggregate, no sort of the matching rows), then, for the `limit`
+  // largest groups only, the latest record's fields (by its id) and the distinct topics and keys.
   const { rows } = await db.query(
-    `select fingerprint, (array_agg(error_class order by id desc))[1] as error_class, (array_agg(error_code order by id desc))[1] as error_code,
-       (array_agg(error_message order by id desc))[1] as sample_message, count(*)::int8 as n, count(*) filter (where status = 'pending')::int8 as pending,
-       min(failed_at) as first_seen, max(failed_at) as last_seen, array_agg(distinct coalesce(origin_topic, topic)) as topics, count(distinct key)::int8 as keys
-     from lifeline_dlq_records where ${clause} group by fingerprint order by count(*) desc, max(failed_at) desc limit $${params.length}`,
+    `with g as (
+       select fingerprint, max(id) as last_id, count(*)::int8 as n, count(*) filter (where status = 'pending')::int8 as pending,
+         min(failed_at) as first_seen, max(failed_at) as last_seen
+       from lifeline_dlq_records where ${clause} group by fingerprint order by count(*) desc, max(failed_at) desc limit $${params.length}
+     )
+     select g.fingerprint, g.n, g.pending, g.first_seen, g.last_seen, r.error_class, r.error_code, r.error_message as sample_message, d.topics, d.keys
+     from g join lifeline_dlq_records r on r.id = g.last_id
+     cross join lateral (
+       select array_agg(distinct coalesce(origin_topic, topic)) as topics, count(distinct key)::int8 as keys
+       from lifeline_dlq_records where (fingerprint = g.fingerprint or (fingerprint is null and g.fingerprint is null)) and ${clause}
+     ) d
+     order by g.n desc, g.last_seen desc`,
     params,
   )
   return rows.map((r) => ({
     fingerprint: String(r.fingerprint), errorClass: strOrNull(r.error_class), errorCode: strOrNull(r.error_code), sampleMessage: strOrNull(r.sample_message),
     count: Number(r.n), pending: Number(r.pending), firstSeen: r.first_seen as Date, lastSeen: r.last_seen as Date,
-    topics: (r.topics as string[]).slice().sort(), distinctKeys: Number(r.keys),
+    topics: ((r.topics as string[] | null) ?? []).slice().sort(), distinctKeys: Number(r.keys),
   }))
 }
 

@@ -42,6 +42,12 @@ export interface EffectContext {
   ignore(reason: string, detail?: IgnoreDetail): Promise<void>
 }
 
+/** A claimed event handed to a `batchHandler`. */
+export interface InboxEvent<V> {
+  readonly message: LifelineMessage<V>
+  readonly context: EffectContext
+}
+
 export interface IgnoreDetail {
   /** The entity type, e.g. `order`. */
   entity?: string
@@ -60,7 +66,16 @@ export interface InboxOptions<V> {
    */
   eventId?: string | ((message: LifelineMessage<V>) => string | null | undefined)
   missingId?: 'offset' | 'reject'
-  handler: (message: LifelineMessage<V>, context: EffectContext) => Promise<void> | void
+  /** The effect of one event, written through `context.tx`. Give this or `batchHandler`. */
+  handler?: (message: LifelineMessage<V>, context: EffectContext) => Promise<void> | void
+  /**
+   * Instead of `handler`: the effects of every claimed event of a group commit at once (duplicates left out,
+   * in the order they were handed over), so they can be written with one statement per table (a multi-row
+   * `INSERT`) instead of one per event. Each event has its own context (`ignore` records that event). If it
+   * throws, the group rolls back and each event runs again alone (a call with one event), so only the
+   * failing one fails. With `batch.maxRecords: 1` it always gets one event.
+   */
+  batchHandler?: (events: ReadonlyArray<InboxEvent<V>>, context: { readonly tx: SqlQueryable }) => Promise<void> | void
   /** Also store the consumed position in the transaction (use with `startOffsets`; needs `ordering: 'partition'`). */
   storeOffsets?: boolean
   /**
@@ -102,7 +117,9 @@ export const inboxDefaults = { eventIdHeader: HEADER_DEFAULT, missingId: 'offset
 /** Creates an inbox over `db` (migrate it first: `migrateLifeline(db)`, which the consumer does with `state`). */
 export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
   if (!options.consumer) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: inbox.consumer: must be a non-empty string')
-  if (typeof options.handler !== 'function') throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: inbox.handler: must be a function')
+  if ((typeof options.handler === 'function') === (typeof options.batchHandler === 'function')) {
+    throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: inbox.handler: give a handler function or a batchHandler function${options.handler !== undefined && options.batchHandler !== undefined ? ', not both' : ''}`)
+  }
   const { db, consumer } = options
   const idOf = typeof options.eventId === 'function' ? options.eventId : (m: LifelineMessage<V>) => m.header((options.eventId as string | undefined) ?? HEADER_DEFAULT)
   const stats: InboxStats = { applied: 0, duplicates: 0, ignored: 0 }
@@ -125,44 +142,70 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
   }
 
   type Outcome = 'duplicate' | 'ignored' | 'applied'
-  /** Claims the event and runs the handler in `tx`. */
-  async function applyIn(tx: SqlQueryable, m: LifelineMessage<V>, eventId: string): Promise<Outcome> {
-    const claim = await tx.query('insert into lifeline_inbox (consumer, event_id, topic, partition, "offset") values ($1, $2, $3, $4, $5) on conflict do nothing', [consumer, eventId, m.topic, m.partition, m.offset])
-    if (claim.rowCount === 0) {
-      await storePosition(tx, m)
-      return 'duplicate'
-    }
-    return runClaimed(tx, m, eventId)
+  interface Claim {
+    m: LifelineMessage<V>
+    eventId: string
   }
 
-  /** With `storeOffsets`: the next offset of `m`'s partition, never moving back (duplicates move it too). */
-  async function storePosition(tx: SqlQueryable, m: LifelineMessage<V>): Promise<void> {
+  /** With `storeOffsets`: the next offset of each partition of `ms`, never moving back (duplicates move it too). */
+  async function storePositions(tx: SqlQueryable, ms: readonly LifelineMessage<V>[]): Promise<void> {
     if (!options.storeOffsets) return
-    await tx.query(
-      `insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset) values ($1, $2, $3, $4)
-       on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`,
-      [consumer, m.topic, m.partition, m.offset + 1],
-    )
+    const next = new Map<string, LifelineMessage<V>>()
+    for (const m of ms) {
+      const k = `${m.topic}\u0000${m.partition}`
+      if ((next.get(k)?.offset ?? -1) < m.offset) next.set(k, m)
+    }
+    for (const m of next.values()) {
+      await tx.query(
+        `insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset) values ($1, $2, $3, $4)
+         on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`,
+        [consumer, m.topic, m.partition, m.offset + 1],
+      )
+    }
   }
 
-  /** Runs the handler for a claimed event in `tx` (plus the stored position). */
-  async function runClaimed(tx: SqlQueryable, m: LifelineMessage<V>, eventId: string): Promise<Outcome> {
-      let ignored = false
-      const context: EffectContext = {
-        tx,
-        eventId,
-        ignore: async (reason, detail = {}) => {
-          ignored = true
-          const { entity, entityId, ...rest } = detail
-          await tx.query(
-            'insert into lifeline_ignored_events (consumer, event_id, topic, partition, "offset", entity, entity_id, reason, detail) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-            [consumer, eventId, m.topic, m.partition, m.offset, entity ?? null, entityId ?? null, reason, JSON.stringify(rest)],
-          )
-        },
-      }
-      await options.handler(m, context)
-      await storePosition(tx, m)
-      return ignored ? 'ignored' : 'applied'
+  /** Claims `claims` in one statement; the event ids newly claimed (the first of an id twice in `claims`). */
+  async function claim(tx: SqlQueryable, claims: readonly Claim[]): Promise<Set<string>> {
+    if (claims.length === 1) {
+      const [{ m, eventId }] = claims as [Claim]
+      const { rowCount } = await tx.query('insert into lifeline_inbox (consumer, event_id, topic, partition, "offset") values ($1, $2, $3, $4, $5) on conflict do nothing', [consumer, eventId, m.topic, m.partition, m.offset])
+      return new Set(rowCount === 0 ? [] : [eventId])
+    }
+    const { rows } = await tx.query<{ event_id: string }>(
+      `insert into lifeline_inbox (consumer, event_id, topic, partition, "offset")
+       select $1, e, t, p, o from unnest($2::text[], $3::text[], $4::int[], $5::int8[]) as x(e, t, p, o)
+       on conflict do nothing returning event_id`,
+      [consumer, claims.map((c) => c.eventId), claims.map((c) => c.m.topic), claims.map((c) => c.m.partition), claims.map((c) => String(c.m.offset))],
+    )
+    return new Set(rows.map((r) => r.event_id))
+  }
+
+  /** Claims the events, runs the handler(s) of the claimed ones and stores the positions, all in `tx`; an outcome per claim. */
+  async function applyIn(tx: SqlQueryable, claims: readonly Claim[]): Promise<Outcome[]> {
+    const claimed = await claim(tx, claims)
+    const ignored = new Set<Claim>()
+    const contextOf = (c: Claim): EffectContext => ({
+      tx,
+      eventId: c.eventId,
+      ignore: async (reason, detail = {}) => {
+        ignored.add(c)
+        const { entity, entityId, ...rest } = detail
+        await tx.query(
+          'insert into lifeline_ignored_events (consumer, event_id, topic, partition, "offset", entity, entity_id, reason, detail) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+          [consumer, c.eventId, c.m.topic, c.m.partition, c.m.offset, entity ?? null, entityId ?? null, reason, JSON.stringify(rest)],
+        )
+      },
+    })
+    // The same id twice in a group: the first one is the claim, the other a duplicate.
+    const fresh = claims.filter((c) => claimed.delete(c.eventId))
+    if (options.batchHandler) {
+      if (fresh.length > 0) await options.batchHandler(fresh.map((c) => ({ message: c.m, context: contextOf(c) })), { tx })
+    } else {
+      for (const c of fresh) await options.handler!(c.m, contextOf(c))
+    }
+    await storePositions(tx, claims.map((c) => c.m))
+    const applied = new Set(fresh)
+    return claims.map((c) => (!applied.has(c) ? 'duplicate' : ignored.has(c) ? 'ignored' : 'applied'))
   }
 
   function counted(outcome: Outcome): void {
@@ -173,16 +216,14 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
 
   const single = async (m: LifelineMessage<V>): Promise<void> => {
     const eventId = eventIdOf(m)
-    const outcome = await db.transaction((tx) => applyIn(tx, m, eventId))
+    const [outcome] = await db.transaction((tx) => applyIn(tx, [{ m, eventId }]))
     crashPoint('inbox.after-commit')
-    counted(outcome)
+    counted(outcome!)
   }
 
   const maxBatch = options.batch?.maxRecords ?? inboxDefaults.batchMaxRecords
   if (!(Number.isInteger(maxBatch) && maxBatch >= 1 && maxBatch <= 10_000)) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: inbox.batch.maxRecords: must be an integer from 1 to 10000')
-  interface Pending {
-    m: LifelineMessage<V>
-    eventId: string
+  interface Pending extends Claim {
     resolve(): void
     reject(err: unknown): void
   }
@@ -206,26 +247,7 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     }
     let outcomes: Outcome[]
     try {
-      outcomes = await db.transaction(async (tx) => {
-        // Every claim of the batch in one statement; then the handlers of the claimed ones, in order.
-        const { rows } = await tx.query<{ event_id: string }>(
-          `insert into lifeline_inbox (consumer, event_id, topic, partition, "offset")
-           select $1, e, t, p, o from unnest($2::text[], $3::text[], $4::int[], $5::int8[]) as x(e, t, p, o)
-           on conflict do nothing returning event_id`,
-          [consumer, batch.map((p) => p.eventId), batch.map((p) => p.m.topic), batch.map((p) => p.m.partition), batch.map((p) => String(p.m.offset))],
-        )
-        const claimed = new Set(rows.map((r) => r.event_id))
-        const out: Outcome[] = []
-        for (const p of batch) {
-          // The same id twice in a batch: the first one is the claim.
-          if (claimed.delete(p.eventId)) out.push(await runClaimed(tx, p.m, p.eventId))
-          else {
-            await storePosition(tx, p.m)
-            out.push('duplicate')
-          }
-        }
-        return out
-      })
+      outcomes = await db.transaction((tx) => applyIn(tx, batch))
     } catch {
       // One of them failed (or the commit did): each runs alone, so only the failing one fails.
       await Promise.all(batch.map((p) => single(p.m).then(p.resolve, p.reject)))

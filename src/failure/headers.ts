@@ -220,7 +220,12 @@ function lastValue(headers: readonly KafkaHeader[], key: string): Buffer | undef
 
 /** `obj` without its undefined-valued keys, so a decoded context lists only what the headers provided. */
 function defined<T extends object>(obj: T): T {
-  return Object.fromEntries(Object.entries(obj).filter(([, value]) => value !== undefined)) as T
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(obj)) {
+    const value = (obj as Record<string, unknown>)[key]
+    if (value !== undefined) out[key] = value
+  }
+  return out as T
 }
 
 function parseDecimal(text: string | undefined): number | undefined {
@@ -236,7 +241,9 @@ function parseIso(text: string | undefined): number | undefined {
   const ms = Date.parse(text)
   if (Number.isNaN(ms)) return undefined
   // Date.parse rolls 2024-02-30 over to March 1st; a date that does not print back as itself is garbage.
-  return new Date(ms).toISOString().replace(/\.\d+Z$/, '') === text.replace(/(?:\.\d+)?Z$/, '') ? ms : undefined
+  const printed = new Date(ms).toISOString()
+  if (printed === text) return ms // the usual case: written by toISOString()
+  return printed.replace(/\.\d+Z$/, '') === text.replace(/(?:\.\d+)?Z$/, '') ? ms : undefined
 }
 
 /**

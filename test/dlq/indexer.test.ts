@@ -7,9 +7,11 @@ import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from '../..
 import { countRecords, listRecords, getRecord } from '../../src/dlq/records.js'
 import type { KafkaHeader } from '../../src/kafka/types.js'
 import { NonRetriableError } from '../../src/retry/classify.js'
+import { LifelineError } from '../../src/errors.js'
 import { MASKED_HEADER, Masker } from '../../src/failure/masking.js'
 import { encodeFailureHeaders, SpringDltHeaders } from '../../src/failure/headers.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
+import { migrateLifeline } from '../../src/store/schema.js'
 import { stateDatabase } from '../helpers/db.js'
 import { admin, brokers, defer, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
 import { lifeline } from '../helpers/lifeline.js'
@@ -137,6 +139,41 @@ test('indexes Lifeline, Spring (both variants), Connect, Streams and Karafka dea
   await waitFor(() => again.stats().duplicates === 8, 'the second indexer to re-read 8 records', 60_000)
   assert.equal(await countRecords(db), 8)
   assert.equal(again.stats().indexed, 0)
+})
+
+test('stored but not committed (it stops between the database commit and the offset commit, with the next batch polled): the next indexer of the group stores the rest, nothing lost, nothing twice', async (t) => {
+  const db = await stateDatabase(t)
+  const dlq = await topic(t, { prefix: 'crash.dlq' })
+  const now = Date.now()
+  await producer(t).send(Array.from({ length: 60 }, (_, i) => ({
+    topic: dlq, key: `k${i}`, value: `v${i}`,
+    headers: encodeFailureHeaders([], { originTopic: 'orders', originPartition: 0, originOffset: i, originTimestamp: now, group: 'g', service: 's', errorClass: 'Error', errorCode: 'E', errorMessage: 'boom', errorFingerprint: 'f', attempts: 1, firstFailureAt: now, lastFailureAt: now }),
+  })))
+  // The 4th batch commits in the database, then the executor reports it closed: the indexer stops there,
+  // as a process killed after the database commit would, without committing that batch's offsets.
+  let transactions = 0
+  const failing: SqlExecutor = {
+    kind: db.kind,
+    query: (text, params) => db.query(text, params),
+    close: () => Promise.resolve(),
+    transaction: async (fn) => {
+      const result = await db.transaction(fn)
+      if (++transactions === 4) throw new LifelineError('LL_DB_CLOSED', 'closed after the commit (test)')
+      return result
+    },
+  }
+  const groupId = randomName('indexer')
+  await migrateLifeline(db)
+  const first = await startIndexer(t, { db: failing, topics: [dlq], groupId, batchSize: 5, migrate: false })
+  await waitFor(() => !first.stats().running, 'the first indexer to stop', 60_000)
+  assert.equal(first.stats().indexed, 15, 'three batches counted; the fourth was stored but never acknowledged')
+  assert.equal(await countRecords(db), 20)
+  await first.close()
+  const second = await startIndexer(t, { db, topics: [dlq], groupId, batchSize: 5, migrate: false })
+  await waitFor(() => second.stats().indexed + second.stats().duplicates === 45, 'the second indexer to read from the committed offset', 60_000)
+  assert.deepEqual({ indexed: second.stats().indexed, duplicates: second.stats().duplicates }, { indexed: 40, duplicates: 5 }, 'it starts at the last committed batch: the stored one is read again, not stored again')
+  const { rows } = await db.query<{ n: number; distinct: number }>('select count(*)::int as n, count(distinct "offset")::int as distinct from lifeline_dlq_records')
+  assert.deepEqual(rows[0], { n: 60, distinct: 60 })
 })
 
 test('a pattern subscription picks up a DLQ topic created after start', async (t) => {

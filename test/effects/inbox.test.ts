@@ -91,6 +91,52 @@ for (const kind of databaseKinds()) {
     assert.throws(() => createInbox({ db, consumer: 'x', batch: { maxRecords: 0 }, handler: () => undefined }), { code: 'LL_OPTIONS_INVALID' })
   })
 
+  test(`${kind}: a batchHandler gets a group's claimed events at once (one multi-row insert); a failing group runs each event alone`, async (t) => {
+    const db = await setup(t, kind)
+    const calls: string[][] = []
+    const inbox = createInbox<{ id: string; amount: number }>({
+      db,
+      consumer: 'multi',
+      batch: { maxRecords: 8 },
+      storeOffsets: true,
+      batchHandler: async (events, { tx }) => {
+        calls.push(events.map((e) => e.context.eventId))
+        const late = events.filter((e) => e.message.value.amount === 0)
+        for (const e of late) await e.context.ignore('zero amount', { entity: 'payment', entityId: e.message.value.id })
+        const rows = events.filter((e) => e.message.value.amount !== 0)
+        if (rows.length > 0) {
+          const values = rows.map((_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(', ')
+          await tx.query(`insert into payments (order_id, amount) values ${values}`, rows.flatMap((e) => [e.message.value.id, e.message.value.amount]))
+        }
+        if (events.some((e) => e.message.value.amount < 0)) throw new Error('negative amount')
+      },
+    })
+    await Promise.all([
+      inbox.handler(message({ id: 'p1', amount: 1 }, 0, { 'event-id': 'g1' })),
+      inbox.handler(message({ id: 'p2', amount: 2 }, 1, { 'event-id': 'g2' })),
+      inbox.handler(message({ id: 'p2', amount: 2 }, 2, { 'event-id': 'g2' })), // the same event twice in one group
+      inbox.handler(message({ id: 'p0', amount: 0 }, 3, { 'event-id': 'g0' })),
+    ])
+    assert.deepEqual(calls, [['g1', 'g2', 'g0']], 'one call with the claimed events, duplicates left out')
+    assert.deepEqual(inbox.stats(), { applied: 2, duplicates: 1, ignored: 1 })
+    assert.deepEqual((await listIgnoredEvents(db, { consumer: 'multi' })).map((e) => e.reason), ['zero amount'])
+    calls.length = 0
+    const settled = await Promise.allSettled([
+      inbox.handler(message({ id: 'p3', amount: 3 }, 4, { 'event-id': 'g3' })),
+      inbox.handler(message({ id: 'p4', amount: -4 }, 5, { 'event-id': 'g4' })),
+      inbox.handler(message({ id: 'p1', amount: 1 }, 6, { 'event-id': 'g1' })), // applied before
+    ])
+    assert.deepEqual(settled.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'])
+    assert.deepEqual(calls[0], ['g3', 'g4'])
+    assert.deepEqual(calls.slice(1).map((c) => c.join()).sort(), ['g3', 'g4'], 'the group failed: each event ran again alone (g1, a duplicate, reached no handler)')
+    const { rows } = await db.query<{ order_id: string }>('select order_id from payments order by order_id')
+    assert.deepEqual(rows.map((r) => r.order_id), ['p1', 'p2', 'p3'])
+    assert.deepEqual(inbox.stats(), { applied: 3, duplicates: 2, ignored: 1 })
+    assert.deepEqual(await inbox.startOffsets([{ topic: 'orders', partition: 0 }]), [{ topic: 'orders', partition: 0, offset: 7 }], 'positions stored by the groups and the lone runs, never moving back')
+    assert.throws(() => createInbox({ db, consumer: 'x' }), { code: 'LL_OPTIONS_INVALID' })
+    assert.throws(() => createInbox({ db, consumer: 'x', handler: () => undefined, batchHandler: () => undefined }), /not both/)
+  })
+
   test(`${kind}: storeOffsets writes the next offset with the effects; startOffsets reads it back for the assigned partitions`, async (t) => {
     const db = await setup(t, kind)
     const inbox = createInbox({ db, consumer: 'c', storeOffsets: true, eventId: (m) => `id-${m.offset}`, handler: () => undefined })

@@ -1,0 +1,43 @@
+/**
+ * A fresh, randomly named PostgreSQL database for one benchmark run on the server in `DATABASE_URL`
+ * (default the local one), migrated, and dropped at the end.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto'
+import type { SqlExecutor } from '../../src/store/executor.js'
+import { openPostgres } from '../../src/store/postgres.js'
+import { migrateLifeline } from '../../src/store/schema.js'
+
+export interface BenchDatabase {
+  db: SqlExecutor
+  /** The server URL with the password hidden (for `params`). */
+  server: string
+  /** Closes the pool and drops the database (never throws). */
+  drop(): Promise<void>
+}
+
+export const serverUrl = (): string => process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+
+/** Creates `<prefix>_<8 hex>` on the server, opens a pool of `poolSize` on it and applies Lifeline's migrations. */
+export async function benchDatabase(prefix: string, poolSize: number): Promise<BenchDatabase> {
+  const url = serverUrl()
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`
+  const admin = await openPostgres({ url, poolSize: 1 })
+  await admin.query(`create database ${name}`)
+  const dbUrl = new URL(url)
+  dbUrl.pathname = `/${name}`
+  const db = await openPostgres({ url: dbUrl.href, poolSize })
+  const drop = async () => {
+    await db.close().catch(() => undefined)
+    await admin.query(`drop database if exists ${name} with (force)`).catch(() => undefined)
+    await admin.close().catch(() => undefined)
+  }
+  try {
+    await migrateLifeline(db)
+  } catch (err) {
+    await drop()
+    throw err
+  }
+  return { db, server: url.replace(/\/\/[^@]*@/, '//***@'), drop }
+}
