@@ -1,6 +1,7 @@
 /**
- * The DLQ processor: the indexer (every DLQ record into the database), the redrive job runner and the HTTP
- * API, in one process.
+ * The DLQ processor: the indexer (every DLQ record into the database), the redrive job runner, the HTTP
+ * API and the operator console at `/console` on the API's server (src/dlq/console, docs/console.md), in
+ * one process.
  *
  * At `start()`: Lifeline's migrations run, the redrive producer connects, the indexer starts, the API
  * listens, and the runner starts in the background. The runner first resumes the jobs a killed processor
@@ -30,6 +31,7 @@ import type { SqlExecutor } from '../store/executor.js'
 import { migrateLifeline } from '../store/schema.js'
 import { sleep } from '../util/sleep.js'
 import { createDlqApi, serveDlqApi, type ServedApi } from './api.js'
+import { createConsole, type ConsoleOptions } from './console/app.js'
 import { PROCESSOR_ACTOR } from './actors.js'
 import { cancelGatedJob, parsePolicy, sweepApprovals, type ApprovalPolicy } from './approvals.js'
 import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from './indexer.js'
@@ -71,6 +73,11 @@ export interface DlqProcessorOptions {
   replayTopics?: string[]
   /** Where the HTTP API listens (default 127.0.0.1:7480; port 0 for any free port); false: no API. */
   api?: { port?: number; host?: string } | false
+  /**
+   * The operator console at `/console` on the API's server (docs/console.md): its session expiry and a hook
+   * for Content-Security-Policy reports; false: no console. On by default whenever the API is.
+   */
+  console?: Pick<ConsoleOptions, 'sessions' | 'onCspReport' | 'progressMs'> | false
   /** Most replays of one record's lineage (loop detection; the redrive's default when not given). */
   maxRedrivesPerRecord?: number
   /** How often the runner looks for ready jobs when nothing woke it, ms (default 1000). */
@@ -217,7 +224,8 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
           if (!resumes.includes(id)) resumes.push(id)
           wake?.()
         } })
-      served = await serveDlqApi(registry === undefined ? app : withMetricsRoute(app, registry), { port: options.api?.port ?? dlqProcessorDefaults.apiPort, host: options.api?.host ?? dlqProcessorDefaults.apiHost })
+      const withUi = options.console === false ? app : withConsole(app, createConsole({ db, api: app.fetch, deps, parkedKeys: deps.parkedKeys!, logger, ...(options.console ?? {}) }))
+      served = await serveDlqApi(registry === undefined ? withUi : withMetricsRoute(withUi, registry), { port: options.api?.port ?? dlqProcessorDefaults.apiPort, host: options.api?.host ?? dlqProcessorDefaults.apiHost })
       logger.info({ url: served.url }, 'DLQ API listening')
     }
     runner = runLoop(deps)
@@ -268,6 +276,15 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
 function nonNegativeInt(name: string, value: number): number {
   if (!Number.isInteger(value) || value < 0) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: processor.${name}: must be an integer >= 0, got ${String(value)}`)
   return value
+}
+
+/** The console at `/console` in front of the API: every other request goes to the API unchanged. */
+function withConsole(api: { fetch: (req: Request, env?: unknown) => Response | Promise<Response> }, ui: { fetch: (req: Request, env?: unknown) => Response | Promise<Response> }): Hono {
+  const root = new Hono()
+  root.all('/console', (c) => ui.fetch(c.req.raw, c.env))
+  root.all('/console/*', (c) => ui.fetch(c.req.raw, c.env))
+  root.all('*', (c) => api.fetch(c.req.raw, c.env))
+  return root
 }
 
 /** The API with `GET /metrics` (no token, like `/health`) in front; every other request goes to the API unchanged. */
