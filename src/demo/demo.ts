@@ -30,6 +30,8 @@ import { retryTopicName } from '../failure/tier-record.js'
 export interface DemoOptions {
   orders: number
   follow: boolean
+  /** Keep the DLQ processor and its console up after the operator's part until `signal` (printing a token to sign in with). */
+  console?: boolean
   signal: AbortSignal
   print(line: string): void
 }
@@ -181,7 +183,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     await processor.start()
     try {
       const token = await createToken(db, { name: `demo-operator-${Date.now().toString(36)}`, role: 'operator', owner: 'demo' })
-      print(`dlq processor: indexing ${dlqTopic}, API at ${processor.url} (token for role operator: ${token.token.slice(0, 8)}…)`)
+      print(`dlq processor: indexing ${dlqTopic}, API at ${processor.url}, console at ${processor.url}/console (token for role operator: ${token.token.slice(0, 8)}…)`)
       while ((await countRecords(db, {})) < deadLettered && Date.now() < deadline) await delay(100)
       const cli = async (...args: string[]) => {
         print(`$ lifeline dlq ${args.map((a) => (/[\s{}"]/.test(a) ? `'${a}'` : a)).join(' ')}`)
@@ -195,6 +197,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       }
       produced++ // the repaired event comes back through the consumer
       while (!options.signal.aborted && processed + deadLettered < produced && Date.now() < deadline) await delay(100)
+      if (options.console && !options.signal.aborted) {
+        const approver = await createToken(db, { name: `demo-console-${Date.now().toString(36)}`, role: 'approver', owner: 'demo-console' })
+        print(`console: open ${processor.url}/console and sign in with the token ${approver.token} (role approver); Ctrl-C to stop`)
+        await new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve(), { once: true }))
+      }
     } finally {
       await processor.close()
     }

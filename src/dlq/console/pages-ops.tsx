@@ -204,7 +204,7 @@ export function JobPage(props: { ctx: PageContext; job: Row; notice?: string | u
   return (
     <Page title={`Redrive job ${id}`} ctx={ctx} active="/console/jobs">
       {props.notice === undefined ? null : <Notice kind="info">{props.notice}</Notice>}
-      <div class="job" data-job-events={FINAL_JOB.has(status) ? undefined : `/console/jobs/${id}/events`}>
+      <div class="job" data-job-events={FINAL_JOB.has(status) ? undefined : `/console/jobs/${id}/events`} data-ended={FINAL_JOB.has(status) ? 'true' : undefined}>
         <p>
           Status: <strong data-job-field="status">{status}</strong>
           {job.statusReason === null || job.statusReason === undefined ? '' : ` (${String(job.statusReason)})`}

@@ -5,9 +5,10 @@
  * One processor and one browser for the file; each user in a browser context of their own.
  */
 import assert from 'node:assert/strict'
+import { mkdirSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { axeViolations, consoleFixture, csrfOf, deadLetter, type ConsoleFixture } from '../../helpers/console.js'
-import { waitFor } from '../../helpers/kafka.js'
 
 const XSS = {
   script: '<script>alert("key")</script>',
@@ -200,7 +201,38 @@ test('the operator console', { timeout: 300_000 }, async (t) => {
     assert.deepEqual(await axeViolations(page), [])
   })
 
-  await waitFor(() => true, 'settled')
+  // docs/console.md's screenshots, taken from this test's data when asked for (they are committed, not rewritten by every run).
+  await t.test('screenshots for docs/console.md', { skip: process.env.LIFELINE_CONSOLE_SCREENSHOTS === undefined && 'set LIFELINE_CONSOLE_SCREENSHOTS=1 to take them' }, async (tt) => {
+    const dir = fileURLToPath(new URL('../../../docs/console/', import.meta.url))
+    mkdirSync(dir, { recursive: true })
+    const { page } = await f.signIn(tt, 'approver')
+    await page.setViewportSize({ width: 1280, height: 900 })
+    const shots: Array<[string, string]> = [
+      ['overview', '/console'],
+      ['groups', '/console/groups'],
+      ['records', '/console/records?fingerprint=fp-tax'],
+      ['record', `/console/records/${discardMe}`],
+      ['jobs', '/console/jobs'],
+      ['approvals', '/console/approvals?status=executed'],
+      ['audit', '/console/audit'],
+    ]
+    for (const [name, path] of shots) {
+      await page.goto(path)
+      await page.screenshot({ path: `${dir}${name}.png`, fullPage: false })
+    }
+    const op = await f.signIn(tt, 'operator')
+    await op.page.setViewportSize({ width: 1280, height: 900 })
+    await op.page.goto(`/console/records/${xss}/edit`)
+    await op.page.getByRole('button', { name: 'Show the changes' }).click()
+    await op.page.goto('/console/redrive?fingerprint=fp-amount')
+    await op.page.getByRole('button', { name: 'Count (dry run)' }).click()
+    await op.page.screenshot({ path: `${dir}redrive.png` })
+    await op.page.goto(`/console/records/${bulk1}/edit`)
+    await op.page.getByLabel('Value (JSON)').fill('{"order":"o-3","amount":12}')
+    await op.page.getByRole('button', { name: 'Show the changes' }).click()
+    await op.page.screenshot({ path: `${dir}edit.png` })
+  })
+
   assert.deepEqual(dialogs, [], 'no dialog fired')
   assert.deepEqual(f.cspReports, [], 'no Content-Security-Policy violation was reported')
 })
