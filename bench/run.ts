@@ -34,6 +34,7 @@ const BENCHMARKS = {
   inbox: { about: 'one PostgreSQL insert per record: plain vs through the inbox (effect-once), on the server and on PGlite', load: () => import('./inbox.js') },
   hol: { about: 'head-of-line blocking: no failures vs 1% poison with retry tiers vs blocking in-place retries', load: () => import('./hol.js') },
   client: { about: 'raw Node client vs Kafka\'s Java perf tools: produce and consume throughput', load: () => import('./client.js') },
+  console: { about: 'operator console pages (list, filter, group, record) at 1M dead letters on the PostgreSQL server: p95 ≤ 300 ms', load: () => import('./console.js') },
   redrive: { about: 'DLQ processor: unthrottled bulk redrive vs a raw consume-and-produce copy; indexer throughput; rate-limiter accuracy at 2,000/s', load: () => import('./redrive.js') },
 } satisfies Record<string, BenchEntry>
 
