@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto'
 import { createProducer } from '../src/kafka/index.js'
 import { createDlqApi } from '../src/dlq/api.js'
 import { createToken } from '../src/dlq/auth.js'
-import { createConsole } from '../src/dlq/console/app.js'
+import { createConsole } from '../src/console/app.js'
 import { createParkedKeys } from '../src/ordering/state-store.js'
 import { openDatabase, type SqlExecutor } from '../src/store/index.js'
 import { migrateLifeline } from '../src/store/schema.js'
@@ -32,7 +32,7 @@ import type { BenchContext, BenchResult } from './lib/types.js'
 const GOAL_MS = 300
 
 /** Seeds `n` dead letters in one statement per 100k (set-based: no row leaves the server). */
-async function seed(db: SqlExecutor, n: number, ctx: BenchContext): Promise<void> {
+export async function seed(db: SqlExecutor, n: number, ctx: BenchContext): Promise<void> {
   for (let from = 1; from <= n; from += 100_000) {
     const to = Math.min(n, from + 99_999)
     await db.query(

@@ -23,6 +23,7 @@ import { dlqTopicName } from '../runtime/options.js'
 import { databaseFromEnv, describeDatabase, loadMigrations, migrate } from '../store/index.js'
 import { createParkedKeys } from '../ordering/state-store.js'
 import { createDlqProcessor } from '../dlq/processor.js'
+import { consoleMount } from '../console/app.js'
 import { createToken } from '../dlq/auth.js'
 import { countRecords, listRecords } from '../dlq/records.js'
 import { retryTopicName } from '../failure/tier-record.js'
@@ -179,7 +180,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const parked = await keys.list({ group: GROUP })
     print(`operator: ${parked.length} key(s) parked behind a dead letter (\`lifeline keys list --group ${GROUP}\`):`)
     for (const k of parked) print(`  ${k.keyText} head offset ${k.headOffset} in ${k.headLocation} (${k.headErrorCode}), ${k.parkedRecords} event(s) waiting`)
-    const processor = createDlqProcessor({ brokers, db, topics: [dlqTopic], api: { port: 0 } })
+    const processor = createDlqProcessor({ brokers, db, topics: [dlqTopic], api: { port: 0 }, mounts: [consoleMount()] })
     await processor.start()
     try {
       const token = await createToken(db, { name: `demo-operator-${Date.now().toString(36)}`, role: 'operator', owner: 'demo' })

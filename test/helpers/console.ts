@@ -13,6 +13,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import type { ApprovalPolicy } from '../../src/dlq/approvals.js'
 import { createToken, type Role } from '../../src/dlq/auth.js'
 import { createDlqProcessor } from '../../src/dlq/processor.js'
+import { consoleMount } from '../../src/console/app.js'
 import { indexRecords, type IndexItem } from '../../src/dlq/records.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
@@ -75,7 +76,7 @@ export async function consoleFixture(t: TestContext, options: { approvals?: Appr
     jobPollMs: 100,
     indexer: { pollTimeoutMs: 100 },
     ...(options.approvals === undefined ? {} : { approvals: options.approvals }),
-    console: { sessions: { now: () => Date.now() + skew }, onCspReport: (r) => cspReports.push(r), progressMs: 200 },
+    mounts: [consoleMount({ sessions: { now: () => Date.now() + skew }, onCspReport: (r) => cspReports.push(r), progressMs: 200 })],
   })
   defer(t, () => processor.close())
   await processor.start()

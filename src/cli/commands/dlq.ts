@@ -251,6 +251,7 @@ export function registerDlq(program: Command): void {
       const logger = createLogger({ name: 'lifeline-dlq' })
       // Loaded here: the HTTP API needs the optional peers hono and @hono/node-server, which no other command does.
       const { createDlqProcessor } = await import('../../dlq/processor.js')
+      const { consoleMount } = await import('../../console/app.js')
       const processor = createDlqProcessor({
         brokers,
         db,
@@ -259,7 +260,7 @@ export function registerDlq(program: Command): void {
         ...(masking === undefined ? {} : { masking }),
         approvals: { ...(bulkThreshold === undefined ? {} : { bulkThreshold }), ...(opts.approveEdits ? { edits: true } : {}), ...(opts.approveDiscards ? { discards: true } : {}) },
         api: { port: Number(opts.port), host: opts.host ?? '127.0.0.1' },
-        console: opts.console === false ? false : { sessions: { ...(sessionIdle === undefined ? {} : { idleMs: sessionIdle * 60_000 }), ...(sessionMax === undefined ? {} : { absoluteMs: sessionMax * 3_600_000 }) } },
+        mounts: opts.console === false ? [] : [consoleMount({ sessions: { ...(sessionIdle === undefined ? {} : { idleMs: sessionIdle * 60_000 }), ...(sessionMax === undefined ? {} : { absoluteMs: sessionMax * 3_600_000 }) } })],
         ...(maxRedrives === undefined ? {} : { maxRedrivesPerRecord: maxRedrives }),
         metrics: { registry },
         ...(notifications === undefined ? {} : { notifications }),

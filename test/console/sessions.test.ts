@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { isLifelineError } from '../../../src/errors.js'
-import { sameSecret, SessionStore } from '../../../src/dlq/console/sessions.js'
+import { isLifelineError } from '../../src/errors.js'
+import { sameSecret, SessionStore } from '../../src/console/sessions.js'
 
 test('a session ends after its idle time without use, and its idle clock restarts on every use', () => {
   let now = 1_000_000

@@ -1,6 +1,6 @@
 /**
  * Lifeline's operator console: server-rendered pages (hono JSX, escaped by default) over the DLQ API,
- * mounted at `/console` by the DLQ processor (docs/console.md).
+ * mounted at `/console` on the DLQ processor's server ({@link consoleMount}; docs/console.md).
  *
  * The console is a thin shell: every read and write of records, groups, jobs, approvals and the audit log
  * is an in-process request to the API app as the signed-in token (http.ts), so the API's roles, four-eyes
@@ -21,14 +21,15 @@ import { Hono, type Context } from 'hono'
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
 import { streamSSE } from 'hono/streaming'
 import { randomBytes } from 'node:crypto'
-import { isLifelineError } from '../../errors.js'
-import { silentLogger, type Logger } from '../../logger.js'
-import type { ParkedKeys } from '../../ordering/state-store.js'
-import type { SqlExecutor } from '../../store/executor.js'
-import { appendAudit, verifyAudit, type AuditVerification } from '../audit.js'
-import { mayPerform, type Action, type Principal, type Role } from '../auth.js'
-import { hourlyCounts } from '../records.js'
-import { jsonDiff, prepareEdit, type RedriveDeps } from '../redrive.js'
+import { isLifelineError } from '../errors.js'
+import { silentLogger, type Logger } from '../logger.js'
+import type { ParkedKeys } from '../ordering/state-store.js'
+import type { ProcessorMount } from '../dlq/processor.js'
+import type { SqlExecutor } from '../store/executor.js'
+import { appendAudit, verifyAudit, type AuditVerification } from '../dlq/audit.js'
+import { mayPerform, type Action, type Principal, type Role } from '../dlq/auth.js'
+import { hourlyCounts } from '../dlq/records.js'
+import { jsonDiff, prepareEdit, type RedriveDeps } from '../dlq/redrive.js'
 import { callApi, isHttps, query, securityHeaders, SESSION_COOKIE, SIGNIN_COOKIE, type ApiAnswer, type ApiFetch } from './http.js'
 import type { PageContext } from './layout.js'
 import { ApprovalsPage, AuditPage, ErrorPage, JobPage, JobsPage, KeysPage, OverviewPage, RedrivePage, SignInPage } from './pages-ops.js'
@@ -80,7 +81,12 @@ const notice = (c: Context) => NOTICES[c.req.query('notice') ?? '']
 const FINAL_JOB = new Set(['completed', 'cancelled', 'failed'])
 const AUDIT_CHAIN_TTL_MS = 60_000
 
-/** The console's hono app; mount it at `/console` (the processor does). */
+/** The console as a processor mount at `/console` (`createDlqProcessor({ mounts: [consoleMount()] })`; `lifeline dlq serve` does). */
+export function consoleMount(options: Pick<ConsoleOptions, 'sessions' | 'onCspReport' | 'progressMs'> = {}): ProcessorMount {
+  return { path: '/console', create: (services) => createConsole({ ...services, ...options }) }
+}
+
+/** The console's hono app, its routes under `/console`. */
 export function createConsole(options: ConsoleOptions): Hono<Env> {
   const { db, api } = options
   const sessions = new SessionStore(options.sessions)

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { SqlQueryable } from '../../store/executor.js'
+import type { SqlQueryable } from '../store/executor.js'
 
 /** How many keys are parked (behind a dead letter or a retry, or waiting for a gap) and since when the oldest. */
 export async function parkedSummary(db: SqlQueryable): Promise<{ count: number; oldest: Date | null }> {

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Child } from 'hono/jsx'
-import { mayPerform, type Action, type Principal } from '../auth.js'
+import { mayPerform, type Action, type Principal } from '../dlq/auth.js'
 
 export interface PageContext {
   principal: Principal

@@ -10,7 +10,7 @@
  * @module
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { LifelineError } from '../../errors.js'
+import { LifelineError } from '../errors.js'
 
 /** Defaults of {@link SessionOptions}: 30 minutes idle, 12 hours at most. */
 export const sessionDefaults = { idleMs: 30 * 60_000, absoluteMs: 12 * 3_600_000, maxSessions: 10_000 } as const

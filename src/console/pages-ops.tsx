@@ -5,7 +5,7 @@
  * @module
  */
 import type { Child } from 'hono/jsx'
-import type { AuditVerification } from '../audit.js'
+import type { AuditVerification } from '../dlq/audit.js'
 import { HourlyChart, type HourCount } from './chart.js'
 import { age, Csrf, Field, Head, may, NextPage, Notice, Page, ReasonForm, when, type PageContext } from './layout.js'
 import { FilterForm, type FilterParams } from './pages-records.js'

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { axeViolations, consoleFixture, csrfOf, deadLetter, type ConsoleFixture } from '../../helpers/console.js'
+import { axeViolations, consoleFixture, csrfOf, deadLetter, type ConsoleFixture } from '../helpers/console.js'
 
 const XSS = {
   script: '<script>alert("key")</script>',
@@ -203,7 +203,7 @@ test('the operator console', { timeout: 300_000 }, async (t) => {
 
   // docs/console.md's screenshots, taken from this test's data when asked for (they are committed, not rewritten by every run).
   await t.test('screenshots for docs/console.md', { skip: process.env.LIFELINE_CONSOLE_SCREENSHOTS === undefined && 'set LIFELINE_CONSOLE_SCREENSHOTS=1 to take them' }, async (tt) => {
-    const dir = fileURLToPath(new URL('../../../docs/console/', import.meta.url))
+    const dir = fileURLToPath(new URL('../../docs/console/', import.meta.url))
     mkdirSync(dir, { recursive: true })
     const { page } = await f.signIn(tt, 'approver')
     await page.setViewportSize({ width: 1280, height: 900 })
