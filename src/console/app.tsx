@@ -36,6 +36,9 @@ import { ApprovalsPage, AuditPage, ErrorPage, JobPage, JobsPage, KeysPage, Overv
 import { EditPage, FILTER_FIELDS, GroupsPage, RecordPage, RecordsPage, type FilterParams } from './pages-records.js'
 import { SessionStore, sameSecret, type Session, type SessionOptions } from './sessions.js'
 import { parkedSummary } from './data.js'
+import { listFailures, settleFailure } from '../effects/compensation.js'
+import { getReconciliationRun, listReconciliationFindings, listReconciliationRuns } from '../effects/reconcile.js'
+import { FailuresPage, RunPage, RunsPage } from './pages-effects.js'
 
 export interface ConsoleOptions {
   db: SqlExecutor
@@ -75,6 +78,8 @@ const NOTICES: Record<string, { kind: 'ok' | 'info'; text: string }> = {
   approved: { kind: 'ok', text: 'Approved and executed.' },
   rejected: { kind: 'ok', text: 'Rejected.' },
   released: { kind: 'ok', text: 'Released: its records replay in order.' },
+  'settled-resolved': { kind: 'ok', text: 'Marked RESOLVED.' },
+  'settled-ignored': { kind: 'ok', text: 'Marked IGNORED.' },
 }
 const notice = (c: Context) => NOTICES[c.req.query('notice') ?? '']
 
@@ -433,6 +438,56 @@ export function createConsole(options: ConsoleOptions): Hono<Env> {
     }
     await appendAudit(db, { actor: principal.name, role: principal.role, action: 'key.release', target: `key:${form.group}/${form.topic}/${form.key}`.slice(0, 500), detail: { reason, via: 'console' } })
     return c.redirect('/console/keys?notice=released', 303)
+  })
+
+  // --- compensation failures and reconciliation (no API endpoint: the effects layer's functions, as the CLI uses them) ---
+
+  const FAILURE_STATUSES = ['PENDING', 'RESOLVED', 'IGNORED'] as const
+  const failuresPage = async (c: Context<Env>, n?: { kind: 'ok' | 'error'; text: string }, code = 200) => {
+    const q = c.req.query('status')
+    const status = FAILURE_STATUSES.find((s) => s === q) ?? 'PENDING'
+    const consumer = c.req.query('consumer')?.trim() || undefined
+    const failures = await listFailures(db, { status, limit: 200, ...(consumer === undefined ? {} : { consumer }) })
+    return render(c, <FailuresPage ctx={ctxOf(c)} failures={failures} status={status} consumer={consumer} notice={n} />, code)
+  }
+  app.get('/failures', (c) => {
+    const n = notice(c)
+    return failuresPage(c, n === undefined ? undefined : { kind: 'ok', text: n.text })
+  })
+  post('/failures/:id/settle', 'failure.settle', async (c, form) => {
+    const principal = ctxOf(c).principal
+    const id = c.req.param('id') ?? ''
+    const reason = (form.reason ?? '').trim()
+    const status = form.status === 'RESOLVED' || form.status === 'IGNORED' ? form.status : undefined
+    if (status === undefined || reason === '' || reason.length > 2000) return failuresPage(c, { kind: 'error', text: 'Settling a failure needs RESOLVED or IGNORED and a reason (at most 2000 characters).' }, 400)
+    try {
+      await db.transaction(async (tx) => {
+        await settleFailure(tx, id, { status, actor: principal.name, reason })
+        await appendAudit(tx, { actor: principal.name, role: principal.role, action: 'failure.settle', target: `failure:${id}`, detail: { status, reason, via: 'console' } })
+      })
+    } catch (err) {
+      if (isLifelineError(err, 'LL_NOT_FOUND') || isLifelineError(err, 'LL_ARGUMENT_INVALID')) return failuresPage(c, { kind: 'error', text: err.message }, err.code === 'LL_NOT_FOUND' ? 404 : 400)
+      throw err
+    }
+    return c.redirect(`/console/failures?notice=${status === 'RESOLVED' ? 'settled-resolved' : 'settled-ignored'}`, 303)
+  })
+
+  app.get('/reconcile', async (c) => render(c, <RunsPage ctx={ctxOf(c)} runs={await listReconciliationRuns(db, { limit: 100 })} />))
+  app.get('/reconcile/:id', async (c) => {
+    const id = c.req.param('id')
+    if (!/^[1-9]\d{0,15}$/.test(id)) return render(c, <ErrorPage ctx={ctxOf(c)} status={404} message="No such run." />, 404)
+    let run
+    try {
+      run = await getReconciliationRun(db, id)
+    } catch (err) {
+      if (isLifelineError(err, 'LL_NOT_FOUND')) return render(c, <ErrorPage ctx={ctxOf(c)} status={404} message={err.message} />, 404)
+      throw err
+    }
+    // Findings hold the compared rows' values: reading them is audited like a record read.
+    const principal = ctxOf(c).principal
+    const findings = await listReconciliationFindings(db, id, { limit: 200 })
+    await appendAudit(db, { actor: principal.name, role: principal.role, action: 'reconcile.findings.read', target: `reconcile-run:${id}`, detail: { via: 'console' } })
+    return render(c, <RunPage ctx={ctxOf(c)} run={run} findings={findings} />)
   })
 
   return app

@@ -20,6 +20,8 @@ const NAV: Array<{ href: string; label: string; action: Action }> = [
   { href: '/console/jobs', label: 'Jobs', action: 'read' },
   { href: '/console/approvals', label: 'Approvals', action: 'read' },
   { href: '/console/keys', label: 'Parked keys', action: 'read' },
+  { href: '/console/failures', label: 'Compensation failures', action: 'read' },
+  { href: '/console/reconcile', label: 'Reconciliation', action: 'read' },
   { href: '/console/audit', label: 'Audit log', action: 'audit.read' },
 ]
 

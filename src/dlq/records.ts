@@ -255,10 +255,8 @@ function where(f: ParsedFilter, params: unknown[], options: { paging: boolean })
     return `$${params.length}`
   }
   const clauses: string[] = []
-  if (f.topic !== undefined) {
-    const t = p(f.topic)
-    clauses.push(`(origin_topic = ${t} or (origin_topic is null and topic = ${t}))`)
-  }
+  // The origin topic, else the DLQ topic: the expression of the index lifeline_dlq_records_topic_status (migration 0008_dlq_console).
+  if (f.topic !== undefined) clauses.push(`coalesce(origin_topic, topic) = ${p(f.topic)}`)
   if (f.dlqTopic !== undefined) clauses.push(`topic = ${p(f.dlqTopic)}`)
   if (f.group !== undefined) clauses.push(`consumer_group = ${p(f.group)}`)
   if (f.errorCode !== undefined) clauses.push(`error_code = ${p(f.errorCode)}`)

@@ -8,6 +8,11 @@ import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
+import { defineReconciliation, runReconciliation } from '../../src/effects/reconcile.js'
+import { listFailures, recordFailure } from '../../src/effects/compensation.js'
+import { ProtocolStore } from '../../src/ordering/protocol-store.js'
+import { createParkedKeys } from '../../src/ordering/state-store.js'
+import { randomName } from '../helpers/db.js'
 import { axeViolations, consoleFixture, csrfOf, deadLetter, type ConsoleFixture } from '../helpers/console.js'
 
 const XSS = {
@@ -25,6 +30,9 @@ const INJECTED = `({
   jsLinks: [...document.querySelectorAll('a')].filter((a) => (a.getAttribute('href') || '').trim().toLowerCase().startsWith('javascript:')).length,
   svgs: [...document.querySelectorAll('svg')].filter((s) => s.getAttribute('role') !== 'img').length,
 })`
+
+/** How many elements a payload would have injected (inline scripts, images, event handlers, javascript: links, foreign SVG). */
+const INJECTED_COUNT = `(() => { const r = ${INJECTED}; return r.inlineScripts + r.imgs + r.handlers + r.jsLinks + r.svgs })()`
 
 test('the operator console', { timeout: 300_000 }, async (t) => {
   const f: ConsoleFixture = await consoleFixture(t, { approvals: { bulkThreshold: 2 } })
@@ -199,6 +207,64 @@ test('the operator console', { timeout: 300_000 }, async (t) => {
     assert.deepEqual(await axeViolations(page), [])
     await page.goto('/console/audit')
     assert.deepEqual(await axeViolations(page), [])
+  })
+
+  await t.test('parked keys (release), compensation failures (settle) and reconciliation findings', async (tt) => {
+    // A key parked behind a dead letter, as the runtime's protocol store writes it, with a record waiting.
+    const ps = new ProtocolStore(f.db)
+    const group = 'billing'
+    const fence = { topic: f.origin, partition: 0, epoch: (await ps.claim(group, f.origin, 0, 'member-a', true)).epoch }
+    const parkedKey = Buffer.from(XSS.img)
+    assert.equal(await ps.moveHead(fence, group, { topic: f.origin, partition: 0, key: parkedKey, expect: { status: 'none' }, token: 't1', headOffset: 100, location: 'dlq', errorCode: 'E_XSS', errorMessage: XSS.svg, copy: { topic: `${f.origin}.dlq`, partition: 0, key: parkedKey, value: Buffer.from('v'), headers: [], timestamp: Date.now() } }), 'ok')
+    assert.equal(await ps.store(fence, group, { topic: f.origin, partition: 0, key: parkedKey, offset: 101, value: Buffer.from('v'), headers: [], timestamp: Date.now() }), 'stored')
+    const failure = await recordFailure(f.db, { consumer: 'billing', topic: f.origin, partition: 0, offset: 7, key: Buffer.from(XSS.script), errorCode: 'E_REFUND', errorMessage: XSS.img, compensations: ['refund'] })
+    const stock = defineReconciliation({
+      name: randomName('stock'),
+      source: { read: async (cursor) => ({ rows: cursor === null ? [{ key: 'a', value: { qty: '1' } }, { key: XSS.script, value: { qty: XSS.svg } }] : [], next: cursor === null ? 'end' : null }) },
+      target: { get: async () => new Map([['a', { qty: '2' }]]) },
+      key: (k: string) => k,
+    })
+    const run = await runReconciliation(stock, { db: f.db })
+
+    const { page } = await f.signIn(tt, 'operator')
+    await page.goto('/console/keys')
+    assert.deepEqual(await axeViolations(page), [])
+    await page.getByRole('link', { name: XSS.img }).click()
+    assert.match((await page.locator('#h-key').textContent()) ?? '', /Key "><img/)
+    assert.equal(await page.locator('main ol li').count(), 1, 'its one waiting record')
+    await page.getByLabel('Reason (release)').fill('refunded by hand')
+    await page.getByRole('button', { name: 'Release' }).click()
+    await page.getByText('Released: its records replay in order.').waitFor()
+    assert.equal((await createParkedKeys(f.db).list({ group, status: 'parked' })).length, 0)
+
+    await page.goto('/console/failures')
+    assert.deepEqual(await axeViolations(page), [])
+    const row = page.locator('tbody tr', { hasText: 'E_REFUND' })
+    assert.ok(((await row.textContent()) ?? '').includes(XSS.img))
+    await row.getByLabel('Reason').fill('refunded by hand')
+    await row.getByRole('button', { name: 'Resolve' }).click()
+    await page.getByText('Marked RESOLVED.').waitFor()
+    const settled = (await listFailures(f.db, { status: 'RESOLVED' })).find((x) => x.id === failure.id)
+    assert.equal(settled?.resolvedBy, 'operator')
+
+    await page.goto('/console/reconcile')
+    assert.deepEqual(await axeViolations(page), [])
+    await page.getByRole('link', { name: `run ${run.id}` }).click()
+    const findings = page.locator('tbody tr')
+    assert.equal(await findings.count(), 2)
+    assert.ok(((await page.locator('main').textContent()) ?? '').includes(XSS.script))
+    assert.deepEqual(await axeViolations(page), [])
+    assert.equal(await page.evaluate(INJECTED_COUNT), 0)
+
+    // A viewer sees all three without a control, and is refused the posts.
+    const viewer = await f.signIn(tt, 'viewer')
+    for (const path of ['/console/keys', '/console/failures', `/console/reconcile/${run.id}`]) {
+      await viewer.page.goto(path)
+      assert.deepEqual(await viewer.page.locator('form[method="post"]').evaluateAll((forms) => forms.map((x) => x.getAttribute('action'))), ['/console/sign-out'], path)
+    }
+    const csrf = await csrfOf(viewer.page)
+    assert.equal((await viewer.page.request.post(`/console/failures/${failure.id}/settle`, { form: { _csrf: csrf, status: 'IGNORED', reason: 'forged' } })).status(), 403)
+    assert.equal((await viewer.page.request.post('/console/keys/release', { form: { _csrf: csrf, group, topic: f.origin, key: parkedKey.toString('base64url'), reason: 'forged' } })).status(), 403)
   })
 
   // docs/console.md's screenshots, taken from this test's data when asked for (they are committed, not rewritten by every run).
