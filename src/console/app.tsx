@@ -71,7 +71,7 @@ const NOTICES: Record<string, { kind: 'ok' | 'info'; text: string }> = {
   resolved: { kind: 'ok', text: 'Resolved.' },
   'approval-requested': { kind: 'info', text: 'This needs an approval: the request waits in the approvals inbox.' },
   started: { kind: 'ok', text: 'The redrive job is ready: the processor runs it.' },
-  'awaiting-approval': { kind: 'info', text: 'Over the threshold: the job waits for an approver.' },
+  'awaiting-approval': { kind: 'info', text: 'This job waits for an approver (over the threshold, or a target or force that needs one): see the approvals inbox.' },
   paused: { kind: 'ok', text: 'Paused.' },
   resumed: { kind: 'ok', text: 'Resuming.' },
   cancelled: { kind: 'ok', text: 'Cancelled.' },
