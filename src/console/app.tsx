@@ -35,7 +35,7 @@ import type { PageContext } from './layout.js'
 import { ApprovalsPage, AuditPage, ErrorPage, JobPage, JobsPage, KeysPage, OverviewPage, RedrivePage, SignInPage } from './pages-ops.js'
 import { EditPage, FILTER_FIELDS, GroupsPage, RecordPage, RecordsPage, type FilterParams } from './pages-records.js'
 import { SessionStore, sameSecret, type Session, type SessionOptions } from './sessions.js'
-import { parkedSummary } from './data.js'
+import { countNewer, latestId, parkedSummary } from './data.js'
 import { listFailures, settleFailure } from '../effects/compensation.js'
 import { getReconciliationRun, listReconciliationFindings, listReconciliationRuns } from '../effects/reconcile.js'
 import { FailuresPage, RunPage, RunsPage } from './pages-effects.js'
@@ -97,6 +97,7 @@ export function createConsole(options: ConsoleOptions): Hono<Env> {
   const sessions = new SessionStore(options.sessions)
   const logger = (options.logger ?? silentLogger()).child({ component: 'dlq-console' })
   const progressMs = options.progressMs ?? 500
+  const newRecordsMs = options.progressMs === undefined ? 5000 : options.progressMs * 5
   const app = new Hono<Env>().basePath('/console')
   let chain: { at: number; result: AuditVerification } | undefined
 
@@ -246,7 +247,24 @@ export function createConsole(options: ConsoleOptions): Hono<Env> {
     const a = await as(c, 'GET', `/v1/records${query({ ...filter, order: 'desc', limit: 50, afterId: c.req.query('afterId') })}`)
     if (a.status === 400) return render(c, <RecordsPage ctx={ctxOf(c)} records={[]} filter={filter} nextAfterId={null} error={message(a)} />, 400)
     if (a.status !== 200) return failed(c, a)
-    return render(c, <RecordsPage ctx={ctxOf(c)} records={a.body.records as Array<Record<string, unknown>>} filter={filter} nextAfterId={a.body.nextAfterId} />)
+    const since = c.req.query('afterId') === undefined ? await latestId(db) : undefined
+    return render(c, <RecordsPage ctx={ctxOf(c)} records={a.body.records as Array<Record<string, unknown>>} filter={filter} nextAfterId={a.body.nextAfterId} since={since} />)
+  })
+
+  // New dead letters since a page was loaded (all of them, whatever its filter): a count every few seconds.
+  app.get('/records/events', (c) => {
+    const after = c.req.query('after') ?? ''
+    if (!/^\d{1,16}$/.test(after)) return c.text('after must be a record id', 400)
+    return streamSSE(c, async (stream) => {
+      let last = -1
+      const deadline = Date.now() + 3_600_000
+      while (!stream.aborted && Date.now() < deadline) {
+        const n = await countNewer(db, Number(after))
+        if (n !== last) await stream.writeSSE({ event: 'new', data: JSON.stringify({ count: n }) })
+        last = n
+        await stream.sleep(newRecordsMs)
+      }
+    })
   })
 
   app.get('/records/:id', async (c) => {

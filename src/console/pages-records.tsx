@@ -95,10 +95,15 @@ export function RecordsTable(props: { records: Row[]; caption: string }) {
   )
 }
 
-export function RecordsPage(props: { ctx: PageContext; records: Row[]; filter: FilterParams; nextAfterId: unknown; error?: string | undefined }) {
+export function RecordsPage(props: { ctx: PageContext; records: Row[]; filter: FilterParams; nextAfterId: unknown; since?: number | undefined; error?: string | undefined }) {
   return (
     <Page title="Records" ctx={props.ctx} active="/console/records">
       {props.error === undefined ? null : <Notice kind="error">{props.error}</Notice>}
+      {props.since === undefined ? null : (
+        <p class="notice info live" role="status" hidden data-new-records={`/console/records/events?after=${props.since}`}>
+          Dead letters indexed since this page loaded: <span data-new-count="">0</span>. <a href="">Reload</a>
+        </p>
+      )}
       <FilterForm action="/console/records" filter={props.filter} submit="Filter" />
       {may(props.ctx, 'redrive.create') ? (
         <p>

@@ -261,6 +261,16 @@ test('the operator console', { timeout: 300_000 }, async (t) => {
     assert.match((await op.page.locator('[data-job-field="status"]').textContent()) ?? '', /^cancelled/)
   })
 
+  await t.test('the records page counts dead letters indexed after it loaded (Server-Sent Events)', async (tt) => {
+    const { page } = await f.signIn(tt, 'viewer')
+    await page.goto('/console/records')
+    const count = page.locator('[data-new-count]')
+    await page.locator('[data-new-records]').waitFor()
+    assert.equal(await count.textContent(), '0')
+    await f.index([deadLetter(40, 'k-new', '{"n":40}'), deadLetter(41, 'k-new', '{"n":41}')])
+    await page.locator('[data-new-count]', { hasText: '2' }).waitFor({ timeout: 15_000 })
+  })
+
   await t.test('parked keys (release), compensation failures (settle) and reconciliation findings', async (tt) => {
     // A key parked behind a dead letter, as the runtime's protocol store writes it, with a record waiting.
     const ps = new ProtocolStore(f.db)

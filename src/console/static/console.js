@@ -1,6 +1,7 @@
 /* global document, EventSource */
 // Lifeline console: progressive enhancement only (every page works without this file).
 // - A job page follows its progress over Server-Sent Events.
+// - The records page counts the dead letters indexed since it loaded.
 // - The JSON editor says whether its text parses, as you type.
 'use strict'
 
@@ -43,7 +44,20 @@ function checkJson(area) {
   area.addEventListener('input', check)
 }
 
+function followNewRecords(box) {
+  const url = box.getAttribute('data-new-records')
+  const out = box.querySelector('[data-new-count]')
+  if (!url || !out || typeof EventSource === 'undefined') return
+  box.hidden = false
+  const source = new EventSource(url)
+  source.addEventListener('new', (event) => {
+    out.textContent = String(JSON.parse(event.data).count)
+  })
+  source.onerror = () => source.close()
+}
+
 document.addEventListener('DOMContentLoaded', () => {
+  for (const box of document.querySelectorAll('[data-new-records]')) followNewRecords(box)
   for (const box of document.querySelectorAll('[data-job-events]')) followJob(box)
   for (const area of document.querySelectorAll('textarea[data-json-editor]')) checkJson(area)
 })
