@@ -28,7 +28,7 @@ import type { ProcessorMount } from '../dlq/processor.js'
 import type { SqlExecutor } from '../store/executor.js'
 import { appendAudit, verifyAudit, type AuditVerification } from '../dlq/audit.js'
 import { mayPerform, type Action, type Principal, type Role } from '../dlq/auth.js'
-import { hourlyCounts } from '../dlq/records.js'
+import { hourlyCounts, pendingGroups } from '../dlq/records.js'
 import { jsonDiff, prepareEdit, type RedriveDeps } from '../dlq/redrive.js'
 import { callApi, isHttps, query, securityHeaders, SESSION_COOKIE, SIGNIN_COOKIE, type ApiAnswer, type ApiFetch } from './http.js'
 import type { PageContext } from './layout.js'
@@ -215,15 +215,15 @@ export function createConsole(options: ConsoleOptions): Hono<Env> {
     const ctx = ctxOf(c)
     // One after another: the processor's database may be a single connection (PGlite, or a pg client).
     const hours = await hourlyCounts(db, 24)
-    const groups = await as(c, 'GET', '/v1/groups?status=pending&limit=10')
+    const groups = await pendingGroups(db, 10)
     const parked = await parkedSummary(db)
     const running = await as(c, 'GET', '/v1/jobs?status=running&limit=20')
     const approvals = await as(c, 'GET', '/v1/approvals?status=pending&limit=100')
-    for (const a of [groups, running, approvals]) if (a.status !== 200) return failed(c, a)
+    for (const a of [running, approvals]) if (a.status !== 200) return failed(c, a)
     if (mayPerform(ctx.principal.role, 'audit.read') && (chain === undefined || Date.now() - chain.at > AUDIT_CHAIN_TTL_MS)) chain = { at: Date.now(), result: await verifyAudit(db) }
     const data = {
       hours,
-      groups: groups.body.groups as Array<Record<string, unknown>>,
+      groups: groups as unknown as Array<Record<string, unknown>>,
       parked,
       running: running.body.jobs as Array<Record<string, unknown>>,
       approvals: approvals.body.approvals as Array<Record<string, unknown>>,

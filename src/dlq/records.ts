@@ -592,3 +592,21 @@ export async function hourlyCounts(db: SqlQueryable, hours = 24, now = new Date(
     return { hour: new Date(ms), count: byHour.get(ms / 3_600_000) ?? 0 }
   })
 }
+
+/**
+ * The `limit` error groups with the most `pending` records, most first, each with its newest pending
+ * record's error and time: the console overview's "pending by error group". One hash aggregate over the
+ * pending records (a fraction of a second at a million) where {@link groupRecords} also collects topics,
+ * distinct keys and first/last seen over every record of each group (seconds at a million).
+ */
+export async function pendingGroups(db: SqlQueryable, limit = 10): Promise<Array<Pick<ErrorGroup, 'fingerprint' | 'errorClass' | 'errorCode' | 'sampleMessage' | 'pending' | 'lastSeen'>>> {
+  const n = integer('limit', limit, 1, MAX_LIMIT)!
+  const { rows } = await db.query(
+    `with top as (
+       select fingerprint, count(*)::int8 as pending, max(id) as last_id from lifeline_dlq_records where status = 'pending' group by fingerprint order by count(*) desc, max(id) desc limit $1
+     )
+     select t.fingerprint, t.pending, r.error_class, r.error_code, r.error_message, r.failed_at from top t join lifeline_dlq_records r on r.id = t.last_id order by t.pending desc, t.last_id desc`,
+    [n],
+  )
+  return rows.map((r) => ({ fingerprint: String(r.fingerprint), errorClass: strOrNull(r.error_class), errorCode: strOrNull(r.error_code), sampleMessage: strOrNull(r.error_message), pending: Number(r.pending), lastSeen: r.failed_at as Date }))
+}
