@@ -13,6 +13,7 @@ import { listFailures, recordFailure } from '../../src/effects/compensation.js'
 import { ProtocolStore } from '../../src/ordering/protocol-store.js'
 import { createParkedKeys } from '../../src/ordering/state-store.js'
 import { randomName } from '../helpers/db.js'
+import { waitFor } from '../helpers/kafka.js'
 import { axeViolations, consoleFixture, csrfOf, deadLetter, type ConsoleFixture } from '../helpers/console.js'
 
 const XSS = {
@@ -363,4 +364,11 @@ test('the operator console', { timeout: 300_000 }, async (t) => {
 
   assert.deepEqual(dialogs, [], 'no dialog fired')
   assert.deepEqual(f.cspReports, [], 'no Content-Security-Policy violation was reported')
+
+  await t.test('a violation would have been reported: an image from elsewhere, added through the debugger, is blocked and reported', async (tt) => {
+    const { page } = await f.signIn(tt, 'viewer')
+    await page.evaluate(`document.body.insertAdjacentHTML('beforeend', '<img alt="" src="http://192.0.2.1/probe.png">')`)
+    await waitFor(() => f.cspReports.length > 0, 'the browser to report the violation', 15_000)
+    assert.match(JSON.stringify(f.cspReports[0]), /img-src/)
+  })
 })
