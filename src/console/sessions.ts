@@ -95,11 +95,6 @@ export class SessionStore {
     this.#sessions.delete(id)
   }
 
-  /** Ends every session opened with `token`. */
-  endToken(token: string): void {
-    for (const [id, s] of this.#sessions) if (s.token === token) this.#sessions.delete(id)
-  }
-
   get size(): number {
     return this.#sessions.size
   }
