@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { createConsole } from '../../src/console/app.js'
 import { createDlqApi } from '../../src/dlq/api.js'
-import { createToken } from '../../src/dlq/auth.js'
+import { createToken, revokeToken } from '../../src/dlq/auth.js'
 import { createProducer } from '../../src/kafka/index.js'
 import { createParkedKeys } from '../../src/ordering/state-store.js'
 import { migrateLifeline } from '../../src/store/schema.js'
@@ -20,7 +20,7 @@ async function consoleApp(t: TestContext) {
   const api = createDlqApi({ db, deps })
   const ui = createConsole({ db, api: api.fetch, deps, parkedKeys: createParkedKeys(db) })
   const { token } = await createToken(db, { name: 'olga-op', role: 'operator', owner: 'olga' })
-  return { ui, token }
+  return { ui, token, db }
 }
 
 /** Signs in at `origin` with `next`; returns the sign-in form's and the answer's Set-Cookie and the redirect. */
@@ -78,4 +78,16 @@ test('every console response carries the CSP and the other security headers; pag
   }
   const forged = await ui.request('http://127.0.0.1/console/records/1/discard', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'reason=x' })
   assert.equal(forged.status, 303, 'no session: to sign-in, nothing done')
+})
+
+test('a session whose token is revoked ends at its next request: sent to sign-in', async (t) => {
+  const { ui, token, db } = await consoleApp(t)
+  const { cookies } = await signIn(ui, 'http://127.0.0.1', token, '/console')
+  const session = cookies.find((c) => c.startsWith('ll_console='))!.split(';')[0]!
+  assert.equal((await ui.request('http://127.0.0.1/console/jobs', { headers: { cookie: session } })).status, 200)
+  await revokeToken(db, 'olga-op')
+  const after = await ui.request('http://127.0.0.1/console/jobs', { headers: { cookie: session } })
+  assert.equal(after.status, 303)
+  assert.equal(after.headers.get('location'), '/console/sign-in?next=%2Fconsole%2Fjobs&expired=1')
+  assert.equal((await ui.request('http://127.0.0.1/console/jobs', { headers: { cookie: session } })).headers.get('location'), '/console/sign-in?next=%2Fconsole%2Fjobs&expired=1', 'the session is gone')
 })
