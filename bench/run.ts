@@ -37,6 +37,7 @@ const BENCHMARKS = {
   scale: { about: 'scale curves: throughput and memory vs distinct keys, release time vs parked records, throughput vs partitions', load: () => import('./scale.js') },
   'dlq-queries': { about: 'DLQ processor list/group/count query time vs records indexed (10k to 1M), on the PostgreSQL server', load: () => import('./dlq-queries.js') },
   indexer: { about: 'DLQ indexer vs the raw client and one multi-row insert of the same rows per poll batch', load: () => import('./indexer.js') },
+  console: { about: 'operator console pages (list, filter, group, record) at 1M dead letters on the PostgreSQL server: p95 ≤ 300 ms', load: () => import('./console.js') },
   redrive: { about: 'DLQ processor: unthrottled bulk redrive vs a raw consume-and-produce copy; indexer throughput; rate-limiter accuracy at 2,000/s', load: () => import('./redrive.js') },
 } satisfies Record<string, BenchEntry>
 

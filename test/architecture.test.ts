@@ -19,6 +19,7 @@ export const LAYERS: readonly string[][] = [
   ['ordering'],
   ['runtime'],
   ['effects', 'observe', 'dlq'],
+  ['console'],
   ['demo', 'rehearsal'],
   ['cli'],
   ['index', 'api'],

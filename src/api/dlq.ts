@@ -1,12 +1,15 @@
 /**
  * `lifeline/dlq`: the DLQ processor — the indexer, the records store, redrive, edit-and-replay, discard,
- * approvals, tokens, the HTTP API, notifications — and reading dead letters (Lifeline's and other systems'
+ * approvals, tokens, the HTTP API, the operator console, notifications — and reading dead letters (Lifeline's and other systems'
  * formats, PII masking). Needs the optional peers `hono` and `@hono/node-server` for the HTTP API.
  *
  * @module
  */
 export { createDlqProcessor, dlqProcessorDefaults } from '../dlq/processor.js'
-export type { DlqProcessor, DlqProcessorOptions, DlqNotificationOptions } from '../dlq/processor.js'
+export type { DlqProcessor, DlqProcessorOptions, DlqNotificationOptions, ProcessorMount, ProcessorServices } from '../dlq/processor.js'
+export { consoleMount, createConsole } from '../console/app.js'
+export type { ConsoleOptions } from '../console/app.js'
+export type { SessionOptions } from '../console/sessions.js'
 export { createDlqApi, serveDlqApi, openApiDocument, dlqApiDefaults } from '../dlq/api.js'
 export type { DlqApiOptions, ServedApi } from '../dlq/api.js'
 export { createDlqIndexer, dlqIndexerDefaults } from '../dlq/indexer.js'

@@ -23,6 +23,7 @@ import { dlqTopicName } from '../runtime/options.js'
 import { databaseFromEnv, describeDatabase, loadMigrations, migrate } from '../store/index.js'
 import { createParkedKeys } from '../ordering/state-store.js'
 import { createDlqProcessor } from '../dlq/processor.js'
+import { consoleMount } from '../console/app.js'
 import { createToken } from '../dlq/auth.js'
 import { countRecords, listRecords } from '../dlq/records.js'
 import { retryTopicName } from '../failure/tier-record.js'
@@ -30,6 +31,8 @@ import { retryTopicName } from '../failure/tier-record.js'
 export interface DemoOptions {
   orders: number
   follow: boolean
+  /** Keep the DLQ processor and its console up after the operator's part until `signal` (printing a token to sign in with). */
+  console?: boolean
   signal: AbortSignal
   print(line: string): void
 }
@@ -177,11 +180,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const parked = await keys.list({ group: GROUP })
     print(`operator: ${parked.length} key(s) parked behind a dead letter (\`lifeline keys list --group ${GROUP}\`):`)
     for (const k of parked) print(`  ${k.keyText} head offset ${k.headOffset} in ${k.headLocation} (${k.headErrorCode}), ${k.parkedRecords} event(s) waiting`)
-    const processor = createDlqProcessor({ brokers, db, topics: [dlqTopic], api: { port: 0 } })
+    const processor = createDlqProcessor({ brokers, db, topics: [dlqTopic], api: { port: 0 }, mounts: [consoleMount()] })
     await processor.start()
     try {
       const token = await createToken(db, { name: `demo-operator-${Date.now().toString(36)}`, role: 'operator', owner: 'demo' })
-      print(`dlq processor: indexing ${dlqTopic}, API at ${processor.url} (token for role operator: ${token.token.slice(0, 8)}…)`)
+      print(`dlq processor: indexing ${dlqTopic}, API at ${processor.url}, console at ${processor.url}/console (token for role operator: ${token.token.slice(0, 8)}…)`)
       while ((await countRecords(db, {})) < deadLettered && Date.now() < deadline) await delay(100)
       const cli = async (...args: string[]) => {
         print(`$ lifeline dlq ${args.map((a) => (/[\s{}"]/.test(a) ? `'${a}'` : a)).join(' ')}`)
@@ -195,6 +198,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       }
       produced++ // the repaired event comes back through the consumer
       while (!options.signal.aborted && processed + deadLettered < produced && Date.now() < deadline) await delay(100)
+      if (options.console && !options.signal.aborted) {
+        const approver = await createToken(db, { name: `demo-console-${Date.now().toString(36)}`, role: 'approver', owner: 'demo-console' })
+        print(`console: open ${processor.url}/console and sign in with the token ${approver.token} (role approver); Ctrl-C to stop`)
+        await new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve(), { once: true }))
+      }
     } finally {
       await processor.close()
     }

@@ -457,7 +457,7 @@ export interface ServedApi {
 }
 
 /** Serves `app` on `host:port` (port 0: any free port) until `close()`. */
-export async function serveDlqApi(app: Hono<Env> | Hono, options: { port: number; host?: string }): Promise<ServedApi> {
+export async function serveDlqApi(app: { fetch: (req: Request, env?: unknown) => Response | Promise<Response> }, options: { port: number; host?: string }): Promise<ServedApi> {
   const host = options.host ?? '127.0.0.1'
   return new Promise((resolve, reject) => {
     const server = serve({ fetch: app.fetch, port: options.port, hostname: host }, (info) => {

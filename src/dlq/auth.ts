@@ -30,7 +30,8 @@ export const ROLES: readonly Role[] = Object.freeze(['viewer', 'operator', 'appr
  *
  * - `viewer`: read records, groups, jobs, approvals and the policy.
  * - `operator`: replay (to a record's own targets, without force: see permissions.ts), edit, replay edited,
- *   discard, resolve, bulk redrives (dry run and job), pause, cancel and resume jobs.
+ *   discard, resolve, bulk redrives (dry run and job), pause, cancel and resume jobs, release a parked key
+ *   or settle a compensation failure (the console's parked-keys and failures pages).
  * - `approver`: approve or reject pending actions (never one of their own owner), replay anywhere and with
  *   force, read the audit log.
  * - `admin`: create, list and revoke tokens.
@@ -47,6 +48,8 @@ export const ACTION_ROLES = Object.freeze({
   'job.pause': 'operator',
   'job.cancel': 'operator',
   'job.resume': 'operator',
+  'key.release': 'operator',
+  'failure.settle': 'operator',
   'approval.decide': 'approver',
   'audit.read': 'approver',
   'token.manage': 'admin',

@@ -1,6 +1,7 @@
 /**
- * The DLQ processor: the indexer (every DLQ record into the database), the redrive job runner and the HTTP
- * API, in one process.
+ * The DLQ processor: the indexer (every DLQ record into the database), the redrive job runner, the HTTP
+ * API and any UI mounted beside it (the operator console at `/console`: src/console, docs/console.md), in
+ * one process.
  *
  * At `start()`: Lifeline's migrations run, the redrive producer connects, the indexer starts, the API
  * listens, and the runner starts in the background. The runner first resumes the jobs a killed processor
@@ -30,6 +31,7 @@ import type { SqlExecutor } from '../store/executor.js'
 import { migrateLifeline } from '../store/schema.js'
 import { sleep } from '../util/sleep.js'
 import { createDlqApi, serveDlqApi, type ServedApi } from './api.js'
+import type { ParkedKeys } from '../ordering/state-store.js'
 import { PROCESSOR_ACTOR } from './actors.js'
 import { cancelGatedJob, parsePolicy, sweepApprovals, type ApprovalPolicy } from './approvals.js'
 import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from './indexer.js'
@@ -71,6 +73,11 @@ export interface DlqProcessorOptions {
   replayTopics?: string[]
   /** Where the HTTP API listens (default 127.0.0.1:7480; port 0 for any free port); false: no API. */
   api?: { port?: number; host?: string } | false
+  /**
+   * Web UIs served on the API's server beside it, each under its own path: the operator console
+   * (`consoleMount()` of `lifeline/dlq`, docs/console.md) is one; `lifeline dlq serve` mounts it.
+   */
+  mounts?: ProcessorMount[]
   /** Most replays of one record's lineage (loop detection; the redrive's default when not given). */
   maxRedrivesPerRecord?: number
   /** How often the runner looks for ready jobs when nothing woke it, ms (default 1000). */
@@ -91,6 +98,22 @@ export interface DlqProcessorOptions {
   /** Anything else the indexer takes (batch size, poll timeout, metrics...). */
   indexer?: Partial<Omit<DlqIndexerOptions, 'brokers' | 'db' | 'topics' | 'pattern' | 'groupId' | 'masking' | 'kafkaConfig' | 'logger'>>
   logger?: Logger
+}
+
+/** What a mounted UI gets from the processor: the API (to call in process as a token), the database and the redrive's services. */
+export interface ProcessorServices {
+  db: SqlExecutor
+  /** The API app's fetch: a UI calls it in process with a token, so the API's rules hold for it unchanged. */
+  api: (req: Request, env?: unknown) => Response | Promise<Response>
+  deps: redrive.RedriveDeps
+  parkedKeys: ParkedKeys
+  logger: Logger
+}
+
+/** A UI served under `path` (`/console`) on the API's server; the API answers everything else. */
+export interface ProcessorMount {
+  path: string
+  create(services: ProcessorServices): { fetch: (req: Request, env?: unknown) => Response | Promise<Response> }
 }
 
 export const dlqProcessorDefaults = { apiPort: 7480, apiHost: '127.0.0.1', jobPollMs: 1000 } as const
@@ -217,7 +240,9 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
           if (!resumes.includes(id)) resumes.push(id)
           wake?.()
         } })
-      served = await serveDlqApi(registry === undefined ? app : withMetricsRoute(app, registry), { port: options.api?.port ?? dlqProcessorDefaults.apiPort, host: options.api?.host ?? dlqProcessorDefaults.apiHost })
+      const services: ProcessorServices = { db, api: app.fetch, deps, parkedKeys: deps.parkedKeys!, logger }
+      const withUi = withMounts(app, (options.mounts ?? []).map((m) => ({ path: m.path, ui: m.create(services) })))
+      served = await serveDlqApi(registry === undefined ? withUi : withMetricsRoute(withUi, registry), { port: options.api?.port ?? dlqProcessorDefaults.apiPort, host: options.api?.host ?? dlqProcessorDefaults.apiHost })
       logger.info({ url: served.url }, 'DLQ API listening')
     }
     runner = runLoop(deps)
@@ -268,6 +293,21 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
 function nonNegativeInt(name: string, value: number): number {
   if (!Number.isInteger(value) || value < 0) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: processor.${name}: must be an integer >= 0, got ${String(value)}`)
   return value
+}
+
+type Fetch = (req: Request, env?: unknown) => Response | Promise<Response>
+
+/** The mounted UIs in front of the API, each under its path; every other request goes to the API unchanged. */
+function withMounts(api: { fetch: Fetch }, mounts: Array<{ path: string; ui: { fetch: Fetch } }>): { fetch: Fetch } {
+  if (mounts.length === 0) return api
+  const root = new Hono()
+  for (const { path, ui } of mounts) {
+    if (!/^\/[a-z0-9-]+$/.test(path)) throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: processor.mounts: a path is one lowercase segment like /console, got ${JSON.stringify(path)}`)
+    root.all(path, (c) => ui.fetch(c.req.raw, c.env))
+    root.all(`${path}/*`, (c) => ui.fetch(c.req.raw, c.env))
+  }
+  root.all('*', (c) => api.fetch(c.req.raw, c.env))
+  return root
 }
 
 /** The API with `GET /metrics` (no token, like `/health`) in front; every other request goes to the API unchanged. */

@@ -256,10 +256,8 @@ function where(f: ParsedFilter, params: unknown[], options: { paging: boolean })
     return `$${params.length}`
   }
   const clauses: string[] = []
-  if (f.topic !== undefined) {
-    const t = p(f.topic)
-    clauses.push(`(origin_topic = ${t} or (origin_topic is null and topic = ${t}))`)
-  }
+  // The origin topic, else the DLQ topic: the expression of the index lifeline_dlq_records_topic_status (migration 0008_dlq_console).
+  if (f.topic !== undefined) clauses.push(`coalesce(origin_topic, topic) = ${p(f.topic)}`)
   if (f.dlqTopic !== undefined) clauses.push(`topic = ${p(f.dlqTopic)}`)
   if (f.group !== undefined) clauses.push(`consumer_group = ${p(f.group)}`)
   if (f.errorCode !== undefined) clauses.push(`error_code = ${p(f.errorCode)}`)
@@ -595,4 +593,42 @@ export async function setStatus(db: SqlExecutor, id: string | number, to: DlqSta
     if (change.audit) await appendAudit(tx, change.audit)
     return { id: rid, from: current, to, at: updated[0]!.status_at as Date }
   })
+}
+
+/**
+ * Dead letters per hour over the `hours` hours up to now (the current hour last), zeros included: the
+ * console's overview chart. Counted by failure time, in SQL (one index range scan on `failed_at`).
+ */
+export async function hourlyCounts(db: SqlQueryable, hours = 24, now = new Date()): Promise<Array<{ hour: Date; count: number }>> {
+  const n = integer('hours', hours, 1, 24 * 31)!
+  const end = Math.floor(now.getTime() / 3_600_000) * 3_600_000 + 3_600_000
+  const start = end - n * 3_600_000
+  const { rows } = await db.query(
+    `select floor(extract(epoch from failed_at) / 3600)::int8 as h, count(*)::int8 as n from lifeline_dlq_records
+     where failed_at >= $1::timestamptz and failed_at < $2::timestamptz group by 1`,
+    [new Date(start).toISOString(), new Date(end).toISOString()],
+  )
+  const byHour = new Map(rows.map((r) => [Number(r.h), Number(r.n)]))
+  return Array.from({ length: n }, (_, i) => {
+    const ms = start + i * 3_600_000
+    return { hour: new Date(ms), count: byHour.get(ms / 3_600_000) ?? 0 }
+  })
+}
+
+/**
+ * The `limit` error groups with the most `pending` records, most first, each with its newest pending
+ * record's error and time: the console overview's "pending by error group". One hash aggregate over the
+ * pending records (a fraction of a second at a million) where {@link groupRecords} also collects topics,
+ * distinct keys and first/last seen over every record of each group (seconds at a million).
+ */
+export async function pendingGroups(db: SqlQueryable, limit = 10): Promise<Array<Pick<ErrorGroup, 'fingerprint' | 'errorClass' | 'errorCode' | 'sampleMessage' | 'pending' | 'lastSeen'>>> {
+  const n = integer('limit', limit, 1, MAX_LIMIT)!
+  const { rows } = await db.query(
+    `with top as (
+       select fingerprint, count(*)::int8 as pending, max(id) as last_id from lifeline_dlq_records where status = 'pending' group by fingerprint order by count(*) desc, max(id) desc limit $1
+     )
+     select t.fingerprint, t.pending, r.error_class, r.error_code, r.error_message, r.failed_at from top t join lifeline_dlq_records r on r.id = t.last_id order by t.pending desc, t.last_id desc`,
+    [n],
+  )
+  return rows.map((r) => ({ fingerprint: String(r.fingerprint), errorClass: strOrNull(r.error_class), errorCode: strOrNull(r.error_code), sampleMessage: strOrNull(r.error_message), pending: Number(r.pending), lastSeen: r.failed_at as Date }))
 }

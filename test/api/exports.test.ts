@@ -19,8 +19,8 @@ const ENTRIES: Record<string, { module: () => Promise<Record<string, unknown>>; 
   'lifeline/dlq': {
     module: () => import('../../src/api/dlq.js'),
     exports: [
-      'DEAD_LETTER_FORMATS', 'DLQ_STATUSES', 'LifelineHeaders', 'MASKED_HEADER', 'Masker', 'REDACTED', 'ROLES', 'ReplayHeaders', 'SpringDltHeaders', 'cancelJob', 'countRecords',
-      'createDlqApi', 'createDlqIndexer', 'createDlqProcessor', 'createNotifier', 'createRedriveJob', 'createToken', 'decodeFailureHeaders', 'decodeSpringHeaders', 'discardRecord',
+      'DEAD_LETTER_FORMATS', 'DLQ_STATUSES', 'LifelineHeaders', 'MASKED_HEADER', 'Masker', 'REDACTED', 'ROLES', 'ReplayHeaders', 'SpringDltHeaders', 'cancelJob', 'consoleMount', 'countRecords',
+      'createConsole', 'createDlqApi', 'createDlqIndexer', 'createDlqProcessor', 'createNotifier', 'createRedriveJob', 'createToken', 'decodeFailureHeaders', 'decodeSpringHeaders', 'discardRecord',
       'dlqApiDefaults', 'dlqIndexerDefaults', 'dlqProcessorDefaults', 'editRecord', 'fingerprint', 'getJob', 'getRecord', 'groupRecords', 'listJobs', 'listRecords', 'listTokens',
       'notifierDefaults', 'openApiDocument', 'parseDeadLetter', 'pauseJob', 'previewRedrive', 'redriveDefaults', 'replayEdited', 'replayRecord', 'resolveRecord',
       'resumeInterruptedJobs', 'revokeToken', 'runRedriveJob', 'serveDlqApi',

@@ -22,7 +22,7 @@ test('roles are ordered viewer < operator < approver < admin, and every action n
   }
   const expected: Record<Role, Action[]> = {
     viewer: ['read'],
-    operator: ['record.replay', 'record.edit', 'record.replay-edited', 'record.discard', 'record.resolve', 'redrive.preview', 'redrive.create', 'job.pause', 'job.cancel', 'job.resume'],
+    operator: ['record.replay', 'record.edit', 'record.replay-edited', 'record.discard', 'record.resolve', 'redrive.preview', 'redrive.create', 'job.pause', 'job.cancel', 'job.resume', 'key.release', 'failure.settle'],
     approver: ['approval.decide', 'audit.read'],
     admin: ['token.manage'],
   }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { isLifelineError } from '../../src/errors.js'
 import { parseDeadLetter, ReplayHeaders, type DeadLetterContext } from '../../src/failure/formats.js'
-import { countRecords, DLQ_STATUSES, DLQ_TRANSITIONS, getRecord, groupRecords, indexRecord, indexRecords, likePattern, listRecords, loadHeaders, parseFilter, setStatus, storeHeaders, type DlqStatus } from '../../src/dlq/records.js'
+import { countRecords, DLQ_STATUSES, DLQ_TRANSITIONS, getRecord, groupRecords, hourlyCounts, indexRecord, indexRecords, likePattern, listRecords, loadHeaders, parseFilter, pendingGroups, setStatus, storeHeaders, type DlqStatus } from '../../src/dlq/records.js'
 import type { ConsumedRecord, KafkaHeader } from '../../src/kafka/types.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
@@ -261,3 +261,32 @@ test('stored headers round-trip every byte', () => {
   assert.equal(stored[1]!.encoding, 'base64')
   assert.deepEqual(loadHeaders(JSON.parse(JSON.stringify(stored))), headers)
 })
+
+for (const kind of databaseKinds()) {
+  test(`${kind}: hourlyCounts counts dead letters per hour up to now, zeros included; pendingGroups ranks groups by pending records`, async (t) => {
+    const d = await db(t, kind)
+    const now = new Date(Date.UTC(2025, 5, 1, 12, 30))
+    const at = (hoursAgo: number) => now.getTime() - hoursAgo * 3_600_000
+    await indexRecords(d, [
+      { record: rec(), context: ctx({ lastFailureAt: at(0), fingerprint: 'fp-a', errorMessage: 'a first indexed' }) },
+      { record: rec(), context: ctx({ lastFailureAt: at(0.2), fingerprint: 'fp-a', errorMessage: 'a last indexed' }) },
+      { record: rec(), context: ctx({ lastFailureAt: at(3), fingerprint: 'fp-b', errorClass: 'RangeError', errorCode: 'E_B' }) },
+      { record: rec(), context: ctx({ lastFailureAt: at(30), fingerprint: 'fp-c' }) }, // outside the 24 hours
+    ])
+    const hours = await hourlyCounts(d, 24, now)
+    assert.equal(hours.length, 24)
+    assert.equal(hours[23]!.hour.toISOString(), '2025-06-01T12:00:00.000Z', 'the current hour last')
+    assert.deepEqual(hours.map((h) => h.count).filter((n) => n > 0), [1, 2])
+    assert.equal(hours[20]!.count, 1, 'three hours ago')
+    assert.equal(hours.reduce((s, h) => s + h.count, 0), 3)
+    await assert.rejects(hourlyCounts(d, 0, now), invalidArgument)
+
+    const first = await listRecords(d, { fingerprint: 'fp-c' })
+    await setStatus(d, first[0]!.id, 'discarded', { actor: 'olga', reason: 'r' })
+    const groups = await pendingGroups(d, 10)
+    assert.deepEqual(groups.map((g) => [g.fingerprint, g.pending]), [['fp-a', 2], ['fp-b', 1]], 'most pending first; a group with none pending is left out')
+    assert.equal(groups[0]!.sampleMessage, 'a last indexed', 'the latest pending record of the group (by id) gives the sample')
+    assert.deepEqual([groups[1]!.errorClass, groups[1]!.errorCode], ['RangeError', 'E_B'])
+    assert.equal((await pendingGroups(d, 1)).length, 1)
+  })
+}

@@ -182,6 +182,9 @@ interface ServeOptions extends NotificationFlags {
   rateDefault?: string
   rateMax?: string
   migrate?: boolean
+  console?: boolean
+  sessionIdle?: string
+  sessionMax?: string
 }
 
 /** A JSON file's content (a clear message naming the option when it cannot be read or parsed). */
@@ -221,6 +224,9 @@ export function registerDlq(program: Command): void {
     .option('--rate-default <n>', 'records per second of a bulk redrive that names no rate (default 500)')
     .option('--rate-max <n>', 'the most records per second a bulk redrive may ask for (default 5000)')
     .option('--no-migrate', "do not apply migrations at start (run lifeline dlq migrate as the owner; docs/operations.md#dlq-database-roles)")
+    .option('--no-console', 'do not serve the operator console at /console (docs/console.md)')
+    .option('--session-idle <minutes>', "a console session unused this long ends (default 30)")
+    .option('--session-max <hours>', 'a console session ends this long after sign-in (default 12)')
     .option('--replay-topics <list>', 'topics an operator may replay to besides the origin and its retry tiers, comma-separated (others need the approver role)')
     .action(async (opts: ServeOptions) => {
       const brokers = brokersOption(opts.brokers)
@@ -236,6 +242,8 @@ export function registerDlq(program: Command): void {
       }
       const rateDefault = positiveInt('--rate-default', opts.rateDefault)
       const rateMax = positiveInt('--rate-max', opts.rateMax)
+      const sessionIdle = positiveInt('--session-idle', opts.sessionIdle, 7 * 24 * 60)
+      const sessionMax = positiveInt('--session-max', opts.sessionMax, 30 * 24)
       const notifications = notificationOptions(opts)
       const registry = new Registry()
       collectDefaultMetrics({ register: registry })
@@ -243,6 +251,7 @@ export function registerDlq(program: Command): void {
       const logger = createLogger({ name: 'lifeline-dlq' })
       // Loaded here: the HTTP API needs the optional peers hono and @hono/node-server, which no other command does.
       const { createDlqProcessor } = await import('../../dlq/processor.js')
+      const { consoleMount } = await import('../../console/app.js')
       const processor = createDlqProcessor({
         brokers,
         db,
@@ -251,6 +260,7 @@ export function registerDlq(program: Command): void {
         ...(masking === undefined ? {} : { masking }),
         approvals: { ...(bulkThreshold === undefined ? {} : { bulkThreshold }), ...(opts.approveEdits ? { edits: true } : {}), ...(opts.approveDiscards ? { discards: true } : {}) },
         api: { port: Number(opts.port), host: opts.host ?? '127.0.0.1' },
+        mounts: opts.console === false ? [] : [consoleMount({ sessions: { ...(sessionIdle === undefined ? {} : { idleMs: sessionIdle * 60_000 }), ...(sessionMax === undefined ? {} : { absoluteMs: sessionMax * 3_600_000 }) } })],
         ...(maxRedrives === undefined ? {} : { maxRedrivesPerRecord: maxRedrives }),
         metrics: { registry },
         ...(notifications === undefined ? {} : { notifications }),
@@ -267,7 +277,7 @@ export function registerDlq(program: Command): void {
         await db.close()
         throw err
       }
-      out(`DLQ processor running: API at ${processor.url ?? '(none)'} (metrics at /metrics${notifications === undefined ? '' : `; notifying ${notifications.webhooks.length} webhook(s)`}); Ctrl-C to stop\n`)
+      out(`DLQ processor running: API at ${processor.url ?? '(none)'}${opts.console === false ? '' : `, console at ${processor.url}/console`} (metrics at /metrics${notifications === undefined ? '' : `; notifying ${notifications.webhooks.length} webhook(s)`}); Ctrl-C to stop\n`)
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve)
         process.once('SIGTERM', resolve)
