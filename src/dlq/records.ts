@@ -256,7 +256,7 @@ function where(f: ParsedFilter, params: unknown[], options: { paging: boolean })
     return `$${params.length}`
   }
   const clauses: string[] = []
-  // The origin topic, else the DLQ topic: the expression of the index lifeline_dlq_records_topic_status (migration 0008_dlq_console).
+  // The origin topic, else the DLQ topic: the expression of the index lifeline_dlq_records_topic_status (migration 0009_dlq_console).
   if (f.topic !== undefined) clauses.push(`coalesce(origin_topic, topic) = ${p(f.topic)}`)
   if (f.dlqTopic !== undefined) clauses.push(`topic = ${p(f.dlqTopic)}`)
   if (f.group !== undefined) clauses.push(`consumer_group = ${p(f.group)}`)
