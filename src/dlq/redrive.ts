@@ -836,25 +836,32 @@ export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: Crea
     )
     const jobId = String(rows[0]!.id)
     const params: unknown[] = [force, jobId]
-    await tx.query(
-      `insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
-       select $2, row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id), r.id,
-         case when busy.job_id is not null then 'skipped' when ${REPLAYABLE_SQL} then 'pending' else 'skipped' end,
-         case when busy.job_id is not null then 'in job ' || busy.job_id when ${REPLAYABLE_SQL} then null else r.status end
-       from lifeline_dlq_records r
-       left join lateral (
-         select i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
-         where i.record_id = r.id and i.job_id <> $2 and i.status in ('pending', 'sending') and j.status in ('awaiting-approval', 'ready', 'running', 'paused') limit 1
-       ) busy on true
-       where ${filterClause(parsed, params)}`,
-      params,
-    )
+    // One statement freezes the list and counts it: the items (one INSERT ... SELECT, ordered in one sort:
+    // work_mem keeps a 100k-record sort in memory) and the counts read from the same selection. Records
+    // waiting in another open job are found with one hash join on the open jobs' items (usually few),
+    // not one lookup per record.
+    await tx.query(`set local work_mem = '64MB'`)
     const { rows: counts } = await tx.query(
-      `select count(*)::int8 as total, count(*) filter (where i.status = 'skipped')::int8 as skipped,
-         coalesce(array_agg(distinct r.origin_topic) filter (where i.status <> 'skipped'), '{}') as topics,
-         coalesce(array_agg(distinct r.service) filter (where i.status <> 'skipped'), '{}') as services
-       from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id where i.job_id = $1`,
-      [jobId],
+      `with busy as (
+         select distinct on (i.record_id) i.record_id, i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
+         where j.status in ('awaiting-approval', 'ready', 'running', 'paused') and i.job_id <> $2 and i.status in ('pending', 'sending')
+         order by i.record_id, i.job_id
+       ),
+       picked as (
+         select r.id, r.origin_topic, r.service,
+           row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id) as seq,
+           case when busy.job_id is not null then 'in job ' || busy.job_id when ${REPLAYABLE_SQL} then null else r.status end as detail
+         from lifeline_dlq_records r left join busy on busy.record_id = r.id
+         where ${filterClause(parsed, params)}
+       ),
+       items as (
+         insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
+         select $2, seq, id, case when detail is null then 'pending' else 'skipped' end, detail from picked
+       )
+       select (select count(*) from picked)::int8 as total, (select count(*) from picked where detail is not null)::int8 as skipped,
+         coalesce((select array_agg(t) from (select distinct origin_topic as t from picked where detail is null) x), '{}') as topics,
+         coalesce((select array_agg(v) from (select distinct service as v from picked where detail is null) x), '{}') as services`,
+      params,
     )
     const c = counts[0]!
     const total = Number(c.total)
@@ -1358,6 +1365,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     let inFlight: Promise<Sent> | undefined
     let settling: Promise<RedriveJobStatus | undefined> | undefined
     let lastCheck = 0
+    let cursor = 0
     /** Waits for the batch in flight to be recorded; false when the job must stop (paused, cancelled, taken over). */
     const drain = async (): Promise<boolean> => {
       if (inFlight) {
@@ -1381,7 +1389,13 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
         }
         canaryLimit = job.options.canaryLastSeq
       }
-      const items = await loadItems(deps.db, jid, `i.status = 'pending' and i.seq <= $2`, [canaryLimit ?? 2 ** 31 - 1], batch)
+      // The next window of `batch` items by the primary key (job_id, seq: numbered 1..total at creation), its
+      // pending ones: each item is read once per run, and no read scans the items before it (a cost that
+      // grew with the square of the job).
+      const end = Math.min(canaryLimit ?? job.total, job.total)
+      const upTo = Math.min(cursor + batch, end)
+      const items = cursor < end ? await loadItems(deps.db, jid, `i.seq > $2 and i.seq <= $3 and i.status = 'pending'`, [cursor, upTo]) : []
+      cursor = Math.max(cursor, upTo)
       // The previous batch's acknowledgements (the keys that failed), then its record written in the background.
       if (inFlight) {
         const sent = await inFlight
@@ -1395,6 +1409,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
           break
         }
       }
+      if (items.length === 0 && cursor < end) continue // a window of items skipped at creation
       if (items.length === 0) {
         if (!(await drain())) break
         if (canaryLimit !== undefined) {

@@ -84,7 +84,7 @@ describe('lifeline dlq', () => {
 
   test('token create|list|revoke on the database', async (t) => {
     const dir = await pgliteDataDir(t)
-    assert.match((await dlq(['migrate', '--database', dir])).stdout, /^applied 0001_ordering\.sql, .*0007_dlq_security\.sql\n$/)
+    assert.match((await dlq(['migrate', '--database', dir])).stdout, /^applied 0001_ordering\.sql, .*0008_dlq_redrive_bulk\.sql\n$/)
     assert.equal((await dlq(['migrate', '--database', dir])).stdout, 'up to date\n')
     const { stdout } = await dlq(['token', 'create', 'alice', '--role', 'approver', '--owner', 'alice@example.com', '--expires', '90d', '--database', dir])
     const token = /^(llt_[A-Za-z0-9_-]{43})$/m.exec(stdout)?.[1]
