@@ -964,7 +964,15 @@ async function loadItems(db: SqlQueryable, jobId: string, where: string, params:
 }
 
 /** Records the outcome of sends (acknowledged, failed, or never made) in one transaction. */
-async function finish(run: Run, acked: readonly Acked[], failed: readonly SendFailure[], unsent: readonly { seq: number; replayId: string; recordId: string }[], skipped: readonly { seq: number; recordId: string; detail: string }[]): Promise<RedriveJobStatus | undefined> {
+async function finish(
+  run: Run,
+  acked: readonly Acked[],
+  failed: readonly SendFailure[],
+  unsent: readonly { seq: number; replayId: string; recordId: string }[],
+  prepSkipped: readonly { seq: number; recordId: string; detail: string }[],
+  held: readonly Held[] = [],
+): Promise<RedriveJobStatus | undefined> {
+  const skipped = [...prepSkipped, ...held]
   const { db } = run.deps
   const jobId = run.job.id
   const actor = run.actor
@@ -993,7 +1001,11 @@ async function finish(run: Run, acked: readonly Acked[], failed: readonly SendFa
         [acked.map((a) => a.source.id), rids, acked.map((a) => a.ack.partition), acked.map((a) => String(a.ack.offset)), actor, jobId],
       )
     }
-    const back = [...failed.map((f) => ({ ...f, reason: `send failed: ${f.error}`.slice(0, 2000) })), ...unsent.map((u) => ({ ...u, reason: 'the job stopped before sending it' }))]
+    const back = [
+      ...failed.map((f) => ({ ...f, reason: `send failed: ${f.error}`.slice(0, 2000) })),
+      ...unsent.map((u) => ({ ...u, reason: 'the job stopped before sending it' })),
+      ...held.map((h) => ({ ...h, reason: 'an earlier record of its key failed in this run' })),
+    ]
     if (back.length > 0) {
       await tx.query('delete from lifeline_dlq_replays where replay_id = any($1::text[]) and target_offset is null', [back.map((b) => b.replayId)])
       await tx.query(
@@ -1199,12 +1211,23 @@ interface Prepared {
   skipped: Array<{ seq: number; recordId: string; detail: string }>
 }
 
+/** A prepared item not sent because a send of its key failed after it was prepared: skipped, its record pending again. */
+interface Held {
+  seq: number
+  replayId: string
+  recordId: string
+  detail: string
+}
+
 interface Sent {
   acked: Acked[]
   failed: SendFailure[]
   unsent: Array<{ seq: number; replayId: string; recordId: string }>
   skipped: Prepared['skipped']
+  held: Held[]
 }
+
+const KEPT_BACK = 'an earlier record of its key failed in this run (kept pending to keep the key in order)'
 
 /** Plans a batch (skips, limits, replay ids) and marks it `sending` / `replaying` in one transaction. */
 async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Set<string>): Promise<Prepared> {
@@ -1219,7 +1242,7 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
     const s = item.source
     const key = s.key === null ? undefined : keyId(s.originTopic ?? s.topic, s.key)
     if (key !== undefined && blockedKeys.has(key)) {
-      skipped.push({ seq: item.seq, recordId: s.id, detail: 'an earlier record of its key failed in this run (kept pending to keep the key in order)' })
+      skipped.push({ seq: item.seq, recordId: s.id, detail: KEPT_BACK })
       continue
     }
     if (!replayable(s.status, job.force)) {
@@ -1271,9 +1294,16 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
   const failed: SendFailure[] = []
   const unsent: Array<{ seq: number; replayId: string; recordId: string }> = []
   const sends: Array<Promise<void>> = []
+  const held: Held[] = []
   for (const r of ready) {
     if (signal.aborted) {
       unsent.push({ seq: r.item.seq, replayId: r.replayId, recordId: r.item.source.id })
+      continue
+    }
+    const source = r.item.source
+    // Prepared before the previous batch was acknowledged: a send of its key failed there since.
+    if (source.key !== null && blockedKeys.has(keyId(source.originTopic ?? source.topic, source.key))) {
+      held.push({ seq: r.item.seq, replayId: r.replayId, recordId: source.id, detail: KEPT_BACK })
       continue
     }
     let at: number
@@ -1303,12 +1333,12 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
   }
   await Promise.all(sends)
   if (acked.length > 0) crashPoint('redrive.after-produce')
-  return { acked, failed, unsent, skipped }
+  return { acked, failed, unsent, skipped, held }
 }
 
 /** Records a sent batch, then releases the parked keys of its records. */
 async function settle(run: Run, sent: Sent): Promise<RedriveJobStatus | undefined> {
-  const status = await finish(run, sent.acked, sent.failed, sent.unsent, sent.skipped)
+  const status = await finish(run, sent.acked, sent.failed, sent.unsent, sent.skipped, sent.held)
   if (sent.acked.length > 0) crashPoint('redrive.after-status')
   await releaseAll(run, sent.acked)
   return status
@@ -1366,17 +1396,19 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     let settling: Promise<RedriveJobStatus | undefined> | undefined
     let lastCheck = 0
     let cursor = 0
-    /** Waits for the batch in flight to be recorded; false when the job must stop (paused, cancelled, taken over). */
+    /** Waits for the batches in flight to be recorded; false when the job must stop (paused, cancelled, taken over). */
     const drain = async (): Promise<boolean> => {
+      let running = true
+      if (settling) {
+        running = (await settling) === 'running'
+        settling = undefined
+      }
       if (inFlight) {
         const sent = await inFlight
         inFlight = undefined
-        settling = settle(run, sent)
+        running = (await settle(run, sent)) === 'running' && running
       }
-      if (!settling) return true
-      const status = await settling
-      settling = undefined
-      return status === 'running'
+      return running
     }
     for (;;) {
       if (stop.signal.aborted) break
@@ -1396,19 +1428,6 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
       const upTo = Math.min(cursor + batch, end)
       const items = cursor < end ? await loadItems(deps.db, jid, `i.seq > $2 and i.seq <= $3 and i.status = 'pending'`, [cursor, upTo]) : []
       cursor = Math.max(cursor, upTo)
-      // The previous batch's acknowledgements (the keys that failed), then its record written in the background.
-      if (inFlight) {
-        const sent = await inFlight
-        inFlight = undefined
-        const previous = settling === undefined ? 'running' : await settling
-        settling = settle(run, sent)
-        settling.catch(() => undefined) // awaited below; never an unhandled rejection meanwhile
-        if (previous !== 'running') {
-          stop.abort()
-          await drain()
-          break
-        }
-      }
       if (items.length === 0 && cursor < end) continue // a window of items skipped at creation
       if (items.length === 0) {
         if (!(await drain())) break
@@ -1437,16 +1456,23 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
         await deps.db.query(`update lifeline_dlq_jobs set status = 'completed', status_reason = null, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner])
         break
       }
+      // Prepared while the previous batch is on the wire (and the one before it is recorded): the broker
+      // never waits for the database between batches. Keys whose send failed in the previous batch are
+      // known only at its acknowledgements: sendPrepared holds their records back then.
       const prepared = await prepareBatch(run, items, blockedKeys)
+      let running = true
+      if (inFlight) {
+        const sent = await inFlight
+        inFlight = undefined
+        running = settling === undefined || (await settling) === 'running'
+        settling = settle(run, sent)
+        settling.catch(() => undefined) // awaited by drain; never an unhandled rejection meanwhile
+      }
+      if (!running) stop.abort() // paused, cancelled or taken over: the prepared batch goes back unsent
       inFlight = sendPrepared(run, prepared, limiter, blockedKeys, stop.signal)
-      if (settling) {
-        const status = await settling
-        settling = undefined
-        if (status !== 'running') {
-          stop.abort()
-          await drain()
-          break
-        }
+      if (!running) {
+        await drain()
+        break
       }
       if (job.maxFailureRate !== null && Date.now() - lastCheck >= 250) {
         lastCheck = Date.now()

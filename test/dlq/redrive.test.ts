@@ -236,6 +236,42 @@ test('a bulk redrive of 10,000 records never exceeds its rate in any 1-second wi
   assert.equal(all.filter((r) => header(r, ReplayHeaders.count) === '2').length, PER_KEY)
 })
 
+test('a failed send keeps its key back across pipelined batches: the next batch (prepared before the failure was known) and later ones skip the key; other keys go on', async (t) => {
+  const db = await database(t)
+  const origin = await topic(t, { partitions: 1 })
+  // Key "a": its first record is larger than the producer accepts (message.max.bytes, 1 MB by default) and
+  // fails at once; its next records sit in the next batches (batch size 1: each is prepared while the one
+  // before it is in flight). Key "b" replays in full.
+  const huge = 'x'.repeat(1_200_000)
+  const items = [
+    deadLetter({ origin, offset: 0, key: 'a', value: JSON.stringify({ n: 0, huge }) }),
+    deadLetter({ origin, offset: 1, key: 'a', value: JSON.stringify({ n: 1 }) }),
+    deadLetter({ origin, offset: 2, key: 'a', value: JSON.stringify({ n: 2 }) }),
+    deadLetter({ origin, offset: 3, key: 'b', value: JSON.stringify({ n: 3 }) }),
+    deadLetter({ origin, offset: 4, key: 'b', value: JSON.stringify({ n: 4 }) }),
+  ]
+  await indexRecords(db, items)
+  const d = deps(t, db)
+  const job = await createRedriveJob(d, { filter: { topic: origin }, actor: 'alice', batchSize: 1, maxFailureRate: 1 })
+  const done = await runRedriveJob(d, job.id)
+  assert.deepEqual([done.status, done.succeeded, done.failed, done.skipped, done.done], ['completed', 2, 1, 2, 5])
+  const { rows } = await db.query<{ seq: number; status: string; detail: string | null; record: string }>(
+    `select i.seq, i.status, i.detail, r.status as record from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id where i.job_id = $1 order by i.seq`,
+    [job.id],
+  )
+  assert.deepEqual(rows.map((r) => [r.status, r.record]), [['failed', 'pending'], ['skipped', 'pending'], ['skipped', 'pending'], ['sent', 'replayed'], ['sent', 'replayed']])
+  for (const r of rows.slice(1, 3)) assert.match(r.detail ?? '', /earlier record of its key failed/)
+  // The held record's replay row is gone and its history is back to pending: nothing was sent for it.
+  const held = await getRecord(db, (await db.query<{ record_id: string }>(`select record_id from lifeline_dlq_job_items where job_id = $1 and seq = 2`, [job.id])).rows[0]!.record_id)
+  assert.equal(held.status, 'pending')
+  assert.deepEqual(held.events.map((e) => [e.from, e.to]), [['pending', 'replaying'], ['replaying', 'pending']])
+  const { rows: replays } = await db.query<{ n: string }>('select count(*) as n from lifeline_dlq_replays where record_id = $1', [held.id])
+  assert.equal(Number(replays[0]!.n), 0)
+  const out = await readAll(t, origin, 2, 30_000)
+  assert.deepEqual(out.map((r) => [r.key!.toString(), (JSON.parse(r.value!.toString()) as { n: number }).n]), [['b', 3], ['b', 4]])
+  assert.equal((await readAll(t, origin, 3, 2000)).length, 2, 'nothing of key a was sent')
+})
+
 test('the rate limiter admits at most `rate` per sliding second', async () => {
   const limiter = new RateLimiter(50)
   const times: number[] = []
