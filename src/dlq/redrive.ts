@@ -931,7 +931,8 @@ interface Run {
   stop: AbortController
 }
 
-function jobStale(deps: RedriveDeps): number {
+/** A running job's lease: after 3 missed heartbeats, another runner may take it over. */
+export function jobLeaseMs(deps: Pick<RedriveDeps, 'heartbeatMs'>): number {
   return 3 * (deps.heartbeatMs ?? redriveDefaults.heartbeatMs)
 }
 
@@ -943,7 +944,7 @@ async function claim(deps: RedriveDeps, jobId: string, runner: string): Promise<
        options = case when status = 'paused' and status_reason like 'canary%' then options || '{"canaryPassed": true}'::jsonb else options end
      where id = $1 and kind = 'redrive' and (status in ('ready', 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
      returning ${JOB_COLUMNS}`,
-    [jobId, runner, jobStale(deps)],
+    [jobId, runner, jobLeaseMs(deps)],
   )
   if (rows.length > 0) return toJob(rows[0]!)
   const job = await getJob(deps.db, jobId)
@@ -1355,6 +1356,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
   let job = await claim(deps, jid, runner)
   if (job.status === 'completed') return job
   const log = (deps.logger ?? silentLogger()).child({ component: 'dlq-redrive', jobId: jid })
+  log.info({ runner, resumed: job.statusReason === 'resumed after an interruption' }, 'redrive job claimed')
   const stop = new AbortController()
   const onAbort = () => stop.abort()
   opts.signal?.addEventListener('abort', onAbort, { once: true })
@@ -1514,7 +1516,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
  * killed mid-job. Each resumes in the background (or awaited with `wait`); returns their ids.
  */
 export async function resumeInterruptedJobs(deps: RedriveDeps, opts: { staleMs?: number; wait?: boolean; signal?: AbortSignal; onProgress?(job: RedriveJob): void } = {}): Promise<string[]> {
-  const staleMs = opts.staleMs ?? jobStale(deps)
+  const staleMs = opts.staleMs ?? jobLeaseMs(deps)
   const { rows } = await deps.db.query(
     `select id from lifeline_dlq_jobs where kind = 'redrive' and status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($1::int8 * interval '1 millisecond')) order by id`,
     [staleMs],

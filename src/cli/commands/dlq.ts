@@ -182,6 +182,7 @@ interface ServeOptions extends NotificationFlags {
   rateDefault?: string
   rateMax?: string
   migrate?: boolean
+  jobHeartbeat?: string
 }
 
 /** A JSON file's content (a clear message naming the option when it cannot be read or parsed). */
@@ -222,6 +223,7 @@ export function registerDlq(program: Command): void {
     .option('--rate-max <n>', 'the most records per second a bulk redrive may ask for (default 5000)')
     .option('--no-migrate', "do not apply migrations at start (run lifeline dlq migrate as the owner; docs/operations.md#dlq-database-roles)")
     .option('--replay-topics <list>', 'topics an operator may replay to besides the origin and its retry tiers, comma-separated (others need the approver role)')
+    .option('--job-heartbeat <ms>', "how often a running redrive job heartbeats (default 5000); another replica takes it over after 3 missed heartbeats")
     .action(async (opts: ServeOptions) => {
       const brokers = brokersOption(opts.brokers)
       if (opts.port === undefined || !/^\d{1,5}$/.test(opts.port) || Number(opts.port) > 65535) throw new Error(`--port must be 0 to 65535, got ${opts.port}`)
@@ -236,6 +238,7 @@ export function registerDlq(program: Command): void {
       }
       const rateDefault = positiveInt('--rate-default', opts.rateDefault)
       const rateMax = positiveInt('--rate-max', opts.rateMax)
+      const jobHeartbeatMs = positiveInt('--job-heartbeat', opts.jobHeartbeat, 3_600_000)
       const notifications = notificationOptions(opts)
       const registry = new Registry()
       collectDefaultMetrics({ register: registry })
@@ -258,6 +261,7 @@ export function registerDlq(program: Command): void {
         ...(opts.migrate === false ? { migrate: false } : {}),
         ...(rateDefault === undefined && rateMax === undefined ? {} : { redriveRate: { ...(rateDefault === undefined ? {} : { defaultPerSec: rateDefault }), ...(rateMax === undefined ? {} : { maxPerSec: rateMax }) } }),
         ...(opts.replayTopics === undefined ? {} : { replayTopics: opts.replayTopics.split(',').map((t) => t.trim()).filter(Boolean) }),
+        ...(jobHeartbeatMs === undefined ? {} : { jobHeartbeatMs }),
         logger,
       })
       try {
