@@ -87,9 +87,4 @@ test('two dlq serve replicas: one runs the job; killed with SIGKILL mid-job, the
   assert.deepEqual([final.succeeded, final.failed, final.done], [total, 0, total])
 
   await assertEachOnce(t, target, total)
-}).n
-    seen.set(n, (seen.get(n) ?? 0) + 1)
-  }
-  assert.equal(seen.size, total, 'every record arrived')
-  assert.ok([...seen.values()].every((c) => c === 1), 'every record arrived exactly once')
 })
