@@ -10,7 +10,7 @@ import { getRecord, indexRecords, listRecords, type IndexItem } from '../../src/
 import {
   createRedriveJob, discardRecord, editRecord, getJob, previewRedrive, RateLimiter, replayEdited, replayRecord, resumeInterruptedJobs, runRedriveJob, type RedriveDeps,
 } from '../../src/dlq/redrive.js'
-import type { ConsumedRecord, KafkaHeader } from '../../src/kafka/types.js'
+import type { ConsumedRecord, KafkaHeader, KafkaProducer } from '../../src/kafka/types.js'
 import { createParkedKeys } from '../../src/ordering/state-store.js'
 import { NonRetriableError } from '../../src/retry/classify.js'
 import { encodeFailureHeaders } from '../../src/failure/headers.js'
@@ -251,7 +251,11 @@ test('a failed send keeps its key back across pipelined batches: the next batch 
     deadLetter({ origin, offset: 4, key: 'b', value: JSON.stringify({ n: 4 }) }),
   ]
   await indexRecords(db, items)
-  const d = deps(t, db)
+  // The real producer, its failure reported 300 ms late: the next batch is prepared before it is known, as
+  // when a send fails after retries on a busy broker.
+  const real = producer(t)
+  const late: KafkaProducer = { ...real, send: (records) => real.send(records).catch(async (err: unknown) => { await new Promise((r) => setTimeout(r, 300)); throw err }) }
+  const d = deps(t, db, { producer: late })
   const job = await createRedriveJob(d, { filter: { topic: origin }, actor: 'alice', batchSize: 1, maxFailureRate: 1 })
   const done = await runRedriveJob(d, job.id)
   assert.deepEqual([done.status, done.succeeded, done.failed, done.skipped, done.done], ['completed', 2, 1, 2, 5])
