@@ -5,7 +5,7 @@
  * A replay sends the record's key, value (encrypted fields decrypted by the {@link Masker}) and user headers
  * to a target: the origin topic and partition (from the failure context), a retry tier of the service that
  * dead-lettered it, or another topic. Failure headers (Lifeline's and other systems') are stripped and
- * replay headers added: `lifeline.replay.id` (a new uuid, also `lifeline_dlq_replays.replay_id`),
+ * replay headers added: `lifeline.replay.id` (a new UUID v7, also `lifeline_dlq_replays.replay_id`),
  * `lifeline.replay.count` (replays of the record's lineage, this one included) and `lifeline.replay.actor`.
  * A replay that fails again comes back to a DLQ with these headers and the indexer links it to this life.
  *
@@ -37,6 +37,7 @@ import { endFailed, spanContextFrom, startSendSpan, tracingActive, withTraceHead
 import type { Span } from '@opentelemetry/api'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
+import { uuidV7 } from '../util/uuid-v7.js'
 import { jobActor } from './actors.js'
 import { appendAudit, type AuditEntry } from './audit.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from '../failure/formats.js'
@@ -466,7 +467,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
   }
   const value = clearValue(source, opts.edit?.value ?? source.value, deps.masker)
   const parked = await parkedOf(deps.parkedKeys, [source])
-  const replayId = randomUUID()
+  const replayId = uuidV7()
   const count = lineage(source, lives).total + 1
   const planned = plan(source, target, { id: replayId, count, actor }, value, parkedHead(parked, source)?.headToken)
   const detail = { replayId, target: planned.topic, ...(opts.edit ? { editId: opts.edit.id } : {}) }
@@ -1253,7 +1254,7 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
     const refused = job.force ? undefined : limitError(s, lives.get(s.id) ?? 0, max)
     try {
       if (refused) throw refused
-      const replayId = item.replayId ?? randomUUID()
+      const replayId = item.replayId ?? uuidV7()
       const count = lineage(s, lives.get(s.id) ?? 0).total + 1
       const clear = withClearKey(s, deps.masker)
       const planned = plan(clear, job.target, { id: replayId, count, actor: run.actor }, clearValue(s, s.value, deps.masker), parkedHead(parked, clear)?.headToken)
