@@ -283,7 +283,12 @@ test('the rate limiter admits at most `rate` per sliding second', async () => {
   for (let i = 0; i + 50 < times.length; i++) assert.ok(times[i + 50]! - times[i]! >= 1000)
 })
 
-test('a redrive interrupted by a processor kill resumes without duplicates', { skip: process.env.DATABASE_URL ? false : 'needs DATABASE_URL (the processor runs in a child process)' }, async (t) => {
+/**
+ * Runs a 3,000-record job in a child process (test/fixtures/dlq-redrive-job.ts), kills it mid-job — with
+ * SIGKILL from here, or by the named crash point it passes (LIFELINE_CRASH_AT, docs/crash-points.md) — then
+ * resumes the job here and checks that every record arrived exactly once and every record is `replayed`.
+ */
+async function killedMidJob(t: TestContext, crashAt?: string): Promise<void> {
   const db = await database(t)
   const origin = await topic(t, { partitions: 2 })
   const N = 3000
@@ -295,19 +300,25 @@ test('a redrive interrupted by a processor kill resumes without duplicates', { s
   const url = new URL(process.env.DATABASE_URL!)
   url.pathname = `/${rows[0]!.name}`
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('../fixtures/dlq-redrive-job.ts', import.meta.url).pathname], {
-    env: { ...process.env, DB_URL: url.href, JOB_ID: job.id },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, DB_URL: url.href, JOB_ID: job.id, ...(crashAt === undefined ? {} : { LIFELINE_CRASH_AT: crashAt }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
   })
   defer(t, () => void child.kill('SIGKILL'))
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)))
   let done = 0
+  let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => {
     for (const m of chunk.toString().matchAll(/PROGRESS (\d+)/g)) done = Number(m[1])
   })
-  await waitFor(() => done >= 1000, 'the child to replay 1000 records', 30_000)
-  // Into the next batch: some of its sends acknowledged by the broker, none recorded yet.
-  await new Promise((resolve) => setTimeout(resolve, 120))
-  child.kill('SIGKILL')
-  await new Promise((resolve) => child.once('exit', resolve))
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  if (crashAt === undefined) {
+    await waitFor(() => done >= 1000, 'the child to replay 1000 records', 30_000)
+    // Into the next batch: some of its sends acknowledged by the broker, none recorded yet.
+    await new Promise((resolve) => setTimeout(resolve, 120))
+    child.kill('SIGKILL')
+  }
+  assert.equal(await exited, 'SIGKILL')
+  if (crashAt !== undefined) assert.match(stderr, new RegExp(`crash point ${crashAt.split(':')[0]!.replace('.', '\\.')} \\(pass \\d+\\) reached`))
   const killed = await getJob(db, job.id)
   assert.equal(killed.status, 'running')
   assert.ok(killed.done < N, 'killed mid-job')
@@ -322,4 +333,14 @@ test('a redrive interrupted by a processor kill resumes without duplicates', { s
   await assertEachOnce(t, origin, N)
   const { rows: statuses } = await db.query<{ status: string; n: string }>(`select status, count(*) as n from lifeline_dlq_records group by status`)
   assert.deepEqual(statuses.map((s) => [s.status, Number(s.n)]), [['replayed', N]])
-})
+}
+
+const needsServer = { skip: process.env.DATABASE_URL ? false : 'needs DATABASE_URL (the processor runs in a child process)' }
+
+test('a redrive interrupted by a processor kill resumes without duplicates', needsServer, (t) => killedMidJob(t))
+
+// The crash matrix (test/faults) leaves these two points to this file: each kills the runner at its third
+// pass, mid-job — after a batch's sends are acknowledged but not recorded, and after they are recorded.
+for (const point of ['redrive.after-produce', 'redrive.after-status']) {
+  test(`a redrive killed at the crash point ${point} resumes without duplicates`, needsServer, (t) => killedMidJob(t, `${point}:3`))
+}
