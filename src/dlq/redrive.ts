@@ -965,6 +965,17 @@ async function loadItems(db: SqlQueryable, jobId: string, where: string, params:
   return rows.map((row) => ({ seq: Number(row.seq), replayId: str(row.replay_id), source: toSource(row) }))
 }
 
+/**
+ * Fencing: locks the job row for the transaction (FOR SHARE: the runners' own transactions never wait for
+ * each other there, a claim by another runner waits for them) and checks that it still names this runner.
+ * LL_DLQ_CONFLICT with `details.takenOver` otherwise: the transaction rolls back, nothing of it is written,
+ * and the new runner's recovery settles the sends it was about to record.
+ */
+async function holdLease(tx: SqlQueryable, run: Run): Promise<void> {
+  const { rows } = await tx.query('select 1 from lifeline_dlq_jobs where id = $1 and runner = $2 for share', [run.job.id, run.runner])
+  if (rows.length === 0) throw conflict(`redrive job ${run.job.id} was taken over by another runner`, { id: run.job.id, takenOver: true })
+}
+
 /** Records the outcome of sends (acknowledged, failed, or never made) in one transaction. */
 async function finish(
   run: Run,
@@ -979,6 +990,7 @@ async function finish(
   const jobId = run.job.id
   const actor = run.actor
   return db.transaction(async (tx) => {
+    await holdLease(tx, run)
     if (acked.length > 0) {
       const rids = acked.map((a) => a.replayId)
       await tx.query(
@@ -1266,6 +1278,7 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
   }
   if (ready.length > 0) {
     await deps.db.transaction(async (tx) => {
+      await holdLease(tx, run)
       await tx.query(`update lifeline_dlq_job_items i set status = 'sending', replay_id = x.r from unnest($2::int[], $3::text[]) as x(seq, r) where i.job_id = $1 and i.seq = x.seq`, [
         job.id, ready.map((r) => r.item.seq), ready.map((r) => r.replayId),
       ])
@@ -1383,6 +1396,11 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     }
   }
   let stoppedBySignal = false
+  let takenOver = false
+  // Pipelined: while batch i is on the wire (inFlight), batch i-1 is recorded (settling) and batch i+1 read
+  // and prepared; batch i+1's sends start once batch i's are acknowledged.
+  let inFlight: Promise<Sent> | undefined
+  let settling: Promise<RedriveJobStatus | undefined> | undefined
   try {
     await recover(run)
     await markTargets(run)
@@ -1393,10 +1411,6 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     const limiter = job.ratePerSec === null ? undefined : new RateLimiter(job.ratePerSec)
     const blockedKeys = new Set<string>()
     const batch = job.options.batchSize
-    // Pipelined: batch i+1 is loaded and prepared while batch i is recorded; its sends start only once batch
-    // i's are acknowledged (a failed send keeps its key's later records back, so each key stays in order).
-    let inFlight: Promise<Sent> | undefined
-    let settling: Promise<RedriveJobStatus | undefined> | undefined
     let lastCheck = 0
     let cursor = 0
     /** Waits for the batches in flight to be recorded; false when the job must stop (paused, cancelled, taken over). */
@@ -1495,6 +1509,14 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     await drain()
     stoppedBySignal = opts.signal?.aborted === true
   } catch (err) {
+    if (isLifelineError(err, 'LL_DLQ_CONFLICT') && err.details.takenOver === true) {
+      // Another runner holds the job now: its recovery settles what this one sent and did not record.
+      takenOver = true
+      stop.abort()
+      await Promise.allSettled([inFlight, settling])
+      log.warn('redrive job taken over by another runner: this run stops without recording more')
+      return getJob(deps.db, jid)
+    }
     log.error({ err }, 'redrive job failed')
     await deps.db
       .query(`update lifeline_dlq_jobs set status = 'failed', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner, publicErrorText(err).slice(0, 2000)])
@@ -1505,7 +1527,9 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     opts.signal?.removeEventListener('abort', onAbort)
     await beating
     // Stopped by the caller: left running without a heartbeat, so resumeInterruptedJobs takes it at once.
-    if (stoppedBySignal) await deps.db.query(`update lifeline_dlq_jobs set heartbeat_at = null, runner = null where id = $1 and runner = $2 and status = 'running'`, [jid, runner]).catch(() => undefined)
+    if (takenOver) {
+      // Nothing of this run's: the job's runner column names the new runner.
+    } else if (stoppedBySignal) await deps.db.query(`update lifeline_dlq_jobs set heartbeat_at = null, runner = null where id = $1 and runner = $2 and status = 'running'`, [jid, runner]).catch(() => undefined)
     else await deps.db.query('update lifeline_dlq_jobs set runner = null where id = $1 and runner = $2', [jid, runner]).catch(() => undefined)
   }
   await progress()

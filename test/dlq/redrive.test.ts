@@ -283,6 +283,31 @@ test('the rate limiter admits at most `rate` per sliding second', async () => {
   for (let i = 0; i + 50 < times.length; i++) assert.ok(times[i + 50]! - times[i]! >= 1000)
 })
 
+test('a runner that lost its lease (another runner claimed the job) records nothing more; the new runner settles its sends and every record arrives once', async (t) => {
+  const db = await database(t)
+  const origin = await topic(t, { partitions: 2 })
+  const N = 600
+  await indexRecords(db, Array.from({ length: N }, (_, n) => deadLetter({ origin, partition: n % 2, offset: n, key: `k${n % 20}`, value: JSON.stringify({ n }) })))
+  const d = deps(t, db)
+  const job = await createRedriveJob(d, { filter: { topic: origin }, actor: 'alice', ratePerSec: 400 })
+  let done = 0
+  const first = runRedriveJob(d, job.id, { onProgress: (j) => (done = j.done) })
+  await waitFor(() => done >= 100, 'the first runner to record 100 items', 30_000)
+  // Another replica's claim after a missed lease, as claim() writes it: a new runner, its heartbeat now.
+  const { rows } = await db.query<{ done: number }>(`update lifeline_dlq_jobs set runner = 'another-runner', heartbeat_at = now() where id = $1 returning done`, [job.id])
+  const atTakeover = Number(rows[0]!.done)
+  const stopped = await first
+  assert.equal(stopped.status, 'running', 'the job is still running (for the new runner)')
+  assert.ok(atTakeover < N, 'taken over mid-job')
+  assert.equal((await getJob(db, job.id)).done, atTakeover, 'the old runner recorded nothing after the takeover')
+  // The new runner dies too; its lease expires and the job resumes.
+  await db.query(`update lifeline_dlq_jobs set heartbeat_at = null where id = $1`, [job.id])
+  assert.deepEqual(await resumeInterruptedJobs(d, { staleMs: 600, wait: true }), [job.id])
+  const final = await getJob(db, job.id)
+  assert.deepEqual([final.status, final.succeeded, final.done], ['completed', N, N])
+  await assertEachOnce(t, origin, N)
+})
+
 /**
  * Runs a 3,000-record job in a child process (test/fixtures/dlq-redrive-job.ts), kills it mid-job — with
  * SIGKILL from here, or by the named crash point it passes (LIFELINE_CRASH_AT, docs/crash-points.md) — then
