@@ -938,15 +938,28 @@ export function jobLeaseMs(deps: Pick<RedriveDeps, 'heartbeatMs'>): number {
 }
 
 /** Takes the job for this runner: ready, paused, or running with a stale heartbeat. */
+/**
+ * The advisory lock of a job's lease (hashed with `hashtextextended`): a claim takes it exclusively, each
+ * batch transaction of the runner shares it (see {@link holdLease}).
+ */
+export function leaseLockKey(jobId: string): string {
+  return `lifeline_dlq_job:${jobId}`
+}
+
 async function claim(deps: RedriveDeps, jobId: string, runner: string): Promise<RedriveJob> {
-  const { rows } = await deps.db.query(
-    `update lifeline_dlq_jobs set status = 'running', runner = $2, heartbeat_at = now(), updated_at = now(),
-       status_reason = case when status = 'running' then 'resumed after an interruption' else null end,
-       options = case when status = 'paused' and status_reason like 'canary%' then options || '{"canaryPassed": true}'::jsonb else options end
-     where id = $1 and kind = 'redrive' and (status in ('ready', 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
-     returning ${JOB_COLUMNS}`,
-    [jobId, runner, jobLeaseMs(deps)],
-  )
+  // Exclusive: waits for the previous runner's open batch transactions, whose writes its recovery then sees.
+  const rows = await deps.db.transaction(async (tx) => {
+    await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [leaseLockKey(jobId)])
+    const { rows } = await tx.query(
+      `update lifeline_dlq_jobs set status = 'running', runner = $2, heartbeat_at = now(), updated_at = now(),
+         status_reason = case when status = 'running' then 'resumed after an interruption' else null end,
+         options = case when status = 'paused' and status_reason like 'canary%' then options || '{"canaryPassed": true}'::jsonb else options end
+       where id = $1 and kind = 'redrive' and (status in ('ready', 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
+       returning ${JOB_COLUMNS}`,
+      [jobId, runner, jobLeaseMs(deps)],
+    )
+    return rows
+  })
   if (rows.length > 0) return toJob(rows[0]!)
   const job = await getJob(deps.db, jobId)
   if (job.status === 'completed') return job
@@ -966,13 +979,14 @@ async function loadItems(db: SqlQueryable, jobId: string, where: string, params:
 }
 
 /**
- * Fencing: locks the job row for the transaction (FOR SHARE: the runners' own transactions never wait for
- * each other there, a claim by another runner waits for them) and checks that it still names this runner.
- * LL_DLQ_CONFLICT with `details.takenOver` otherwise: the transaction rolls back, nothing of it is written,
- * and the new runner's recovery settles the sends it was about to record.
+ * Fencing: shares the job's lease lock for the transaction (the runner's own transactions never wait for
+ * each other, nor does the job row's update; a claim by another runner waits for them) and checks that the
+ * job still names this runner. LL_DLQ_CONFLICT with `details.takenOver` otherwise: the transaction rolls
+ * back, nothing of it is written, and the new runner's recovery settles the sends it was about to record.
  */
 async function holdLease(tx: SqlQueryable, run: Run): Promise<void> {
-  const { rows } = await tx.query('select 1 from lifeline_dlq_jobs where id = $1 and runner = $2 for share', [run.job.id, run.runner])
+  await tx.query('select pg_advisory_xact_lock_shared(hashtextextended($1, 0))', [leaseLockKey(run.job.id)])
+  const { rows } = await tx.query('select 1 from lifeline_dlq_jobs where id = $1 and runner = $2', [run.job.id, run.runner])
   if (rows.length === 0) throw conflict(`redrive job ${run.job.id} was taken over by another runner`, { id: run.job.id, takenOver: true })
 }
 

@@ -8,7 +8,7 @@ import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { MASKED_HEADER, Masker } from '../../src/failure/masking.js'
 import { getRecord, indexRecords, listRecords, type IndexItem } from '../../src/dlq/records.js'
 import {
-  createRedriveJob, discardRecord, editRecord, getJob, previewRedrive, RateLimiter, replayEdited, replayRecord, resumeInterruptedJobs, runRedriveJob, type RedriveDeps,
+  createRedriveJob, discardRecord, editRecord, getJob, leaseLockKey, previewRedrive, RateLimiter, replayEdited, replayRecord, resumeInterruptedJobs, runRedriveJob, type RedriveDeps,
 } from '../../src/dlq/redrive.js'
 import type { ConsumedRecord, KafkaHeader, KafkaProducer } from '../../src/kafka/types.js'
 import { createParkedKeys } from '../../src/ordering/state-store.js'
@@ -293,8 +293,11 @@ test('a runner that lost its lease (another runner claimed the job) records noth
   let done = 0
   const first = runRedriveJob(d, job.id, { onProgress: (j) => (done = j.done) })
   await waitFor(() => done >= 100, 'the first runner to record 100 items', 30_000)
-  // Another replica's claim after a missed lease, as claim() writes it: a new runner, its heartbeat now.
-  const { rows } = await db.query<{ done: number }>(`update lifeline_dlq_jobs set runner = 'another-runner', heartbeat_at = now() where id = $1 returning done`, [job.id])
+  // Another replica's claim after a missed lease, as claim() writes it: the lease lock, a new runner, its heartbeat now.
+  const rows = await db.transaction(async (tx) => {
+    await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [leaseLockKey(job.id)])
+    return (await tx.query<{ done: number }>(`update lifeline_dlq_jobs set runner = 'another-runner', heartbeat_at = now() where id = $1 returning done`, [job.id])).rows
+  })
   const atTakeover = Number(rows[0]!.done)
   const stopped = await first
   assert.equal(stopped.status, 'running', 'the job is still running (for the new runner)')
