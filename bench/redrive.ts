@@ -22,6 +22,7 @@ import type { ConsumedRecord, KafkaProducer, ProduceRecord } from '../src/kafka/
 import { encodeFailureHeaders } from '../src/failure/headers.js'
 import { openPostgres } from '../src/store/postgres.js'
 import { migrateLifeline } from '../src/store/schema.js'
+import { replicaRounds } from './lib/dlq-replicas.js'
 import { round } from './lib/results.js'
 import { perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
@@ -85,6 +86,7 @@ async function rawCopy(ctx: BenchContext, producer: KafkaProducer, source: strin
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const n = ctx.quick ? 20_000 : 100_000
   const limited = ctx.quick ? 8000 : 20_000
+  const replicaRecords = ctx.quick ? 10_000 : 40_000
   const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
   const dbName = `lifeline_bench_redrive_${randomBytes(4).toString('hex')}`
   const adminDb = await openPostgres({ url, poolSize: 1 })
@@ -157,24 +159,32 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       maxWindow = Math.max(maxWindow, i - j + 1)
     }
     const achieved = perSecond(times.length - LIMIT_RATE, times[times.length - 1]! - times[0]!)
+
+    // Scaled out: the same indexing and two jobs on 1, then 2 `lifeline dlq serve` replicas.
+    const scaled = await replicaRounds(ctx, { adminDb, url, admin, producer, total: replicaRecords, deadLetters: (topic, count) => deadLetters(topic, origin, count) })
+    const [one, two] = scaled as [(typeof scaled)[0], (typeof scaled)[0]]
     return {
       params: {
-        records: n, limiter_records: limited, partitions: PARTITIONS, keys: KEYS, value_bytes: VALUE_BYTES, redrive_batch: 2000, limiter_rate_per_s: LIMIT_RATE,
+        records: n, limiter_records: limited, replica_records: replicaRecords, partitions: PARTITIONS, keys: KEYS, value_bytes: VALUE_BYTES, redrive_batch: 2000, limiter_rate_per_s: LIMIT_RATE,
         database: url.replace(/\/\/[^@]*@/, '//***@'), producer: 'createProducer defaults (idempotent, acks=all, linger 5 ms)',
-        method: 'redrive = runRedriveJob duration (records read from the database, lifecycle written per batch); raw copy = first poll to last ack; indexer = first to last record stored',
+        method: 'redrive = runRedriveJob duration (records read from the database, lifecycle written per batch); raw copy = first poll to last ack; indexer = first to last record stored; replicas = lifeline dlq serve child processes on one PostgreSQL database: indexing first to last record stored, two unthrottled jobs (one per DLQ topic) creation to both completed',
       },
       metrics: {
         redrive_rps: round(redriveRps), raw_copy_rps: round(copyRps), redrive_create_job_ms: round(createMs), indexer_rps: round(indexerRps),
         limiter_achieved_rps: round(achieved), limiter_accuracy: round(achieved / LIMIT_RATE, 3), limiter_max_per_window: maxWindow, limiter_job_ms: round(limitedMs),
+        replicas_1_index_rps: round(one.indexRps), replicas_2_index_rps: round(two.indexRps), replicas_index_ratio: round(two.indexRps / one.indexRps, 2),
+        replicas_1_redrive_rps: round(one.redriveRps), replicas_2_redrive_rps: round(two.redriveRps), replicas_redrive_ratio: round(two.redriveRps / one.redriveRps, 2),
       },
       baseline: { raw_copy_rps: round(copyRps) },
       headline: { metric: 'redrive_rps', baseline: 'raw_copy_rps' },
       goal: 'ratio ≥ 0.8 (unthrottled bulk redrive / raw consume-and-produce copy)',
       target: { minRatio: 0.8 },
+      checks: [{ goal: `creating a ${n}-record job takes at most 1 s`, metric: 'redrive_create_job_ms', max: 1000 }],
       summary: [
         `redrive ${round(redriveRps)} rec/s vs raw copy ${round(copyRps)} rec/s (ratio ${round(redriveRps / copyRps, 2)}), job creation ${round(createMs)} ms for ${n} records`,
         `indexer ${round(indexerRps)} rec/s`,
         `limiter at ${LIMIT_RATE}/s: achieved ${round(achieved)}/s (accuracy ${round(achieved / LIMIT_RATE, 3)}), at most ${maxWindow} in any 1-s window`,
+        `replicas (${replicaRecords} records, two jobs): indexing ${round(one.indexRps)} → ${round(two.indexRps)} rec/s, redrive ${round(one.redriveRps)} → ${round(two.redriveRps)} rec/s (1 → 2 replicas)`,
       ],
     }
   } finally {

@@ -4,10 +4,15 @@
  * one process.
  *
  * At `start()`: Lifeline's migrations run, the redrive producer connects, the indexer starts, the API
- * listens, and the runner starts in the background. The runner first resumes the jobs a killed processor
- * left running (stale heartbeat), then runs jobs one at a time: paused jobs an operator resumed, then
- * `ready` jobs oldest first. It wakes when the API creates, approves or resumes a job, and polls every
- * `jobPollMs` otherwise. With `metrics` or `notifications`, a watcher (src/dlq/watch.ts) reads the database
+ * listens, and the runner starts in the background. The runner runs jobs one at a time: paused jobs an
+ * operator resumed through this process, then jobs left `running` whose heartbeat is stale (their processor
+ * was killed: the lease is 3 × `jobHeartbeatMs`), then `ready` jobs oldest first. It wakes when the API
+ * creates, approves or resumes a job, and polls every `jobPollMs` otherwise.
+ *
+ * Several processors (replicas) can share one database: their indexers share the consumer group (the DLQ
+ * partitions are split between them; indexing is idempotent), and a job runs on the one replica that claimed
+ * it (one conditional UPDATE); a replica that finds it claimed moves on. A killed replica's job is taken over
+ * by another after its lease, and resumes without sending anything twice (docs/dlq.md#bulk-jobs). With `metrics` or `notifications`, a watcher (src/dlq/watch.ts) reads the database
  * every `watchMs` for the processor's gauges and raises notifications the notifier (src/dlq/notifier.ts)
  * posts to webhooks; the API's server also answers `GET /metrics` (no token). `close()` stops the runner
  * (the job in hand stops between records and is resumed by the next start), the API, the watcher, the
@@ -22,7 +27,7 @@
 import { closeSteps } from '../util/close.js'
 import { Hono } from 'hono'
 import type { Registry } from 'prom-client'
-import { LifelineError } from '../errors.js'
+import { isLifelineError, LifelineError } from '../errors.js'
 import { createProducer } from '../kafka/index.js'
 import type { KafkaProducer } from '../kafka/types.js'
 import { silentLogger, type Logger } from '../logger.js'
@@ -82,6 +87,11 @@ export interface DlqProcessorOptions {
   maxRedrivesPerRecord?: number
   /** How often the runner looks for ready jobs when nothing woke it, ms (default 1000). */
   jobPollMs?: number
+  /**
+   * How often a running redrive job heartbeats, ms (default 5000). The heartbeat is the job's lease: another
+   * replica (or this one, restarted) takes over a job whose heartbeat is older than 3 heartbeats.
+   */
+  jobHeartbeatMs?: number
   /** Extra librdkafka properties for the indexer and the producer. */
   kafkaConfig?: Record<string, string | number | boolean>
   /**
@@ -135,7 +145,8 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   if (typeof options.db?.transaction !== 'function') throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: processor.db: must be a SqlExecutor')
   const policy = parsePolicy(options.approvals)
   const logger = (options.logger ?? silentLogger()).child({ component: 'dlq-processor' })
-  const jobPollMs = options.jobPollMs ?? dlqProcessorDefaults.jobPollMs
+  const jobPollMs = positiveInt('jobPollMs', options.jobPollMs, dlqProcessorDefaults.jobPollMs)
+  const jobHeartbeatMs = positiveInt('jobHeartbeatMs', options.jobHeartbeatMs, redrive.redriveDefaults.heartbeatMs)
   const db = options.db
   const masker = options.masking ? new Masker(options.masking.policies, options.masking.keyring) : undefined
   const registry = options.metrics?.registry
@@ -177,26 +188,24 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   let starting: Promise<void> | undefined
   let closing: Promise<void> | undefined
 
-  async function nextReadyJob(): Promise<string | undefined> {
-    const { rows } = await db.query(`select id from lifeline_dlq_jobs where status = 'ready' order by id limit 1`)
+  /** A job left running by a killed processor (its lease expired), else the oldest ready job. */
+  async function nextJob(deps: redrive.RedriveDeps): Promise<string | undefined> {
+    const { rows } = await db.query(
+      `select id from lifeline_dlq_jobs where kind = 'redrive' and (status = 'ready' or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($1::int8 * interval '1 millisecond'))))
+       order by status = 'running' desc, id limit 1`,
+      [redrive.jobLeaseMs(deps)],
+    )
     return rows[0] === undefined ? undefined : String(rows[0].id)
   }
 
   async function runLoop(deps: redrive.RedriveDeps): Promise<void> {
-    // Jobs a killed processor left running come first (they run side by side only if several were left).
-    try {
-      const resumed = await redrive.resumeInterruptedJobs(deps, { wait: true, signal: stop.signal })
-      if (resumed.length > 0) logger.info({ jobs: resumed }, 'interrupted redrive jobs resumed')
-    } catch (err) {
-      logger.error({ err }, 'resuming interrupted redrive jobs failed')
-    }
     while (!stop.signal.aborted) {
       let id: string | undefined
       try {
         // Approvals past their expiry (or whose requester's token was revoked) close, and their jobs with them.
         const swept = await sweepApprovals(db, PROCESSOR_ACTOR, cancelGatedJob)
         if (swept > 0) logger.info({ approvals: swept }, 'expired or void approvals closed')
-        id = resumes.shift() ?? (await nextReadyJob())
+        id = resumes.shift() ?? (await nextJob(deps))
         if (id !== undefined) {
           current = id
           logger.info({ job: id }, 'redrive job starting')
@@ -206,6 +215,11 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
         }
       } catch (err) {
         if (stop.signal.aborted) break
+        if (isLifelineError(err, 'LL_DLQ_CONFLICT')) {
+          // Claimed by another replica between the look-up and the claim (or no longer runnable): look again.
+          logger.info({ job: id, reason: err.message }, 'redrive job not taken')
+          continue
+        }
         logger.error({ err, job: id }, 'redrive job failed')
       } finally {
         current = undefined
@@ -229,6 +243,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
       ...(masker === undefined ? {} : { masker }),
       ...(options.schemas === undefined ? {} : { schemas: options.schemas }),
       parkedKeys: createParkedKeys(db),
+      heartbeatMs: jobHeartbeatMs,
       logger,
       ...(options.maxRedrivesPerRecord === undefined ? {} : { maxRedrivesPerRecord: options.maxRedrivesPerRecord }),
     }

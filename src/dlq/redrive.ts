@@ -5,7 +5,7 @@
  * A replay sends the record's key, value (encrypted fields decrypted by the {@link Masker}) and user headers
  * to a target: the origin topic and partition (from the failure context), a retry tier of the service that
  * dead-lettered it, or another topic. Failure headers (Lifeline's and other systems') are stripped and
- * replay headers added: `lifeline.replay.id` (a new uuid, also `lifeline_dlq_replays.replay_id`),
+ * replay headers added: `lifeline.replay.id` (a new UUID v7, also `lifeline_dlq_replays.replay_id`),
  * `lifeline.replay.count` (replays of the record's lineage, this one included) and `lifeline.replay.actor`.
  * A replay that fails again comes back to a DLQ with these headers and the indexer links it to this life.
  *
@@ -37,6 +37,7 @@ import { endFailed, spanContextFrom, startSendSpan, tracingActive, withTraceHead
 import type { Span } from '@opentelemetry/api'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
+import { uuidV7 } from '../util/uuid-v7.js'
 import { jobActor } from './actors.js'
 import { appendAudit, type AuditEntry } from './audit.js'
 import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from '../failure/formats.js'
@@ -466,7 +467,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
   }
   const value = clearValue(source, opts.edit?.value ?? source.value, deps.masker)
   const parked = await parkedOf(deps.parkedKeys, [source])
-  const replayId = randomUUID()
+  const replayId = uuidV7()
   const count = lineage(source, lives).total + 1
   const planned = plan(source, target, { id: replayId, count, actor }, value, parkedHead(parked, source)?.headToken)
   const detail = { replayId, target: planned.topic, ...(opts.edit ? { editId: opts.edit.id } : {}) }
@@ -836,25 +837,32 @@ export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: Crea
     )
     const jobId = String(rows[0]!.id)
     const params: unknown[] = [force, jobId]
-    await tx.query(
-      `insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
-       select $2, row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id), r.id,
-         case when busy.job_id is not null then 'skipped' when ${REPLAYABLE_SQL} then 'pending' else 'skipped' end,
-         case when busy.job_id is not null then 'in job ' || busy.job_id when ${REPLAYABLE_SQL} then null else r.status end
-       from lifeline_dlq_records r
-       left join lateral (
-         select i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
-         where i.record_id = r.id and i.job_id <> $2 and i.status in ('pending', 'sending') and j.status in ('awaiting-approval', 'ready', 'running', 'paused') limit 1
-       ) busy on true
-       where ${filterClause(parsed, params)}`,
-      params,
-    )
+    // One statement freezes the list and counts it: the items (one INSERT ... SELECT, ordered in one sort:
+    // work_mem keeps a 100k-record sort in memory) and the counts read from the same selection. Records
+    // waiting in another open job are found with one hash join on the open jobs' items (usually few),
+    // not one lookup per record.
+    await tx.query(`set local work_mem = '64MB'`)
     const { rows: counts } = await tx.query(
-      `select count(*)::int8 as total, count(*) filter (where i.status = 'skipped')::int8 as skipped,
-         coalesce(array_agg(distinct r.origin_topic) filter (where i.status <> 'skipped'), '{}') as topics,
-         coalesce(array_agg(distinct r.service) filter (where i.status <> 'skipped'), '{}') as services
-       from lifeline_dlq_job_items i join lifeline_dlq_records r on r.id = i.record_id where i.job_id = $1`,
-      [jobId],
+      `with busy as (
+         select distinct on (i.record_id) i.record_id, i.job_id from lifeline_dlq_job_items i join lifeline_dlq_jobs j on j.id = i.job_id
+         where j.status in ('awaiting-approval', 'ready', 'running', 'paused') and i.job_id <> $2 and i.status in ('pending', 'sending')
+         order by i.record_id, i.job_id
+       ),
+       picked as (
+         select r.id, r.origin_topic, r.service,
+           row_number() over (order by coalesce(r.origin_topic, r.topic), r.key nulls first, r.origin_offset nulls last, r.id) as seq,
+           case when busy.job_id is not null then 'in job ' || busy.job_id when ${REPLAYABLE_SQL} then null else r.status end as detail
+         from lifeline_dlq_records r left join busy on busy.record_id = r.id
+         where ${filterClause(parsed, params)}
+       ),
+       items as (
+         insert into lifeline_dlq_job_items (job_id, seq, record_id, status, detail)
+         select $2, seq, id, case when detail is null then 'pending' else 'skipped' end, detail from picked
+       )
+       select (select count(*) from picked)::int8 as total, (select count(*) from picked where detail is not null)::int8 as skipped,
+         coalesce((select array_agg(t) from (select distinct origin_topic as t from picked where detail is null) x), '{}') as topics,
+         coalesce((select array_agg(v) from (select distinct service as v from picked where detail is null) x), '{}') as services`,
+      params,
     )
     const c = counts[0]!
     const total = Number(c.total)
@@ -924,20 +932,34 @@ interface Run {
   stop: AbortController
 }
 
-function jobStale(deps: RedriveDeps): number {
+/** A running job's lease: after 3 missed heartbeats, another runner may take it over. */
+export function jobLeaseMs(deps: Pick<RedriveDeps, 'heartbeatMs'>): number {
   return 3 * (deps.heartbeatMs ?? redriveDefaults.heartbeatMs)
 }
 
 /** Takes the job for this runner: ready, paused, or running with a stale heartbeat. */
+/**
+ * The advisory lock of a job's lease (hashed with `hashtextextended`): a claim takes it exclusively, each
+ * batch transaction of the runner shares it (see {@link holdLease}).
+ */
+export function leaseLockKey(jobId: string): string {
+  return `lifeline_dlq_job:${jobId}`
+}
+
 async function claim(deps: RedriveDeps, jobId: string, runner: string): Promise<RedriveJob> {
-  const { rows } = await deps.db.query(
-    `update lifeline_dlq_jobs set status = 'running', runner = $2, heartbeat_at = now(), updated_at = now(),
-       status_reason = case when status = 'running' then 'resumed after an interruption' else null end,
-       options = case when status = 'paused' and status_reason like 'canary%' then options || '{"canaryPassed": true}'::jsonb else options end
-     where id = $1 and kind = 'redrive' and (status in ('ready', 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
-     returning ${JOB_COLUMNS}`,
-    [jobId, runner, jobStale(deps)],
-  )
+  // Exclusive: waits for the previous runner's open batch transactions, whose writes its recovery then sees.
+  const rows = await deps.db.transaction(async (tx) => {
+    await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [leaseLockKey(jobId)])
+    const { rows } = await tx.query(
+      `update lifeline_dlq_jobs set status = 'running', runner = $2, heartbeat_at = now(), updated_at = now(),
+         status_reason = case when status = 'running' then 'resumed after an interruption' else null end,
+         options = case when status = 'paused' and status_reason like 'canary%' then options || '{"canaryPassed": true}'::jsonb else options end
+       where id = $1 and kind = 'redrive' and (status in ('ready', 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
+       returning ${JOB_COLUMNS}`,
+      [jobId, runner, jobLeaseMs(deps)],
+    )
+    return rows
+  })
   if (rows.length > 0) return toJob(rows[0]!)
   const job = await getJob(deps.db, jobId)
   if (job.status === 'completed') return job
@@ -956,12 +978,33 @@ async function loadItems(db: SqlQueryable, jobId: string, where: string, params:
   return rows.map((row) => ({ seq: Number(row.seq), replayId: str(row.replay_id), source: toSource(row) }))
 }
 
+/**
+ * Fencing: shares the job's lease lock for the transaction (the runner's own transactions never wait for
+ * each other, nor does the job row's update; a claim by another runner waits for them) and checks that the
+ * job still names this runner. LL_DLQ_CONFLICT with `details.takenOver` otherwise: the transaction rolls
+ * back, nothing of it is written, and the new runner's recovery settles the sends it was about to record.
+ */
+async function holdLease(tx: SqlQueryable, run: Run): Promise<void> {
+  await tx.query('select pg_advisory_xact_lock_shared(hashtextextended($1, 0))', [leaseLockKey(run.job.id)])
+  const { rows } = await tx.query('select 1 from lifeline_dlq_jobs where id = $1 and runner = $2', [run.job.id, run.runner])
+  if (rows.length === 0) throw conflict(`redrive job ${run.job.id} was taken over by another runner`, { id: run.job.id, takenOver: true })
+}
+
 /** Records the outcome of sends (acknowledged, failed, or never made) in one transaction. */
-async function finish(run: Run, acked: readonly Acked[], failed: readonly SendFailure[], unsent: readonly { seq: number; replayId: string; recordId: string }[], skipped: readonly { seq: number; recordId: string; detail: string }[]): Promise<RedriveJobStatus | undefined> {
+async function finish(
+  run: Run,
+  acked: readonly Acked[],
+  failed: readonly SendFailure[],
+  unsent: readonly { seq: number; replayId: string; recordId: string }[],
+  prepSkipped: readonly { seq: number; recordId: string; detail: string }[],
+  held: readonly Held[] = [],
+): Promise<RedriveJobStatus | undefined> {
+  const skipped = [...prepSkipped, ...held]
   const { db } = run.deps
   const jobId = run.job.id
   const actor = run.actor
   return db.transaction(async (tx) => {
+    await holdLease(tx, run)
     if (acked.length > 0) {
       const rids = acked.map((a) => a.replayId)
       await tx.query(
@@ -986,7 +1029,11 @@ async function finish(run: Run, acked: readonly Acked[], failed: readonly SendFa
         [acked.map((a) => a.source.id), rids, acked.map((a) => a.ack.partition), acked.map((a) => String(a.ack.offset)), actor, jobId],
       )
     }
-    const back = [...failed.map((f) => ({ ...f, reason: `send failed: ${f.error}`.slice(0, 2000) })), ...unsent.map((u) => ({ ...u, reason: 'the job stopped before sending it' }))]
+    const back = [
+      ...failed.map((f) => ({ ...f, reason: `send failed: ${f.error}`.slice(0, 2000) })),
+      ...unsent.map((u) => ({ ...u, reason: 'the job stopped before sending it' })),
+      ...held.map((h) => ({ ...h, reason: 'an earlier record of its key failed in this run' })),
+    ]
     if (back.length > 0) {
       await tx.query('delete from lifeline_dlq_replays where replay_id = any($1::text[]) and target_offset is null', [back.map((b) => b.replayId)])
       await tx.query(
@@ -1192,12 +1239,23 @@ interface Prepared {
   skipped: Array<{ seq: number; recordId: string; detail: string }>
 }
 
+/** A prepared item not sent because a send of its key failed after it was prepared: skipped, its record pending again. */
+interface Held {
+  seq: number
+  replayId: string
+  recordId: string
+  detail: string
+}
+
 interface Sent {
   acked: Acked[]
   failed: SendFailure[]
   unsent: Array<{ seq: number; replayId: string; recordId: string }>
   skipped: Prepared['skipped']
+  held: Held[]
 }
+
+const KEPT_BACK = 'an earlier record of its key failed in this run (kept pending to keep the key in order)'
 
 /** Plans a batch (skips, limits, replay ids) and marks it `sending` / `replaying` in one transaction. */
 async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Set<string>): Promise<Prepared> {
@@ -1212,7 +1270,7 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
     const s = item.source
     const key = s.key === null ? undefined : keyId(s.originTopic ?? s.topic, s.key)
     if (key !== undefined && blockedKeys.has(key)) {
-      skipped.push({ seq: item.seq, recordId: s.id, detail: 'an earlier record of its key failed in this run (kept pending to keep the key in order)' })
+      skipped.push({ seq: item.seq, recordId: s.id, detail: KEPT_BACK })
       continue
     }
     if (!replayable(s.status, job.force)) {
@@ -1222,7 +1280,7 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
     const refused = job.force ? undefined : limitError(s, lives.get(s.id) ?? 0, max)
     try {
       if (refused) throw refused
-      const replayId = item.replayId ?? randomUUID()
+      const replayId = item.replayId ?? uuidV7()
       const count = lineage(s, lives.get(s.id) ?? 0).total + 1
       const clear = withClearKey(s, deps.masker)
       const planned = plan(clear, job.target, { id: replayId, count, actor: run.actor }, clearValue(s, s.value, deps.masker), parkedHead(parked, clear)?.headToken)
@@ -1234,6 +1292,7 @@ async function prepareBatch(run: Run, items: readonly ItemRow[], blockedKeys: Se
   }
   if (ready.length > 0) {
     await deps.db.transaction(async (tx) => {
+      await holdLease(tx, run)
       await tx.query(`update lifeline_dlq_job_items i set status = 'sending', replay_id = x.r from unnest($2::int[], $3::text[]) as x(seq, r) where i.job_id = $1 and i.seq = x.seq`, [
         job.id, ready.map((r) => r.item.seq), ready.map((r) => r.replayId),
       ])
@@ -1264,9 +1323,16 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
   const failed: SendFailure[] = []
   const unsent: Array<{ seq: number; replayId: string; recordId: string }> = []
   const sends: Array<Promise<void>> = []
+  const held: Held[] = []
   for (const r of ready) {
     if (signal.aborted) {
       unsent.push({ seq: r.item.seq, replayId: r.replayId, recordId: r.item.source.id })
+      continue
+    }
+    const source = r.item.source
+    // Prepared before the previous batch was acknowledged: a send of its key failed there since.
+    if (source.key !== null && blockedKeys.has(keyId(source.originTopic ?? source.topic, source.key))) {
+      held.push({ seq: r.item.seq, replayId: r.replayId, recordId: source.id, detail: KEPT_BACK })
       continue
     }
     let at: number
@@ -1296,12 +1362,12 @@ async function sendPrepared(run: Run, { ready, skipped }: Prepared, limiter: Rat
   }
   await Promise.all(sends)
   if (acked.length > 0) crashPoint('redrive.after-produce')
-  return { acked, failed, unsent, skipped }
+  return { acked, failed, unsent, skipped, held }
 }
 
 /** Records a sent batch, then releases the parked keys of its records. */
 async function settle(run: Run, sent: Sent): Promise<RedriveJobStatus | undefined> {
-  const status = await finish(run, sent.acked, sent.failed, sent.unsent, sent.skipped)
+  const status = await finish(run, sent.acked, sent.failed, sent.unsent, sent.skipped, sent.held)
   if (sent.acked.length > 0) crashPoint('redrive.after-status')
   await releaseAll(run, sent.acked)
   return status
@@ -1318,6 +1384,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
   let job = await claim(deps, jid, runner)
   if (job.status === 'completed') return job
   const log = (deps.logger ?? silentLogger()).child({ component: 'dlq-redrive', jobId: jid })
+  log.info({ runner, resumed: job.statusReason === 'resumed after an interruption' }, 'redrive job claimed')
   const stop = new AbortController()
   const onAbort = () => stop.abort()
   opts.signal?.addEventListener('abort', onAbort, { once: true })
@@ -1343,6 +1410,11 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     }
   }
   let stoppedBySignal = false
+  let takenOver = false
+  // Pipelined: while batch i is on the wire (inFlight), batch i-1 is recorded (settling) and batch i+1 read
+  // and prepared; batch i+1's sends start once batch i's are acknowledged.
+  let inFlight: Promise<Sent> | undefined
+  let settling: Promise<RedriveJobStatus | undefined> | undefined
   try {
     await recover(run)
     await markTargets(run)
@@ -1353,22 +1425,21 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     const limiter = job.ratePerSec === null ? undefined : new RateLimiter(job.ratePerSec)
     const blockedKeys = new Set<string>()
     const batch = job.options.batchSize
-    // Pipelined: batch i+1 is loaded and prepared while batch i is recorded; its sends start only once batch
-    // i's are acknowledged (a failed send keeps its key's later records back, so each key stays in order).
-    let inFlight: Promise<Sent> | undefined
-    let settling: Promise<RedriveJobStatus | undefined> | undefined
     let lastCheck = 0
-    /** Waits for the batch in flight to be recorded; false when the job must stop (paused, cancelled, taken over). */
+    let cursor = 0
+    /** Waits for the batches in flight to be recorded; false when the job must stop (paused, cancelled, taken over). */
     const drain = async (): Promise<boolean> => {
+      let running = true
+      if (settling) {
+        running = (await settling) === 'running'
+        settling = undefined
+      }
       if (inFlight) {
         const sent = await inFlight
         inFlight = undefined
-        settling = settle(run, sent)
+        running = (await settle(run, sent)) === 'running' && running
       }
-      if (!settling) return true
-      const status = await settling
-      settling = undefined
-      return status === 'running'
+      return running
     }
     for (;;) {
       if (stop.signal.aborted) break
@@ -1381,20 +1452,14 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
         }
         canaryLimit = job.options.canaryLastSeq
       }
-      const items = await loadItems(deps.db, jid, `i.status = 'pending' and i.seq <= $2`, [canaryLimit ?? 2 ** 31 - 1], batch)
-      // The previous batch's acknowledgements (the keys that failed), then its record written in the background.
-      if (inFlight) {
-        const sent = await inFlight
-        inFlight = undefined
-        const previous = settling === undefined ? 'running' : await settling
-        settling = settle(run, sent)
-        settling.catch(() => undefined) // awaited below; never an unhandled rejection meanwhile
-        if (previous !== 'running') {
-          stop.abort()
-          await drain()
-          break
-        }
-      }
+      // The next window of `batch` items by the primary key (job_id, seq: numbered 1..total at creation), its
+      // pending ones: each item is read once per run, and no read scans the items before it (a cost that
+      // grew with the square of the job).
+      const end = Math.min(canaryLimit ?? job.total, job.total)
+      const upTo = Math.min(cursor + batch, end)
+      const items = cursor < end ? await loadItems(deps.db, jid, `i.seq > $2 and i.seq <= $3 and i.status = 'pending'`, [cursor, upTo]) : []
+      cursor = Math.max(cursor, upTo)
+      if (items.length === 0 && cursor < end) continue // a window of items skipped at creation
       if (items.length === 0) {
         if (!(await drain())) break
         if (canaryLimit !== undefined) {
@@ -1422,16 +1487,23 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
         await deps.db.query(`update lifeline_dlq_jobs set status = 'completed', status_reason = null, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner])
         break
       }
+      // Prepared while the previous batch is on the wire (and the one before it is recorded): the broker
+      // never waits for the database between batches. Keys whose send failed in the previous batch are
+      // known only at its acknowledgements: sendPrepared holds their records back then.
       const prepared = await prepareBatch(run, items, blockedKeys)
+      let running = true
+      if (inFlight) {
+        const sent = await inFlight
+        inFlight = undefined
+        running = settling === undefined || (await settling) === 'running'
+        settling = settle(run, sent)
+        settling.catch(() => undefined) // awaited by drain; never an unhandled rejection meanwhile
+      }
+      if (!running) stop.abort() // paused, cancelled or taken over: the prepared batch goes back unsent
       inFlight = sendPrepared(run, prepared, limiter, blockedKeys, stop.signal)
-      if (settling) {
-        const status = await settling
-        settling = undefined
-        if (status !== 'running') {
-          stop.abort()
-          await drain()
-          break
-        }
+      if (!running) {
+        await drain()
+        break
       }
       if (job.maxFailureRate !== null && Date.now() - lastCheck >= 250) {
         lastCheck = Date.now()
@@ -1451,6 +1523,14 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     await drain()
     stoppedBySignal = opts.signal?.aborted === true
   } catch (err) {
+    if (isLifelineError(err, 'LL_DLQ_CONFLICT') && err.details.takenOver === true) {
+      // Another runner holds the job now: its recovery settles what this one sent and did not record.
+      takenOver = true
+      stop.abort()
+      await Promise.allSettled([inFlight, settling])
+      log.warn('redrive job taken over by another runner: this run stops without recording more')
+      return getJob(deps.db, jid)
+    }
     log.error({ err }, 'redrive job failed')
     await deps.db
       .query(`update lifeline_dlq_jobs set status = 'failed', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [jid, runner, publicErrorText(err).slice(0, 2000)])
@@ -1461,7 +1541,9 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
     opts.signal?.removeEventListener('abort', onAbort)
     await beating
     // Stopped by the caller: left running without a heartbeat, so resumeInterruptedJobs takes it at once.
-    if (stoppedBySignal) await deps.db.query(`update lifeline_dlq_jobs set heartbeat_at = null, runner = null where id = $1 and runner = $2 and status = 'running'`, [jid, runner]).catch(() => undefined)
+    if (takenOver) {
+      // Nothing of this run's: the job's runner column names the new runner.
+    } else if (stoppedBySignal) await deps.db.query(`update lifeline_dlq_jobs set heartbeat_at = null, runner = null where id = $1 and runner = $2 and status = 'running'`, [jid, runner]).catch(() => undefined)
     else await deps.db.query('update lifeline_dlq_jobs set runner = null where id = $1 and runner = $2', [jid, runner]).catch(() => undefined)
   }
   await progress()
@@ -1473,7 +1555,7 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
  * killed mid-job. Each resumes in the background (or awaited with `wait`); returns their ids.
  */
 export async function resumeInterruptedJobs(deps: RedriveDeps, opts: { staleMs?: number; wait?: boolean; signal?: AbortSignal; onProgress?(job: RedriveJob): void } = {}): Promise<string[]> {
-  const staleMs = opts.staleMs ?? jobStale(deps)
+  const staleMs = opts.staleMs ?? jobLeaseMs(deps)
   const { rows } = await deps.db.query(
     `select id from lifeline_dlq_jobs where kind = 'redrive' and status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($1::int8 * interval '1 millisecond')) order by id`,
     [staleMs],

@@ -1,4 +1,5 @@
 /** Helpers for consumer-runtime tests against the real broker. */
+import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
 import { createConsumer, type LifelineConsumer } from '../../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../../src/runtime/options.js'
@@ -28,6 +29,24 @@ export async function readAll(t: TestContext, topic: string, count: number, time
   const c = rawConsumer(t, { groupId: randomName('reader'), ...(on ? { brokers: on } : {}) })
   c.subscribe([topic])
   return pollUntil(c, count, timeoutMs)
+}
+
+/**
+ * Reads `count` records of a topic, then a little longer (a duplicate would arrive after the last one), and
+ * asserts that each of `0 .. count - 1` arrived exactly once, by the `n` of its JSON value.
+ */
+export async function assertEachOnce(t: TestContext, topic: string, count: number): Promise<ConsumedRecord[]> {
+  const out = await readAll(t, topic, count, 60_000)
+  const extra = await readAll(t, topic, count + 1, 3000)
+  assert.equal(extra.length, count, 'no record arrived twice')
+  const seen = new Map<number, number>()
+  for (const r of out) {
+    const n = (JSON.parse(r.value!.toString()) as { n: number }).n
+    seen.set(n, (seen.get(n) ?? 0) + 1)
+  }
+  assert.deepEqual([...seen.keys()].sort((a, b) => a - b), Array.from({ length: count }, (_, i) => i), 'every record arrived')
+  assert.ok([...seen.values()].every((c) => c === 1), 'every record arrived exactly once')
+  return out
 }
 
 export function header(record: ConsumedRecord, key: string): string | undefined {

@@ -185,6 +185,7 @@ interface ServeOptions extends NotificationFlags {
   console?: boolean
   sessionIdle?: string
   sessionMax?: string
+  jobHeartbeat?: string
 }
 
 /** A JSON file's content (a clear message naming the option when it cannot be read or parsed). */
@@ -228,6 +229,7 @@ export function registerDlq(program: Command): void {
     .option('--session-idle <minutes>', "a console session unused this long ends (default 30)")
     .option('--session-max <hours>', 'a console session ends this long after sign-in (default 12)')
     .option('--replay-topics <list>', 'topics an operator may replay to besides the origin and its retry tiers, comma-separated (others need the approver role)')
+    .option('--job-heartbeat <ms>', "how often a running redrive job heartbeats (default 5000); another replica takes it over after 3 missed heartbeats")
     .action(async (opts: ServeOptions) => {
       const brokers = brokersOption(opts.brokers)
       if (opts.port === undefined || !/^\d{1,5}$/.test(opts.port) || Number(opts.port) > 65535) throw new Error(`--port must be 0 to 65535, got ${opts.port}`)
@@ -244,6 +246,7 @@ export function registerDlq(program: Command): void {
       const rateMax = positiveInt('--rate-max', opts.rateMax)
       const sessionIdle = positiveInt('--session-idle', opts.sessionIdle, 7 * 24 * 60)
       const sessionMax = positiveInt('--session-max', opts.sessionMax, 30 * 24)
+      const jobHeartbeatMs = positiveInt('--job-heartbeat', opts.jobHeartbeat, 3_600_000)
       const notifications = notificationOptions(opts)
       const registry = new Registry()
       collectDefaultMetrics({ register: registry })
@@ -268,6 +271,7 @@ export function registerDlq(program: Command): void {
         ...(opts.migrate === false ? { migrate: false } : {}),
         ...(rateDefault === undefined && rateMax === undefined ? {} : { redriveRate: { ...(rateDefault === undefined ? {} : { defaultPerSec: rateDefault }), ...(rateMax === undefined ? {} : { maxPerSec: rateMax }) } }),
         ...(opts.replayTopics === undefined ? {} : { replayTopics: opts.replayTopics.split(',').map((t) => t.trim()).filter(Boolean) }),
+        ...(jobHeartbeatMs === undefined ? {} : { jobHeartbeatMs }),
         logger,
       })
       try {
