@@ -32,6 +32,13 @@
  * - Revocation: an open transaction holding records of a revoked partition is aborted before the
  *   partition goes. `close()` aborts the open transaction. Offsets never move outside a transaction.
  *
+ * Why this file is over ~400 lines: some 60 of them are the guide above; the rest is one closure whose
+ * functions share the pipeline's mutable state (the owned partitions, the open transaction, the life-cycle
+ * state), because revocation and `close()` must abort the very transaction the poll loop opened. Options
+ * and defaults are already apart (transactional-pipeline-options.ts), so are per-record failures
+ * (pipeline-failures.ts). Not done yet: the split src/runtime/consumer/ went through, a context object
+ * handed to small modules (batch loop, transaction, rewind, life cycle).
+ *
  * @module
  * @example
  * const pipeline = createTransactionalPipeline({

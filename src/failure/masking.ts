@@ -29,79 +29,15 @@
  * @module
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
-import Type from 'typebox'
 import { LifelineError } from '../errors.js'
 import { mapPath, mapStrings, parsePath, type Segment } from '../util/json-path.js'
-import { isJsonObject, JsonNumber, parseJson, stringifyJson, type Json } from '../util/json-text.js'
+import { parseJson, stringifyJson, type Json } from '../util/json-text.js'
+import type { FieldRef, Keyring, MaskAction, MaskingPolicy } from './masking-options.js'
+import { clearTexts, redactPatterns, REDACTED, scrubClears } from './masking-scrub.js'
 
-export { parsePath }
+export { parsePath, REDACTED }
+export { MaskingOptionsSchema, type FieldRef, type Keyring, type MaskAction, type MaskingPolicy, type MaskRule } from './masking-options.js'
 
-export type MaskAction = 'redact' | 'hash' | 'encrypt'
-
-export interface MaskRule {
-  /** A JSON path: `$.customer.email`, `$.items[*].card`, `$..ssn`. */
-  path: string
-  action: MaskAction
-}
-
-export interface MaskingPolicy {
-  /** Topic names (source topics) this policy covers; `*` for every topic. */
-  topics: string[]
-  rules: MaskRule[]
-  /** Regular expressions whose matches are redacted in messages, stacks, string values and non-JSON text values. */
-  patterns?: string[]
-  /** Header names whose values are redacted. */
-  headers?: string[]
-  /** A value that is not JSON (the rules cannot apply): `encrypt` it whole (default when a key exists), `redact` it, or `keep` it (patterns still apply to text). */
-  nonJson?: 'encrypt' | 'redact' | 'keep'
-  /** `encrypt`: the record key is encrypted (deterministically: equal keys, equal tokens); default: kept. */
-  key?: 'encrypt' | 'keep'
-}
-
-/**
- * The one schema of `masking: { policies, keyring }` (the consumer's options, the indexer's, the processor's):
- * shapes only; the Masker constructor checks the rest (paths, keys, patterns).
- */
-export const MaskingOptionsSchema = Type.Object(
-  {
-    policies: Type.Array(
-      Type.Object(
-        {
-          topics: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
-          rules: Type.Array(Type.Object({ path: Type.String({ minLength: 1 }), action: Type.Union([Type.Literal('redact'), Type.Literal('hash'), Type.Literal('encrypt')]) }, { additionalProperties: false })),
-          patterns: Type.Optional(Type.Array(Type.String())),
-          headers: Type.Optional(Type.Array(Type.String())),
-          nonJson: Type.Optional(Type.Union([Type.Literal('encrypt'), Type.Literal('redact'), Type.Literal('keep')])),
-          key: Type.Optional(Type.Union([Type.Literal('encrypt'), Type.Literal('keep')])),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-    keyring: Type.Optional(
-      Type.Object({ currentKeyId: Type.String(), keys: Type.Record(Type.String(), Type.Any()), hashKey: Type.Optional(Type.Any()), acceptV1: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
-    ),
-  },
-  { additionalProperties: false },
-)
-
-export interface Keyring {
-  /** The key id new encryptions use. */
-  currentKeyId: string
-  /** Key id → 32-byte AES-256 key (Buffer, or base64/hex text of 32 bytes). Old ids stay for decryption. */
-  keys: Record<string, Buffer | string>
-  /** HMAC key for `hash` (32 bytes): required by hash rules, and never one of the encryption keys. */
-  hashKey?: Buffer | string
-  /** Whether `enc:v1:` values (encrypted without associated data) still decrypt (default true). */
-  acceptV1?: boolean
-}
-
-/** Where an encrypted value sits: the topic whose policy encrypted it and its JSON path (`(key)`, `(raw)` for the key and a non-JSON value). */
-export interface FieldRef {
-  topic: string
-  path: string
-}
-
-export const REDACTED = '[REDACTED]'
 /** Header on a DLQ record a masking policy changed: `v1` (the header's own version, whatever the encryption's). */
 export const MASKED_HEADER = 'lifeline.masked'
 /** The path of an encrypted record key and of an encrypted non-JSON value. */
@@ -127,36 +63,6 @@ function keyBytes(value: Buffer | string, id: string): Buffer {
   const bytes = Buffer.isBuffer(value) ? value : /^[0-9a-f]{64}$/i.test(value) ? Buffer.from(value, 'hex') : Buffer.from(value, 'base64')
   if (bytes.length !== 32) throw options(`masking key ${JSON.stringify(id)} must be 32 bytes (AES-256), got ${bytes.length}`)
   return bytes
-}
-
-/** The texts under which a masked value may be quoted in a message: every leaf, strings also JSON-escaped, numbers as written. */
-function clearTexts(node: Json, out: Set<string>): void {
-  if (typeof node === 'string') {
-    if (node.length === 0) return
-    out.add(node)
-    const escaped = JSON.stringify(node).slice(1, -1)
-    if (escaped !== node) out.add(escaped)
-  } else if (node instanceof JsonNumber) out.add(node.text)
-  else if (Array.isArray(node)) for (const v of node) clearTexts(v, out)
-  else if (isJsonObject(node)) for (const v of Object.values(node)) clearTexts(v, out)
-}
-
-const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-
-/** `text` with every clear value replaced (longest first); values of 1 to 3 characters only where they stand alone. */
-function scrubClears(text: string, clears: ReadonlySet<string>): string {
-  let out = text
-  for (const clear of [...clears].sort((a, b) => b.length - a.length)) {
-    if (clear.length >= 4) out = out.split(clear).join(REDACTED)
-    else out = out.replace(new RegExp(`(?<![\\p{L}\\p{N}_])${escapeRegExp(clear)}(?![\\p{L}\\p{N}_])`, 'gu'), REDACTED)
-  }
-  return out
-}
-
-function redactPatterns(text: string, patterns: readonly RegExp[]): string {
-  let out = text
-  for (const re of patterns) out = out.replace(re, REDACTED)
-  return out
 }
 
 const aad = (at: FieldRef) => Buffer.from(`lifeline.enc.v2\n${at.topic}\n${at.path}`, 'utf8')

@@ -20,6 +20,11 @@
  * record leaves the database (a replayed parked record becoming the head) only in the same statement that
  * stores its copy.
  *
+ * One file (over ~400 lines) on purpose: it holds every statement of the protocol, each a single SQL
+ * statement written around the same `FENCE` clause and compare-and-set, side by side, so a reviewer checks
+ * the fence and the expected status and token of every write in one place. What it shares with
+ * state-store.ts (row codecs, key events) is already in rows.ts; what is left is that list of statements.
+ *
  * @module
  */
 import type { KafkaHeader } from '../kafka/types.js'

@@ -13,48 +13,13 @@
  */
 import type { DlqEntry, EffectRow, History, MemberEntry, ProduceEntry } from './history.js'
 import type { RehearsalEvent } from './workload.js'
+import { Anomalies, BAD_KINDS, MAX_EXAMPLES, PROPERTY_TEXT, type AnomalyKind, type AnomalyReport } from './anomalies.js'
+import { checkOffsets } from './offset-checks.js'
 
-export const BAD_KINDS = [
-  'lost',
-  'duplicate-effect',
-  'key-order',
-  'aborted-effect',
-  'dlq-missing',
-  'dlq-spurious',
-  'dlq-duplicated',
-  'dlq-wrong-metadata',
-  'dlq-bytes',
-  'replay-mismatch',
-  'offset-backwards',
-  'offset-past-unfinished',
-] as const
-export type AnomalyKind = (typeof BAD_KINDS)[number]
-
-/** What each property means, for the report's table. */
-export const PROPERTY_TEXT: Record<AnomalyKind, string> = {
-  lost: 'an acknowledged event has no effect and is not in the DLQ (a gap in its key is reported here, with gap: true)',
-  'duplicate-effect': 'more than one effect for an event id, or a key state with a sequence applied twice',
-  'key-order': "a key's effects were not applied in sequence order",
-  'aborted-effect': 'an effect of an attempt that threw (rolled back), of no logged attempt, or started by a member after it lost the partition (zombie)',
-  'dlq-missing': 'a poison event that failed before the fix has no DLQ record and no effect',
-  'dlq-spurious': 'a DLQ record for an event that is not poison',
-  'dlq-duplicated': 'two DLQ records for one source record (same origin partition and offset), redrive lives excluded',
-  'dlq-wrong-metadata': 'DLQ origin topic/partition/offset/key/partition do not match the produce acknowledgement',
-  'dlq-bytes': 'DLQ value bytes differ from the bytes produced',
-  'replay-mismatch': 'after the fix, a redriven event is not applied exactly once, a discarded one is applied, a second redrive added effects, or a key state differs from the oracle',
-  'offset-backwards': "the group's committed offset of a partition went backwards, or past the log end",
-  'offset-past-unfinished': 'an offset was committed while a record below it had not finished (no processed, parked, tier, DLQ or duplicate event yet)',
-}
-
-export const MAX_EXAMPLES = 8
+export { BAD_KINDS, MAX_EXAMPLES, PROPERTY_TEXT, type AnomalyKind, type AnomalyReport }
 
 /** How late a member's `partitions-assigned` event may follow the first handler of that partition, ms. */
 export const ASSIGN_GRACE_MS = 15_000
-
-export interface AnomalyReport {
-  count: number
-  examples: Array<Record<string, unknown>>
-}
 
 export interface Liveness {
   /** From the last heal (or the last acknowledgement, whichever is later) to the last first-effect of an event not held for the operator, ms. */
@@ -73,21 +38,6 @@ export interface CheckResult {
   liveness: Liveness
   /** Anomaly times (ms since the epoch) for the report's timeline marks. */
   marks: Array<{ at: number; kind: AnomalyKind }>
-}
-
-class Anomalies {
-  readonly byKind = Object.fromEntries(BAD_KINDS.map((k) => [k, { count: 0, examples: [] as Array<Record<string, unknown>> }])) as Record<AnomalyKind, AnomalyReport>
-  readonly seen = new Set<string>()
-  readonly marks: Array<{ at: number; kind: AnomalyKind }> = []
-  add(kind: AnomalyKind, subject: string, example: Record<string, unknown>, at?: number): void {
-    const id = `${kind}\0${subject}`
-    if (this.seen.has(id)) return
-    this.seen.add(id)
-    const report = this.byKind[kind]
-    report.count++
-    if (report.examples.length < MAX_EXAMPLES) report.examples.push(example)
-    if (at !== undefined && Number.isFinite(at)) this.marks.push({ at, kind })
-  }
 }
 
 function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
@@ -335,76 +285,6 @@ function checkDlqEntry(d: DlqEntry, history: History, byId: Map<string, Rehearsa
   } else if (ack.eventId !== event.id) wrong.push(`origin ${d.originPartition}@${d.originOffset} holds ${ack.eventId}, not ${event.id}`)
   if (d.originPartition !== undefined && d.partition !== d.originPartition) wrong.push(`DLQ partition ${d.partition} is not the origin partition ${d.originPartition}`)
   if (wrong.length > 0) a.add('dlq-wrong-metadata', where, { dlq: where, eventId: event.id, problems: wrong })
-}
-
-function checkOffsets(history: History, ackByOffset: Map<string, ProduceEntry>, a: Anomalies): void {
-  // Broker samples: never backwards, never past the log end.
-  const last = new Map<number, number>()
-  for (const sample of [...history.offsets].sort((x, y) => x.at - y.at)) {
-    for (const p of sample.partitions) {
-      if (p.committed < 0) continue
-      const before = last.get(p.partition)
-      if (before !== undefined && p.committed < before) a.add('offset-backwards', `${p.partition}@${sample.at}`, { partition: p.partition, from: before, to: p.committed, at: new Date(sample.at).toISOString() }, sample.at)
-      if (p.committed > p.high && p.high >= 0) a.add('offset-backwards', `${p.partition}:end@${p.committed}`, { partition: p.partition, committed: p.committed, logEnd: p.high, reason: 'committed past the log end' }, sample.at)
-      last.set(p.partition, Math.max(before ?? -1, p.committed))
-    }
-  }
-  // Commits reported by members: every acknowledged record below the offset finished before the commit.
-  const finished = new Map<string, number>()
-  for (const m of history.members) {
-    if (m.type !== 'processed' && m.type !== 'dead-letter' && m.type !== 'retry-tier' && m.type !== 'parked' && m.type !== 'record-parked' && m.type !== 'duplicate') continue
-    if (m.topic !== history.topic) continue
-    const k = `${m.partition}:${m.offset}`
-    const t = finished.get(k)
-    if (t === undefined || m.at < t) finished.set(k, m.at)
-  }
-  const perPartition = new Map<number, Array<{ offset: number; finishedAt: number }>>()
-  for (const [k, ack] of ackByOffset) {
-    const list = perPartition.get(ack.partition!) ?? []
-    list.push({ offset: ack.offset!, finishedAt: finished.get(k) ?? Number.POSITIVE_INFINITY })
-    perPartition.set(ack.partition!, list)
-  }
-  // Prefix maxima of finish times, by offset: the latest finish among records below an offset.
-  const prefix = new Map<number, { offsets: number[]; latest: number[]; culprit: number[] }>()
-  for (const [partition, list] of perPartition) {
-    list.sort((x, y) => x.offset - y.offset)
-    const latest: number[] = []
-    const culprit: number[] = []
-    let max = Number.NEGATIVE_INFINITY
-    let who = -1
-    for (const r of list) {
-      if (r.finishedAt > max) {
-        max = r.finishedAt
-        who = r.offset
-      }
-      latest.push(max)
-      culprit.push(who)
-    }
-    prefix.set(partition, { offsets: list.map((r) => r.offset), latest, culprit })
-  }
-  for (const m of history.members) {
-    if (m.type !== 'commit') continue
-    for (const c of m.offsets) {
-      if (c.topic !== history.topic) continue
-      const p = prefix.get(c.partition)
-      if (p === undefined) continue
-      // Index of the last acknowledged offset below c.
-      let lo = 0
-      let hi = p.offsets.length - 1
-      let idx = -1
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1
-        if (p.offsets[mid]! < c.offset) {
-          idx = mid
-          lo = mid + 1
-        } else hi = mid - 1
-      }
-      if (idx < 0 || p.latest[idx]! <= m.at) continue
-      const offset = p.culprit[idx]!
-      const ack = ackByOffset.get(`${c.partition}:${offset}`)
-      a.add('offset-past-unfinished', `${c.partition}:${offset}`, { member: m.member, partition: c.partition, committed: c.offset, unfinished: offset, eventId: ack?.eventId, committedAt: new Date(m.at).toISOString(), finishedAt: Number.isFinite(p.latest[idx]!) ? new Date(p.latest[idx]!).toISOString() : 'never' }, m.at)
-    }
-  }
 }
 
 function liveness(history: History, effectsByEvent: Map<string, EffectRow[]>, firstAck: (id: string) => number | undefined, held: (e: RehearsalEvent) => boolean): Liveness {
