@@ -41,8 +41,10 @@ export async function execute(def: AnyReconciliation, options: RunReconciliation
   const ctx: ReconcileContext = Object.freeze({ name: def.name, runId: run.id, repair: run.repair, db, signal, logger: log.child({ runId: run.id }) })
   ctx.logger.info({ resumed, repair: run.repair, phase: run.phase, cursor: run.cursor }, resumed ? 'reconciliation resumed' : 'reconciliation started')
   // The heartbeat tells other processes this run is alive however long one batch takes; unref: it never holds the process open.
+  // The last beat is awaited before the run returns: a beat still in flight must never land after it.
+  let beat: Promise<void> = Promise.resolve()
   const heartbeat = setInterval(() => {
-    heartbeatRun(db, run.id, fence).catch((err: unknown) => ctx.logger.warn({ err }, 'reconciliation heartbeat failed'))
+    beat = heartbeatRun(db, run.id, fence).catch((err: unknown) => ctx.logger.warn({ err }, 'reconciliation heartbeat failed'))
   }, Math.max(250, Math.floor(staleAfterMs / 4)))
   heartbeat.unref()
   try {
@@ -81,6 +83,7 @@ export async function execute(def: AnyReconciliation, options: RunReconciliation
     throw failure
   } finally {
     clearInterval(heartbeat)
+    await beat
   }
   metrics?.finished(def.name, 'completed')
   ctx.logger.info({ checked: run.checked, missing: run.missing, extra: run.extra, different: run.different, repaired: run.repaired }, 'reconciliation completed')
