@@ -68,10 +68,11 @@ export function deadLetterRate(input: { count: number; threshold: number; window
   return n
 }
 
-export function jobPaused(input: { jobId: string; reason: string | null; done: number; total: number; requestedBy: string; at: Date; publicUrl?: string }): Notification {
+/** `pause`: the job's pause count (each pause of one job is its own notification). */
+export function jobPaused(input: { jobId: string; pause: number; reason: string | null; done: number; total: number; requestedBy: string; at: Date; publicUrl?: string }): Notification {
   const n: Notification = {
     kind: 'job-paused',
-    dedupKey: `job-paused:${input.jobId}:${input.at.getTime()}`,
+    dedupKey: `job-paused:${input.jobId}:${input.pause}`,
     severity: 'warning',
     title: `Redrive job ${input.jobId} paused`,
     at: input.at.toISOString(),

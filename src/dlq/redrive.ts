@@ -880,7 +880,9 @@ export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: Crea
 async function setJobStatus(db: SqlQueryable, id: string, actor: string, to: RedriveJobStatus, from: readonly RedriveJobStatus[], reason: string): Promise<RedriveJob> {
   const jid = positiveId('job', id)
   text('actor', actor, 200)
-  const { rows } = await db.query(`update lifeline_dlq_jobs set status = $2, status_reason = $3, updated_at = now() where id = $1 and kind = 'redrive' and status = any($4::text[]) returning ${JOB_COLUMNS}`, [
+  const { rows } = await db.query(
+    `update lifeline_dlq_jobs set status = $2, status_reason = $3, updated_at = now(), pauses = pauses + (case when $2 = 'paused' then 1 else 0 end)
+      where id = $1 and kind = 'redrive' and status = any($4::text[]) returning ${JOB_COLUMNS}`, [
     jid, to, reason, [...from],
   ])
   if (rows.length > 0) return toJob(rows[0]!)
@@ -1230,7 +1232,7 @@ async function failureRate(run: Run): Promise<{ sent: number; failed: number; ag
 
 async function pauseSelf(run: Run, reason: string): Promise<void> {
   run.log.warn({ jobId: run.job.id, reason }, 'redrive job paused itself')
-  await run.deps.db.query(`update lifeline_dlq_jobs set status = 'paused', status_reason = $3, updated_at = now() where id = $1 and runner = $2 and status = 'running'`, [run.job.id, run.runner, reason])
+  await run.deps.db.query(`update lifeline_dlq_jobs set status = 'paused', status_reason = $3, updated_at = now(), pauses = pauses + 1 where id = $1 and runner = $2 and status = 'running'`, [run.job.id, run.runner, reason])
   run.stop.abort()
 }
 

@@ -90,17 +90,21 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
   const rate = options.deadLetterRate ? new RateWindow(options.deadLetterRate.windowMs) : undefined
   let lastRecordId = '0'
   let lastApprovalId = '0'
-  /** `id:updated_at` of the paused jobs already announced (or paused when the watcher started). */
+  /**
+   * `id:pauses` of the paused jobs seen at the last pass (announced, or paused when the watcher started). Not
+   * keyed by `updated_at`: a batch in flight when an operator pauses still records its progress, which moves
+   * `updated_at` while the job stays paused, and that is not a second pause. Each pause counts (`pauses`).
+   */
   let pausedSeen = new Set<string>()
   let loop: Promise<void> = Promise.resolve()
   let started = false
   let closing: Promise<void> | undefined
 
-  async function pausedJobs(): Promise<Array<{ id: string; status_reason: string | null; updated_at: Date; done: number; total: number; requested_by: string }>> {
-    const { rows } = await db.query(`select j.id::text as id, status_reason, updated_at, done, total, requested_by from lifeline_dlq_jobs j where status = 'paused' order by j.id`)
+  async function pausedJobs(): Promise<Array<{ id: string; pauses: number; status_reason: string | null; updated_at: Date; done: number; total: number; requested_by: string }>> {
+    const { rows } = await db.query(`select j.id::text as id, j.pauses, status_reason, updated_at, done, total, requested_by from lifeline_dlq_jobs j where status = 'paused' order by j.id`)
     return rows as never
   }
-  const pauseKey = (j: { id: string; updated_at: Date }) => `${j.id}:${j.updated_at.getTime()}`
+  const pauseKey = (j: { id: string; pauses: number }) => `${j.id}:${j.pauses}`
 
   /** The error message as it may leave: masked again under the processor's policies (with the record's value, so quoted clear values are found too). */
   async function safeMessage(row: NewRecordRow): Promise<string | null> {
@@ -176,7 +180,7 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
       const key = pauseKey(j)
       now.add(key)
       if (pausedSeen.has(key) || !options.notify) continue
-      options.notify(jobPaused({ jobId: j.id, reason: j.status_reason, done: num(j.done), total: num(j.total), requestedBy: j.requested_by, at: j.updated_at, ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }) }))
+      options.notify(jobPaused({ jobId: j.id, pause: num(j.pauses), reason: j.status_reason, done: num(j.done), total: num(j.total), requestedBy: j.requested_by, at: j.updated_at, ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }) }))
     }
     pausedSeen = now
   }
