@@ -246,6 +246,18 @@ export function RecordPage(props: { ctx: PageContext; record: Row; view: 'json' 
         </ol>
         {lives('Earlier lives', (r.earlierLives as Row[] | undefined) ?? [])}
         {lives('Later lives', (r.laterLives as Row[] | undefined) ?? [])}
+        {((r.copies as Row[] | undefined) ?? []).length === 0 ? null : (
+          <>
+            <h3>Further copies in the DLQ topic</h3>
+            <ul class="copies">
+              {(r.copies as Row[]).map((c) => (
+                <li>
+                  {String(c.topic)} partition {String(c.partition)} offset {String(c.offset)}, read {when(c.indexedAt)}: the same failure written again (a member that had lost its partition); not a second dead letter
+                </li>
+              ))}
+            </ul>
+          </>
+        )}
       </section>
     </Page>
   )

@@ -108,6 +108,8 @@ export interface DlqIndexerStats {
   indexed: number
   /** Records read again that were already stored. */
   duplicates: number
+  /** Further copies of a dead letter already stored (same group, origin and life; see `lifeline_dlq_copies`). */
+  copies: number
   /** Records linked to an earlier life (their replay id matched). */
   linked: number
   /** Records the database refused even as `unknown` (logged; still in their DLQ topic). */
@@ -127,11 +129,12 @@ export interface DlqIndexer {
 }
 
 function indexerMetrics(registry: Registry | undefined) {
-  if (!registry) return { indexed: (_t: string, _f: string, _n: number) => undefined, errors: (_t: string) => undefined }
+  if (!registry) return { indexed: (_t: string, _f: string, _n: number) => undefined, errors: (_t: string) => undefined, copies: (_t: string) => undefined }
   const counter = (name: string, help: string, labelNames: string[]) => metric(registry, name, () => new Counter({ name, help, labelNames, registers: [registry] }))
   const indexed = counter('lifeline_dlq_indexed_total', 'DLQ records stored by the indexer, by DLQ topic and format.', ['topic', 'format'])
   const errors = counter('lifeline_dlq_index_errors_total', 'DLQ records the indexer could not store at all (skipped; still in their topic).', ['topic'])
-  return { indexed: (topic: string, format: string, n: number) => indexed.inc({ topic, format }, n), errors: (topic: string) => errors.inc({ topic }) }
+  const copies = counter('lifeline_dlq_copies_total', 'Further copies of a stored dead letter read from a DLQ topic (recorded as copies, not as dead letters).', ['topic'])
+  return { indexed: (topic: string, format: string, n: number) => indexed.inc({ topic, format }, n), errors: (topic: string) => errors.inc({ topic }), copies: (topic: string) => copies.inc({ topic }) }
 }
 
 /** A minimal context for a record whose parsing or storing failed: its bytes are kept, nothing parsed. */
@@ -164,7 +167,7 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
   const metrics = indexerMetrics(options.metrics?.registry)
   const db = options.db
 
-  const stats = { indexed: 0, duplicates: 0, linked: 0, skipped: 0, byFormat: {} as Partial<Record<DeadLetterFormat, number>>, lastIndexedAt: undefined as number | undefined }
+  const stats = { indexed: 0, duplicates: 0, copies: 0, linked: 0, skipped: 0, byFormat: {} as Partial<Record<DeadLetterFormat, number>>, lastIndexedAt: undefined as number | undefined }
   const stop = new AbortController()
   let consumer: KafkaConsumer | undefined
   let starting: Promise<void> | undefined
@@ -283,6 +286,12 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
     const counts = new Map<string, number>()
     results.forEach((result, i) => {
       if (result === undefined) return
+      if (result.copy === true) {
+        stats.copies++
+        metrics.copies(items[i]!.record.topic)
+        log.warn({ topic: items[i]!.record.topic, partition: items[i]!.record.partition, offset: items[i]!.record.offset, record: result.id }, 'a further copy of a stored dead letter (same group, origin and life): recorded as a copy')
+        return
+      }
       if (!result.inserted) {
         stats.duplicates++
         return

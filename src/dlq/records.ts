@@ -110,6 +110,8 @@ export interface DlqRecordDetail extends DlqRecord {
   earlierLives: DlqRecordSummary[]
   /** Later lives: records that came back from a replay of this one. */
   laterLives: DlqRecordSummary[]
+  /** Further copies of this dead letter read from its DLQ topic (where they are), oldest first. */
+  copies: Array<{ topic: string; partition: number; offset: string; indexedAt: Date }>
 }
 
 export interface RecordFilter {
@@ -146,6 +148,12 @@ export interface IndexResult {
   previousId?: string
   /** Whether that earlier life became `failed-again`. */
   failedAgain?: boolean
+  /**
+   * Set when the record is a further copy of a dead letter already stored (same consumer group, origin and
+   * life: e.g. the late write of a member that had lost its partition): `id` is that dead letter's, and the
+   * copy's place is kept in `lifeline_dlq_copies` (migration 0012).
+   */
+  copy?: boolean
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -343,7 +351,7 @@ let lastInsert: { rows: number; text: string } | undefined
 function insertStatement(rows: number): string {
   if (lastInsert?.rows !== rows) {
     const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map((column, i) => `$${r * COLUMNS.length + i + 1}${CASTS[column] ?? ''}`).join(', ')})`)
-    lastInsert = { rows, text: `insert into lifeline_dlq_records (${COLUMNS.join(', ')}) values ${values.join(', ')} on conflict (topic, partition, "offset") do nothing returning id, topic, partition, "offset"` }
+    lastInsert = { rows, text: `insert into lifeline_dlq_records (${COLUMNS.join(', ')}) values ${values.join(', ')} on conflict do nothing returning id, topic, partition, "offset"` }
   }
   return lastInsert.text
 }
@@ -351,7 +359,26 @@ function insertStatement(rows: number): string {
 const tpo = (topic: string, partition: number, offset: number | string) => `${topic}\u0000${partition}\u0000${offset}`
 
 /**
- * Stores dead letters, idempotent on (topic, partition, offset), in one transaction. A record whose replay id
+ * A record the insert left out that is not stored at its place: a further copy of a dead letter with the same
+ * identity (the unique index lifeline_dlq_records_identity). Its place is recorded against that dead letter.
+ */
+async function storeCopy(tx: SqlQueryable, item: IndexItem): Promise<IndexResult> {
+  const { record: r, context: c } = item
+  const { rows } = await tx.query(
+    `select id from lifeline_dlq_records
+      where format = 'lifeline' and copy_of is null and consumer_group = $1 and origin_topic = $2 and origin_partition = $3 and origin_offset = $4 and coalesce(replay_id, '') = $5`,
+    [cleanOrNull(c.consumerGroup), cleanOrNull(c.originTopic), int32(c.originPartition), int64(c.originOffset), cleanOrNull(c.replayId) ?? ''],
+  )
+  const id = rows[0]?.id
+  if (id === undefined) throw new Error(`the DLQ record ${r.topic}/${r.partition}@${r.offset} was neither stored nor found at its place or by its identity`)
+  await tx.query('insert into lifeline_dlq_copies (topic, partition, "offset", record_id) values ($1, $2, $3, $4) on conflict do nothing', [clean(r.topic), r.partition, r.offset, id])
+  return { id: String(id), inserted: false, copy: true }
+}
+
+/**
+ * Stores dead letters, idempotent on (topic, partition, offset), in one transaction. A Lifeline dead letter
+ * with the identity of one already stored (consumer group, origin topic/partition/offset, replay id) is a
+ * copy: it is recorded as such (`copy: true`), not stored as a second dead letter. A record whose replay id
  * matches a replay is linked to the record that replay was made from (`previous_id`), and that earlier life
  * becomes `failed-again` (with an event by `indexer`) when it was `replayed` or `replaying`.
  */
@@ -376,7 +403,7 @@ export async function indexRecords(db: SqlExecutor, items: readonly IndexItem[])
       const result = byKey.get(key)
       if (!result) {
         const { rows } = await tx.query('select id from lifeline_dlq_records where topic = $1 and partition = $2 and "offset" = $3', [clean(item.record.topic), item.record.partition, item.record.offset])
-        byKey.set(key, { id: String(rows[0]?.id), inserted: false })
+        byKey.set(key, rows[0] === undefined ? await storeCopy(tx, item) : { id: String(rows[0].id), inserted: false })
       } else if (item.context.replayId !== undefined) {
         Object.assign(result, await link(tx, result.id, clean(item.context.replayId), item.record))
       }
@@ -476,7 +503,7 @@ export async function getRecord(db: SqlQueryable, id: string | number): Promise<
   const rid = recordId(id)
   const { rows } = await db.query(`select ${FULL_SELECT} from lifeline_dlq_records where id = $1`, [rid])
   if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `DLQ record ${rid} does not exist`, { details: { id: rid } })
-  const [events, earlier, later] = await Promise.all([
+  const [events, earlier, later, copies] = await Promise.all([
     db.query('select id, record_id, from_status, to_status, actor, reason, detail, at from lifeline_dlq_events where record_id = $1 order by id', [rid]),
     db.query(
       `with recursive lives(id, depth) as (
@@ -488,12 +515,14 @@ export async function getRecord(db: SqlQueryable, id: string | number): Promise<
       [rid],
     ),
     db.query(`select ${summaryColumns()} from lifeline_dlq_records where previous_id = $1 order by id`, [rid]),
+    db.query('select topic, partition, "offset"::text as "offset", indexed_at from lifeline_dlq_copies where record_id = $1 order by indexed_at, topic, partition, "offset"', [rid]),
   ])
   return {
     ...toRecord(rows[0]!),
     events: events.rows.map((e) => ({ id: String(e.id), recordId: String(e.record_id), from: (e.from_status as DlqStatus | null) ?? null, to: e.to_status as DlqStatus, actor: e.actor as string, reason: strOrNull(e.reason), detail: (e.detail as Record<string, unknown>) ?? {}, at: e.at as Date })),
     earlierLives: earlier.rows.map(toSummary),
     laterLives: later.rows.map(toSummary),
+    copies: copies.rows.map((c) => ({ topic: c.topic as string, partition: Number(c.partition), offset: String(c.offset), indexedAt: c.indexed_at as Date })),
   }
 }
 

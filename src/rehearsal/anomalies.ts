@@ -29,7 +29,7 @@ export const PROPERTY_TEXT: Record<AnomalyKind, string> = {
   'aborted-effect': 'an effect of an attempt that threw (rolled back), of no logged attempt, or started by a member after it lost the partition (zombie)',
   'dlq-missing': 'a poison event that failed before the fix has no DLQ record and no effect',
   'dlq-spurious': 'a DLQ record for an event that is not poison',
-  'dlq-duplicated': 'two DLQ records for one source record (same origin partition and offset), redrive lives excluded',
+  'dlq-duplicated': 'two DLQ records for one source record (same origin partition and offset), redrive lives excluded, that the DLQ processor did not store as one dead letter and its copy',
   'dlq-wrong-metadata': 'DLQ origin topic/partition/offset/key/partition do not match the produce acknowledgement',
   'dlq-bytes': 'DLQ value bytes differ from the bytes produced',
   'replay-mismatch': 'after the fix, a redriven event is not applied exactly once, a discarded one is applied, a second redrive added effects, or a key state differs from the oracle',

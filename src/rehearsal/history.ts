@@ -105,4 +105,9 @@ export interface History {
   healedAt: number
   /** Value sha256 per event id (what every copy carried). */
   valueSha: ReadonlyMap<string, string>
+  /**
+   * The DLQ processor's view after the operator phase: the dead letter (record id) each DLQ record
+   * (`partition@offset`) was stored as, or is a copy of. Absent when the operator phase did not run.
+   */
+  dlqIndex?: Readonly<Record<string, string>>
 }

@@ -15,7 +15,7 @@ import { discardRecord, replayRecord, type RedriveDeps } from '../dlq/redrive.js
 import { createProducer } from '../kafka/index.js'
 import type { Logger } from '../logger.js'
 import { createParkedKeys } from '../ordering/state-store.js'
-import type { SqlExecutor } from '../store/executor.js'
+import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import { CRASH_ENV } from '../util/crash-points.js'
 import { seededRandom, deriveSeed } from './random.js'
 import type { RehearsalEvent } from './workload.js'
@@ -95,7 +95,7 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
   await indexer.start()
   await producer.connect()
   const deps: RedriveDeps = { db: options.db, producer, parkedKeys: createParkedKeys(options.db), logger: options.logger, kafka: { brokers: options.brokers } }
-  await waitFor(async () => indexer.stats().indexed + indexer.stats().duplicates >= options.expected, 120_000, options.signal)
+  await waitFor(async () => indexer.stats().indexed + indexer.stats().duplicates + indexer.stats().copies >= options.expected, 120_000, options.signal)
   options.onProgress?.(`indexed ${indexer.stats().indexed} dead letters`)
   await options.db.query('update rehearsal_control set fixed = true where id = 1')
   const fixedAt = Date.now()
@@ -154,4 +154,19 @@ export async function operate(options: OperatorOptions): Promise<OperatorSession
       await Promise.allSettled([indexer.close(), producer.close()])
     },
   }
+}
+
+/**
+ * What the DLQ processor made of a DLQ topic: for each record (`partition@offset`), the dead letter it was
+ * stored as, or the one it is a copy of (`lifeline_dlq_copies`). The checker counts records stored as one
+ * dead letter once.
+ */
+export async function readDlqIndex(db: SqlQueryable, dlqTopic: string): Promise<Record<string, string>> {
+  const { rows } = await db.query<{ partition: number; offset: string; id: string }>(
+    `select partition, "offset"::text as "offset", id::text as id from lifeline_dlq_records where topic = $1
+     union all
+     select partition, "offset"::text, record_id::text from lifeline_dlq_copies where topic = $1`,
+    [dlqTopic],
+  )
+  return Object.fromEntries(rows.map((r) => [`${Number(r.partition)}@${r.offset}`, r.id]))
 }

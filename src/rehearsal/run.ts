@@ -26,7 +26,7 @@ import { readMemberLog } from './member-log.js'
 import { saveHistory } from './recheck.js'
 import { Members } from './members.js'
 import { planSchedule, ROOT_KINDS, type FaultKind, type ScheduledFault } from './nemesis.js'
-import { operate } from './operator.js'
+import { operate, readDlqIndex } from './operator.js'
 import { runProducers, valueShas } from './producer.js'
 import { generateWorkload, type WorkloadOptions } from './workload.js'
 import { deriveSeed } from './random.js'
@@ -272,6 +272,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
   }
 
   const dlq = await readDlq(env.brokers, env.admin, dlqTopic)
+  const dlqIndex = operatorLog.ran ? await readDlqIndex(db, dlqTopic) : undefined
   operatorLog.finalState = await readKeyState(db)
   const effects = await readEffects(db)
   await db.close()
@@ -291,6 +292,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     operator: operatorLog,
     healedAt,
     valueSha: valueShas(workload),
+    ...(dlqIndex === undefined ? {} : { dlqIndex }),
   }
   saveHistory(rawDir, history)
   const result = check(history)

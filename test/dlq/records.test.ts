@@ -47,6 +47,42 @@ for (const kind of databaseKinds()) {
     assert.equal(await countRecords(d), 3)
   })
 
+  test(`${kind}: a late copy of a stored dead letter (same group, origin and life) is recorded as a copy, not as a second dead letter (rehearsal finding F3)`, async (t) => {
+    const d = await db(t, kind)
+    const origin = { originTopic: 'orders', originPartition: 1, originOffset: 800 }
+    // The member that took over the partition dead-lettered the head first; the cut-off member's write landed later.
+    const first = await indexRecord(d, rec({ partition: 1 }), ctx({ ...origin, lastFailureAt: Date.UTC(2025, 0, 10, 0, 0, 1) }))
+    const late = rec({ partition: 1 })
+    const copy = await indexRecord(d, late, ctx({ ...origin, lastFailureAt: Date.UTC(2025, 0, 10, 0, 0, 0) }))
+    assert.deepEqual(copy, { id: first.id, inserted: false, copy: true })
+    assert.equal(await countRecords(d), 1, 'one dead letter for the operator')
+    assert.equal(await countRecords(d, { status: 'pending' }), 1)
+    // Read again after a restart: still one copy, found at its place.
+    const again = await indexRecords(d, [{ record: late, context: ctx({ ...origin }) }])
+    assert.deepEqual(again, [{ id: first.id, inserted: false, copy: true }])
+    const stored = await getRecord(d, first.id)
+    assert.deepEqual(stored.copies.map((c) => [c.topic, c.partition, c.offset]), [['orders.dlq', 1, String(late.offset)]])
+    // Two copies in one batch: the first stored, the second a copy.
+    const origin2 = { originTopic: 'orders', originPartition: 1, originOffset: 801 }
+    const batch = await indexRecords(d, [{ record: rec({ partition: 1 }), context: ctx(origin2) }, { record: rec({ partition: 1 }), context: ctx(origin2) }])
+    assert.deepEqual(batch.map((x) => [x.inserted, x.copy === true]), [[true, false], [false, true]])
+    assert.equal(batch[1]!.id, batch[0]!.id)
+    // Not copies: another group, another origin offset, a later life (a replay that came back), a foreign format.
+    const distinct = await indexRecords(d, [
+      { record: rec({ partition: 1 }), context: ctx({ ...origin, consumerGroup: 'audit' }) },
+      { record: rec({ partition: 1 }), context: ctx({ ...origin, originOffset: 799 }) },
+      { record: rec({ partition: 1 }), context: ctx({ ...origin, replayId: 'r-1' }) },
+      { record: rec({ partition: 1 }), context: ctx({ ...origin, format: 'spring' }) },
+      { record: rec({ partition: 1 }), context: ctx({ ...origin, format: 'spring' }) },
+    ])
+    assert.deepEqual(distinct.map((x) => x.inserted), [true, true, true, true, true])
+    // The same life twice (a replay's copy written twice) is a copy again.
+    const replayCopy = await indexRecord(d, rec({ partition: 1 }), ctx({ ...origin, replayId: 'r-1' }))
+    assert.equal(replayCopy.copy, true)
+    assert.equal(replayCopy.id, distinct[2]!.id)
+    assert.equal(await countRecords(d), 7)
+  })
+
   test(`${kind}: values PostgreSQL text cannot hold are stored (NUL, lone surrogates, huge and negative numbers)`, async (t) => {
     const d = await db(t, kind)
     const r = rec({ topic: 'odd.dlq', headers: [{ key: 'k\u0000ey', value: Buffer.from('a\u0000b') }, { key: '\ud800', value: Buffer.from([0xc3, 0x28]) }] })

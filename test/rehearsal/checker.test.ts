@@ -115,6 +115,18 @@ describe('rehearsal checker', () => {
     assert.deepEqual(flagged({ ...h, dlq: [...h.dlq, { ...h.dlq[0]!, offset: 1 }] }), ['dlq-duplicated'])
   })
 
+  test('two DLQ records the DLQ processor stored as one dead letter and its copy are folded, not dlq-duplicated; stored as two, or unknown to it, they are', () => {
+    const h = cleanHistory()
+    const first = h.dlq[0]!
+    const dlq = [...h.dlq, { ...first, offset: first.offset + 1 }]
+    const at = (d: DlqEntry) => `${d.partition}@${d.offset}`
+    const folded = check({ ...h, dlq, dlqIndex: { [at(first)]: '7', [at(dlq.at(-1)!)]: '7' } })
+    assert.equal(folded.valid, true)
+    assert.equal(folded.counts['dlq.copies-folded'], 1)
+    assert.deepEqual(flagged({ ...h, dlq, dlqIndex: { [at(first)]: '7', [at(dlq.at(-1)!)]: '8' } }), ['dlq-duplicated'])
+    assert.deepEqual(flagged({ ...h, dlq, dlqIndex: { [at(first)]: '7' } }), ['dlq-duplicated'])
+  })
+
   test('a record that came back after a redrive is a new life, not a duplicate', () => {
     const h = cleanHistory()
     assert.deepEqual(flagged({ ...h, dlq: [...h.dlq, { ...h.dlq[0]!, offset: 1, originTopic: `${TOPIC}.retry.1`, replayId: 'r-1' }] }), [])
