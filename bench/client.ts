@@ -20,6 +20,7 @@
  */
 import { randomBytes, randomInt } from 'node:crypto'
 import { LifelineError } from '../src/errors.js'
+import { BenchError } from './lib/errors.js'
 import { clientVersion, createAdmin, createConsumer, createProducer } from '../src/kafka/index.js'
 import type { KafkaAdmin, KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
 import { CONSUMER_PERFORMANCE, parseConsumerPerformance, parseProducerPerformance, PRODUCER_PERFORMANCE, runJavaTool, type ConsumerSummary, type ProducerSummary } from './lib/java-perf.js'
@@ -353,8 +354,8 @@ async function produce(producer: KafkaProducer, topic: string, value: Buffer, co
   }
   await Promise.all(inflight)
   const ms = performance.now() - started
-  if (failure !== undefined) throw new LifelineError('LL_BENCH_FAILED', `producing to ${topic} failed: ${(failure as Error).message}`, { cause: failure })
-  if (acked !== count) throw new LifelineError('LL_BENCH_FAILED', `producing to ${topic}: ${acked} of ${count} records acknowledged`)
+  if (failure !== undefined) throw new BenchError('BENCH_FAILED', `producing to ${topic} failed: ${(failure as Error).message}`, { cause: failure })
+  if (acked !== count) throw new BenchError('BENCH_FAILED', `producing to ${topic}: ${acked} of ${count} records acknowledged`)
   return { ms, batchMs }
 }
 
@@ -384,7 +385,7 @@ async function consume(ctx: BenchContext, topic: string, count: number, config: 
     while (records < count) {
       if (ctx.signal.aborted) throw new LifelineError('LL_ABORTED', 'benchmark aborted')
       if (performance.now() > deadline) {
-        throw new LifelineError('LL_BENCH_FAILED', `node consumer read ${records} of ${count} records from ${topic} in ${CONSUME_TIMEOUT_MS} ms`)
+        throw new BenchError('BENCH_FAILED', `node consumer read ${records} of ${count} records from ${topic} in ${CONSUME_TIMEOUT_MS} ms`)
       }
       const batch = await consumer.poll(POLL_MAX, POLL_TIMEOUT_MS)
       records += batch.length
@@ -400,5 +401,5 @@ async function consume(ctx: BenchContext, topic: string, count: number, config: 
 /** Checks the topic holds exactly `expected` records: every acknowledged record really landed once. */
 async function expectRecords(admin: KafkaAdmin, topic: string, expected: number): Promise<void> {
   const total = (await admin.topicOffsets(topic)).reduce((sum, p) => sum + p.high - p.low, 0)
-  if (total !== expected) throw new LifelineError('LL_BENCH_FAILED', `${topic} holds ${total} records, expected ${expected}`)
+  if (total !== expected) throw new BenchError('BENCH_FAILED', `${topic} holds ${total} records, expected ${expected}`)
 }

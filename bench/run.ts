@@ -17,6 +17,7 @@ import { join, relative } from 'node:path'
 import { KAFKA_VERSION } from '../src/dev/kafka-jars.js'
 import { startKafka, type KafkaCluster } from '../src/dev/kafka-launcher.js'
 import { isLifelineError, LifelineError } from '../src/errors.js'
+import { BenchError, isBenchError } from './lib/errors.js'
 import { clientVersion } from '../src/kafka/index.js'
 import { createLogger } from '../src/logger.js'
 import { buildRecord, fmt, writeRecord, writeResultsMarkdown } from './lib/results.js'
@@ -74,9 +75,9 @@ function parseArgs(argv: readonly string[]): Args | 'help' {
     else if (name === undefined) name = arg
     else throw new LifelineError('LL_OPTIONS_INVALID', `one benchmark at a time: got "${name}" and "${arg}"\n\n${usage()}`)
   }
-  if (name === undefined) throw new LifelineError('LL_BENCH_UNKNOWN', `missing benchmark name\n\n${usage()}`)
+  if (name === undefined) throw new BenchError('BENCH_UNKNOWN', `missing benchmark name\n\n${usage()}`)
   if (!Object.hasOwn(BENCHMARKS, name)) {
-    throw new LifelineError('LL_BENCH_UNKNOWN', `unknown benchmark "${name}"\n\n${usage()}`, { details: { name } })
+    throw new BenchError('BENCH_UNKNOWN', `unknown benchmark "${name}"\n\n${usage()}`, { details: { name } })
   }
   return { name: name as BenchName, quick }
 }
@@ -160,9 +161,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = code
   },
   (err: unknown) => {
-    const usageError = isLifelineError(err, 'LL_BENCH_UNKNOWN') || isLifelineError(err, 'LL_OPTIONS_INVALID')
+    const usageError = isBenchError(err, 'BENCH_UNKNOWN') || isLifelineError(err, 'LL_OPTIONS_INVALID')
     const aborted = isLifelineError(err, 'LL_ABORTED')
-    const code = isLifelineError(err) ? `${err.code}: ` : ''
+    const code = isLifelineError(err) || isBenchError(err) ? `${err.code}: ` : ''
     process.stderr.write(`bench: ${code}${err instanceof Error ? err.message : String(err)}\n`)
     if (!usageError && !aborted && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`)
     process.exitCode = usageError ? 2 : aborted ? 130 : 1

@@ -34,8 +34,6 @@ export const ErrorCodes = {
   LL_DEAD_LETTER: { retriable: true, summary: 'Writing a record to its dead-letter topic failed (the partition pauses and the write is retried), or the onDeadLetter hook failed (retried up to retry.maxAttempts).' },
   LL_CONSUMER_CLOSE: { retriable: false, summary: 'close() ran every step, but some failed; details.errors lists them.' },
   LL_CONSUMER_STATE: { retriable: false, summary: 'A consumer method was called in the wrong state (e.g. start() twice, or after close()).' },
-  LL_BENCH_UNKNOWN: { retriable: false, summary: 'npm run bench was given a benchmark name that does not exist.' },
-  LL_BENCH_FAILED: { retriable: false, summary: 'A benchmark could not complete: a perf tool failed, timed out, or printed output that could not be parsed.' },
   LL_ABORTED: { retriable: false, summary: 'A wait was cancelled by close() or an AbortSignal.' },
   LL_ARGUMENT_INVALID: { retriable: false, summary: 'A function was called outside its contract (e.g. a negative or fractional offset): a bug in the caller.' },
   LL_DECODE: { retriable: false, summary: 'A record key or value could not be decoded (bad bytes for its format); retrying cannot help.' },

@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process'
 import { LifelineError } from '../../src/errors.js'
+import { BenchError } from './errors.js'
 import { javaCommand, resolveKafkaJars } from '../../src/dev/kafka-jars.js'
 
 export const PRODUCER_PERFORMANCE = 'org.apache.kafka.tools.ProducerPerformance'
@@ -43,14 +44,14 @@ export async function runJavaTool(mainClass: string, args: readonly string[], op
   const short = mainClass.split('.').pop() ?? mainClass
   const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.on('error', (err) =>
-      reject(new LifelineError(err.name === 'AbortError' ? 'LL_ABORTED' : 'LL_BENCH_FAILED', `${short} could not run: ${err.message}`, { cause: err })),
+      reject(err.name === 'AbortError' ? new LifelineError('LL_ABORTED', `${short} could not run: ${err.message}`, { cause: err }) : new BenchError('BENCH_FAILED', `${short} could not run: ${err.message}`, { cause: err })),
     )
     child.on('close', (c, s) => resolve({ code: c, signal: s }))
   })
   const run: JavaRun = { stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8'), wallMs: performance.now() - started }
   if (code !== 0) {
     const why = signal !== null ? `was killed by ${signal}${performance.now() - started >= timeoutMs ? ` after the ${timeoutMs} ms timeout` : ''}` : `exited with code ${code}`
-    throw new LifelineError('LL_BENCH_FAILED', `${short} ${why}. Output tail:\n${tail(run.stdout + run.stderr, 20)}`)
+    throw new BenchError('BENCH_FAILED', `${short} ${why}. Output tail:\n${tail(run.stdout + run.stderr, 20)}`)
   }
   return run
 }
@@ -98,7 +99,7 @@ export function parseProducerPerformance(output: string): { total: ProducerSumma
     else steady = summary
   }
   if (total === null) {
-    throw new LifelineError('LL_BENCH_FAILED', `no final summary line in ProducerPerformance output:\n${tail(output, 20)}`)
+    throw new BenchError('BENCH_FAILED', `no final summary line in ProducerPerformance output:\n${tail(output, 20)}`)
   }
   return { total, steady }
 }
@@ -143,14 +144,14 @@ export function parseConsumerPerformance(output: string): ConsumerSummary {
   const headerAt = lines.findIndex((l) => l.startsWith('start.time,'))
   const data = headerAt >= 0 ? lines.slice(headerAt + 1).find((l) => l.length > 0) : undefined
   if (headerAt < 0 || data === undefined) {
-    throw new LifelineError('LL_BENCH_FAILED', `no result line in ConsumerPerformance output:\n${tail(output, 20)}`)
+    throw new BenchError('BENCH_FAILED', `no result line in ConsumerPerformance output:\n${tail(output, 20)}`)
   }
   const header = lines[headerAt]!.split(',').map((c) => c.trim())
   const values = data.split(',').map((c) => c.trim())
   const pick = (column: string): number => {
     const i = header.indexOf(column)
     const n = i >= 0 ? Number(values[i]) : Number.NaN
-    if (!Number.isFinite(n)) throw new LifelineError('LL_BENCH_FAILED', `ConsumerPerformance column ${column} missing or not a number in:\n${lines[headerAt]}\n${data}`)
+    if (!Number.isFinite(n)) throw new BenchError('BENCH_FAILED', `ConsumerPerformance column ${column} missing or not a number in:\n${lines[headerAt]}\n${data}`)
     return n
   }
   const out = {} as ConsumerSummary

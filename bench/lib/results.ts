@@ -8,7 +8,7 @@ import { cpus, platform, arch, totalmem } from 'node:os'
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { LifelineError } from '../../src/errors.js'
+import { BenchError } from './errors.js'
 import { curveProblems, renderCurveSvg, renderCurveTable } from './charts.js'
 import type { BenchRecord, BenchResult } from './types.js'
 
@@ -50,7 +50,7 @@ export function buildRecord(result: BenchResult, env: RecordEnvironment, machine
   const max = result.target?.maxRatio ?? null
   const met = min === null && max === null ? null : ratio !== null && (min === null || ratio >= min) && (max === null || ratio <= max)
   const problems = (result.curves ?? []).flatMap(curveProblems)
-  if (problems.length > 0) throw new LifelineError('LL_BENCH_FAILED', `unusable scale curve: ${problems.join('; ')}`)
+  if (problems.length > 0) throw new BenchError('BENCH_FAILED', `unusable scale curve: ${problems.join('; ')}`)
   const checks = result.checks?.map((c) => {
     const m = result.metrics[c.metric]
     const b = c.baseline === undefined ? undefined : result.metrics[c.baseline]
@@ -106,7 +106,7 @@ export function readRecords(dir = RESULTS_DIR): BenchRecord[] {
       try {
         return JSON.parse(readFileSync(join(dir, f), 'utf8')) as BenchRecord
       } catch (err) {
-        throw new LifelineError('LL_BENCH_FAILED', `cannot read result file ${join(dir, f)}: ${(err as Error).message}`, { cause: err })
+        throw new BenchError('BENCH_FAILED', `cannot read result file ${join(dir, f)}: ${(err as Error).message}`, { cause: err })
       }
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
