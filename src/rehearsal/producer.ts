@@ -57,6 +57,8 @@ export function runProducers(options: ProducerRunOptions): ProducerRun {
 
   const sendOne = async (s: PlannedSend): Promise<void> => {
     const event = options.workload.byId.get(s.eventId)!
+    let failure: ProduceEntry | undefined
+    let delay = options.retryDelayMs ?? 1000
     for (;;) {
       if (stopped) return
       const at = Date.now()
@@ -68,8 +70,18 @@ export function runProducers(options: ProducerRunOptions): ProducerRun {
         return
       } catch (err) {
         const code = isLifelineError(err) ? (err.details as { nativeCode?: unknown } | undefined)?.nativeCode : undefined
-        log.push({ eventId: s.eventId, copy: s.copy, producer: s.producer, at, doneAt: Date.now(), outcome: DEFINITE_FAILURES.has(code) ? 'failed' : 'unknown', error: (err as Error).message })
-        await new Promise((r) => setTimeout(r, options.retryDelayMs ?? 1000))
+        const outcome = DEFINITE_FAILURES.has(code) ? 'failed' : 'unknown'
+        const error = (err as Error).message
+        if (failure !== undefined && failure.outcome === outcome && failure.error === error) {
+          failure.repeats = (failure.repeats ?? 0) + 1
+          failure.doneAt = Date.now()
+        } else {
+          failure = { eventId: s.eventId, copy: s.copy, producer: s.producer, at, doneAt: Date.now(), outcome, error }
+          log.push(failure)
+        }
+        await new Promise((r) => setTimeout(r, delay))
+        // Back off while the failures last (up to 8 retry delays), as a real producer's retries do.
+        delay = Math.min(delay * 2, (options.retryDelayMs ?? 1000) * 8)
       }
     }
   }
