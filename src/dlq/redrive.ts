@@ -37,6 +37,8 @@ import { endFailed, spanContextFrom, startSendSpan, tracingActive, withTraceHead
 import type { Span } from '@opentelemetry/api'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { sleep } from '../util/sleep.js'
+import { jsonDiff, type DiffOp, type JsonValue as Json } from '../util/json-diff.js'
+import { RateLimiter } from '../util/rate-limiter.js'
 import { uuidV7 } from '../util/uuid-v7.js'
 import { jobActor } from './actors.js'
 import { appendAudit, type AuditEntry } from './audit.js'
@@ -533,39 +535,6 @@ export function replayRecord(deps: RedriveDeps, id: string, opts: { actor: strin
 // ---------------------------------------------------------------------------------------------------------
 // Edit and replay
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json }
-
-export interface DiffOp {
-  op: 'add' | 'remove' | 'replace'
-  /** JSON pointer (RFC 6901). */
-  path: string
-  value?: Json
-  /** The value before (remove, replace). */
-  old?: Json
-}
-
-const pointer = (path: string, key: string | number) => `${path}/${String(key).replace(/~/g, '~0').replace(/\//g, '~1')}`
-
-/** An RFC 6902-like diff (add / remove / replace with the old value), objects by key, arrays by index. */
-export function jsonDiff(before: Json | undefined, after: Json, path = ''): DiffOp[] {
-  if (before === undefined) return [{ op: 'add', path, value: after }]
-  if (typeof before !== typeof after || before === null || after === null || Array.isArray(before) !== Array.isArray(after) || typeof before !== 'object') {
-    return JSON.stringify(before) === JSON.stringify(after) ? [] : [{ op: 'replace', path, old: before, value: after }]
-  }
-  const ops: DiffOp[] = []
-  if (Array.isArray(before) && Array.isArray(after)) {
-    for (let i = 0; i < Math.min(before.length, after.length); i++) ops.push(...jsonDiff(before[i], after[i]!, pointer(path, i)))
-    for (let i = before.length; i < after.length; i++) ops.push({ op: 'add', path: pointer(path, i), value: after[i]! })
-    for (let i = before.length - 1; i >= after.length; i--) ops.push({ op: 'remove', path: pointer(path, i), old: before[i]! })
-    return ops
-  }
-  const b = before as Record<string, Json>
-  const a = after as Record<string, Json>
-  for (const k of Object.keys(b)) if (!Object.hasOwn(a, k)) ops.push({ op: 'remove', path: pointer(path, k), old: b[k]! })
-  for (const k of Object.keys(a)) ops.push(...jsonDiff(Object.hasOwn(b, k) ? b[k] : undefined, a[k]!, pointer(path, k)))
-  return ops
-}
-
 const compiled = new WeakMap<object, ReturnType<typeof Compile>>()
 
 /**
@@ -678,42 +647,6 @@ export function discardRecord(deps: RedriveDeps, id: string, opts: { actor: stri
 /** Marks a record handled by other means (with a reason) and releases its parked key. */
 export function resolveRecord(deps: RedriveDeps, id: string, opts: { actor: string; reason: string; audit?: AuditEntry }): Promise<void> {
   return close(deps, id, 'resolved', opts)
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Rate limiting
-
-/**
- * A sliding-window limiter: `acquire()` resolves with the admission time (ms since the epoch) once fewer
- * than `rate` admissions happened in the last second, so no 1-second window ([t, t + 1000) in these
- * times) ever holds more than `rate`. Bulk sends stamp the record with that time.
- */
-export class RateLimiter {
-  readonly #ring: number[]
-  #next = 0
-  #count = 0
-  constructor(readonly rate: number, readonly windowMs = 1000) {
-    if (!Number.isSafeInteger(rate) || rate < 1) throw invalid('rate must be a positive integer', { field: 'rate' })
-    this.#ring = new Array<number>(rate).fill(0)
-  }
-
-  async acquire(signal?: AbortSignal): Promise<number> {
-    for (;;) {
-      const now = Date.now()
-      if (this.#count < this.rate) {
-        this.#ring[(this.#next + this.#count) % this.rate] = now
-        this.#count++
-        return now
-      }
-      const oldest = this.#ring[this.#next]!
-      if (oldest <= now - this.windowMs) {
-        this.#ring[this.#next] = now
-        this.#next = (this.#next + 1) % this.rate
-        return now
-      }
-      await sleep(oldest + this.windowMs - now, signal ?? new AbortController().signal)
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
