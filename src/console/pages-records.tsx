@@ -5,7 +5,7 @@
  * @module
  */
 import type { Child } from 'hono/jsx'
-import type { DiffOp } from '../dlq/redrive.js'
+import type { DiffOp } from '../util/json-diff.js'
 import { Csrf, Field, Head, may, NextPage, Notice, Page, ReasonForm, Select, when, type PageContext } from './layout.js'
 
 type Row = Record<string, unknown>

@@ -36,7 +36,12 @@ import { ACTION_ROLES, checkToken, createToken, listTokens, mayPerform, revokeTo
 import { elevatedReasons, requireApproverFor, type ElevatedReason, type ReplayScope } from './permissions.js'
 import { RefusalSampler, type RefusalSamplerOptions } from './refusals.js'
 import { countRecords, getRecord, getRecordSummary, groupRecords, listRecords, MAX_LIMIT, parseFilter } from './records.js'
-import * as redrive from './redrive.js'
+import { editRecord, prepareEdit } from './redrive/edit.js'
+import { cancelJob, createRedriveJob, getJob, listJobs, pauseJob, previewRedrive } from './redrive/jobs.js'
+import { discardRecord, replayEdited, replayRecord, resolveRecord } from './redrive/replay.js'
+import { runRedriveJob } from './redrive/runner.js'
+import type { FrozenJob, RedriveDeps, RedriveJobStatus, RedriveTarget } from './redrive/types.js'
+import { parseTarget } from './redrive/validate.js'
 import { metric } from '../util/metric.js'
 
 export { ENDPOINTS, openApiDocument, Schemas, TargetSchema, type Endpoint } from './api-routes.js'
@@ -78,7 +83,7 @@ const pick = <T extends object>(o: T, ...keys: Array<keyof T>): Partial<T> => Ob
 export interface DlqApiOptions {
   db: SqlExecutor
   /** What the redrive functions need (producer, masker, parked keys, schemas). */
-  deps: redrive.RedriveDeps
+  deps: RedriveDeps
   approvals?: ApprovalPolicy
   logger?: Logger
   /** Called when a job becomes ready (created without approval, or approved): the processor's runner picks it up. */
@@ -183,16 +188,16 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       case 'discard':
       case 'resolve': {
         const id = String(p.id)
-        const close = approval.action === 'discard' ? redrive.discardRecord : redrive.resolveRecord
+        const close = approval.action === 'discard' ? discardRecord : resolveRecord
         await close(deps, id, { actor, reason: String(p.reason), audit: auditOf(as, `record.${approval.action}`, `record:${id}`, { ...via, reason: p.reason }) })
         return { id, status: approval.action === 'discard' ? 'discarded' : 'resolved' }
       }
       case 'edit': {
         const id = String(p.id)
-        const edited = await redrive.editRecord(deps, id, { value: p.value, actor, ...(p.reason === undefined ? {} : { reason: String(p.reason) }), audit: auditOf(as, 'record.edit', `record:${id}`, via) })
+        const edited = await editRecord(deps, id, { value: p.value, actor, ...(p.reason === undefined ? {} : { reason: String(p.reason) }), audit: auditOf(as, 'record.edit', `record:${id}`, via) })
         if (p.replay !== true) return edited
-        const target = p.target as redrive.RedriveTarget | undefined
-        const replay = await redrive.replayEdited(deps, id, { actor, editId: edited.editId, ...(target === undefined ? {} : { target }), audit: auditOf(as, 'record.replay-edited', `record:${id}`, { ...via, editId: edited.editId, target: target ?? { kind: 'origin' } }) })
+        const target = p.target as RedriveTarget | undefined
+        const replay = await replayEdited(deps, id, { actor, editId: edited.editId, ...(target === undefined ? {} : { target }), audit: auditOf(as, 'record.replay-edited', `record:${id}`, { ...via, editId: edited.editId, target: target ?? { kind: 'origin' } }) })
         return { ...edited, replay }
       }
       case 'redrive': {
@@ -208,12 +213,12 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
   async function releaseJob(jobId: string, approvedBy: string): Promise<unknown> {
     const { rowCount } = await db.query(`update lifeline_dlq_jobs set status = 'ready', approved_by = $2, updated_at = now() where id = $1 and status = 'awaiting-approval'`, [jobId, approvedBy])
     if (rowCount === 0) throw new LifelineError('LL_ARGUMENT_INVALID', `job ${jobId} is no longer awaiting approval`, { details: { conflict: true } })
-    return redrive.getJob(db, jobId)
+    return getJob(db, jobId)
   }
 
   /** LL_FORBIDDEN unless `principal` may replay record `id` to `target` (with `force`): see permissions.ts. */
-  async function authorizeReplay(principal: Principal, id: string, request: { target: redrive.RedriveTarget | undefined; force: boolean }, what: string): Promise<void> {
-    const target = redrive.parseTarget(request.target)
+  async function authorizeReplay(principal: Principal, id: string, request: { target: RedriveTarget | undefined; force: boolean }, what: string): Promise<void> {
+    const target = parseTarget(request.target)
     const record = await getRecordSummary(db, id) // 404 first
     const reasons = elevatedReasons({ target, force: request.force }, { originTopics: [record.originTopic], services: [record.service] }, replayTopics)
     requireApproverFor(principal, reasons, { target, what }, replayTopics)
@@ -228,7 +233,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       const approval = await requestApproval(db, { action: verb, payload: { id, reason }, requester: principal, policy, target: `record:${id}` })
       return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
     }
-    const close = verb === 'discard' ? redrive.discardRecord : redrive.resolveRecord
+    const close = verb === 'discard' ? discardRecord : resolveRecord
     await close(deps, id, { actor: principal.name, reason, audit: auditOf(principal, `record.${verb}`, `record:${id}`, { reason }) })
     return c.json({ id, status: verb === 'discard' ? 'discarded' : 'resolved' })
   }
@@ -268,47 +273,47 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
 
     'post /v1/records/:id/replay': async (c, { principal, body }) => {
       const id = pathId(c)
-      const b = body as { target?: redrive.RedriveTarget; force?: boolean }
+      const b = body as { target?: RedriveTarget; force?: boolean }
       await authorizeReplay(principal, id, { target: b.target, force: b.force === true }, `replaying record ${id}`)
       const audit = auditOf(principal, 'record.replay', `record:${id}`, { target: b.target ?? { kind: 'origin' }, force: b.force === true })
-      return c.json(await redrive.replayRecord(deps, id, { actor: principal.name, ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }), audit }))
+      return c.json(await replayRecord(deps, id, { actor: principal.name, ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }), audit }))
     },
     'post /v1/records/:id/edit': async (c, { principal, body }) => {
       const id = pathId(c)
-      const b = body as { value: unknown; reason?: string; replay?: boolean; target?: redrive.RedriveTarget }
+      const b = body as { value: unknown; reason?: string; replay?: boolean; target?: RedriveTarget }
       await getRecordSummary(db, id) // 404 before an approval is asked for
       if (needsApproval(policy, 'edit')) {
         // Checked and masked now: the approval never holds a clear value typed into a masked field. The
         // approver sees the target in the approval: no role check on it here.
-        const { text } = await redrive.prepareEdit(deps, id, b.value)
+        const { text } = await prepareEdit(deps, id, b.value)
         const approval = await requestApproval(db, { action: 'edit', payload: { id, ...b, value: JSON.parse(text) as unknown }, requester: principal, policy, target: `record:${id}` })
         return c.json({ approval: approvalJson(approval, { payload: false }) }, 202)
       }
       if (b.replay === true) await authorizeReplay(principal, id, { target: b.target, force: false }, `replaying the edit of record ${id}`)
-      const edited = await redrive.editRecord(deps, id, { value: b.value, actor: principal.name, ...(b.reason === undefined ? {} : { reason: b.reason }), audit: auditOf(principal, 'record.edit', `record:${id}`, { reason: b.reason ?? null }) })
+      const edited = await editRecord(deps, id, { value: b.value, actor: principal.name, ...(b.reason === undefined ? {} : { reason: b.reason }), audit: auditOf(principal, 'record.edit', `record:${id}`, { reason: b.reason ?? null }) })
       if (b.replay !== true) return c.json(edited)
       const audit = auditOf(principal, 'record.replay-edited', `record:${id}`, { editId: edited.editId, target: b.target ?? { kind: 'origin' } })
-      const replay = await redrive.replayEdited(deps, id, { actor: principal.name, editId: edited.editId, ...(b.target === undefined ? {} : { target: b.target }), audit })
+      const replay = await replayEdited(deps, id, { actor: principal.name, editId: edited.editId, ...(b.target === undefined ? {} : { target: b.target }), audit })
       return c.json({ ...edited, replay })
     },
     'post /v1/records/:id/replay-edited': async (c, { principal, body }) => {
       const id = pathId(c)
-      const b = body as { editId?: string; target?: redrive.RedriveTarget; force?: boolean }
+      const b = body as { editId?: string; target?: RedriveTarget; force?: boolean }
       await authorizeReplay(principal, id, { target: b.target, force: b.force === true }, `replaying the edit of record ${id}`)
       const audit = auditOf(principal, 'record.replay-edited', `record:${id}`, { editId: b.editId ?? null, target: b.target ?? { kind: 'origin' }, force: b.force === true })
-      return c.json(await redrive.replayEdited(deps, id, { actor: principal.name, ...(b.editId === undefined ? {} : { editId: b.editId }), ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }), audit }))
+      return c.json(await replayEdited(deps, id, { actor: principal.name, ...(b.editId === undefined ? {} : { editId: b.editId }), ...(b.target === undefined ? {} : { target: b.target }), ...(b.force === undefined ? {} : { force: b.force }), audit }))
     },
     'post /v1/records/:id/discard': (c, input) => closeRecord(c, input, 'discard'),
     'post /v1/records/:id/resolve': (c, input) => closeRecord(c, input, 'resolve'),
 
     'post /v1/redrives': async (c, { principal, body }) => {
-      const b = body as { filter: Record<string, unknown>; dryRun?: boolean; target?: redrive.RedriveTarget; ratePerSec?: number; canary?: number; maxFailureRate?: number; force?: boolean }
+      const b = body as { filter: Record<string, unknown>; dryRun?: boolean; target?: RedriveTarget; ratePerSec?: number; canary?: number; maxFailureRate?: number; force?: boolean }
       checkFilter(b.filter) // 400 naming the bad field before anything else
-      const target = redrive.parseTarget(b.target)
+      const target = parseTarget(b.target)
       const force = b.force === true
       const reasonsFor = (scope: ReplayScope): ElevatedReason[] => (roleAtLeast(principal.role, 'approver') ? [] : elevatedReasons({ target, force }, scope, replayTopics))
       if (b.dryRun === true) {
-        const preview = await redrive.previewRedrive(deps, b.filter, { force })
+        const preview = await previewRedrive(deps, b.filter, { force })
         const windowCount = await ownerWindowCount(db, principal.owner, policy)
         const reasons = reasonsFor(preview)
         const gated = reasons.length > 0 || needsApproval(policy, 'redrive', windowCount + preview.replayable)
@@ -319,7 +324,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       const spec = { ...rest, ratePerSec: b.ratePerSec ?? rates.defaultPerSec }
       let approval: Approval | undefined
       // One transaction: the frozen item list is counted once, and the approval (if any) is written with the job.
-      const decide = async (tx: SqlQueryable, frozen: redrive.FrozenJob): Promise<'ready' | 'awaiting-approval'> => {
+      const decide = async (tx: SqlQueryable, frozen: FrozenJob): Promise<'ready' | 'awaiting-approval'> => {
         const windowCount = await ownerWindowCount(tx, principal.owner, policy, { lock: true, excludeJob: frozen.id })
         const reasons: string[] = reasonsFor(frozen)
         if (needsApproval(policy, 'redrive', windowCount + frozen.replayable)) reasons.push('threshold')
@@ -328,7 +333,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
         await appendAudit(tx, auditOf(principal, 'redrive.create', `job:${frozen.id}`, { ...payload, total: frozen.total, outcome: reasons.length > 0 ? 'awaiting-approval' : 'ok' }))
         return reasons.length > 0 ? 'awaiting-approval' : 'ready'
       }
-      const job = await redrive.createRedriveJob(deps, { ...spec, actor: principal.name, owner: principal.owner, decide })
+      const job = await createRedriveJob(deps, { ...spec, actor: principal.name, owner: principal.owner, decide })
       if (approval === undefined) {
         jobReady(job.id)
         return c.json({ job }, 201)
@@ -341,26 +346,26 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
       if (Number.isNaN(limit)) throw badRequest(`limit must be an integer from 1 to ${MAX_LIMIT}`, 'limit')
       const JOB_STATUSES = ['awaiting-approval', 'ready', 'running', 'paused', 'completed', 'cancelled', 'failed']
       if (q.status !== undefined && (typeof q.status !== 'string' || !JOB_STATUSES.includes(q.status))) throw badRequest(`status must be one of ${JOB_STATUSES.join(', ')}`, 'status')
-      return c.json({ jobs: await redrive.listJobs(db, { limit, ...(q.status === undefined ? {} : { status: q.status as redrive.RedriveJobStatus }) }) })
+      return c.json({ jobs: await listJobs(db, { limit, ...(q.status === undefined ? {} : { status: q.status as RedriveJobStatus }) }) })
     },
-    'get /v1/jobs/:id': async (c) => c.json(await redrive.getJob(db, pathId(c, 'job id'))),
+    'get /v1/jobs/:id': async (c) => c.json(await getJob(db, pathId(c, 'job id'))),
     'post /v1/jobs/:id/pause': async (c, { principal }) => {
       const id = pathId(c, 'job id')
-      return c.json(await inTransaction((tx) => redrive.pauseJob(tx, id, principal.name), auditOf(principal, 'job.pause', `job:${id}`, { outcome: 'ok' })))
+      return c.json(await inTransaction((tx) => pauseJob(tx, id, principal.name), auditOf(principal, 'job.pause', `job:${id}`, { outcome: 'ok' })))
     },
     'post /v1/jobs/:id/cancel': async (c, { principal }) => {
       const id = pathId(c, 'job id')
-      return c.json(await inTransaction((tx) => redrive.cancelJob(tx, id, principal.name), auditOf(principal, 'job.cancel', `job:${id}`, { outcome: 'ok' })))
+      return c.json(await inTransaction((tx) => cancelJob(tx, id, principal.name), auditOf(principal, 'job.cancel', `job:${id}`, { outcome: 'ok' })))
     },
     'post /v1/jobs/:id/resume': async (c, { principal }) => {
       const id = pathId(c, 'job id')
       const job = await inTransaction(async (tx) => {
-        const current = await redrive.getJob(tx, id)
+        const current = await getJob(tx, id)
         if (current.status !== 'paused') throw new LifelineError('LL_DLQ_CONFLICT', `redrive job ${id} is ${current.status}, not paused`, { details: { id, status: current.status } })
         return current
       }, auditOf(principal, 'job.resume', `job:${id}`, { outcome: 'ok' }))
       if (options.onJobResume) options.onJobResume(id)
-      else void redrive.runRedriveJob(deps, id).catch((err: unknown) => logger.error({ err, job: id }, 'resumed redrive job failed'))
+      else void runRedriveJob(deps, id).catch((err: unknown) => logger.error({ err, job: id }, 'resumed redrive job failed'))
       return c.json({ job, resuming: true }, 202)
     },
 

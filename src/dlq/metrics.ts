@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { DLQ_STATUSES, type DlqStatus } from './records.js'
-import type { RedriveJobStatus } from './redrive.js'
+import type { RedriveJobStatus } from './redrive/types.js'
 import { metric } from '../util/metric.js'
 
 /** Every job status, checked complete by the compiler. */

@@ -12,7 +12,7 @@
  */
 import { LifelineError } from '../errors.js'
 import { roleAtLeast, type Principal } from './auth.js'
-import type { RedriveTarget } from './redrive.js'
+import type { RedriveTarget } from './redrive/types.js'
 
 /** Why an action needs the approver role: its target is not the records' own, or it is forced. */
 export type ElevatedReason = 'target' | 'force'

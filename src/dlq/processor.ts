@@ -43,7 +43,9 @@ import { createDlqIndexer, type DlqIndexer, type DlqIndexerOptions } from './ind
 import { Masker, type Keyring, type MaskingPolicy } from '../failure/masking.js'
 import { createDlqMetrics } from './metrics.js'
 import { createNotifier, type Notifier, type NotifierOptions } from './notifier.js'
-import * as redrive from './redrive.js'
+import { jobLeaseMs } from './redrive/run.js'
+import { runRedriveJob } from './redrive/runner.js'
+import { redriveDefaults, type RedriveDeps } from './redrive/types.js'
 import { createDlqWatch, watchDefaults, type DlqWatch } from './watch.js'
 
 /** Webhook notifications (docs/dlq.md#notifications). */
@@ -115,7 +117,7 @@ export interface ProcessorServices {
   db: SqlExecutor
   /** The API app's fetch: a UI calls it in process with a token, so the API's rules hold for it unchanged. */
   api: (req: Request, env?: unknown) => Response | Promise<Response>
-  deps: redrive.RedriveDeps
+  deps: RedriveDeps
   parkedKeys: ParkedKeys
   logger: Logger
 }
@@ -146,7 +148,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   const policy = parsePolicy(options.approvals)
   const logger = (options.logger ?? silentLogger()).child({ component: 'dlq-processor' })
   const jobPollMs = positiveInt('jobPollMs', options.jobPollMs, dlqProcessorDefaults.jobPollMs)
-  const jobHeartbeatMs = positiveInt('jobHeartbeatMs', options.jobHeartbeatMs, redrive.redriveDefaults.heartbeatMs)
+  const jobHeartbeatMs = positiveInt('jobHeartbeatMs', options.jobHeartbeatMs, redriveDefaults.heartbeatMs)
   const db = options.db
   const masker = options.masking ? new Masker(options.masking.policies, options.masking.keyring) : undefined
   const registry = options.metrics?.registry
@@ -189,16 +191,16 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
   let closing: Promise<void> | undefined
 
   /** A job left running by a killed processor (its lease expired), else the oldest ready job. */
-  async function nextJob(deps: redrive.RedriveDeps): Promise<string | undefined> {
+  async function nextJob(deps: RedriveDeps): Promise<string | undefined> {
     const { rows } = await db.query(
       `select id from lifeline_dlq_jobs where kind = 'redrive' and (status = 'ready' or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($1::int8 * interval '1 millisecond'))))
        order by status = 'running' desc, id limit 1`,
-      [redrive.jobLeaseMs(deps)],
+      [jobLeaseMs(deps)],
     )
     return rows[0] === undefined ? undefined : String(rows[0].id)
   }
 
-  async function runLoop(deps: redrive.RedriveDeps): Promise<void> {
+  async function runLoop(deps: RedriveDeps): Promise<void> {
     while (!stop.signal.aborted) {
       let id: string | undefined
       try {
@@ -209,7 +211,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
         if (id !== undefined) {
           current = id
           logger.info({ job: id }, 'redrive job starting')
-          await redrive.runRedriveJob(deps, id, { signal: stop.signal })
+          await runRedriveJob(deps, id, { signal: stop.signal })
           logger.info({ job: id }, 'redrive job stopped')
           continue
         }
@@ -236,7 +238,7 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
     if (options.migrate !== false) await migrateLifeline(db, { logger })
     producer = createProducer({ brokers: options.brokers, clientId: 'lifeline-dlq-redrive', ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) })
     await producer.connect()
-    const deps: redrive.RedriveDeps = {
+    const deps: RedriveDeps = {
       db,
       producer,
       kafka: { brokers: options.brokers, ...(options.kafkaConfig === undefined ? {} : { config: options.kafkaConfig }) },

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { replayRecord } from '../dlq/redrive.js'
+import { replayRecord } from '../dlq/redrive/replay.js'
 import { createProducer } from '../kafka/index.js'
 import { createParkedKeys } from '../ordering/state-store.js'
 import { openPostgres } from '../store/open.js'

@@ -12,7 +12,7 @@ import { ACTION_ROLES, createToken, roleAtLeast, ROLES, type Role } from '../../
 import type { DeadLetterContext } from '../../src/failure/formats.js'
 import { indexRecords, type IndexItem } from '../../src/dlq/records.js'
 import { createDlqProcessor } from '../../src/dlq/processor.js'
-import { createRedriveJob } from '../../src/dlq/redrive.js'
+import { createRedriveJob } from '../../src/dlq/redrive/jobs.js'
 import type { KafkaProducer, ProduceAck, ProduceRecord } from '../../src/kafka/types.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { refusalSamplerDefaults } from '../../src/dlq/refusals.js'

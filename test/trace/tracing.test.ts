@@ -11,7 +11,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { listRecords } from '../../src/dlq/records.js'
-import { replayRecord } from '../../src/dlq/redrive.js'
+import { replayRecord } from '../../src/dlq/redrive/replay.js'
 import { createParkedKeys } from '../../src/ordering/state-store.js'
 import { spanContextFrom, startSendSpan, tracingActive, withTraceHeaders } from '../../src/trace/tracing.js'
 import { stateDatabase } from '../helpers/db.js'
