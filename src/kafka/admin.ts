@@ -1,13 +1,13 @@
 /** Topic and group administration on the client's promise-based admin API. */
 import { setTimeout as delay } from 'node:timers/promises'
 import { LifelineError } from '../errors.js'
-import { asError, baseConfig, rdkafka } from './native.js'
+import { asError, baseConfig, nativeErrorDetails, rdkafka } from './native.js'
 import type { KafkaAdmin, KafkaConnection, TopicDescription, TopicSpec } from './types.js'
 
 const TOPIC_ALREADY_EXISTS = 36
 
 function adminError(what: string, err: unknown): LifelineError {
-  return new LifelineError('LL_KAFKA_ADMIN', `${what}: ${asError(err).message}`, { cause: err })
+  return new LifelineError('LL_KAFKA_ADMIN', `${what}: ${asError(err).message}`, { cause: err, details: nativeErrorDetails(err) })
 }
 
 export function createAdmin(options: KafkaConnection): KafkaAdmin {

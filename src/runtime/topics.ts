@@ -3,7 +3,8 @@
  * source's partition count (a DLQ or tier record keeps its source partition number), `cleanup.policy=delete`
  * and a retention.
  */
-import { LifelineError } from '../errors.js'
+import { isLifelineError, LifelineError } from '../errors.js'
+import { setTimeout as delay } from 'node:timers/promises'
 import type { KafkaAdmin } from '../kafka/types.js'
 import { consumerDefaults, dlqTopicName, type DeadLetterOptions, type RetryTopicsOptions } from './options.js'
 import { retryTopicName } from '../failure/tier-record.js'
@@ -28,6 +29,26 @@ export interface EnsuredTopic {
   created: boolean
 }
 
+/** Kafka's UNKNOWN_TOPIC_OR_PARTITION. */
+const UNKNOWN_TOPIC = 3
+
+/**
+ * Describes topics the cluster has just listed. Right after another member created them, the broker asked
+ * may not know them yet (unknown topic: its metadata has not caught up), which is not the topic missing:
+ * asked again, with backoff, for up to ~13 s. (Seen in a 3-broker rehearsal: a member started while another
+ * created the tiers, and died of it.)
+ */
+async function describeListed(admin: KafkaAdmin, topics: string[]): ReturnType<KafkaAdmin['describeTopics']> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await admin.describeTopics(topics)
+    } catch (err) {
+      if (attempt >= 8 || !isLifelineError(err, 'LL_KAFKA_ADMIN') || err.details.nativeCode !== UNKNOWN_TOPIC) throw err
+      await delay(Math.min(100 * 2 ** attempt, 2000))
+    }
+  }
+}
+
 /**
  * Creates the missing DLQ topics and checks the existing ones. Refuses (LL_TOPIC_INVALID) a source topic
  * that does not exist and a DLQ with fewer partitions than its source.
@@ -38,7 +59,7 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
   if (missingSources.length > 0) {
     throw new LifelineError('LL_TOPIC_INVALID', `source topic(s) do not exist: ${missingSources.join(', ')}`, { details: { topics: missingSources } })
   }
-  const sources = await admin.describeTopics(options.topics)
+  const sources = await describeListed(admin, options.topics)
   const retentionMs = options.deadLetter?.retentionMs ?? consumerDefaults.deadLetter.retentionMs
   const tierRetentionMs = options.retryTopics?.retentionMs ?? consumerDefaults.retryTopics.retentionMs
   const plan: Array<{ source: string; topic: string; partitions: number; role: 'dlq' | 'retry'; tier?: number; retentionMs: number }> = sources.flatMap((s) => [
@@ -62,7 +83,7 @@ export async function ensureTopics(admin: KafkaAdmin, options: EnsureTopicsOptio
     }
   }
   if (existingDlqs.length > 0) {
-    const described = await admin.describeTopics(existingDlqs.map((p) => p.topic))
+    const described = await describeListed(admin, existingDlqs.map((p) => p.topic))
     for (const d of described) {
       actualPartitions.set(d.topic, d.partitions.length)
       const want = plan.find((p) => p.topic === d.topic)!
