@@ -15,7 +15,8 @@ import { appendAudit } from '../dlq/audit.js'
 import type { Action } from '../dlq/auth.js'
 import type { PageContext } from './layout.js'
 import { FailuresPage, RunPage, RunsPage } from './pages-effects.js'
-import { ErrorPage, KeysPage } from './pages-ops.js'
+import { KeysPage } from './pages-keys.js'
+import { ErrorPage } from './pages-ops.js'
 import type { Session } from './sessions.js'
 
 /** What a console request carries once signed in. */
