@@ -5,9 +5,7 @@
  * @module
  */
 import type { Child } from 'hono/jsx'
-import { Csrf, Field, Head, may, NextPage, Notice, Page, ReasonForm, when, type PageContext } from './layout.js'
-
-type Row = Record<string, unknown>
+import { Csrf, Field, Head, may, NextPage, Notice, Page, ReasonForm, when, type PageContext, type Row } from './layout.js'
 
 export function ApprovalsPage(props: { ctx: PageContext; approvals: Row[]; status: string; notice?: { kind: 'ok' | 'error'; text: string } | undefined }) {
   const { ctx } = props

@@ -5,9 +5,7 @@
  * @module
  */
 import { FilterForm, type FilterParams } from './pages-records.js'
-import { Csrf, Field, Head, may, Notice, Page, when, type PageContext } from './layout.js'
-
-type Row = Record<string, unknown>
+import { Csrf, Field, Head, may, Notice, Page, when, type PageContext, type Row } from './layout.js'
 
 const filterHidden = (filter: FilterParams) => Object.entries(filter).map(([k, v]) => (v === undefined || v === '' ? null : <input type="hidden" name={k} value={v} />))
 

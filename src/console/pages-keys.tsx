@@ -4,9 +4,7 @@
  *
  * @module
  */
-import { Field, Head, may, Notice, Page, ReasonForm, when, type PageContext } from './layout.js'
-
-type Row = Record<string, unknown>
+import { Field, Head, may, Notice, Page, ReasonForm, when, type PageContext, type Row } from './layout.js'
 
 export function KeysPage(props: { ctx: PageContext; keys: Row[]; group: string | undefined; shown?: { key: Row; records: Row[] } | undefined; notice?: { kind: 'ok' | 'error'; text: string } | undefined }) {
   const { ctx } = props

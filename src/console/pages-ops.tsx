@@ -9,9 +9,7 @@
  */
 import type { AuditVerification } from '../dlq/audit.js'
 import { HourlyChart, type HourCount } from './chart.js'
-import { age, Head, Notice, Page, when, type PageContext } from './layout.js'
-
-type Row = Record<string, unknown>
+import { age, Head, Notice, Page, when, type PageContext, type Row } from './layout.js'
 
 export function SignInPage(props: { csrf: string; next: string; error?: string | undefined }) {
   return (
