@@ -5,26 +5,18 @@
  * @module
  */
 import type { Command } from 'commander'
+import type { RecordFilter } from '../../dlq/records.js'
 import { DEFAULT_DLQ_URL } from './dlq-client.js'
 
-export 
-interface FilterOptions {
+/** The record filter fields a command takes as options (the store's, without paging). */
+type FilterField = Exclude<keyof RecordFilter, 'afterId' | 'order' | 'limit'>
+
+/** `--filter` (a query string) and one option a filter field, as commander hands them over. */
+export interface FilterOptions extends Partial<Record<FilterField, string>> {
   filter?: string
-  topic?: string
-  dlqTopic?: string
-  group?: string
-  errorCode?: string
-  errorClass?: string
-  fingerprint?: string
-  key?: string
-  status?: string
-  format?: string
-  from?: string
-  to?: string
-  text?: string
 }
 
-const FILTER_OPTIONS: Array<[keyof FilterOptions, string, string]> = [
+const FILTER_OPTIONS: Array<[FilterField, string, string]> = [
   ['topic', '--topic <topic>', 'origin topic'],
   ['dlqTopic', '--dlq-topic <topic>', 'DLQ topic'],
   ['group', '--group <group>', 'consumer group that failed'],

@@ -6,8 +6,8 @@
  * @module
  */
 import { invalidArgument as invalid } from '../../errors.js'
-import { DEAD_LETTER_FORMATS, type DeadLetterFormat } from '../../failure/formats.js'
-import { DLQ_STATUSES, type DlqStatus } from './types.js'
+import { DEAD_LETTER_FORMATS } from '../../failure/formats.js'
+import { DLQ_STATUSES, type DlqStatus, type RecordFilter } from './types.js'
 
 const FILTER_FIELDS = new Set(['topic', 'dlqTopic', 'group', 'errorCode', 'errorClass', 'fingerprint', 'key', 'status', 'format', 'from', 'to', 'text', 'afterId', 'order', 'limit'])
 export const MAX_LIMIT = 1000
@@ -44,19 +44,12 @@ function oneOf<T extends string>(field: string, value: unknown, allowed: readonl
   return value as T
 }
 
-export interface ParsedFilter {
-  topic?: string
-  dlqTopic?: string
-  group?: string
-  errorCode?: string
-  errorClass?: string
-  fingerprint?: string
+/** A validated filter: the fields of {@link RecordFilter} in the one form each reaches SQL, paging defaulted. */
+export interface ParsedFilter extends Pick<RecordFilter, 'topic' | 'dlqTopic' | 'group' | 'errorCode' | 'errorClass' | 'fingerprint' | 'format' | 'text'> {
   key?: Buffer
   status?: DlqStatus[]
-  format?: DeadLetterFormat
   from?: string
   to?: string
-  text?: string
   afterId?: number
   order: 'asc' | 'desc'
   limit: number
