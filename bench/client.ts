@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { randomBytes, randomInt } from 'node:crypto'
+import { randomInt } from 'node:crypto'
 import { LifelineError } from '../src/errors.js'
 import { BenchError } from './lib/errors.js'
 import { clientVersion, createAdmin, createConsumer, createProducer } from '../src/kafka/index.js'
@@ -27,6 +27,7 @@ import { CONSUMER_PERFORMANCE, parseConsumerPerformance, parseProducerPerformanc
 import { fmt, round } from './lib/results.js'
 import { MB, percentile, perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
+import { suffix } from './lib/topics.js'
 
 const RECORD_SIZE = 512
 const PARTITIONS = 3
@@ -61,7 +62,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const warmup = records / 10
   // Random A–Z bytes, as ProducerPerformance's --record-size payload; one buffer reused, as the tool does.
   const value = Buffer.from(Array.from({ length: RECORD_SIZE }, () => 65 + randomInt(26)))
-  const plan: RoundPlan = { records, warmup, value, suffix: `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}` }
+  const plan: RoundPlan = { records, warmup, value, suffix: suffix() }
 
   const admin = createAdmin({ brokers: ctx.brokers })
   const results: RoundResult[] = []

@@ -19,7 +19,6 @@
  *
  * @module
  */
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -33,13 +32,13 @@ import type { SqlExecutor } from '../src/store/index.js'
 import { round } from './lib/results.js'
 import { percentile, perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
+import { suffix } from './lib/topics.js'
 
 const PARTITIONS = 3
 const HEALTHY_KEYS = 1000
 const POISON_EVERY = 100 // 1%
 const CONCURRENCY = 32
 
-const suffix = () => `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
 
 interface Run {
   healthy: number

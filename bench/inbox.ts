@@ -18,7 +18,6 @@
  *
  * @module
  */
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -33,11 +32,11 @@ import { benchDatabase } from './lib/database.js'
 import { round } from './lib/results.js'
 import { perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
+import { suffix } from './lib/topics.js'
 
 const PARTITIONS = 3
 const KEYS = 1000
 const CONCURRENCY = 32
-const suffix = () => `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
 
 type Variant = 'plain' | 'plainBatched' | 'inbox' | 'batched' | 'batchHandler'
 const VARIANTS: Variant[] = ['plainBatched', 'batchHandler', 'batched', 'inbox', 'plain']

@@ -13,7 +13,6 @@
  *
  * @module
  */
-import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createDlqIndexer } from '../src/dlq/indexer.js'
 import { LifelineHeaders } from '../src/failure/headers.js'
@@ -25,10 +24,10 @@ import { deadLetters, produceAll } from './lib/dead-letters.js'
 import { round } from './lib/results.js'
 import { perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
+import { suffix } from './lib/topics.js'
 
 const SHAPE = { partitions: 3, keys: 100, valueBytes: 200 }
 const BATCH = 500
-const suffix = () => `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
 
 type Variant = 'indexer' | 'baseline'
 

@@ -27,12 +27,12 @@ import { replicaRounds } from './lib/dlq-replicas.js'
 import { round } from './lib/results.js'
 import { perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
+import { suffix } from './lib/topics.js'
 
 const PARTITIONS = 3
 const KEYS = 100
 const VALUE_BYTES = 200
 const LIMIT_RATE = 2000
-const suffix = () => `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
 
 function deadLetters(dlq: string, origin: string, count: number): ProduceRecord[] {
   const now = Date.now()

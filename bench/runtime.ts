@@ -17,6 +17,8 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../src/kafka/index.js'
 import { createConsumer } from '../src/runtime/consumer.js'
+import { memorySampler } from './lib/memory.js'
+import { rawConsume } from './lib/raw-consume.js'
 import { round } from './lib/results.js'
 import { fill as fillTopic, suffix } from './lib/topics.js'
 import { percentile, perSecond } from './lib/stats.js'
@@ -25,31 +27,6 @@ import type { BenchContext, BenchResult } from './lib/types.js'
 const VALUE = Buffer.alloc(256, 'x')
 const HANDLER_MS = 5
 const CONCURRENCY = 100
-
-/** Raw client: poll until `count` records were read; ms from the first record to the last. */
-async function rawConsume(brokers: string[], topic: string, count: number): Promise<number> {
-  const consumer = createKafkaConsumer({ brokers, groupId: `bench-raw-${suffix()}` })
-  consumer.subscribe([topic])
-  let seen = 0
-  let first = 0
-  let lastCommit = Date.now()
-  const positions = new Map<number, number>()
-  try {
-    while (seen < count) {
-      const records = await consumer.poll(10_000, 100)
-      if (records.length > 0 && first === 0) first = performance.now()
-      seen += records.length
-      for (const r of records) positions.set(r.partition, r.offset + 1)
-      if (Date.now() - lastCommit > 1000) {
-        lastCommit = Date.now()
-        await consumer.commit([...positions].map(([partition, offset]) => ({ topic, partition, offset })))
-      }
-    }
-    return performance.now() - first
-  } finally {
-    await consumer.close()
-  }
-}
 
 /** Lifeline with a no-op handler; ms from the first record handled to the last. */
 async function lifelineConsume(brokers: string[], topic: string, count: number, tracing = true): Promise<number> {
@@ -132,17 +109,6 @@ interface KeyedRun {
   orderViolations: number
 }
 
-function rssSampler(): { stop(): number } {
-  let peak = process.memoryUsage().rss
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50)
-  return {
-    stop() {
-      clearInterval(timer)
-      return Math.max(peak, process.memoryUsage().rss)
-    },
-  }
-}
-
 /** Per-key order check shared by both runs: a key's sequence numbers must arrive increasing. */
 function orderChecker() {
   const last = new Map<string, number>()
@@ -178,12 +144,12 @@ async function keyedLifeline(brokers: string[], topic: string, count: number): P
       if (++seen === count) resolveDone()
     },
   })
-  const rss = rssSampler()
+  const rss = memorySampler()
   const runStart = Date.now()
   await consumer.start()
   try {
     await done
-    return { ms: performance.now() - first, latencies, peakRss: rss.stop(), orderViolations: order.violations() }
+    return { ms: performance.now() - first, latencies, peakRss: rss.stop().rss, orderViolations: order.violations() }
   } finally {
     rss.stop()
     await consumer.close()
@@ -195,7 +161,7 @@ async function sequentialRaw(brokers: string[], topic: string, count: number): P
   const order = orderChecker()
   const consumer = createKafkaConsumer({ brokers, groupId: `bench-seq-${suffix()}` })
   consumer.subscribe([topic])
-  const rss = rssSampler()
+  const rss = memorySampler()
   const runStart = Date.now()
   let seen = 0
   let first = 0
@@ -212,7 +178,7 @@ async function sequentialRaw(brokers: string[], topic: string, count: number): P
       }
       if (records.length > 0) await consumer.commit([{ topic, partition: 0, offset: records.at(-1)!.offset + 1 }])
     }
-    return { ms: performance.now() - first, latencies, peakRss: rss.stop(), orderViolations: order.violations() }
+    return { ms: performance.now() - first, latencies, peakRss: rss.stop().rss, orderViolations: order.violations() }
   } finally {
     rss.stop()
     await consumer.close()
@@ -243,7 +209,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     const traced: number[] = []
     for (let round_ = 0; round_ < rounds && !ctx.signal.aborted; round_++) {
       const sides = [
-        async () => raw.push(perSecond(overheadRecords, await rawConsume(ctx.brokers, overheadTopic, overheadRecords))),
+        async () => raw.push(perSecond(overheadRecords, await rawConsume(ctx.brokers, overheadTopic, overheadRecords, { group: 'bench-raw', commitEveryMs: 1000 }))),
         async () => life.push(perSecond(overheadRecords, await lifelineConsume(ctx.brokers, overheadTopic, overheadRecords))),
         async () => off.push(perSecond(overheadRecords, await lifelineConsume(ctx.brokers, overheadTopic, overheadRecords, false))),
         async () => traced.push(perSecond(overheadRecords, await withTracingSdk(() => lifelineConsume(ctx.brokers, overheadTopic, overheadRecords)))),

@@ -20,12 +20,14 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createAdmin, createConsumer as createKafkaConsumer, createProducer } from '../src/kafka/index.js'
+import { createAdmin, createProducer } from '../src/kafka/index.js'
 import { createParkedKeys } from '../src/ordering/state-store.js'
 import { NonRetriableError } from '../src/retry/classify.js'
 import { createConsumer } from '../src/runtime/consumer.js'
 import { openDatabase } from '../src/store/index.js'
 import type { Curve } from './lib/charts.js'
+import { memorySampler } from './lib/memory.js'
+import { rawConsume } from './lib/raw-consume.js'
 import { round } from './lib/results.js'
 import { perSecond } from './lib/stats.js'
 import { fill, suffix } from './lib/topics.js'
@@ -33,26 +35,6 @@ import type { BenchContext, BenchResult, MetricValue } from './lib/types.js'
 
 const VALUE = Buffer.alloc(100, 'x')
 const MB = 2 ** 20
-
-/** Samples heap used and RSS every 50 ms; peak values on stop(). */
-function memorySampler(): { stop(): { heap: number; rss: number } } {
-  let heap = 0
-  let rss = 0
-  const sample = () => {
-    const m = process.memoryUsage()
-    heap = Math.max(heap, m.heapUsed)
-    rss = Math.max(rss, m.rss)
-  }
-  sample()
-  const timer = setInterval(sample, 50)
-  return {
-    stop() {
-      clearInterval(timer)
-      sample()
-      return { heap, rss }
-    },
-  }
-}
 
 async function settle(): Promise<void> {
   ;(globalThis as { gc?: () => void }).gc?.()
@@ -94,23 +76,6 @@ async function lifelineRun(brokers: string[], topic: string, count: number, opts
     return { ms, ...mem.stop() }
   } finally {
     mem.stop()
-    await consumer.close()
-  }
-}
-
-async function rawRun(brokers: string[], topic: string, count: number): Promise<number> {
-  const consumer = createKafkaConsumer({ brokers, groupId: `bench-scale-raw-${suffix()}` })
-  consumer.subscribe([topic])
-  let seen = 0
-  let first = 0
-  try {
-    while (seen < count) {
-      const records = await consumer.poll(10_000, 100)
-      if (records.length > 0 && first === 0) first = performance.now()
-      seen += records.length
-    }
-    return performance.now() - first
-  } finally {
     await consumer.close()
   }
 }
@@ -220,7 +185,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       await admin.createTopics([{ topic, partitions: p }])
       created.push(topic)
       await fill(producer, topic, partitionRecords, (i) => `k${i % 10_000}`, () => VALUE)
-      const rawMs = await rawRun(ctx.brokers, topic, partitionRecords)
+      const rawMs = await rawConsume(ctx.brokers, topic, partitionRecords, { group: 'bench-scale-raw' })
       const life = await lifelineRun(ctx.brokers, topic, partitionRecords, { ordering: 'key', concurrency: 32, async: false })
       partRaw.push([p, round(perSecond(partitionRecords, rawMs))])
       partLife.push([p, round(perSecond(partitionRecords, life.ms))])

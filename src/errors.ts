@@ -106,3 +106,11 @@ export function publicErrorText(err: unknown): string {
   return `${err.code}: ${err.message}`
 }
 
+
+/**
+ * An LL_ARGUMENT_INVALID error naming what was wrong (`details.field`, and `details.conflict` for a refused
+ * state change): the one factory of the argument checks the DLQ store, API and CLI share.
+ */
+export function invalidArgument(message: string, details: Record<string, unknown> = {}): LifelineError {
+  return new LifelineError('LL_ARGUMENT_INVALID', message, { details })
+}

@@ -6,6 +6,9 @@
 import type { Child } from 'hono/jsx'
 import { mayPerform, type Action, type Principal } from '../dlq/auth.js'
 
+/** A row of the API's or a store's JSON, as the pages read it. */
+export type Row = Record<string, unknown>
+
 export interface PageContext {
   principal: Principal
   csrf: string

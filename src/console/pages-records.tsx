@@ -6,9 +6,7 @@
  */
 import type { Child } from 'hono/jsx'
 import type { DiffOp } from '../util/json-diff.js'
-import { Csrf, Field, Head, may, NextPage, Notice, Page, ReasonForm, Select, when, type PageContext } from './layout.js'
-
-type Row = Record<string, unknown>
+import { Csrf, Field, Head, may, NextPage, Notice, Page, ReasonForm, Select, when, type PageContext, type Row } from './layout.js'
 
 /** The filter fields the console's forms carry (the API's query names). */
 export const FILTER_FIELDS = ['topic', 'status', 'errorClass', 'errorCode', 'fingerprint', 'key', 'from', 'to', 'text'] as const

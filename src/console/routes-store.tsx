@@ -5,33 +5,15 @@
  *
  * @module
  */
-import type { Context, Hono } from 'hono'
+import type { Context } from 'hono'
 import { isLifelineError } from '../errors.js'
 import { listFailures, settleFailure } from '../effects/compensation.js'
 import { getReconciliationRun, listReconciliationFindings, listReconciliationRuns } from '../effects/reconcile.js'
-import type { ParkedKeys } from '../ordering/state-store.js'
-import type { SqlExecutor } from '../store/executor.js'
 import { appendAudit } from '../dlq/audit.js'
-import type { Action } from '../dlq/auth.js'
-import type { PageContext } from './layout.js'
 import { FailuresPage, RunPage, RunsPage } from './pages-effects.js'
-import { ErrorPage, KeysPage } from './pages-ops.js'
-import type { Session } from './sessions.js'
-
-/** What a console request carries once signed in. */
-export type Env = { Variables: { session: Session; ctx: PageContext; form: Record<string, string> } }
-
-/** What these routes need from the console app. */
-export interface RouteKit {
-  app: Hono<Env>
-  db: SqlExecutor
-  parkedKeys: ParkedKeys
-  render(c: Context, page: unknown, status?: number): Response | Promise<Response>
-  ctxOf(c: Context<Env>): PageContext
-  /** A POST route refused (403) below `action`'s role. */
-  post(path: string, action: Action, handler: (c: Context<Env>, form: Record<string, string>) => Promise<Response>): unknown
-  notice(c: Context): { kind: 'ok' | 'info'; text: string } | undefined
-}
+import { KeysPage } from './pages-keys.js'
+import { ErrorPage } from './pages-ops.js'
+import type { Env, RouteKit } from './kit.js'
 
 export function registerStoreRoutes(kit: RouteKit): void {
   const { app, db, render, ctxOf, post, notice } = kit

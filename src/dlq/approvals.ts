@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { LifelineError } from '../errors.js'
+import { invalidArgument, LifelineError } from '../errors.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 import { appendAudit } from './audit.js'
 import { roleAtLeast, type Principal } from './auth.js'
@@ -64,7 +64,6 @@ export interface Approval {
   expiresAt: Date
 }
 
-const invalid = (message: string, details: Record<string, unknown> = {}) => new LifelineError('LL_ARGUMENT_INVALID', message, { details })
 const POLICY_FIELDS = ['bulkThreshold', 'bulkWindowMs', 'edits', 'discards', 'expiresAfterMs']
 
 /** Validates a policy (LL_OPTIONS_INVALID) and returns a frozen copy. */
@@ -113,7 +112,7 @@ export async function ownerWindowCount(tx: SqlQueryable, owner: string, policy: 
 
 function approvalId(id: unknown): string {
   const n = typeof id === 'string' && /^\d{1,16}$/.test(id) ? Number(id) : id
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw invalid('approval id must be a positive integer', { field: 'id' })
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw invalidArgument('approval id must be a positive integer', { field: 'id' })
   return String(n)
 }
 
@@ -173,9 +172,9 @@ export async function getApproval(db: SqlQueryable, id: string | number): Promis
 /** Approvals, newest first, optionally of one status (validated; as it stands now: expired and void included). */
 export async function listApprovals(db: SqlQueryable, options: { status?: unknown; limit?: unknown } = {}): Promise<Approval[]> {
   const status = options.status === undefined || options.status === '' ? undefined : options.status
-  if (status !== undefined && !(APPROVAL_STATUSES as readonly unknown[]).includes(status)) throw invalid(`status must be one of ${APPROVAL_STATUSES.join(', ')}`, { field: 'status' })
+  if (status !== undefined && !(APPROVAL_STATUSES as readonly unknown[]).includes(status)) throw invalidArgument(`status must be one of ${APPROVAL_STATUSES.join(', ')}`, { field: 'status' })
   const rawLimit = options.limit === undefined || options.limit === '' ? 100 : typeof options.limit === 'string' && /^\d{1,6}$/.test(options.limit) ? Number(options.limit) : options.limit
-  if (typeof rawLimit !== 'number' || !Number.isSafeInteger(rawLimit) || rawLimit < 1 || rawLimit > 1000) throw invalid('limit must be an integer from 1 to 1000', { field: 'limit' })
+  if (typeof rawLimit !== 'number' || !Number.isSafeInteger(rawLimit) || rawLimit < 1 || rawLimit > 1000) throw invalidArgument('limit must be an integer from 1 to 1000', { field: 'limit' })
   const { rows } = await db.query(`select ${COLUMNS} from ${FROM} where ($1::text is null or ${STATUS_NOW} = $1) order by a.id desc limit $2`, [status ?? null, rawLimit])
   return rows.map(toApproval)
 }
@@ -258,7 +257,7 @@ export async function approve<T>(
 export async function reject(db: SqlExecutor, id: string | number, decision: { decider: Principal; reason: string; onClosed?: OnApprovalClosed }): Promise<Approval> {
   const aid = approvalId(id)
   const { decider } = decision
-  if (typeof decision.reason !== 'string' || decision.reason.trim() === '' || decision.reason.length > 2000) throw invalid('reason must be a non-empty string of at most 2000 characters', { field: 'reason' })
+  if (typeof decision.reason !== 'string' || decision.reason.trim() === '' || decision.reason.length > 2000) throw invalidArgument('reason must be a non-empty string of at most 2000 characters', { field: 'reason' })
   return decide(db, aid, decider, decision.onClosed, async (tx, current) => {
     await tx.query(`update lifeline_dlq_approvals set status = 'rejected', decided_by = $2, decided_at = now(), reason = $3 where id = $1`, [aid, decider.name, decision.reason])
     const rejected = await getApproval(tx, aid)

@@ -14,7 +14,7 @@
  * @module
  */
 import { createHash } from 'node:crypto'
-import { LifelineError } from '../errors.js'
+import { invalidArgument } from '../errors.js'
 import type { SqlExecutor, SqlQueryable, SqlRow } from '../store/executor.js'
 
 export interface AuditEntry {
@@ -175,19 +175,18 @@ export async function verifyAudit(db: SqlQueryable, options: { anchor?: { id: st
   return result()
 }
 
-const invalid = (message: string, field: string) => new LifelineError('LL_ARGUMENT_INVALID', message, { details: { field } })
 const FIELDS = new Set(['actor', 'action', 'target', 'from', 'to', 'afterId', 'order', 'limit'])
 
 function text(field: string, value: unknown): string | undefined {
   if (value === undefined || value === null || value === '') return undefined
-  if (typeof value !== 'string' || value.length > 500 || value.includes('\u0000')) throw invalid(`audit filter ${field} must be a string of at most 500 characters`, field)
+  if (typeof value !== 'string' || value.length > 500 || value.includes('\u0000')) throw invalidArgument(`audit filter ${field} must be a string of at most 500 characters`, { field })
   return value
 }
 
 function int(field: string, value: unknown, min: number, max: number): number | undefined {
   if (value === undefined || value === null || value === '') return undefined
   const n = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : value
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw invalid(`audit filter ${field} must be an integer from ${min} to ${max}`, field)
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw invalidArgument(`audit filter ${field} must be an integer from ${min} to ${max}`, { field })
   return n
 }
 
@@ -196,17 +195,17 @@ function time(field: string, value: unknown): string | undefined {
   let ms = NaN
   if (typeof value === 'number' || (typeof value === 'string' && /^\d{1,16}$/.test(value))) ms = Number(value)
   else if (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/.test(value)) ms = Date.parse(value)
-  if (!Number.isFinite(ms) || ms < 0 || ms > Date.UTC(9999, 11, 31)) throw invalid(`audit filter ${field} must be a time: ms since the epoch or ISO-8601 text`, field)
+  if (!Number.isFinite(ms) || ms < 0 || ms > Date.UTC(9999, 11, 31)) throw invalidArgument(`audit filter ${field} must be a time: ms since the epoch or ISO-8601 text`, { field })
   return new Date(ms).toISOString()
 }
 
 /** Audit rows matching `filter` (validated: LL_ARGUMENT_INVALID names the bad field), by id. */
 export async function listAudit(db: SqlQueryable, filter: AuditFilter | Record<string, unknown> = {}): Promise<AuditRow[]> {
-  if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) throw invalid('audit filter must be an object', 'filter')
+  if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) throw invalidArgument('audit filter must be an object', { field: 'filter' })
   const f = filter as Record<string, unknown>
-  for (const key of Object.keys(f)) if (!FIELDS.has(key)) throw invalid(`audit filter ${key} is not a filter field (fields: ${[...FIELDS].join(', ')})`, key)
+  for (const key of Object.keys(f)) if (!FIELDS.has(key)) throw invalidArgument(`audit filter ${key} is not a filter field (fields: ${[...FIELDS].join(', ')})`, { field: key })
   const order = f.order === undefined || f.order === '' ? 'asc' : f.order
-  if (order !== 'asc' && order !== 'desc') throw invalid('audit filter order must be asc or desc', 'order')
+  if (order !== 'asc' && order !== 'desc') throw invalidArgument('audit filter order must be asc or desc', { field: 'order' })
   const params: unknown[] = []
   const p = (v: unknown) => {
     params.push(v)

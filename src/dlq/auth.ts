@@ -16,7 +16,7 @@
  * @module
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { isLifelineError, LifelineError } from '../errors.js'
+import { invalidArgument, isLifelineError, LifelineError } from '../errors.js'
 import type { SqlQueryable, SqlRow } from '../store/executor.js'
 import { isSystemActorName, SYSTEM_ACTOR_NAMES } from './actors.js'
 
@@ -79,7 +79,6 @@ export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value)
 }
 
-const invalid = (message: string, details: Record<string, unknown> = {}) => new LifelineError('LL_ARGUMENT_INVALID', message, { details })
 
 /** The SHA-256 of a token, hex (what the database stores). */
 export function hashToken(token: string): string {
@@ -88,7 +87,7 @@ export function hashToken(token: string): string {
 
 function checkName(name: unknown, field = 'name'): string {
   if (typeof name !== 'string' || !NAME_FORMAT.test(name)) {
-    throw invalid(`token ${field} must be 1 to 100 characters: letters, digits, and . _ @ - (starting with a letter or digit)`, { field })
+    throw invalidArgument(`token ${field} must be 1 to 100 characters: letters, digits, and . _ @ - (starting with a letter or digit)`, { field })
   }
   return name
 }
@@ -108,9 +107,9 @@ export function parseExpiry(expires: unknown, now = Date.now()): Date {
     if (duration) at = now + Number(duration[1]) * UNITS[duration[2]!]!
     else if (/^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/.test(expires)) at = Date.parse(expires)
   }
-  if (!Number.isFinite(at)) throw invalid('expires must be a duration (e.g. 90d, 12h, 30m, 2w) or an ISO-8601 time', { field: 'expires' })
-  if (at <= now) throw invalid('expires must be in the future', { field: 'expires' })
-  if (at > now + MAX_EXPIRY_MS) throw invalid('expires must be at most 3650 days away', { field: 'expires' })
+  if (!Number.isFinite(at)) throw invalidArgument('expires must be a duration (e.g. 90d, 12h, 30m, 2w) or an ISO-8601 time', { field: 'expires' })
+  if (at <= now) throw invalidArgument('expires must be in the future', { field: 'expires' })
+  if (at > now + MAX_EXPIRY_MS) throw invalidArgument('expires must be at most 3650 days away', { field: 'expires' })
   return new Date(at)
 }
 
@@ -169,10 +168,10 @@ export interface TokenSpec {
  */
 export async function createToken(db: SqlQueryable, input: TokenSpec): Promise<CreatedToken> {
   const name = checkName(input?.name)
-  if (isSystemActorName(name)) throw invalid(`${JSON.stringify(name)} is a system actor's name (${SYSTEM_ACTOR_NAMES.join(', ')}): pick another token name`, { field: 'name' })
-  if (input.owner === undefined || input.owner === null || input.owner === '') throw invalid('a token needs an owner: the person or service identity that holds it', { field: 'owner' })
+  if (isSystemActorName(name)) throw invalidArgument(`${JSON.stringify(name)} is a system actor's name (${SYSTEM_ACTOR_NAMES.join(', ')}): pick another token name`, { field: 'name' })
+  if (input.owner === undefined || input.owner === null || input.owner === '') throw invalidArgument('a token needs an owner: the person or service identity that holds it', { field: 'owner' })
   const owner = checkName(input.owner, 'owner')
-  if (!isRole(input.role)) throw invalid(`role must be one of ${ROLES.join(', ')}`, { field: 'role' })
+  if (!isRole(input.role)) throw invalidArgument(`role must be one of ${ROLES.join(', ')}`, { field: 'role' })
   const expiresAt = input.expires === undefined ? null : parseExpiry(input.expires)
   const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`
   try {
@@ -183,7 +182,7 @@ export async function createToken(db: SqlQueryable, input: TokenSpec): Promise<C
     return { ...toInfo(rows[0]!), token }
   } catch (err) {
     if (isLifelineError(err, 'LL_DB_QUERY') && err.details.sqlState === '23505') {
-      throw invalid(`a token named ${JSON.stringify(name)} already exists (names of revoked tokens stay taken)`, { field: 'name', conflict: true })
+      throw invalidArgument(`a token named ${JSON.stringify(name)} already exists (names of revoked tokens stay taken)`, { field: 'name', conflict: true })
     }
     throw err
   }

@@ -35,9 +35,10 @@
  * Why this file is over ~400 lines: some 60 of them are the guide above; the rest is one closure whose
  * functions share the pipeline's mutable state (the owned partitions, the open transaction, the life-cycle
  * state), because revocation and `close()` must abort the very transaction the poll loop opened. Options
- * and defaults are already apart (transactional-pipeline-options.ts), so are per-record failures
- * (pipeline-failures.ts). Not done yet: the split src/runtime/consumer/ went through, a context object
- * handed to small modules (batch loop, transaction, rewind, life cycle).
+ * and defaults are already apart (transactional-pipeline-options.ts), so are the public types
+ * (transactional-pipeline-types.ts) and per-record failures (pipeline-failures.ts). Not done yet: the split
+ * src/runtime/consumer/ went through, a context object handed to small modules (batch loop, transaction,
+ * rewind, life cycle).
  *
  * @module
  * @example
@@ -64,59 +65,11 @@ import { crashPoint } from '../util/crash-points.js'
 import { sleep } from '../util/sleep.js'
 import { RecordFailures } from './pipeline-failures.js'
 import { transactionalPipelineDefaults, validatePipelineOptions, type TransactionalPipelineOptions } from './transactional-pipeline-options.js'
+import type { PipelineState, TransactionalPipeline, TransactionalPipelineEvents, TransactionalPipelineStats } from './transactional-pipeline-types.js'
 
 export { transactionalPipelineDefaults } from './transactional-pipeline-options.js'
 export type { TransactionalPipelineOptions, Transform, TransformContext } from './transactional-pipeline-options.js'
-
-export interface TransactionalPipelineEvents {
-  /** A batch's transaction committed: its outputs are visible and its offsets committed. */
-  committed: [info: { records: number; outputs: number; offsets: TopicPartitionOffset[]; durationMs: number }]
-  /**
-   * A record whose transform failed permanently, or `retry.maxAttempts` times, was dead-lettered; emitted
-   * once the transaction holding the dead letter committed.
-   */
-  'dead-letter': [info: { topic: string; partition: number; offset: number; dlqTopic: string; dlqOffset: number; errorCode: string; attempts: number }]
-  /** A batch's transaction was aborted; its records are processed again (unless their partition went). */
-  aborted: [info: { records: number; reason: 'error' | 'revoked' | 'closing'; error?: unknown }]
-  /** This pipeline was fenced by a newer one with the same transactionalId and stopped. */
-  fenced: [error: LifelineError]
-  'partitions-assigned': [partitions: TopicPartition[]]
-  'partitions-revoked': [partitions: TopicPartition[], lost: boolean]
-  /** A problem the pipeline recovers from by itself (poll failures); emitted only when listened to. */
-  error: [error: unknown]
-}
-
-export type PipelineState = 'idle' | 'starting' | 'running' | 'stopped' | 'closed'
-
-export interface TransactionalPipelineStats {
-  state: PipelineState
-  committedTransactions: number
-  abortedTransactions: number
-  /** Input records whose transaction committed. */
-  records: number
-  /** Output records committed (dead letters not included). */
-  outputs: number
-  /** Input records dead-lettered in a committed transaction. */
-  deadLettered: number
-  assigned: TopicPartition[]
-}
-
-export interface TransactionalPipeline extends EventEmitter<TransactionalPipelineEvents> {
-  /**
-   * Initialises transactions (fencing older instances with the same transactionalId), joins the group and
-   * starts the loop; resolves once running. Rejects if any of that fails (what it created is closed).
-   */
-  start(): Promise<void>
-  /**
-   * Settles when the pipeline stops: resolves after close(), rejects with the error that stopped it on its
-   * own (`LL_FENCED` when fenced, `LL_TRANSACTION` for a fatal producer error).
-   */
-  done(): Promise<void>
-  /** Aborts the open transaction, leaves the group, closes the producer. Idempotent. */
-  close(): Promise<void>
-  stats(): TransactionalPipelineStats
-  [Symbol.asyncDispose](): Promise<void>
-}
+export type { PipelineState, TransactionalPipeline, TransactionalPipelineEvents, TransactionalPipelineStats } from './transactional-pipeline-types.js'
 
 /** A partition this member owns, and the next offset it expects there (earlier ones are stale copies). */
 interface Owned {

@@ -17,11 +17,12 @@ import { createToken, verifyToken, type Role } from '../../src/dlq/auth.js'
 import { indexRecords } from '../../src/dlq/records.js'
 import { runRedriveJob } from '../../src/dlq/redrive/runner.js'
 import type { RedriveDeps } from '../../src/dlq/redrive/types.js'
-import type { KafkaProducer, ProduceAck, ProduceRecord } from '../../src/kafka/types.js'
+import type { ProduceRecord } from '../../src/kafka/types.js'
 import { openPglite } from '../../src/store/pglite.js'
 import { LIFELINE_MIGRATIONS_DIR, migrateLifeline } from '../../src/store/schema.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { databaseKinds, databaseUrl, defer, freshDatabase, pgliteDataDir, tempDir } from '../helpers/db.js'
+import { recordingProducer } from '../helpers/recording-producer.js'
 
 /** Runs `lifeline dlq <args>` in this process; returns what it wrote to stdout and stderr. */
 const dlq = (args: string[]): Promise<{ stdout: string; stderr: string }> => runCli(['dlq', ...args])
@@ -31,19 +32,6 @@ async function dlqFails(args: string[], pattern: RegExp): Promise<void> {
     assert.match(err.message, pattern)
     return true
   })
-}
-
-function fakeProducer(sent: ProduceRecord[]): KafkaProducer {
-  return {
-    connect: async () => undefined,
-    send: async (records) => records.map((r): ProduceAck => {
-      sent.push(r)
-      return { topic: r.topic, partition: r.partition ?? 0, offset: sent.length - 1 }
-    }),
-    flush: async () => undefined,
-    highWatermark: async () => sent.length,
-    close: async () => undefined,
-  }
 }
 
 /** A server with 6 orders records (keys k0..k5), 2 payments records, tokens per role; returns its URL and tokens. */
@@ -60,7 +48,7 @@ async function server(t: TestContext, approvals: ApprovalPolicy = {}) {
   const tokens = {} as Record<'viewer' | 'operator' | 'approver' | 'admin', string>
   for (const role of ['viewer', 'operator', 'approver', 'admin'] as Role[]) tokens[role as keyof typeof tokens] = (await createToken(db, { name: `${role}-1`, role, owner: `${role}-owner` })).token
   const sent: ProduceRecord[] = []
-  const deps: RedriveDeps = { db, producer: fakeProducer(sent) }
+  const deps: RedriveDeps = { db, producer: recordingProducer(sent) }
   const runs: Array<Promise<unknown>> = []
   const app = createDlqApi({ db, deps, approvals, onJobReady: (id) => void runs.push(runRedriveJob(deps, id).catch(() => undefined)) })
   const served = await serveDlqApi(app, { port: 0 })
@@ -256,7 +244,7 @@ describe('lifeline dlq', () => {
     // Loopback is fine over http (as above); another address of this machine only with --insecure.
     const address = Object.values(networkInterfaces()).flat().find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address
     if (address !== undefined) {
-      const wide = await serveDlqApi(createDlqApi({ db: s.db, deps: { db: s.db, producer: fakeProducer([]) } }), { port: 0, host: '0.0.0.0' })
+      const wide = await serveDlqApi(createDlqApi({ db: s.db, deps: { db: s.db, producer: recordingProducer([]) } }), { port: 0, host: '0.0.0.0' })
       defer(t, () => wide.close())
       const url = `http://${address}:${wide.port}`
       await dlqFails(['list', '--url', url, '--token-file', file], /refusing to send the token over plain http/)

@@ -13,12 +13,13 @@ import type { DeadLetterContext } from '../../src/failure/formats.js'
 import { indexRecords, type IndexItem } from '../../src/dlq/records.js'
 import { createDlqProcessor } from '../../src/dlq/processor.js'
 import { createRedriveJob } from '../../src/dlq/redrive/jobs.js'
-import type { KafkaProducer, ProduceAck, ProduceRecord } from '../../src/kafka/types.js'
+import type { ProduceRecord } from '../../src/kafka/types.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { refusalSamplerDefaults } from '../../src/dlq/refusals.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { databaseKinds, freshDatabase, stateDatabase } from '../helpers/db.js'
 import { brokers, consumer, defer, pollUntil, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
+import { recordingProducer } from '../helpers/recording-producer.js'
 
 const USERS = ['viewer', 'operator', 'operator2', 'approver', 'approver2', 'admin'] as const
 type User = (typeof USERS)[number]
@@ -33,19 +34,6 @@ interface Fixture {
   /** Record ids by name. */
   ids: Record<string, string>
   call(method: string, path: string, opts?: { as?: User | null; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: Record<string, unknown> & { error?: { code: string; message: string } } }>
-}
-
-function fakeProducer(sent: ProduceRecord[]): KafkaProducer {
-  return {
-    connect: async () => undefined,
-    send: async (records) => records.map((r): ProduceAck => {
-      sent.push(r)
-      return { topic: r.topic, partition: r.partition ?? 0, offset: sent.length - 1 }
-    }),
-    flush: async () => undefined,
-    highWatermark: async () => sent.length,
-    close: async () => undefined,
-  }
 }
 
 const ctx = (over: Partial<DeadLetterContext>): DeadLetterContext => ({ format: 'lifeline', originTopic: 'orders', originPartition: 0, consumerGroup: 'billing', errorClass: 'TaxError', errorCode: 'E_TAX', errorMessage: 'tax service down', fingerprint: 'fp-tax', details: {}, ...over })
@@ -69,7 +57,7 @@ async function fixture(t: TestContext, kind: SqlExecutor['kind'], approvals: App
   for (const user of USERS) tokens[user] = (await createToken(db, { name: user, role: ROLE_OF[user], owner: user })).token
   const sent: ProduceRecord[] = []
   const ready: string[] = []
-  const app = createDlqApi({ db, deps: { db, producer: fakeProducer(sent) }, approvals, replayTopics: ['orders.manual'], onJobReady: (id) => ready.push(id), onJobResume: (id) => ready.push(`resume:${id}`) })
+  const app = createDlqApi({ db, deps: { db, producer: recordingProducer(sent) }, approvals, replayTopics: ['orders.manual'], onJobReady: (id) => ready.push(id), onJobResume: (id) => ready.push(`resume:${id}`) })
   const call: Fixture['call'] = async (method, path, opts = {}) => {
     const token = opts.token ?? (opts.as === null || opts.as === undefined ? undefined : tokens[opts.as])
     const headers: Record<string, string> = { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(opts.body === undefined && opts.raw === undefined ? {} : { 'content-type': 'application/json' }), ...opts.headers }

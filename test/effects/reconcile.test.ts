@@ -25,21 +25,13 @@ import {
 import { isLifelineError, type ErrorCode } from '../../src/errors.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { databaseKinds, freshDatabase, randomName, type DatabaseKind } from '../helpers/db.js'
+import { waitFor } from '../helpers/wait.js'
 
 interface Stock { qty: number; name: string }
 
 const SOURCE_KEYS = Array.from({ length: 25 }, (_, i) => `k${String(i + 1).padStart(2, '0')}`)
 const DRIFT = { missing: ['k03', 'k17'], extra: ['x01', 'x02'], different: ['k05', 'k20'] }
 const BATCH = 4
-
-/** Polls `check` (never a fixed sleep). */
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
 
 async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
   let caught: Error | undefined
@@ -224,7 +216,7 @@ for (const kind of databaseKinds()) {
         },
       })
       const first = runReconciliation(def, { db, staleAfterMs: 1000 })
-      await waitFor(() => entered, 'the first run to reach its second batch')
+      await waitFor(() => entered, 'the first run to reach its second batch', 15_000)
       const busy = await expectCode(runReconciliation(def, { db, resume: true }), 'LL_RECONCILE')
       assert.equal((busy as { retriable?: boolean }).retriable, true)
       assert.match(busy.message, /is already running \(run \d+, heartbeat at /)
@@ -267,7 +259,7 @@ for (const kind of databaseKinds()) {
         },
       })
       const slow = runReconciliation(def, { db })
-      await waitFor(() => entered, 'the first process to pause in its second batch')
+      await waitFor(() => entered, 'the first process to pause in its second batch', 15_000)
       await db.query(`update lifeline_reconcile_runs set heartbeat_at = now() - interval '1 hour'`)
       const taken = await runReconciliation(def, { db, resume: true })
       assert.deepEqual([taken.status, taken.attempts, taken.missing, taken.extra, taken.different], ['completed', 2, 2, 2, 2])
@@ -412,9 +404,9 @@ for (const kind of databaseKinds()) {
       const done: string[] = []
       const schedule = scheduleReconciliation(def, { db, everyMs: 1000, onRun: (run) => void done.push(run.id) })
       t.after(() => schedule.stop())
-      await waitFor(() => done.length >= 2, 'two scheduled runs')
+      await waitFor(() => done.length >= 2, 'two scheduled runs', 15_000)
       slow = true
-      await waitFor(() => entered, 'a third run to start')
+      await waitFor(() => entered, 'a third run to start', 15_000)
       const stopping = schedule.stop()
       assert.equal(schedule.stop(), stopping, 'stop() twice returns the same promise')
       await stopping
@@ -429,7 +421,7 @@ for (const kind of databaseKinds()) {
       const resumedIds: string[] = []
       const other = scheduleReconciliation(def, { db, everyMs: 1000, onRun: (run) => void resumedIds.push(run.id) })
       t.after(() => other.stop())
-      await waitFor(() => resumedIds.length >= 1, 'the aborted run to be resumed')
+      await waitFor(() => resumedIds.length >= 1, 'the aborted run to be resumed', 15_000)
       await other.stop()
       assert.equal(resumedIds[0], runs[2]!.id)
     })

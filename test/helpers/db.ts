@@ -2,7 +2,6 @@
  * Databases for tests: every test gets a fresh, randomly named database, removed when the test ends.
  * PGlite always runs; PostgreSQL runs too when `DATABASE_URL` names a server whose role may CREATE DATABASE.
  */
-import { randomBytes } from 'node:crypto'
 import { cpSync, mkdtempSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,8 +11,10 @@ import type { SqlExecutor } from '../../src/store/executor.js'
 import { openPglite } from '../../src/store/pglite.js'
 import { openPostgres } from '../../src/store/postgres.js'
 import { defer } from './cleanup.js'
+import { randomName } from './names.js'
 
 export { defer }
+export { randomName } from './names.js'
 
 export type DatabaseKind = SqlExecutor['kind']
 
@@ -21,13 +22,6 @@ export type DatabaseKind = SqlExecutor['kind']
 export function databaseKinds(): DatabaseKind[] {
   return process.env.DATABASE_URL ? ['pglite', 'postgres'] : ['pglite']
 }
-
-/** A random name usable as a database, table or directory name: `<prefix>_<12 hex>`. */
-export function randomName(prefix: string): string {
-  return `${prefix}_${randomBytes(6).toString('hex')}`
-}
-
-
 
 /** A new empty directory under the OS temp dir, removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'lifeline-test'): Promise<string> {
@@ -55,7 +49,7 @@ async function asAdmin(statement: string): Promise<void> {
 const databaseUrls = new WeakMap<SqlExecutor, string>()
 
 async function freshPostgres(t: TestContext): Promise<SqlExecutor> {
-  const name = randomName('lifeline_test')
+  const name = randomName('lifeline_test', '_')
   await asAdmin(`create database ${name}`)
   defer(t, () => asAdmin(`drop database if exists ${name} with (force)`))
   const url = new URL(adminUrl())

@@ -1,9 +1,12 @@
 export { defer }
+export { randomName } from './names.js'
+export { waitFor } from './wait.js'
 
 /** Test helpers for the real broker that `npm test` starts (KAFKA_BOOTSTRAP). */
-import { randomBytes } from 'node:crypto'
 import type { TestContext } from 'node:test'
 import { defer } from './cleanup.js'
+import { randomName } from './names.js'
+import { waitFor } from './wait.js'
 import { createAdmin, createConsumer, createProducer } from '../../src/kafka/index.js'
 import type { ConsumedRecord, ConsumerOptions, KafkaAdmin, KafkaConsumer, KafkaProducer, ProducerOptions, TopicSpec } from '../../src/kafka/index.js'
 
@@ -11,11 +14,6 @@ export function brokers(): string[] {
   const bootstrap = process.env.KAFKA_BOOTSTRAP
   if (!bootstrap) throw new Error('KAFKA_BOOTSTRAP is not set: run the tests with `npm test`, which starts a broker')
   return bootstrap.split(',')
-}
-
-/** A random, collision-free name for a topic, group or database. */
-export function randomName(prefix: string): string {
-  return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
 }
 
 /** An admin client closed when the test ends. */
@@ -57,14 +55,6 @@ export async function pollUntil(c: KafkaConsumer, count: number, timeoutMs = 30_
   return out
 }
 
-/** Polls `check` until it returns true (never a fixed sleep); throws with `what` on timeout. */
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 /** Key and value of the probe {@link waitForCoordinatorAbort} writes (readers of the topic skip it). */
 export const PROBE = '__probe__'

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
-import { setTimeout as delay } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { pino } from 'pino'
 import { isLifelineError } from '../../src/errors.js'
 import { startTcpProxy } from '../../src/dev/tcp-proxy.js'
 import { openPostgres } from '../../src/store/postgres.js'
 import { defer, randomName } from '../helpers/db.js'
+import { waitFor } from '../helpers/wait.js'
 
 /** A local port nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -18,14 +18,6 @@ async function closedPort(): Promise<number> {
   return address.port
 }
 
-/** Polls `predicate` every 10 ms until it holds (or fails after `timeoutMs`). */
-async function waitFor(predicate: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
-    await delay(10)
-  }
-}
 
 const needsServer = !process.env.DATABASE_URL && 'needs DATABASE_URL'
 
@@ -55,7 +47,7 @@ describe('openPostgres', () => {
     { skip: needsServer },
     async () => {
       const url = new URL(process.env.DATABASE_URL as string)
-      url.pathname = `/${randomName('lifeline_missing')}`
+      url.pathname = `/${randomName('lifeline_missing', '_')}`
       await assert.rejects(openPostgres({ url: url.href }), (err) => {
         assert.ok(isLifelineError(err, 'LL_DB_CONNECT'))
         assert.equal(err.details.sqlState, '3D000')
@@ -79,7 +71,7 @@ describe('openPostgres', () => {
       db.transaction(async (tx) => {
         const { rows } = await tx.query<{ pid: number }>('select pg_backend_pid() as pid')
         await killer.query('select pg_terminate_backend($1)', [rows[0]?.pid])
-        await waitFor(() => logged.some((line) => line.msg === 'PostgreSQL connection failed'))
+        await waitFor(() => logged.some((line) => line.msg === 'PostgreSQL connection failed'), 'the connection failure to be logged', 5000)
         await tx.query('select 1')
       }),
       (err) => {

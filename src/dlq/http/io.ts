@@ -7,9 +7,9 @@
 import type { Context } from 'hono'
 import type { TSchema } from 'typebox'
 import Value from 'typebox/value'
-import { isLifelineError, LifelineError } from '../errors.js'
-import type { Approval } from './approvals.js'
-import { parseFilter, type DlqRecordDetail } from './records.js'
+import { isLifelineError, LifelineError } from '../../errors.js'
+import type { Approval } from '../approvals.js'
+import { parseFilter, type DlqRecordDetail } from '../records.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors

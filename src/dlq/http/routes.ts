@@ -1,12 +1,12 @@
 /**
  * The DLQ API's routing table: every endpoint with the action (hence the role) it needs, the typebox schemas
  * its bodies are validated with, and the OpenAPI 3.1 description generated from both. The app is
- * `api.ts`; requests and responses are shaped by `api-http.ts`.
+ * `../api.ts`; requests and responses are shaped by `io.ts`.
  *
  * @module
  */
 import Type, { type TSchema } from 'typebox'
-import { ACTION_ROLES, ROLES, type Action } from './auth.js'
+import { ACTION_ROLES, ROLES, type Action } from '../auth.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // Schemas
