@@ -207,11 +207,13 @@ export function createDlqProcessor(options: DlqProcessorOptions): DlqProcessor {
         // Approvals past their expiry (or whose requester's token was revoked) close, and their jobs with them.
         const swept = await sweepApprovals(db, PROCESSOR_ACTOR, cancelGatedJob)
         if (swept > 0) logger.info({ approvals: swept }, 'expired or void approvals closed')
-        id = resumes.shift() ?? (await nextJob(deps))
+        const resumed = resumes.shift()
+        id = resumed ?? (await nextJob(deps))
         if (id !== undefined) {
           current = id
           logger.info({ job: id }, 'redrive job starting')
-          await runRedriveJob(deps, id, { signal: stop.signal })
+          // A job found ready is not taken if an operator paused it since: only a resume takes a paused job.
+          await runRedriveJob(deps, id, { signal: stop.signal, resume: resumed !== undefined })
           logger.info({ job: id }, 'redrive job stopped')
           continue
         }

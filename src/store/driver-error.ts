@@ -141,3 +141,20 @@ export function abortedTransactionError(kind: 'postgres' | 'pglite', cause?: unk
     { cause, details: { kind, sqlState: '25P02' } },
   )
 }
+
+/**
+ * Runs `transaction` (a whole transaction: it must do nothing outside the database) again, up to `times` runs
+ * in all, while it fails with a deadlock or a serialization failure — PostgreSQL rolled it back and says a
+ * new run can succeed. (A redrive recording its batch while the indexer links records that came back locks
+ * the same record rows in another order.)
+ */
+export async function againOnConflict<T>(transaction: () => Promise<T>, times = 4): Promise<T> {
+  for (let run = 1; ; run++) {
+    try {
+      return await transaction()
+    } catch (err) {
+      const state = err instanceof LifelineError ? err.details.sqlState : undefined
+      if (run >= times || (state !== '40P01' && state !== '40001')) throw err
+    }
+  }
+}

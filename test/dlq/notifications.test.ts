@@ -131,7 +131,10 @@ test('the DLQ processor notifies webhooks of new error groups (once each, retrie
   assert.equal((await api(approver, 'POST', `/v1/approvals/${approvalId}/approve`)).status, 200)
   const paused = await api(operator, 'POST', `/v1/jobs/${jobId}/pause`)
   assert.equal(paused.status, 200, JSON.stringify(paused.body))
-  await waitFor(() => sent(json, 'job-paused').length === 1, 'the job-paused message', 60_000)
+  await waitFor(() => sent(json, 'job-paused').length === 1, 'the job-paused message', 60_000).catch(async (err: unknown) => {
+    const job = await api(operator, 'GET', `/v1/jobs/${jobId}`)
+    throw new Error(`${(err as Error).message}; job: ${JSON.stringify(job.body)}; received: ${JSON.stringify(json.received.map((r) => [r.status, r.body.kind, r.body.dedupKey]))}`)
+  })
   assert.equal((sent(json, 'job-paused')[0]!.body as { data: { job: string } }).data.job, jobId)
 
   // Nothing anywhere carries a clear e-mail (the value is never sent; messages are masked).

@@ -8,7 +8,7 @@ import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { MASKED_HEADER, Masker } from '../../src/failure/masking.js'
 import { getRecord, indexRecords, listRecords, type IndexItem } from '../../src/dlq/records.js'
 import { editRecord } from '../../src/dlq/redrive/edit.js'
-import { createRedriveJob, getJob, previewRedrive } from '../../src/dlq/redrive/jobs.js'
+import { createRedriveJob, getJob, pauseJob, previewRedrive } from '../../src/dlq/redrive/jobs.js'
 import { discardRecord, replayEdited, replayRecord } from '../../src/dlq/redrive/replay.js'
 import { leaseLockKey } from '../../src/dlq/redrive/run.js'
 import { resumeInterruptedJobs, runRedriveJob } from '../../src/dlq/redrive/runner.js'
@@ -20,6 +20,7 @@ import { encodeFailureHeaders } from '../../src/failure/headers.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { stateDatabase } from '../helpers/db.js'
+import { isLifelineError } from '../../src/errors.js'
 import { admin, brokers, defer, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
 import { assertEachOnce, header, lifeline, readAll } from '../helpers/lifeline.js'
 
@@ -99,6 +100,20 @@ test('a single replay goes to the origin partition with replay headers, decrypte
   const backId = await indexOne(db, back)
   await assert.rejects(replayRecord(d, backId, { actor: 'alice' }), (err: { code: string; details: { loop: boolean } }) => err.code === 'LL_REDRIVE_LIMIT' && err.details.loop === true)
   await replayRecord(d, backId, { actor: 'alice', force: true })
+})
+
+test('a job an operator paused after a processor found it ready is not taken by that processor: only a resume runs a paused job', async (t) => {
+  const db = await database(t)
+  const origin = await topic(t)
+  const elsewhere = await topic(t)
+  await indexOne(db, deadLetter({ origin, offset: 1, key: 'k1', value: '{}' }))
+  const job = await createRedriveJob({ db }, { filter: { topic: origin }, actor: 'alice', target: { kind: 'topic', topic: elsewhere } })
+  // The processor's loop found the job ready; the operator pauses it before the processor claims it.
+  await pauseJob(db, job.id, 'alice')
+  await assert.rejects(runRedriveJob(deps(t, db), job.id, { resume: false }), (err) => isLifelineError(err, 'LL_DLQ_CONFLICT'))
+  assert.equal((await getJob(db, job.id)).status, 'paused', "the operator's pause holds")
+  const resumed = await runRedriveJob(deps(t, db), job.id, { resume: true })
+  assert.equal(resumed.status, 'completed')
 })
 
 test('edit and replay: validated against the topic schema, diff stored, the edited value replayed', async (t) => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { LifelineError } from '../../src/errors.js'
-import { classifyDriverError, wrapDriverError } from '../../src/store/driver-error.js'
+import { againOnConflict, classifyDriverError, wrapDriverError } from '../../src/store/driver-error.js'
 
 /** The shape both pg and PGlite give server errors. */
 function serverError(code: string, extra: Record<string, unknown> = {}): Error {
@@ -48,5 +48,23 @@ describe('wrapDriverError', () => {
   it('passes a LifelineError through unchanged', () => {
     const original = new LifelineError('LL_DB_CLOSED', 'closed')
     assert.equal(wrapDriverError(original, { phase: 'query', kind: 'pglite' }), original)
+  })
+})
+
+describe('againOnConflict', () => {
+  const failure = (sqlState: string) => new LifelineError('LL_DB_QUERY', `postgres statement failed [${sqlState}]`, { details: { sqlState } })
+  it('runs a transaction again after a deadlock or a serialization failure, up to its limit', async () => {
+    let runs = 0
+    assert.equal(await againOnConflict(async () => (++runs < 3 ? Promise.reject(failure(runs === 1 ? '40P01' : '40001')) : 'done')), 'done')
+    assert.equal(runs, 3)
+    runs = 0
+    await assert.rejects(againOnConflict(async () => (runs++, Promise.reject(failure('40P01'))), 2), (err) => err instanceof LifelineError && err.details.sqlState === '40P01')
+    assert.equal(runs, 2)
+  })
+  it('never runs again after any other failure', async () => {
+    let runs = 0
+    await assert.rejects(againOnConflict(async () => (runs++, Promise.reject(failure('23505')))))
+    await assert.rejects(againOnConflict(async () => (runs++, Promise.reject(new Error('not a database error')))))
+    assert.equal(runs, 2)
   })
 })

@@ -6,6 +6,7 @@
  * @module
  */
 import type { SqlQueryable } from '../../store/executor.js'
+import { againOnConflict } from '../../store/driver-error.js'
 import { SOURCE_COLUMNS, num, str, toSource } from './record-store.js'
 import { leaseLockKey, type Acked, type Held, type ItemRow, type Marks, type Prepared, type Run, type SendFailure } from './run.js'
 import type { RedriveJobStatus } from './types.js'
@@ -72,7 +73,8 @@ export async function recordBatch(
   const { db } = run.deps
   const jobId = run.job.id
   const actor = run.actor
-  return db.transaction(async (tx) => {
+  // Run again on a deadlock: the indexer, linking records that came back, locks the same rows in its order.
+  return againOnConflict(() => db.transaction(async (tx) => {
     await holdLease(tx, run)
     if (acked.length > 0) {
       const rids = acked.map((a) => a.replayId)
@@ -146,7 +148,7 @@ export async function recordBatch(
     )
     const row = rows[0]
     return row === undefined || row.runner !== run.runner ? undefined : (row.status as RedriveJobStatus)
-  })
+  }))
 }
 
 /** Where the replays `replayIds` went, as far as their rows know (a row without an offset: not acknowledged). */

@@ -130,10 +130,11 @@ export async function updateJobStatus(db: SqlQueryable, jobId: string, to: Redri
 // ---- a runner's lease -------------------------------------------------------------------------------------
 
 /**
- * Takes the job for `runner` when it is ready, paused, or running with a heartbeat older than `leaseMs`
- * (resuming a canary pause passes the canary); undefined when it cannot be taken.
+ * Takes the job for `runner` when it is ready, paused (only when `resume`: an operator's resume), or running
+ * with a heartbeat older than `leaseMs` (resuming a canary pause passes the canary); undefined when it cannot
+ * be taken. A processor that found the job ready must not take it once an operator paused it meanwhile.
  */
-export async function claimJob(db: SqlExecutor, jobId: string, runner: string, leaseMs: number): Promise<RedriveJob | undefined> {
+export async function claimJob(db: SqlExecutor, jobId: string, runner: string, leaseMs: number, options: { resume: boolean }): Promise<RedriveJob | undefined> {
   // Exclusive: waits for the previous runner's open batch transactions, whose writes its recovery then sees.
   const rows = await db.transaction(async (tx) => {
     await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [leaseLockKey(jobId)])
@@ -141,9 +142,9 @@ export async function claimJob(db: SqlExecutor, jobId: string, runner: string, l
       `update lifeline_dlq_jobs set status = 'running', runner = $2, heartbeat_at = now(), updated_at = now(),
          status_reason = case when status = 'running' then 'resumed after an interruption' else null end,
          options = case when status = 'paused' and status_reason like 'canary%' then options || '{"canaryPassed": true}'::jsonb else options end
-       where id = $1 and kind = 'redrive' and (status in ('ready', 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
+       where id = $1 and kind = 'redrive' and (status = 'ready' or ($4::boolean and status = 'paused') or (status = 'running' and (heartbeat_at is null or heartbeat_at < now() - ($3::int8 * interval '1 millisecond'))))
        returning ${JOB_COLUMNS}`,
-      [jobId, runner, leaseMs],
+      [jobId, runner, leaseMs, options.resume],
     )
     return rows
   })

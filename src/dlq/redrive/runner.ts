@@ -26,9 +26,9 @@ import { jobLeaseMs, type Run, type Sent } from './run.js'
 import { redriveDefaults, type RedriveDeps, type RedriveJob, type RedriveJobStatus } from './types.js'
 import { conflict, positiveId } from './validate.js'
 
-/** Takes the job for this runner: ready, paused, or running with a stale heartbeat. */
-async function claim(deps: RedriveDeps, jobId: string, runner: string): Promise<RedriveJob> {
-  const claimed = await claimJob(deps.db, jobId, runner, jobLeaseMs(deps))
+/** Takes the job for this runner: ready, paused (when resuming), or running with a stale heartbeat. */
+async function claim(deps: RedriveDeps, jobId: string, runner: string, resume: boolean): Promise<RedriveJob> {
+  const claimed = await claimJob(deps.db, jobId, runner, jobLeaseMs(deps), { resume })
   if (claimed) return claimed
   const job = await getJob(deps.db, jobId)
   if (job.status === 'completed') return job
@@ -57,10 +57,10 @@ async function pauseSelf(run: Run, reason: string): Promise<void> {
  * `signal` aborts (then it is left `running` without a heartbeat: {@link resumeInterruptedJobs} takes it).
  * LL_DLQ_CONFLICT when it is running elsewhere, awaiting approval, or cancelled.
  */
-export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { signal?: AbortSignal; onProgress?(job: RedriveJob): void } = {}): Promise<RedriveJob> {
+export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { signal?: AbortSignal; onProgress?(job: RedriveJob): void; resume?: boolean } = {}): Promise<RedriveJob> {
   const jid = positiveId('job', jobId)
   const runner = randomUUID()
-  let job = await claim(deps, jid, runner)
+  let job = await claim(deps, jid, runner, opts.resume ?? true)
   if (job.status === 'completed') return job
   const log = (deps.logger ?? silentLogger()).child({ component: 'dlq-redrive', jobId: jid })
   log.info({ runner, resumed: job.statusReason === 'resumed after an interruption' }, 'redrive job claimed')
