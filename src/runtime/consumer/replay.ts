@@ -75,6 +75,9 @@ async function replayKey(ctx: ConsumerContext, state: PartitionState, entry: Key
         if (step.kind === 'duplicate') {
           const gone = await fencedWrite(ctx, state, 'dropping a duplicate stored record', (f) => ctx.store!.replayed(f, o.groupId, { topic: state.topic, partition: state.partition, key, id: row.id, releaseToken: token }))
           if (gone === CANCELLED) return 'abandoned'
+          // Not released by this token any more (another release or head took over): reading the rows again
+          // would find the same one and loop; the work item of whoever took over goes on.
+          if (gone === 'conflict') return 'done'
           ctx.metrics.duplicateSkipped(state.topic)
           if (listened(ctx, 'duplicate')) emit(ctx, 'duplicate', { topic: state.topic, partition: state.partition, offset: row.offset, key, seq: row.seq })
           entry.records = Math.max(0, entry.records - 1)
