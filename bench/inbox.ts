@@ -44,7 +44,7 @@ const PAYLOAD = 'x'.repeat(64)
 const GROUP = inboxDefaults.batchMaxRecords
 
 /** One multi-row INSERT of `rows` into bench_effects. */
-export async function insertRows(q: Pick<SqlExecutor, 'query'>, rows: ReadonlyArray<{ id: string; key: string }>): Promise<void> {
+async function insertRows(q: Pick<SqlExecutor, 'query'>, rows: ReadonlyArray<{ id: string; key: string }>): Promise<void> {
   const values = rows.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`).join(', ')
   await q.query(`insert into bench_effects (id, k, payload) values ${values}`, rows.flatMap((r) => [r.id, r.key, PAYLOAD]))
 }
@@ -53,7 +53,7 @@ export async function insertRows(q: Pick<SqlExecutor, 'query'>, rows: ReadonlyAr
  * The baseline's writer: rows handed over in the same event-loop turn, up to `max` (the inbox's group-commit
  * rule), go in one multi-row autocommit INSERT.
  */
-export function batchedInsert(db: SqlExecutor, max: number): (id: string, key: string) => Promise<void> {
+function batchedInsert(db: SqlExecutor, max: number): (id: string, key: string) => Promise<void> {
   let queue: Array<{ id: string; key: string; resolve(): void; reject(err: unknown): void }> = []
   let scheduled = false
   const flush = (): void => {

@@ -15,7 +15,6 @@ import { silentLogger, type Logger } from '../logger.js'
 import { abortedTransactionError, classifyDriverError, wrapDriverError } from './driver-error.js'
 import type { SqlExecutor, SqlQueryable, SqlResult, SqlRow } from './executor.js'
 import { runScriptKey, type ScriptRunner } from './script.js'
-import { sendInTransaction, StatementFailure, type Protocol } from './postgres-statements.js'
 import { postgresDefaults } from './postgres-defaults.js'
 
 export { postgresDefaults }
@@ -193,39 +192,28 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlExecuto
     }
   }
 
-  /**
-   * BEGIN is not sent on its own: it goes with the transaction's first statement, in one round trip that
-   * cannot run the statement without it ({@link sendInTransaction}); a transaction with no statement sends
-   * nothing at all.
-   */
   async function runTransaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
     const client = await connect('BEGIN')
-    let opened = false
+    try {
+      await client.query('BEGIN')
+    } catch (err) {
+      releaseAfter(client, err)
+      throw statementError(client, err, 'BEGIN')
+    }
     let active = true
     function assertActive(): void {
       if (!active) throw new LifelineError('LL_DB_CLOSED', 'a transaction handle was used after its transaction ended')
     }
-    /** Sends one statement of this transaction; the first one opens it. */
-    async function send(text: string, params: readonly unknown[] | undefined, protocol: Protocol): Promise<pg.QueryResult> {
-      const placement = opened ? 'inside' : 'opening'
-      opened = true
-      try {
-        return await sendInTransaction(client, text, params, placement, protocol)
-      } catch (err) {
-        throw err instanceof StatementFailure ? statementError(client, err.cause, err.statement) : err
-      }
-    }
     const tx: SqlQueryable & ScriptRunner = {
       async query<R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) {
         assertActive()
-        return toResult<R>(await send(text, params, 'extended'))
+        return runOne<R>(client, text, params)
       },
       async [runScriptKey](sql: string) {
         assertActive()
-        // A script goes through the simple protocol, which cannot share BEGIN's round trip: BEGIN goes first
-        // (with a statement that does nothing).
-        if (!opened) await send('select 1', undefined, 'extended')
-        await send(sql, undefined, 'simple')
+        await client.query(sql).catch((err: unknown) => {
+          throw statementError(client, err, sql)
+        })
       },
     }
 
@@ -234,22 +222,17 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlExecuto
       result = await fn(tx)
     } catch (err) {
       active = false
-      if (opened) await rollback(client)
-      else client.release()
+      await rollback(client)
       throw err
     }
     active = false
-    if (!opened) {
-      client.release()
-      return result
-    }
     let commit: pg.QueryResult
     try {
-      commit = await send('COMMIT', undefined, 'simple')
+      commit = await client.query('COMMIT')
     } catch (err) {
       // A connection lost during COMMIT leaves the outcome unknown: the caller must treat it as maybe-applied.
       releaseAfter(client, err)
-      throw err
+      throw statementError(client, err, 'COMMIT')
     }
     client.release()
     if (commit.command === 'ROLLBACK') throw abortedTransactionError(KIND)
