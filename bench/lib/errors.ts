@@ -15,6 +15,7 @@ export type BenchErrorCode = keyof typeof BenchErrorCodes
 
 export class BenchError extends Error {
   override readonly name = 'BenchError'
+  readonly details: Record<string, unknown>
   constructor(
     readonly code: BenchErrorCode,
     message: string,
@@ -23,7 +24,6 @@ export class BenchError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.details = options.details ?? {}
   }
-  readonly details: Record<string, unknown>
 }
 
 /** Whether `err` is a benchmark error (with `code`, when given). */

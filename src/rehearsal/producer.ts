@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto'
 import { createProducer } from '../kafka/index.js'
 import type { KafkaProducer } from '../kafka/types.js'
 import { isLifelineError } from '../errors.js'
+import { delayFor, exponential } from '../retry/backoff.js'
 import type { ProduceEntry } from './history.js'
 import { EVENT_ID_HEADER, eventValue, type PlannedSend, type Workload } from './workload.js'
 
@@ -54,13 +55,15 @@ export function runProducers(options: ProducerRunOptions): ProducerRun {
   let outstanding = options.workload.sends.length
   let stopped = false
   const inflight = new Set<Promise<void>>()
+  const retryDelayMs = options.retryDelayMs ?? 1000
+  const backoff = exponential({ baseMs: retryDelayMs, maxMs: retryDelayMs * 8, jitter: 'none' })
   /** Wakes the planner waiting for a free slot (one waiter at most: the planner). */
   let slot: (() => void) | undefined
 
   const sendOne = async (s: PlannedSend): Promise<void> => {
     const event = options.workload.byId.get(s.eventId)!
     let failure: ProduceEntry | undefined
-    let delay = options.retryDelayMs ?? 1000
+    let failures = 0
     for (;;) {
       if (stopped) return
       const at = Date.now()
@@ -81,9 +84,8 @@ export function runProducers(options: ProducerRunOptions): ProducerRun {
           failure = { eventId: s.eventId, copy: s.copy, producer: s.producer, at, doneAt: Date.now(), outcome, error }
           log.push(failure)
         }
-        await new Promise((r) => setTimeout(r, delay))
         // Back off while the failures last (up to 8 retry delays), as a real producer's retries do.
-        delay = Math.min(delay * 2, (options.retryDelayMs ?? 1000) * 8)
+        await new Promise((r) => setTimeout(r, delayFor(backoff, ++failures, err)))
       }
     }
   }

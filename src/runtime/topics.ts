@@ -5,6 +5,7 @@
  */
 import { isLifelineError, LifelineError } from '../errors.js'
 import { setTimeout as delay } from 'node:timers/promises'
+import { delayFor, exponential } from '../retry/backoff.js'
 import type { KafkaAdmin } from '../kafka/types.js'
 import { consumerDefaults, dlqTopicName, type DeadLetterOptions, type RetryTopicsOptions } from './options.js'
 import { retryTopicName } from '../failure/tier-record.js'
@@ -31,11 +32,13 @@ export interface EnsuredTopic {
 
 /** Kafka's UNKNOWN_TOPIC_OR_PARTITION. */
 const UNKNOWN_TOPIC = 3
+/** 200 ms doubling to 2 s: seven waits, 9 s in all, before the eighth and last ask. */
+const METADATA_BACKOFF = exponential({ baseMs: 200, maxMs: 2000, jitter: 'none' })
 
 /**
  * Describes topics the cluster has just listed. Right after another member created them, the broker asked
  * may not know them yet (unknown topic: its metadata has not caught up), which is not the topic missing:
- * asked again, with backoff, for up to ~13 s. (Seen in a 3-broker rehearsal: a member started while another
+ * asked again, with backoff, for up to 9 s. (Seen in a 3-broker rehearsal: a member started while another
  * created the tiers, and died of it.)
  */
 async function describeListed(admin: KafkaAdmin, topics: string[]): ReturnType<KafkaAdmin['describeTopics']> {
@@ -44,7 +47,7 @@ async function describeListed(admin: KafkaAdmin, topics: string[]): ReturnType<K
       return await admin.describeTopics(topics)
     } catch (err) {
       if (attempt >= 8 || !isLifelineError(err, 'LL_KAFKA_ADMIN') || err.details.nativeCode !== UNKNOWN_TOPIC) throw err
-      await delay(Math.min(100 * 2 ** attempt, 2000))
+      await delay(delayFor(METADATA_BACKOFF, attempt, err))
     }
   }
 }

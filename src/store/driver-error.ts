@@ -52,11 +52,16 @@ function isConnectionSqlState(state: string): boolean {
   )
 }
 
+/** Transactions PostgreSQL rolled back for a conflict with another one: run again, they can succeed. */
+const CONFLICT_SQLSTATES: ReadonlySet<string> = new Set([
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
+])
+
 /** Statement failures that succeed when the whole transaction is simply run again. */
 const RETRIABLE_SQLSTATES = new Set([
   '57014', // query_canceled: statement_timeout (the statement may succeed when the server is less busy)
-  '40001', // serialization_failure
-  '40P01', // deadlock_detected
+  ...CONFLICT_SQLSTATES,
   '55P03', // lock_not_available
 ])
 
@@ -154,7 +159,7 @@ export async function againOnConflict<T>(transaction: () => Promise<T>, times = 
       return await transaction()
     } catch (err) {
       const state = err instanceof LifelineError ? err.details.sqlState : undefined
-      if (run >= times || (state !== '40P01' && state !== '40001')) throw err
+      if (run >= times || typeof state !== 'string' || !CONFLICT_SQLSTATES.has(state)) throw err
     }
   }
 }
