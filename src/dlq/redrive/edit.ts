@@ -7,13 +7,13 @@
  * @module
  */
 import { Compile } from 'typebox/compile'
-import { LifelineError } from '../../errors.js'
+import { invalidArgument, LifelineError } from '../../errors.js'
 import { jsonDiff, type DiffOp, type JsonValue as Json } from '../../util/json-diff.js'
 import { appendAudit, type AuditEntry } from '../audit.js'
 import { policyTopics } from './plan.js'
 import { insertEdit, loadSource } from './record-store.js'
 import type { RedriveDeps } from './types.js'
-import { conflict, invalid, positiveId, text } from './validate.js'
+import { conflict, positiveId, text } from './validate.js'
 
 const compiled = new WeakMap<object, ReturnType<typeof Compile>>()
 
@@ -31,9 +31,9 @@ export async function prepareEdit(deps: Pick<RedriveDeps, 'db' | 'masker' | 'sch
   try {
     serialized = JSON.stringify(input)
   } catch (err) {
-    throw invalid('value must be JSON', { field: 'value', cause: (err as Error)?.message })
+    throw invalidArgument('value must be JSON', { field: 'value', cause: (err as Error)?.message })
   }
-  if (serialized === undefined) throw invalid('value must be JSON', { field: 'value' })
+  if (serialized === undefined) throw invalidArgument('value must be JSON', { field: 'value' })
   const value = JSON.parse(serialized) as Json
   const source = await loadSource(deps.db, rid)
   if (source.status !== 'pending') throw conflict(`DLQ record ${rid} is ${source.status}: only a pending record can be edited`, { id: rid, status: source.status })
@@ -51,7 +51,7 @@ export async function prepareEdit(deps: Pick<RedriveDeps, 'db' | 'masker' | 'sch
   const topics = policyTopics(source)
   const foreign = masker.foreignTokens(Buffer.from(serialized, 'utf8'), source.value, topics)
   if (foreign.length > 0) {
-    throw invalid(`the edited value carries encrypted values that are not this record's own at ${foreign.slice(0, 5).join(', ')}: keep the record's own, or type the clear value (it is encrypted again)`, { field: 'value', paths: foreign.slice(0, 20) })
+    throw invalidArgument(`the edited value carries encrypted values that are not this record's own at ${foreign.slice(0, 5).join(', ')}: keep the record's own, or type the clear value (it is encrypted again)`, { field: 'value', paths: foreign.slice(0, 20) })
   }
   const policyTopic = topics.find((t) => masker.covers(t))
   if (policyTopic === undefined) return { text: serialized, stored: source.value }

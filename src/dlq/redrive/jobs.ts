@@ -5,12 +5,12 @@
  *
  * @module
  */
-import { LifelineError } from '../../errors.js'
+import { invalidArgument, LifelineError } from '../../errors.js'
 import type { SqlQueryable } from '../../store/executor.js'
 import { parseFilter } from '../records.js'
 import { freezeItems, insertJob, previewCounts, selectCreatedJob, selectJob, selectJobs, setCreatedStatus, updateJobStatus } from './job-store.js'
 import { redriveDefaults, type CreateJobOptions, type RedriveDeps, type RedriveJob, type RedriveJobOptions, type RedriveJobStatus } from './types.js'
-import { conflict, intIn, invalid, parseTarget, positiveId, text } from './validate.js'
+import { conflict, intIn, parseTarget, positiveId, text } from './validate.js'
 
 export async function getJob(db: SqlQueryable, id: string): Promise<RedriveJob> {
   const jid = positiveId('job', id)
@@ -24,7 +24,7 @@ const JOB_STATUSES: readonly RedriveJobStatus[] = ['awaiting-approval', 'ready',
 /** Jobs, newest first: `status` (one or several), `limit` 1..1000 (default 100). */
 export async function listJobs(db: SqlQueryable, opts: { status?: RedriveJobStatus | RedriveJobStatus[]; limit?: number } = {}): Promise<RedriveJob[]> {
   const statuses = opts.status === undefined ? undefined : Array.isArray(opts.status) ? opts.status : [opts.status]
-  if (statuses?.some((s) => !JOB_STATUSES.includes(s))) throw invalid(`status must be one of ${JOB_STATUSES.join(', ')}`, { field: 'status' })
+  if (statuses?.some((s) => !JOB_STATUSES.includes(s))) throw invalidArgument(`status must be one of ${JOB_STATUSES.join(', ')}`, { field: 'status' })
   const limit = intIn('limit', opts.limit, 1, 1000) ?? 100
   return selectJobs(db, statuses, limit)
 }
@@ -77,9 +77,9 @@ export async function createRedriveJob(deps: Pick<RedriveDeps, 'db'>, opts: Crea
   const ratePerSec = intIn('ratePerSec', opts.ratePerSec, 1, 1_000_000)
   const canary = intIn('canary', opts.canary, 0, 1_000_000) ?? 0
   const maxFailureRate = opts.maxFailureRate ?? redriveDefaults.maxFailureRate
-  if (typeof maxFailureRate !== 'number' || !(maxFailureRate >= 0 && maxFailureRate <= 1)) throw invalid('maxFailureRate must be a number from 0 to 1', { field: 'maxFailureRate' })
+  if (typeof maxFailureRate !== 'number' || !(maxFailureRate >= 0 && maxFailureRate <= 1)) throw invalidArgument('maxFailureRate must be a number from 0 to 1', { field: 'maxFailureRate' })
   const status = opts.status ?? 'ready'
-  if (status !== 'ready' && status !== 'awaiting-approval') throw invalid('status must be ready or awaiting-approval', { field: 'status' })
+  if (status !== 'ready' && status !== 'awaiting-approval') throw invalidArgument('status must be ready or awaiting-approval', { field: 'status' })
   const options: RedriveJobOptions = {
     canaryWaitMs: intIn('canaryWaitMs', opts.canaryWaitMs, 0, 3_600_000) ?? redriveDefaults.canaryWaitMs,
     batchSize: intIn('batchSize', opts.batchSize, 1, 5000) ?? Math.max(1, Math.min(redriveDefaults.maxBatch, Math.floor((ratePerSec ?? 4 * redriveDefaults.maxBatch) / 4))),

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { LifelineError } from '../../errors.js'
+import { invalidArgument, LifelineError } from '../../errors.js'
 import type { KafkaHeader, ProduceRecord } from '../../kafka/types.js'
 import { LIFELINE_HEADER_PREFIX, type FailureContext } from '../../failure/headers.js'
 import { RetryHeaders, retryTopicName, tierRecord } from '../../failure/tier-record.js'
@@ -14,7 +14,6 @@ import { KarafkaHeaders, ReplayHeaders, type DeadLetterFormat } from '../../fail
 import { isEncrypted, type Masker } from '../../failure/masking.js'
 import type { DlqStatus } from '../records.js'
 import type { RedriveTarget, Source } from './types.js'
-import { invalid } from './validate.js'
 
 /**
  * Replays of the record's lineage so far (its own plus those before it came back) and whether the earlier
@@ -90,7 +89,7 @@ export interface Planned {
 }
 
 function requireOrigin(source: Source, target: RedriveTarget): { topic: string; partition: number | null } {
-  if (source.originTopic === null) throw invalid(`DLQ record ${source.id} has no origin topic: give a topic target`, { id: source.id, target: target.kind })
+  if (source.originTopic === null) throw invalidArgument(`DLQ record ${source.id} has no origin topic: give a topic target`, { id: source.id, target: target.kind })
   return { topic: source.originTopic, partition: source.originPartition }
 }
 
@@ -114,7 +113,7 @@ export function plan(source: Source, target: RedriveTarget, replay: { id: string
     return { record: { topic: target.topic, ...(target.partition === undefined ? {} : { partition: target.partition }), key: source.key, value, headers }, topic: target.topic, release: true }
   }
   const origin = requireOrigin(source, target)
-  if (origin.partition === null || source.originOffset === null) throw invalid(`DLQ record ${source.id} has no origin partition and offset: a retry tier needs them`, { id: source.id })
+  if (origin.partition === null || source.originOffset === null) throw invalidArgument(`DLQ record ${source.id} has no origin partition and offset: a retry tier needs them`, { id: source.id })
   const topic = retryTopicName(target.service, origin.topic, target.tier)
   const now = Date.now()
   const context: FailureContext = {
