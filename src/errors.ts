@@ -49,12 +49,15 @@ export const ErrorCodes = {
   LL_INBOX: { retriable: true, summary: 'The inbox transaction (event-id claim plus the handler\'s writes) failed; nothing of it was committed and the record is retried.' },
   LL_COMPENSATION: { retriable: true, summary: 'A compensation step failed; it is retried and each attempt is recorded on the failure record.' },
   LL_RECONCILE: { retriable: false, summary: 'A reconciliation could not run (unknown name, bad definition, or a source/target read failed); the run is recorded as failed.' },
-  LL_NOT_FOUND: { retriable: false, summary: 'A record an operator named (failure record, reconciliation run, ...) does not exist.' },
-  LL_DLQ_CONFLICT: { retriable: false, summary: "A DLQ action conflicts with the state of its record or job (e.g. replaying a record already replayed without force, running a job that another processor runs, editing a discarded record)." },
+  LL_NOT_FOUND: { retriable: false, summary: 'A record an operator named (failure record, reconciliation run, ...), or an API endpoint, does not exist (HTTP 404).' },
+  LL_DLQ_CONFLICT: { retriable: false, summary: "A DLQ action conflicts with the state of what it names (HTTP 409): a record's status (replaying a record already replayed without force, editing or discarding a final record), a job's (resuming a job that is not paused, running a job another processor runs), an approval no longer pending, a token name already taken." },
   LL_LISTEN: { retriable: false, summary: 'An HTTP server (the metrics and health endpoints) could not listen on its host and port (e.g. the port is taken).' },
   LL_NOTIFY: { retriable: true, summary: 'A webhook notification could not be delivered (network error, timeout or an HTTP error status); it is retried with backoff, then dropped and counted.' },
   LL_DECRYPT: { retriable: false, summary: 'An encrypted DLQ field could not be decrypted for its record: an unknown key id, a wrong key, a tampered value, or a value moved from another topic or field (enc:v2 binds each value to both); the replay is refused and nothing is sent.' },
-  LL_FORBIDDEN: { retriable: false, summary: 'The caller may not do this: its role is too low for what it asked (a replay target outside the allow-list, force, a bulk redrive above the threshold), or four-eyes refuses it (deciding on a request of the same owner).' },
+  LL_UNAUTHORIZED: { retriable: false, summary: 'The request carries no valid credential: no token, or one that is unknown, revoked or expired (HTTP 401).' },
+  LL_FORBIDDEN: { retriable: false, summary: 'The caller may not do this (HTTP 403): its role is too low for the endpoint or for what it asked (a replay target outside the allow-list, force, a bulk redrive above the threshold), or four-eyes refuses it (deciding on a request of the same owner).' },
+  LL_PAYLOAD_TOO_LARGE: { retriable: false, summary: 'A request body is larger than the API accepts (maxBodyBytes, 1 MiB by default); nothing of it was read further (HTTP 413).' },
+  LL_INTERNAL: { retriable: false, summary: 'An unexpected error (a bug): the API answers with this code only, and the processor logs the cause.' },
   LL_REDRIVE_LIMIT: { retriable: false, summary: 'A redrive was refused: the record reached the maximum number of redrives, or its lineage came back to the DLQ that many times (loop detection); force overrides.' },
   LL_PG_LAUNCHER: { retriable: false, summary: 'The private PostgreSQL instance (src/dev/postgres-launcher.ts) could not be initialised, started or stopped: missing server binaries, an initdb or start failure (the message carries its log tail).' },
   LL_FAULT: { retriable: false, summary: 'A fault could not be injected or healed (a network namespace, a veth link, a TCP proxy port): the rehearsal stops rather than report faults that did not happen.' },
@@ -108,9 +111,17 @@ export function publicErrorText(err: unknown): string {
 
 
 /**
- * An LL_ARGUMENT_INVALID error naming what was wrong (`details.field`, and `details.conflict` for a refused
- * state change): the one factory of the argument checks the DLQ store, API and CLI share.
+ * An LL_ARGUMENT_INVALID error naming what was wrong (`details.field`): the one factory of the argument
+ * checks the DLQ store, API and CLI share.
  */
 export function invalidArgument(message: string, details: Record<string, unknown> = {}): LifelineError {
   return new LifelineError('LL_ARGUMENT_INVALID', message, { details })
+}
+
+/**
+ * An LL_DLQ_CONFLICT error: the state of a record, job, approval or token refuses the change (the details
+ * say which state): the one factory of the DLQ store's, redrive's and API's refusals.
+ */
+export function dlqConflict(message: string, details: Record<string, unknown> = {}): LifelineError {
+  return new LifelineError('LL_DLQ_CONFLICT', message, { details })
 }

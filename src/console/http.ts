@@ -56,7 +56,7 @@ export async function callApi(api: ApiFetch, c: Context, token: string, method: 
     try {
       parsed = JSON.parse(text) as ApiAnswer['body']
     } catch {
-      parsed = { error: { code: 'HTTP_INTERNAL', message: `the API answered ${res.status} with something that is not JSON` } }
+      parsed = { error: { code: 'LL_INTERNAL', message: `the API answered ${res.status} with something that is not JSON` } }
     }
   }
   return { status: res.status, body: parsed }

@@ -13,10 +13,11 @@
  * - Every input is validated (query strings by the records store's filter parser, bodies by typebox schemas
  *   after a nesting check, ids by pattern): a bad one is a 400 `{ error: { code, message } }`, never a 500
  *   or an SQL error.
- * - LifelineError codes map to statuses (http/io.ts): LL_ARGUMENT_INVALID / LL_SCHEMA_INVALID → 400 (409
- *   when `details.conflict`), LL_FORBIDDEN → 403, LL_NOT_FOUND → 404, LL_DLQ_CONFLICT / LL_REDRIVE_LIMIT /
- *   LL_KEY_NOT_PARKED / LL_DECRYPT → 409, LL_KAFKA_* → 503 (Kafka's text only to an operator or above);
- *   anything else is a 500 whose message says nothing of the cause (it is logged).
+ * - Every error is a LifelineError whose code maps to a status by one table (`HTTP_STATUS_OF_CODE` in
+ *   http/io.ts): LL_ARGUMENT_INVALID / LL_SCHEMA_INVALID → 400, LL_UNAUTHORIZED → 401, LL_FORBIDDEN → 403,
+ *   LL_NOT_FOUND → 404, LL_DLQ_CONFLICT / LL_REDRIVE_LIMIT / LL_KEY_NOT_PARKED / LL_DECRYPT → 409,
+ *   LL_PAYLOAD_TOO_LARGE → 413, LL_KAFKA_* → 503 (Kafka's text only to an operator or above); anything else
+ *   is a 500 LL_INTERNAL whose message says nothing of the cause (it is logged).
  * - Every write, approval, token change and read of a record's payload is audited in the transaction of
  *   what it records; refused requests are audited sampled (refusals.ts) and all counted in a metric.
  *
@@ -36,13 +37,14 @@ import { adminEndpoints } from './http/admin-endpoints.js'
 import { approvalEndpoints } from './http/approvals-endpoints.js'
 import { apiContext, type Env, type Handler } from './http/context.js'
 import { createGuard } from './http/guard.js'
-import { errorResponse, HttpError } from './http/io.js'
+import { errorResponse } from './http/io.js'
 import { jobEndpoints } from './http/jobs-endpoints.js'
 import { recordEndpoints } from './http/records-endpoints.js'
 import { ENDPOINTS } from './http/routes.js'
 
-export { ENDPOINTS, openApiDocument, Schemas, TargetSchema, type Endpoint } from './http/routes.js'
-export { errorResponse, recordJson, type ApiErrorCode } from './http/io.js'
+export { ENDPOINTS, openApiDocument, Schemas, type Endpoint } from './http/routes.js'
+export { TargetSchema } from './redrive/target.js'
+export { errorResponse, HTTP_STATUS_OF_CODE, recordJson } from './http/io.js'
 export { serveDlqApi, type ServedApi } from './http/serve.js'
 
 /** Defaults of {@link DlqApiOptions}. */
@@ -108,7 +110,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     bodyLimit({
       maxSize: options.maxBodyBytes ?? dlqApiDefaults.maxBodyBytes,
       onError: () => {
-        throw new HttpError(413, 'HTTP_PAYLOAD_TOO_LARGE', `the body exceeds ${options.maxBodyBytes ?? dlqApiDefaults.maxBodyBytes} bytes`)
+        throw new LifelineError('LL_PAYLOAD_TOO_LARGE', `the body exceeds ${options.maxBodyBytes ?? dlqApiDefaults.maxBodyBytes} bytes`)
       },
     }),
   )
@@ -120,7 +122,7 @@ export function createDlqApi(options: DlqApiOptions): Hono<Env> {
     if (status >= 500) logger.error({ err, method: c.req.method, path: c.req.path }, 'DLQ API request failed')
     return c.json({ error: { code, message } }, status as 400)
   })
-  app.notFound((c) => c.json({ error: { code: 'HTTP_NOT_FOUND', message: `no endpoint ${c.req.method} ${c.req.path}` } }, 404))
+  app.notFound((c) => c.json({ error: { code: 'LL_NOT_FOUND', message: `no endpoint ${c.req.method} ${c.req.path}` } }, 404))
 
   const handlers: Record<string, Handler> = { ...adminEndpoints(ctx), ...recordEndpoints(ctx), ...jobEndpoints(ctx), ...approvalEndpoints(ctx) }
   const guard = createGuard({ db, logger, refusals: options.refusals, registry: options.metrics?.registry })

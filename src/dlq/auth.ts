@@ -16,7 +16,7 @@
  * @module
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { invalidArgument, isLifelineError, LifelineError } from '../errors.js'
+import { dlqConflict, invalidArgument, isLifelineError, LifelineError } from '../errors.js'
 import type { SqlQueryable, SqlRow } from '../store/executor.js'
 import { isSystemActorName, SYSTEM_ACTOR_NAMES } from './actors.js'
 
@@ -163,8 +163,7 @@ export interface TokenSpec {
 
 /**
  * Creates a token; returns it in clear (only this once). LL_ARGUMENT_INVALID for a bad name, owner, role or
- * expiry, a system actor's name, and with `details.conflict: true` when the name is taken (revoked tokens
- * keep theirs).
+ * expiry, a system actor's name; LL_DLQ_CONFLICT when the name is taken (revoked tokens keep theirs).
  */
 export async function createToken(db: SqlQueryable, input: TokenSpec): Promise<CreatedToken> {
   const name = checkName(input?.name)
@@ -182,7 +181,7 @@ export async function createToken(db: SqlQueryable, input: TokenSpec): Promise<C
     return { ...toInfo(rows[0]!), token }
   } catch (err) {
     if (isLifelineError(err, 'LL_DB_QUERY') && err.details.sqlState === '23505') {
-      throw invalidArgument(`a token named ${JSON.stringify(name)} already exists (names of revoked tokens stay taken)`, { field: 'name', conflict: true })
+      throw dlqConflict(`a token named ${JSON.stringify(name)} already exists (names of revoked tokens stay taken)`, { field: 'name' })
     }
     throw err
   }

@@ -25,6 +25,9 @@ export const RetryHeaders = Object.freeze({
 
 export const defaultRetryTopicTemplate = '{service}.{topic}.retry.{n}'
 
+/** The most retry tiers a consumer may have (`retryTopics.delaysMs`), so the highest tier a replay may name. */
+export const MAX_RETRY_TIERS = 20
+
 /** The topic of tier `n` (1-based) of a source topic. */
 export function retryTopicName(service: string, sourceTopic: string, n: number, template: string | ((sourceTopic: string, n: number) => string) = defaultRetryTopicTemplate): string {
   if (typeof template === 'function') return template(sourceTopic, n)

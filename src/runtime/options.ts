@@ -12,6 +12,7 @@ import type { CircuitBreakerOptions, Transition } from '../retry/circuit-breaker
 import type { Ordering } from './key-scheduler.js'
 import type { SqlExecutor } from '../store/executor.js'
 import { MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../failure/masking.js'
+import { MAX_RETRY_TIERS } from '../failure/tier-record.js'
 
 /** What the handler receives for each record. */
 /** What happens to a key whose sequence gap stayed open `sequence.timeoutMs`. */
@@ -316,7 +317,7 @@ export const ConsumerOptionsSchema = Type.Object(
     retryTopics: Type.Optional(
       Type.Object(
         {
-          delaysMs: Type.Array(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600 * 1000 }), { minItems: 1, maxItems: 20 }),
+          delaysMs: Type.Array(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600 * 1000 }), { minItems: 1, maxItems: MAX_RETRY_TIERS }),
           topic: Type.Optional(Type.Any()),
           retentionMs: Type.Optional(PositiveInt),
         },

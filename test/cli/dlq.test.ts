@@ -147,8 +147,8 @@ describe('lifeline dlq', () => {
     const audit = await dlq(['audit', '--action', 'record.discard', ...as('approver')])
     assert.match(audit.stdout, /^ID\s+AT\s+ACTOR\s+ROLE\s+ACTION\s+TARGET\s+DETAIL\n\d+\s+\S+\s+operator-1\s+operator\s+record\.discard\s+record:7\s+\{"reason":"test card","outcome":"ok"\}\n\d+\s+\S+\s+operator-1\s+operator\s+record\.discard\s+POST \/v1\/records\/7\/discard\s+\{"code":"LL_DLQ_CONFLICT","status":409,"outcome":"refused"\}/)
 
-    await dlqFails(['audit', ...as('operator')], /needs the approver role; operator-1 is operator \(HTTP 403 HTTP_FORBIDDEN\)/)
-    await dlqFails(['list', '--url', s.url, '--token', 'llt_nope'], /the token is invalid or revoked \(HTTP 401 HTTP_UNAUTHORIZED\)/)
+    await dlqFails(['audit', ...as('operator')], /needs the approver role; operator-1 is operator \(HTTP 403 LL_FORBIDDEN\)/)
+    await dlqFails(['list', '--url', s.url, '--token', 'llt_nope'], /the token is invalid or revoked \(HTTP 401 LL_UNAUTHORIZED\)/)
     const saved = process.env.LIFELINE_TOKEN
     delete process.env.LIFELINE_TOKEN
     try {

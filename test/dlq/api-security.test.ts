@@ -407,7 +407,7 @@ for (const kind of databaseKinds()) {
     assert.deepEqual(await byActor('olgaApprover'), [['approval.decide', 403, 'LL_FORBIDDEN']])
     assert.deepEqual(await byActor('approver2'), [['approval.decide', 409, 'LL_DLQ_CONFLICT']])
     assert.deepEqual(await byActor('operator2'), [['record.replay', 403, 'LL_FORBIDDEN']])
-    assert.deepEqual(await byActor('viewer'), [['auth.forbidden', 403, 'HTTP_FORBIDDEN']])
+    assert.deepEqual(await byActor('viewer'), [['auth.forbidden', 403, 'LL_FORBIDDEN']])
     // Many refusals of one token: a few rows, the rest counted in the next row written and in the metric.
     for (let i = 0; i < 30; i++) assert.equal((await f.call('POST', `/v1/records/${f.ids.b}/replay`, { as: 'operator2', body: { force: true } })).status, 403)
     const sampled = await refusedRows('operator2')

@@ -100,10 +100,10 @@ for (const kind of databaseKinds()) {
           assert.equal(r.status, 200, label)
         } else if (who === null || who === 'bad') {
           assert.equal(r.status, 401, label)
-          assert.equal(errorOf(r)?.code, 'HTTP_UNAUTHORIZED', label)
+          assert.equal(errorOf(r)?.code, 'LL_UNAUTHORIZED', label)
         } else if (!roleAtLeast(ROLE_OF[who], ACTION_ROLES[e.action])) {
           assert.equal(r.status, 403, label)
-          assert.equal(errorOf(r)?.code, 'HTTP_FORBIDDEN', label)
+          assert.equal(errorOf(r)?.code, 'LL_FORBIDDEN', label)
           assert.match(errorOf(r)!.message, new RegExp(`needs the ${ACTION_ROLES[e.action]} role`), label)
         } else {
           // Allowed: the action ran (or was refused for the state it left the record in), never a 401/403/500.
@@ -376,7 +376,7 @@ for (const kind of databaseKinds()) {
     const huge = await f.call('POST', `/v1/records/${f.ids.a}/edit`, { as: 'operator', raw: JSON.stringify({ value: 'x'.repeat(2 * 1024 * 1024) }) })
     assert.equal(huge.status, 413)
     const unknownPath = await f.call('GET', '/v1/nothing', { as: 'viewer' })
-    assert.deepEqual([unknownPath.status, errorOf(unknownPath)?.code], [404, 'HTTP_NOT_FOUND'])
+    assert.deepEqual([unknownPath.status, errorOf(unknownPath)?.code], [404, 'LL_NOT_FOUND'])
     for (const q of ['limit=5000', 'status=exploded', 'bogus=1']) assert.equal((await f.call('GET', `/v1/jobs?${q}`, { as: 'viewer' })).status, 400, q)
     for (const q of ['limit=0', 'status=maybe']) assert.equal((await f.call('GET', `/v1/approvals?${q}`, { as: 'viewer' })).status, 400, q)
     for (const q of ['from=yesterday', 'limit=x', 'actor=a&actor=b', 'bogus=1']) assert.equal((await f.call('GET', `/v1/audit?${q}`, { as: 'approver' })).status, 400, q)

@@ -82,14 +82,14 @@ for (const kind of databaseKinds()) {
     const d = await db(t, kind)
     const a = await createToken(d, { name: 'ci.bot', role: 'viewer', owner: 'ci' })
     await createToken(d, { name: 'carol@example.com', role: 'approver', owner: 'carol@example.com' })
-    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'admin', owner: 'ci' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)
+    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'admin', owner: 'ci' }), (err) => isLifelineError(err, 'LL_DLQ_CONFLICT'))
     const revoked = await revokeToken(d, 'ci.bot')
     assert.ok(revoked.revokedAt instanceof Date, 'revokedAt')
     assert.equal(await verifyToken(d, a.token), null)
     await assert.rejects(revokeToken(d, 'ci.bot'), (err) => isLifelineError(err, 'LL_NOT_FOUND'))
     await assert.rejects(revokeToken(d, 'nobody'), (err) => isLifelineError(err, 'LL_NOT_FOUND'))
     // A revoked token's name stays taken (its audit rows keep meaning one holder).
-    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'viewer', owner: 'ci' }), (err) => isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)
+    await assert.rejects(createToken(d, { name: 'ci.bot', role: 'viewer', owner: 'ci' }), (err) => isLifelineError(err, 'LL_DLQ_CONFLICT'))
 
     const all = await listTokens(d)
     assert.deepEqual(all.map((x) => [x.name, x.role, x.revokedAt !== null]), [['ci.bot', 'viewer', true], ['carol@example.com', 'approver', false]])

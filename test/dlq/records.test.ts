@@ -203,7 +203,7 @@ for (const kind of databaseKinds()) {
     const d = await db(t, kind)
     const { id } = await indexRecord(d, rec(), ctx())
     const refused = async (to: DlqStatus, from?: DlqStatus) =>
-      assert.rejects(setStatus(d, id, to, { actor: 'alice', from }), (err: unknown) => invalidArgument(err) && (err as { details: { conflict?: boolean } }).details.conflict === true)
+      assert.rejects(setStatus(d, id, to, { actor: 'alice', from }), (err: unknown) => isLifelineError(err, 'LL_DLQ_CONFLICT'))
     await refused('replayed')
     await refused('failed-again')
     await refused('replaying', 'replayed') // stale expectation
@@ -278,7 +278,7 @@ for (const kind of databaseKinds()) {
     const unlinked = await indexRecord(d, stray, parseDeadLetter(stray))
     assert.equal(unlinked.previousId, undefined)
     // A failed-again record is closed, never replayed again.
-    await assert.rejects(setStatus(d, first.id, 'replaying', { actor: 'alice' }), invalidArgument)
+    await assert.rejects(setStatus(d, first.id, 'replaying', { actor: 'alice' }), (err: unknown) => isLifelineError(err, 'LL_DLQ_CONFLICT'))
     await setStatus(d, first.id, 'resolved', { actor: 'alice', reason: 'superseded by its next life' })
   })
 }

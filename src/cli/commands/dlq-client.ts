@@ -90,7 +90,7 @@ export function dlqClient(opts: ClientOptions, env: NodeJS.ProcessEnv = process.
       }
       if (!res.ok) {
         const e = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error
-        throw new DlqApiError(res.status, e?.code ?? 'HTTP_ERROR', e?.message ?? `${method} ${path} answered ${res.status}`)
+        throw new DlqApiError(res.status, e?.code ?? 'LL_INTERNAL', e?.message ?? `${method} ${path} answered ${res.status}`)
       }
       return { status: res.status, body: parsed as T }
     },

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { invalidArgument, publicErrorText } from '../../errors.js'
+import { dlqConflict, publicErrorText } from '../../errors.js'
 import { approve, cancelGatedJob, getApproval, listApprovals, reject, type Approval } from '../approvals.js'
 import { appendAudit } from '../audit.js'
 import type { Principal } from '../auth.js'
@@ -18,7 +18,7 @@ import { approvalJson, pathId, queryObject } from './io.js'
 /** A job awaiting approval becomes ready. */
 async function releaseJob(ctx: ApiContext, jobId: string, approvedBy: string): Promise<unknown> {
   const { rowCount } = await ctx.db.query(`update lifeline_dlq_jobs set status = 'ready', approved_by = $2, updated_at = now() where id = $1 and status = 'awaiting-approval'`, [jobId, approvedBy])
-  if (rowCount === 0) throw invalidArgument(`job ${jobId} is no longer awaiting approval`, { conflict: true })
+  if (rowCount === 0) throw dlqConflict(`job ${jobId} is no longer awaiting approval`, { id: jobId })
   return getJob(ctx.db, jobId)
 }
 

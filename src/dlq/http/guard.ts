@@ -7,6 +7,7 @@
  */
 import type { Context } from 'hono'
 import { Counter, type Registry } from 'prom-client'
+import { LifelineError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import type { SqlExecutor } from '../../store/executor.js'
 import { metric } from '../../util/metric.js'
@@ -15,7 +16,7 @@ import { appendAudit } from '../audit.js'
 import { ACTION_ROLES, checkToken, mayPerform, type Principal } from '../auth.js'
 import { RefusalSampler, type RefusalSamplerOptions } from '../refusals.js'
 import type { Env, Handler } from './context.js'
-import { bearer, errorResponse, HttpError, readBody } from './io.js'
+import { bearer, errorResponse, readBody } from './io.js'
 import type { Endpoint } from './routes.js'
 
 /** `lifeline_dlq_api_refusals_total{status}`: every refused request (401, 403, 409), written to the audit log or not. */
@@ -75,12 +76,12 @@ export function createGuard(options: { db: SqlExecutor; logger: Logger; refusals
       if ('refused' in checked) {
         const why = checked.refused === 'missing' ? 'no bearer token' : checked.refused === 'expired' ? 'expired token' : 'invalid or revoked token'
         await logRefusal(c, { source: remoteAddress(c), status: 401, actor: ANONYMOUS_ACTOR, role: null, action: 'auth.failed', detail: { reason: why, from: remoteAddress(c) } })
-        throw new HttpError(401, 'HTTP_UNAUTHORIZED', checked.refused === 'missing' ? 'this endpoint needs Authorization: Bearer <token>' : checked.refused === 'expired' ? 'the token has expired' : 'the token is invalid or revoked')
+        throw new LifelineError('LL_UNAUTHORIZED', checked.refused === 'missing' ? 'this endpoint needs Authorization: Bearer <token>' : checked.refused === 'expired' ? 'the token has expired' : 'the token is invalid or revoked')
       }
       const found = checked.principal
       if (!mayPerform(found.role, endpoint.action)) {
-        await logRefusal(c, { source: found.name, status: 403, actor: found.name, role: found.role, action: 'auth.forbidden', detail: { needs: ACTION_ROLES[endpoint.action], status: 403, code: 'HTTP_FORBIDDEN' } })
-        throw new HttpError(403, 'HTTP_FORBIDDEN', `${endpoint.method.toUpperCase()} ${endpoint.path} needs the ${ACTION_ROLES[endpoint.action]} role; ${found.name} is ${found.role}`)
+        await logRefusal(c, { source: found.name, status: 403, actor: found.name, role: found.role, action: 'auth.forbidden', detail: { needs: ACTION_ROLES[endpoint.action], status: 403, code: 'LL_FORBIDDEN' } })
+        throw new LifelineError('LL_FORBIDDEN', `${endpoint.method.toUpperCase()} ${endpoint.path} needs the ${ACTION_ROLES[endpoint.action]} role; ${found.name} is ${found.role}`)
       }
       principal = found
       c.set('principal', found)

@@ -7,47 +7,44 @@
 import type { Context } from 'hono'
 import type { TSchema } from 'typebox'
 import Value from 'typebox/value'
-import { isLifelineError, LifelineError } from '../../errors.js'
+import { invalidArgument, isLifelineError, type ErrorCode } from '../../errors.js'
 import type { Approval } from '../approvals.js'
 import { parseFilter, type DlqRecordDetail } from '../records.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors
 
-/** The API's own error codes (a LifelineError keeps its code). */
-export type ApiErrorCode = 'HTTP_UNAUTHORIZED' | 'HTTP_FORBIDDEN' | 'HTTP_NOT_FOUND' | 'HTTP_PAYLOAD_TOO_LARGE' | 'HTTP_NOT_IMPLEMENTED' | 'HTTP_INTERNAL'
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 501,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message)
-  }
-}
-
-export const badRequest = (message: string, field?: string) => new LifelineError('LL_ARGUMENT_INVALID', message, { details: field === undefined ? {} : { field } })
-
-const BAD_REQUEST_CODES: ReadonlySet<string> = new Set(['LL_ARGUMENT_INVALID', 'LL_SCHEMA_INVALID', 'LL_DECODE'])
-/** Refusals because of the state of a record, job or key (the redrive's codes included). */
-const CONFLICT_CODES: ReadonlySet<string> = new Set(['LL_DLQ_CONFLICT', 'LL_REDRIVE_LIMIT', 'LL_KEY_NOT_PARKED', 'LL_DECRYPT'])
+/**
+ * The API's one code → status table (docs/api.md "Errors and statuses" lists the same; a test checks both).
+ * Every `LL_KAFKA_*` code is 503; any other error is a bug: 500 `LL_INTERNAL`, its cause only in the log.
+ */
+export const HTTP_STATUS_OF_CODE: Readonly<Partial<Record<ErrorCode, number>>> = Object.freeze({
+  LL_ARGUMENT_INVALID: 400,
+  LL_SCHEMA_INVALID: 400,
+  LL_DECODE: 400,
+  LL_UNAUTHORIZED: 401,
+  LL_FORBIDDEN: 403,
+  LL_NOT_FOUND: 404,
+  LL_DLQ_CONFLICT: 409,
+  LL_REDRIVE_LIMIT: 409,
+  LL_KEY_NOT_PARKED: 409,
+  LL_DECRYPT: 409,
+  LL_PAYLOAD_TOO_LARGE: 413,
+  LL_INTERNAL: 500,
+})
 
 /**
  * The status and body of an error. A dependency's text (Kafka's) is shown only to `showDependencyText`
  * callers (the operator whose replay it was); everyone else gets the code.
  */
-export function errorResponse(err: unknown, options: { showDependencyText?: boolean } = {}): { status: number; code: string; message: string } {
-  if (err instanceof HttpError) return { status: err.status, code: err.code, message: err.message }
+export function errorResponse(err: unknown, options: { showDependencyText?: boolean } = {}): { status: number; code: ErrorCode; message: string } {
   if (isLifelineError(err)) {
-    const code: string = err.code
-    if (BAD_REQUEST_CODES.has(code)) return { status: err.details.forbidden === true ? 403 : err.details.conflict === true ? 409 : 400, code, message: err.message }
-    if (code === 'LL_FORBIDDEN') return { status: 403, code, message: err.message }
-    if (code === 'LL_NOT_FOUND') return { status: 404, code, message: err.message }
-    if (CONFLICT_CODES.has(code)) return { status: 409, code, message: err.message }
+    const { code } = err
+    const status = HTTP_STATUS_OF_CODE[code]
+    if (status !== undefined && code !== 'LL_INTERNAL') return { status, code, message: err.message }
     if (code.startsWith('LL_KAFKA_')) return { status: 503, code, message: options.showDependencyText === true ? `Kafka: ${err.message}` : `Kafka refused the request (${code}); the processor's log has its message` }
   }
-  return { status: 500, code: 'HTTP_INTERNAL', message: 'internal error (logged by the processor)' }
+  return { status: 500, code: 'LL_INTERNAL', message: 'internal error (logged by the processor)' }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -92,18 +89,18 @@ export function jsonDepth(text: string, limit = MAX_BODY_DEPTH): number {
 
 export async function readBody(c: Context, schema: TSchema | undefined): Promise<unknown> {
   const text = await c.req.text()
-  if (jsonDepth(text) > MAX_BODY_DEPTH) throw badRequest(`the body nests deeper than ${MAX_BODY_DEPTH} levels of arrays and objects`)
+  if (jsonDepth(text) > MAX_BODY_DEPTH) throw invalidArgument(`the body nests deeper than ${MAX_BODY_DEPTH} levels of arrays and objects`)
   if (schema === undefined) {
-    if (text.trim() !== '' && text.trim() !== '{}') throw badRequest('this endpoint takes no body')
+    if (text.trim() !== '' && text.trim() !== '{}') throw invalidArgument('this endpoint takes no body')
     return undefined
   }
   let body: unknown
   try {
     body = text.trim() === '' ? {} : JSON.parse(text)
   } catch {
-    throw badRequest('the body is not valid JSON')
+    throw invalidArgument('the body is not valid JSON')
   }
-  if (!Value.Check(schema, body)) throw badRequest(`invalid body: ${[...new Set(problems(schema, body))].join('; ')}`)
+  if (!Value.Check(schema, body)) throw invalidArgument(`invalid body: ${[...new Set(problems(schema, body))].join('; ')}`)
   return body
 }
 
@@ -112,7 +109,7 @@ export function queryObject(c: Context, allowed: readonly string[]): Record<stri
   const q = c.req.queries() as Record<string, string[]>
   const out: Record<string, unknown> = {}
   for (const [name, values] of Object.entries(q)) {
-    if (!allowed.includes(name)) throw badRequest(`${name} is not a query parameter of this endpoint (parameters: ${allowed.join(', ')})`, name)
+    if (!allowed.includes(name)) throw invalidArgument(`${name} is not a query parameter of this endpoint (parameters: ${allowed.join(', ')})`, { field: name })
     const all = name === 'status' ? values.flatMap((v) => v.split(',')) : values
     out[name] = all.length === 1 ? all[0] : all
   }
@@ -127,13 +124,13 @@ export function checkFilter(filter: unknown): void {
   const f = (filter ?? {}) as Record<string, unknown>
   for (const field of ['topic', 'dlqTopic']) {
     const v = f[field]
-    if (typeof v === 'string' && v !== '' && !KAFKA_TOPIC.test(v)) throw badRequest(`filter.${field} must be a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-'`, field)
+    if (typeof v === 'string' && v !== '' && !KAFKA_TOPIC.test(v)) throw invalidArgument(`filter.${field} must be a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-'`, { field })
   }
 }
 
 export function pathId(c: Context, what = 'id'): string {
   const raw = c.req.param('id') ?? ''
-  if (!/^[1-9][0-9]{0,15}$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw badRequest(`${what} must be a positive integer, got ${JSON.stringify(raw.slice(0, 40))}`, 'id')
+  if (!/^[1-9][0-9]{0,15}$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw invalidArgument(`${what} must be a positive integer, got ${JSON.stringify(raw.slice(0, 40))}`, { field: 'id' })
   return raw
 }
 

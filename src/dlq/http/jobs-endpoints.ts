@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { LifelineError } from '../../errors.js'
+import { dlqConflict, invalidArgument } from '../../errors.js'
 import type { SqlQueryable } from '../../store/executor.js'
 import { needsApproval, ownerWindowCount, requestApprovalIn, type Approval } from '../approvals.js'
 import { appendAudit } from '../audit.js'
@@ -15,9 +15,9 @@ import { MAX_LIMIT } from '../records.js'
 import { cancelJob, createRedriveJob, getJob, listJobs, pauseJob, previewRedrive } from '../redrive/jobs.js'
 import { runRedriveJob } from '../redrive/runner.js'
 import type { FrozenJob, RedriveJobStatus, RedriveTarget } from '../redrive/types.js'
-import { parseTarget } from '../redrive/validate.js'
+import { parseTarget } from '../redrive/target.js'
 import { pick, type ApiContext, type Handler } from './context.js'
-import { approvalJson, badRequest, checkFilter, pathId, queryObject } from './io.js'
+import { approvalJson, checkFilter, pathId, queryObject } from './io.js'
 
 const JOB_STATUSES = ['awaiting-approval', 'ready', 'running', 'paused', 'completed', 'cancelled', 'failed']
 
@@ -38,7 +38,7 @@ export function jobEndpoints(ctx: ApiContext): Record<string, Handler> {
         const gated = reasons.length > 0 || needsApproval(policy, 'redrive', windowCount + preview.replayable)
         return c.json({ dryRun: true, ...preview, windowCount, needsApproval: gated, reasons, ...(policy.bulkThreshold === undefined ? {} : { bulkThreshold: policy.bulkThreshold }) })
       }
-      if (b.ratePerSec !== undefined && b.ratePerSec > rates.maxPerSec) throw badRequest(`ratePerSec ${b.ratePerSec} is above this processor's cap of ${rates.maxPerSec} records per second`, 'ratePerSec')
+      if (b.ratePerSec !== undefined && b.ratePerSec > rates.maxPerSec) throw invalidArgument(`ratePerSec ${b.ratePerSec} is above this processor's cap of ${rates.maxPerSec} records per second`, { field: 'ratePerSec' })
       const { dryRun: _dryRun, ...rest } = b
       const spec = { ...rest, ratePerSec: b.ratePerSec ?? rates.defaultPerSec }
       let approval: Approval | undefined
@@ -62,8 +62,8 @@ export function jobEndpoints(ctx: ApiContext): Record<string, Handler> {
     'get /v1/jobs': async (c) => {
       const q = queryObject(c, ['status', 'limit'])
       const limit = q.limit === undefined ? 100 : typeof q.limit === 'string' && /^\d{1,4}$/.test(q.limit) && Number(q.limit) >= 1 && Number(q.limit) <= MAX_LIMIT ? Number(q.limit) : NaN
-      if (Number.isNaN(limit)) throw badRequest(`limit must be an integer from 1 to ${MAX_LIMIT}`, 'limit')
-      if (q.status !== undefined && (typeof q.status !== 'string' || !JOB_STATUSES.includes(q.status))) throw badRequest(`status must be one of ${JOB_STATUSES.join(', ')}`, 'status')
+      if (Number.isNaN(limit)) throw invalidArgument(`limit must be an integer from 1 to ${MAX_LIMIT}`, { field: 'limit' })
+      if (q.status !== undefined && (typeof q.status !== 'string' || !JOB_STATUSES.includes(q.status))) throw invalidArgument(`status must be one of ${JOB_STATUSES.join(', ')}`, { field: 'status' })
       return c.json({ jobs: await listJobs(db, { limit, ...(q.status === undefined ? {} : { status: q.status as RedriveJobStatus }) }) })
     },
     'get /v1/jobs/:id': async (c) => c.json(await getJob(db, pathId(c, 'job id'))),
@@ -79,7 +79,7 @@ export function jobEndpoints(ctx: ApiContext): Record<string, Handler> {
       const id = pathId(c, 'job id')
       const job = await inTransaction(async (tx) => {
         const current = await getJob(tx, id)
-        if (current.status !== 'paused') throw new LifelineError('LL_DLQ_CONFLICT', `redrive job ${id} is ${current.status}, not paused`, { details: { id, status: current.status } })
+        if (current.status !== 'paused') throw dlqConflict(`redrive job ${id} is ${current.status}, not paused`, { id, status: current.status })
         return current
       }, auditOf(principal, 'job.resume', `job:${id}`, { outcome: 'ok' }))
       if (ctx.onJobResume) ctx.onJobResume(id)

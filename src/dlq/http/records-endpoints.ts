@@ -14,7 +14,7 @@ import { countRecords, getRecord, getRecordSummary, groupRecords, listRecords, p
 import { editRecord, prepareEdit } from '../redrive/edit.js'
 import { discardRecord, replayEdited, replayRecord, resolveRecord } from '../redrive/replay.js'
 import type { RedriveTarget } from '../redrive/types.js'
-import { parseTarget } from '../redrive/validate.js'
+import { parseTarget } from '../redrive/target.js'
 import type { ApiContext, Env, Handler } from './context.js'
 import { approvalJson, checkFilter, pathId, queryObject, recordJson } from './io.js'
 import { FILTER_QUERY, PAGE_QUERY } from './routes.js'

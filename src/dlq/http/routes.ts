@@ -7,22 +7,13 @@
  */
 import Type, { type TSchema } from 'typebox'
 import { ACTION_ROLES, ROLES, type Action } from '../auth.js'
+import { TargetSchema } from '../redrive/target.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // Schemas
 
 const Id = Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'a positive integer id' })
 const Reason = Type.String({ minLength: 1, maxLength: 2000 })
-const TopicName = Type.String({ minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._-]+$' })
-
-export const TargetSchema = Type.Union(
-  [
-    Type.Object({ kind: Type.Literal('origin') }, { additionalProperties: false }),
-    Type.Object({ kind: Type.Literal('retry-tier'), tier: Type.Integer({ minimum: 1, maximum: 100 }), service: Type.String({ minLength: 1, maxLength: 249 }) }, { additionalProperties: false }),
-    Type.Object({ kind: Type.Literal('topic'), topic: TopicName, partition: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })) }, { additionalProperties: false }),
-  ],
-  { description: 'where to replay: the origin topic and partition from the headers (default), a retry tier of a service, or a topic (and partition)' },
-)
 
 export const Schemas = {
   Replay: Type.Object({ target: Type.Optional(TargetSchema), force: Type.Optional(Type.Boolean({ description: 'replay even past the maximum number of redrives (loop detection)' })) }, { additionalProperties: false }),

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { invalidArgument as invalid, LifelineError } from '../../errors.js'
+import { dlqConflict, invalidArgument as invalid, LifelineError } from '../../errors.js'
 import type { SqlExecutor } from '../../store/executor.js'
 import { appendAudit } from '../audit.js'
 import { recordId } from './filter.js'
@@ -15,7 +15,7 @@ import { clean } from './values.js'
 /**
  * Moves a record to `to` when {@link DLQ_TRANSITIONS} allows it from its current status (and it is `from`,
  * when given), and records the change in `lifeline_dlq_events`. LL_NOT_FOUND for an unknown id;
- * LL_ARGUMENT_INVALID with `details.conflict: true` for a refused change.
+ * LL_DLQ_CONFLICT for a refused change; LL_ARGUMENT_INVALID for a bad argument.
  */
 export async function setStatus(db: SqlExecutor, id: string | number, to: DlqStatus, change: StatusChange): Promise<{ id: string; from: DlqStatus; to: DlqStatus; at: Date }> {
   const rid = recordId(id)
@@ -28,11 +28,11 @@ export async function setStatus(db: SqlExecutor, id: string | number, to: DlqSta
     if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `DLQ record ${rid} does not exist`, { details: { id: rid } })
     const current = rows[0]!.status as DlqStatus
     if (change.from !== undefined && change.from !== current) {
-      throw invalid(`DLQ record ${rid} is ${current}, not ${change.from}`, { conflict: true, id: rid, status: current, expected: change.from, to })
+      throw dlqConflict(`DLQ record ${rid} is ${current}, not ${change.from}`, { id: rid, status: current, expected: change.from, to })
     }
     if (!DLQ_TRANSITIONS[current].includes(to)) {
       const allowed = DLQ_TRANSITIONS[current]
-      throw invalid(`DLQ record ${rid} cannot go from ${current} to ${to} (${allowed.length === 0 ? `${current} is final` : `allowed: ${allowed.join(', ')}`})`, { conflict: true, id: rid, status: current, to })
+      throw dlqConflict(`DLQ record ${rid} cannot go from ${current} to ${to} (${allowed.length === 0 ? `${current} is final` : `allowed: ${allowed.join(', ')}`})`, { id: rid, status: current, to })
     }
     const reason = change.reason === undefined ? null : clean(change.reason)
     const actor = clean(change.actor)

@@ -166,7 +166,7 @@ export interface StatusChange {
   /** Who: a user name, `indexer`, `redrive:<job>`. */
   actor: string
   reason?: string
-  /** The status the caller believes the record has: refused (LL_ARGUMENT_INVALID, details.conflict) when it has another. */
+  /** The status the caller believes the record has: refused (LL_DLQ_CONFLICT) when it has another. */
   from?: DlqStatus
   /** Extra context for the event (job id, replay id, ...). */
   detail?: Record<string, unknown>

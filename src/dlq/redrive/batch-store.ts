@@ -5,12 +5,12 @@
  *
  * @module
  */
+import { dlqConflict } from '../../errors.js'
 import type { SqlQueryable } from '../../store/executor.js'
 import { againOnConflict } from '../../store/driver-error.js'
 import { SOURCE_COLUMNS, num, str, toSource } from './record-store.js'
 import { leaseLockKey, type Acked, type Held, type ItemRow, type Marks, type Prepared, type Run, type SendFailure } from './run.js'
 import type { RedriveJobStatus } from './types.js'
-import { conflict } from './validate.js'
 
 export async function loadItems(db: SqlQueryable, jobId: string, where: string, params: unknown[], limit?: number): Promise<ItemRow[]> {
   const { rows } = await db.query(
@@ -30,7 +30,7 @@ export async function loadItems(db: SqlQueryable, jobId: string, where: string, 
 export async function holdLease(tx: SqlQueryable, run: Run): Promise<void> {
   await tx.query('select pg_advisory_xact_lock_shared(hashtextextended($1, 0))', [leaseLockKey(run.job.id)])
   const { rows } = await tx.query('select 1 from lifeline_dlq_jobs where id = $1 and runner = $2', [run.job.id, run.runner])
-  if (rows.length === 0) throw conflict(`redrive job ${run.job.id} was taken over by another runner`, { id: run.job.id, takenOver: true })
+  if (rows.length === 0) throw dlqConflict(`redrive job ${run.job.id} was taken over by another runner`, { id: run.job.id, takenOver: true })
 }
 
 

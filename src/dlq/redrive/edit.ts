@@ -7,13 +7,13 @@
  * @module
  */
 import { Compile } from 'typebox/compile'
-import { invalidArgument, LifelineError } from '../../errors.js'
+import { dlqConflict, invalidArgument, LifelineError } from '../../errors.js'
 import { jsonDiff, type DiffOp, type JsonValue as Json } from '../../util/json-diff.js'
 import { appendAudit, type AuditEntry } from '../audit.js'
 import { policyTopics } from './plan.js'
 import { insertEdit, loadSource } from './record-store.js'
 import type { RedriveDeps } from './types.js'
-import { conflict, positiveId, text } from './validate.js'
+import { positiveId, text } from './validate.js'
 
 const compiled = new WeakMap<object, ReturnType<typeof Compile>>()
 
@@ -36,7 +36,7 @@ export async function prepareEdit(deps: Pick<RedriveDeps, 'db' | 'masker' | 'sch
   if (serialized === undefined) throw invalidArgument('value must be JSON', { field: 'value' })
   const value = JSON.parse(serialized) as Json
   const source = await loadSource(deps.db, rid)
-  if (source.status !== 'pending') throw conflict(`DLQ record ${rid} is ${source.status}: only a pending record can be edited`, { id: rid, status: source.status })
+  if (source.status !== 'pending') throw dlqConflict(`DLQ record ${rid} is ${source.status}: only a pending record can be edited`, { id: rid, status: source.status })
   const schema = deps.schemas?.[source.originTopic ?? source.topic]
   if (schema) {
     let check = compiled.get(schema)

@@ -5,12 +5,13 @@
  *
  * @module
  */
-import { invalidArgument, LifelineError } from '../../errors.js'
+import { dlqConflict, invalidArgument, LifelineError } from '../../errors.js'
 import type { SqlQueryable } from '../../store/executor.js'
 import { parseFilter } from '../records.js'
 import { freezeItems, insertJob, previewCounts, selectCreatedJob, selectJob, selectJobs, setCreatedStatus, updateJobStatus } from './job-store.js'
 import { redriveDefaults, type CreateJobOptions, type RedriveDeps, type RedriveJob, type RedriveJobOptions, type RedriveJobStatus } from './types.js'
-import { conflict, intIn, parseTarget, positiveId, text } from './validate.js'
+import { parseTarget } from './target.js'
+import { intIn, positiveId, text } from './validate.js'
 
 export async function getJob(db: SqlQueryable, id: string): Promise<RedriveJob> {
   const jid = positiveId('job', id)
@@ -106,7 +107,7 @@ async function setJobStatus(db: SqlQueryable, id: string, actor: string, to: Red
   if (moved) return moved
   const job = await getJob(db, jid)
   if (job.status === to) return job
-  throw conflict(`redrive job ${jid} is ${job.status}: it cannot become ${to}`, { id: jid, status: job.status, to })
+  throw dlqConflict(`redrive job ${jid} is ${job.status}: it cannot become ${to}`, { id: jid, status: job.status, to })
 }
 
 /** Pauses a job; its runner stops after the batch in hand (within a heartbeat). Resume with runRedriveJob. */

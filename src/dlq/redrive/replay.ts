@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { isLifelineError, LifelineError, publicErrorText } from '../../errors.js'
+import { dlqConflict, isLifelineError, LifelineError, publicErrorText } from '../../errors.js'
 import type { ProduceAck } from '../../kafka/types.js'
 import { silentLogger } from '../../logger.js'
 import { crashPoint } from '../../util/crash-points.js'
@@ -32,7 +32,8 @@ import { clearValue, limitError, lineage, plan, replayable, withClearKey } from 
 import { deleteReplay, earlierLives, findEdit, insertEvent, insertReplay, loadSource, recordReplayAck } from './record-store.js'
 import { redriveSpan } from './span.js'
 import { redriveDefaults, type RedriveDeps, type RedriveTarget, type ReplayResult } from './types.js'
-import { conflict, parseTarget, positiveId, text } from './validate.js'
+import { parseTarget } from './target.js'
+import { positiveId, text } from './validate.js'
 
 async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; target?: RedriveTarget; force?: boolean; edit?: { id: string; value: Buffer }; audit?: AuditEntry }): Promise<ReplayResult> {
   const rid = positiveId('record', id)
@@ -48,7 +49,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     if (refused) throw refused
   }
   if (!replayable(source.status, force)) {
-    throw conflict(`DLQ record ${rid} is ${source.status}: ${source.status === 'replayed' || source.status === 'replaying' ? 'force to replay it again' : 'it cannot be replayed'}`, { id: rid, status: source.status })
+    throw dlqConflict(`DLQ record ${rid} is ${source.status}: ${source.status === 'replayed' || source.status === 'replaying' ? 'force to replay it again' : 'it cannot be replayed'}`, { id: rid, status: source.status })
   }
   const value = clearValue(source, opts.edit?.value ?? source.value, deps.masker)
   const parked = await parkedOf(deps.parkedKeys, [source])
@@ -71,7 +72,6 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
     }
   } catch (err) {
     await deleteReplay(db, replayId)
-    if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
     throw err
   }
   planned.record.timestamp = Date.now()
@@ -97,7 +97,7 @@ async function replayOne(deps: RedriveDeps, id: string, opts: { actor: string; t
       await setStatus(db, rid, 'replayed', { actor, from: 'replaying', reason: 'replayed', detail: { ...detail, partition: ack.partition, offset: ack.offset } })
     } catch (err) {
       // It came back to the DLQ already (the indexer made it failed-again): that is its status now.
-      if (!(isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true)) throw err
+      if (!isLifelineError(err, 'LL_DLQ_CONFLICT')) throw err
     }
   }
   crashPoint('redrive.after-status')
@@ -124,12 +124,7 @@ async function closeRecord(deps: RedriveDeps, id: string, to: 'discarded' | 'res
   const reason = text('reason', opts.reason, 2000)!
   // The clear key first: closing releases the record's parked key, which the masked key would not name.
   const source = withClearKey(await loadSource(deps.db, rid), deps.masker)
-  try {
-    await setStatus(deps.db, rid, to, { actor, reason, ...(opts.audit ? { audit: { ...opts.audit, detail: { ...opts.audit.detail, outcome: 'ok' } } } : {}) })
-  } catch (err) {
-    if (isLifelineError(err, 'LL_ARGUMENT_INVALID') && err.details.conflict === true) throw conflict(err.message, { ...err.details })
-    throw err
-  }
+  await setStatus(deps.db, rid, to, { actor, reason, ...(opts.audit ? { audit: { ...opts.audit, detail: { ...opts.audit.detail, outcome: 'ok' } } } : {}) })
   // Never a replay in flight (a failed-again record's next life is the one parked, if any).
   if (source.status === 'pending' || source.status === 'failed-again') await releaseKey(deps, source, actor, to === 'discarded' ? 'discarded' : 'resolved')
 }

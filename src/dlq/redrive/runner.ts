@@ -10,7 +10,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto'
-import { isLifelineError, publicErrorText } from '../../errors.js'
+import { dlqConflict, isLifelineError, publicErrorText } from '../../errors.js'
 import { silentLogger } from '../../logger.js'
 import { RateLimiter } from '../../util/rate-limiter.js'
 import { sleep } from '../../util/sleep.js'
@@ -24,7 +24,7 @@ import { getJob } from './jobs.js'
 import { markTargets, recover } from './recovery.js'
 import { jobLeaseMs, type Run, type Sent } from './run.js'
 import { redriveDefaults, type RedriveDeps, type RedriveJob, type RedriveJobStatus } from './types.js'
-import { conflict, positiveId } from './validate.js'
+import { positiveId } from './validate.js'
 
 /** Takes the job for this runner: ready, paused (when resuming), or running with a stale heartbeat. */
 async function claim(deps: RedriveDeps, jobId: string, runner: string, resume: boolean): Promise<RedriveJob> {
@@ -32,7 +32,7 @@ async function claim(deps: RedriveDeps, jobId: string, runner: string, resume: b
   if (claimed) return claimed
   const job = await getJob(deps.db, jobId)
   if (job.status === 'completed') return job
-  throw conflict(
+  throw dlqConflict(
     job.status === 'running' ? `redrive job ${jobId} is running elsewhere (heartbeat ${job.heartbeatAt?.toISOString() ?? 'none'})` : `redrive job ${jobId} is ${job.status}: it cannot run`,
     { id: jobId, status: job.status },
   )
