@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { ErrorCodes, LifelineError, isLifelineError } from '../src/errors.js'
-import { BEGIN, END, codeTable } from '../scripts/docs-errors.js'
+import { LauncherErrorCodes } from '../src/dev/errors.js'
+import { BEGIN, END, LAUNCHER_BEGIN, LAUNCHER_END, codeTable, launcherCodeTable } from '../scripts/docs-errors.js'
 
 const codes = Object.keys(ErrorCodes)
 
@@ -17,8 +18,12 @@ test('docs/errors.md documents exactly the catalogue', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8')
   const section = doc.slice(doc.indexOf(BEGIN) + BEGIN.length, doc.indexOf(END)).trim()
   assert.equal(section, codeTable(), 'docs/errors.md is stale: run `node --import tsx scripts/docs-errors.ts`')
-  const documented = [...doc.matchAll(/\| `(LL_[A-Z0-9_]+)` \|/g)].map((m) => m[1])
+  const documented = [...section.matchAll(/\| `(LL_[A-Z0-9_]+)` \|/g)].map((m) => m[1])
   assert.deepEqual(documented, codes)
+  const launchers = doc.slice(doc.indexOf(LAUNCHER_BEGIN) + LAUNCHER_BEGIN.length, doc.indexOf(LAUNCHER_END)).trim()
+  assert.equal(launchers, launcherCodeTable(), 'docs/errors.md is stale: run `node --import tsx scripts/docs-errors.ts`')
+  assert.deepEqual([...launchers.matchAll(/\| `(LL_[A-Z0-9_]+)` \|/g)].map((m) => m[1]), Object.keys(LauncherErrorCodes))
+  for (const code of Object.keys(LauncherErrorCodes)) assert.ok(!(code in ErrorCodes), `${code} is in one table only`)
 })
 
 test('LifelineError carries code, retriable default, cause and details', () => {

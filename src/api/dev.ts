@@ -5,6 +5,8 @@
  *
  * @module
  */
+export { LauncherError, LauncherErrorCodes, isLauncherError } from '../dev/errors.js'
+export type { LauncherErrorCode } from '../dev/errors.js'
 export { startKafka, stopKafka, kafkaStatus } from '../dev/kafka-launcher.js'
 export type { KafkaCluster, StartKafkaOptions, ClusterState } from '../dev/kafka-launcher.js'
 export { resolveKafkaJars, KAFKA_VERSION } from '../dev/kafka-jars.js'

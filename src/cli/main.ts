@@ -4,6 +4,7 @@
  * @module
  */
 import { CommanderError } from 'commander'
+import { isLauncherError } from '../dev/errors.js'
 import { isLifelineError } from '../errors.js'
 import { buildProgram } from './program.js'
 
@@ -16,7 +17,7 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode
       return
     }
-    const code = isLifelineError(err) ? ` [${err.code}]` : ''
+    const code = isLifelineError(err) || isLauncherError(err) ? ` [${err.code}]` : ''
     process.stderr.write(`lifeline: ${(err as Error).message}${code}\n`)
     process.exitCode = 1
   }

@@ -9,7 +9,7 @@ import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { LifelineError } from '../errors.js'
+import { LauncherError } from './errors.js'
 import type { Logger } from '../logger.js'
 
 const run = promisify(execFile)
@@ -47,12 +47,12 @@ export async function checkJava(): Promise<number> {
     const out = await run(javaCommand(), ['-version'])
     text = `${out.stderr}${out.stdout}`
   } catch (err) {
-    throw new LifelineError('LL_LAUNCHER_JAVA_MISSING', `Java 17+ is needed to run the local Kafka broker, but \`${javaCommand()} -version\` failed: ${(err as Error).message}. Install a JDK (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME.`, { cause: err })
+    throw new LauncherError('LL_LAUNCHER_JAVA_MISSING', `Java 17+ is needed to run the local Kafka broker, but \`${javaCommand()} -version\` failed: ${(err as Error).message}. Install a JDK (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME.`, { cause: err })
   }
   const match = /version "(\d+)(?:\.(\d+))?/.exec(text)
   const major = match ? (match[1] === '1' ? Number(match[2]) : Number(match[1])) : 0
   if (major < 17) {
-    throw new LifelineError('LL_LAUNCHER_JAVA_MISSING', `Kafka ${KAFKA_VERSION} needs Java 17+, found: ${text.split('\n')[0] ?? 'unknown'}`)
+    throw new LauncherError('LL_LAUNCHER_JAVA_MISSING', `Kafka ${KAFKA_VERSION} needs Java 17+, found: ${text.split('\n')[0] ?? 'unknown'}`)
   }
   return major
 }
@@ -79,7 +79,7 @@ export interface ResolvedJars {
 export async function resolveKafkaJars(options: ResolveJarsOptions = {}): Promise<ResolvedJars> {
   const cacheDir = options.cacheDir ?? defaultJarCache()
   const pom = options.pom ?? DEFAULT_POM
-  if (!existsSync(pom)) throw new LifelineError('LL_LAUNCHER_RESOLVE', `broker pom not found at ${pom}`)
+  if (!existsSync(pom)) throw new LauncherError('LL_LAUNCHER_RESOLVE', `broker pom not found at ${pom}`)
   const pomHash = createHash('sha256').update(readFileSync(pom)).digest('hex')
   const libDir = join(cacheDir, 'libs')
   const marker = join(cacheDir, 'complete')
@@ -91,7 +91,7 @@ export async function resolveKafkaJars(options: ResolveJarsOptions = {}): Promis
   try {
     await run('mvn', ['-v'])
   } catch (err) {
-    throw new LifelineError('LL_LAUNCHER_MAVEN_MISSING', `Maven (mvn) is needed once to download the Kafka ${KAFKA_VERSION} broker jars, but \`mvn -v\` failed: ${(err as Error).message}. Install it (apt-get install maven) or point LIFELINE_KAFKA_CACHE at a folder that already holds them.`, { cause: err })
+    throw new LauncherError('LL_LAUNCHER_MAVEN_MISSING', `Maven (mvn) is needed once to download the Kafka ${KAFKA_VERSION} broker jars, but \`mvn -v\` failed: ${(err as Error).message}. Install it (apt-get install maven) or point LIFELINE_KAFKA_CACHE at a folder that already holds them.`, { cause: err })
   }
   mkdirSync(cacheDir, { recursive: true })
   const tmp = join(cacheDir, `libs.tmp-${process.pid}`)
@@ -107,7 +107,7 @@ export async function resolveKafkaJars(options: ResolveJarsOptions = {}): Promis
     const e = err as { stdout?: string; stderr?: string; message: string }
     const tail = `${e.stdout ?? ''}${e.stderr ?? ''}`.split('\n').slice(-30).join('\n')
     rmSync(tmp, { recursive: true, force: true })
-    throw new LifelineError('LL_LAUNCHER_RESOLVE', `Maven could not resolve the Kafka ${KAFKA_VERSION} jars: ${e.message}\n${tail}`, { cause: err })
+    throw new LauncherError('LL_LAUNCHER_RESOLVE', `Maven could not resolve the Kafka ${KAFKA_VERSION} jars: ${e.message}\n${tail}`, { cause: err })
   }
   // Swap in the complete folder only after Maven succeeded, so a killed resolve never leaves half a cache.
   rmSync(libDir, { recursive: true, force: true })

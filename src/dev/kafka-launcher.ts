@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
-import { LifelineError } from '../errors.js'
+import { LauncherError } from './errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { log4jProperties, serverProperties, type NodeSpec } from './broker-config.js'
 import { checkJava, javaCommand, KAFKA_VERSION, resolveKafkaJars } from './kafka-jars.js'
@@ -90,7 +90,7 @@ export function readClusterState(stateDir = defaultStateDir()): ClusterState | u
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as ClusterState
   } catch (err) {
-    throw new LifelineError('LL_LAUNCHER_START', `cannot read ${file}: ${(err as Error).message}`, { cause: err })
+    throw new LauncherError('LL_LAUNCHER_START', `cannot read ${file}: ${(err as Error).message}`, { cause: err })
   }
 }
 
@@ -115,7 +115,7 @@ function spawnBroker(node: BrokerNode, classpath: string, log4j: string, heapMb:
   )
   closeSync(out)
   child.unref()
-  if (child.pid === undefined) throw new LifelineError('LL_LAUNCHER_START', `could not spawn ${javaCommand()}`)
+  if (child.pid === undefined) throw new LauncherError('LL_LAUNCHER_START', `could not spawn ${javaCommand()}`)
   return child.pid
 }
 
@@ -123,12 +123,12 @@ async function waitReady(node: BrokerNode, timeoutMs: number, from: number): Pro
   const deadline = Date.now() + timeoutMs
   for (;;) {
     if (!alive(node.pid)) {
-      throw new LifelineError('LL_LAUNCHER_START', `Kafka broker ${node.id} exited during start-up. Last lines of ${node.logFile}:\n${readTail(node.logFile, 40)}`)
+      throw new LauncherError('LL_LAUNCHER_START', `Kafka broker ${node.id} exited during start-up. Last lines of ${node.logFile}:\n${readTail(node.logFile, 40)}`)
     }
     const log = readFileSync(node.logFile, 'utf8').slice(from)
     if (log.includes(READY_LINE) && (await canConnect(node.port))) return
     if (Date.now() > deadline) {
-      throw new LifelineError('LL_LAUNCHER_TIMEOUT', `Kafka broker ${node.id} was not ready after ${timeoutMs} ms. Last lines of ${node.logFile}:\n${readTail(node.logFile, 40)}`)
+      throw new LauncherError('LL_LAUNCHER_TIMEOUT', `Kafka broker ${node.id} was not ready after ${timeoutMs} ms. Last lines of ${node.logFile}:\n${readTail(node.logFile, 40)}`)
     }
     await delay(100)
   }
@@ -159,11 +159,11 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   if (reaped.length > 0) logger.warn({ pids: reaped }, 'stopped brokers left running by an earlier start')
 
   if (options.ports && options.ports.length !== count) {
-    throw new LifelineError('LL_LAUNCHER_START', `ports: ${count} broker port(s) needed, got ${options.ports.length}`)
+    throw new LauncherError('LL_LAUNCHER_START', `ports: ${count} broker port(s) needed, got ${options.ports.length}`)
   }
   for (const port of options.ports ?? []) {
     if (!(await portIsFree(port))) {
-      throw new LifelineError('LL_LAUNCHER_PORT_BUSY', `port ${port} on 127.0.0.1 is already in use; stop what listens there or pick another port`, { details: { port } })
+      throw new LauncherError('LL_LAUNCHER_PORT_BUSY', `port ${port} on 127.0.0.1 is already in use; stop what listens there or pick another port`, { details: { port } })
     }
   }
   const brokerPorts = options.ports ?? (await freePorts(count))
@@ -199,7 +199,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
           await run(javaCommand(), args, { maxBuffer: 8 * 1024 * 1024 })
         } catch (err) {
           const e = err as { stdout?: string; stderr?: string; message: string }
-          throw new LifelineError('LL_LAUNCHER_START', `formatting storage of broker ${node.id} failed: ${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}`, { cause: err })
+          throw new LauncherError('LL_LAUNCHER_START', `formatting storage of broker ${node.id} failed: ${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}`, { cause: err })
         }
       }),
     )
@@ -278,7 +278,7 @@ export function newClusterId(random: (n: number) => Buffer = randomBytes): strin
 
 function nodeById(nodes: BrokerNode[], id: number): BrokerNode {
   const node = nodes.find((n) => n.id === id)
-  if (!node) throw new LifelineError('LL_LAUNCHER_NOT_RUNNING', `no broker with id ${id} (ids: ${nodes.map((n) => n.id).join(', ')})`)
+  if (!node) throw new LauncherError('LL_LAUNCHER_NOT_RUNNING', `no broker with id ${id} (ids: ${nodes.map((n) => n.id).join(', ')})`)
   return node
 }
 
@@ -308,7 +308,7 @@ export async function stopPids(pids: number[], hard: boolean): Promise<void> {
 /** Stops the cluster recorded in `stateDir` (for `lifeline dev kafka stop`). */
 export async function stopKafka(stateDir = defaultStateDir()): Promise<ClusterState> {
   const state = readClusterState(stateDir)
-  if (!state) throw new LifelineError('LL_LAUNCHER_NOT_RUNNING', `no local Kafka recorded in ${stateDir}`)
+  if (!state) throw new LauncherError('LL_LAUNCHER_NOT_RUNNING', `no local Kafka recorded in ${stateDir}`)
   await stopCluster(state)
   return state
 }

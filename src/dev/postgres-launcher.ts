@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { setTimeout as delay } from 'node:timers/promises'
-import { LifelineError } from '../errors.js'
+import { LauncherError } from './errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { canConnect, freePorts } from './ports.js'
 import { alive, readTail, waitForExit } from './processes.js'
@@ -86,7 +86,7 @@ export async function postgresBinDir(): Promise<string> {
     if (!existsSync(join(dir, 'initdb')) || !existsSync(join(dir, 'postgres'))) throw new Error(`no initdb/postgres in ${dir}`)
     return dir
   } catch (err) {
-    throw new LifelineError('LL_PG_LAUNCHER', `PostgreSQL server binaries not found (${(err as Error).message}): install Debian's postgresql package (scripts/setup.sh does)`, { cause: err })
+    throw new LauncherError('LL_PG_LAUNCHER', `PostgreSQL server binaries not found (${(err as Error).message}): install Debian's postgresql package (scripts/setup.sh does)`, { cause: err })
   }
 }
 
@@ -97,7 +97,7 @@ async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
     const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])])
     return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
   } catch (err) {
-    throw new LifelineError('LL_PG_LAUNCHER', 'running as root, but there is no `postgres` user to run initdb and the server as (install Debian\'s postgresql package)', { cause: err })
+    throw new LauncherError('LL_PG_LAUNCHER', 'running as root, but there is no `postgres` user to run initdb and the server as (install Debian\'s postgresql package)', { cause: err })
   }
 }
 
@@ -132,7 +132,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       await run(join(binDir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-locale', '--no-sync'], { ...ids, cwd: dir, maxBuffer: 8 * 1024 * 1024 })
     } catch (err) {
       const e = err as { stderr?: string; message: string }
-      throw new LifelineError('LL_PG_LAUNCHER', `initdb failed in ${dataDir}: ${e.message}\n${e.stderr ?? ''}`, { cause: err })
+      throw new LauncherError('LL_PG_LAUNCHER', `initdb failed in ${dataDir}: ${e.message}\n${e.stderr ?? ''}`, { cause: err })
     }
   }
   const version = readFileSync(join(dataDir, 'PG_VERSION'), 'utf8').trim()
@@ -150,7 +150,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     const child = spawn(join(binDir, 'postgres'), args, { ...ids, cwd: dir, detached: true, stdio: ['ignore', out, out] })
     closeSync(out)
     child.unref()
-    if (child.pid === undefined) throw new LifelineError('LL_PG_LAUNCHER', `could not spawn ${join(binDir, 'postgres')}`)
+    if (child.pid === undefined) throw new LauncherError('LL_PG_LAUNCHER', `could not spawn ${join(binDir, 'postgres')}`)
     pid = child.pid
     if (tie) {
       if (watchdog !== undefined && alive(watchdog)) process.kill(watchdog, 'SIGKILL')
@@ -158,9 +158,9 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     }
     const deadline = Date.now() + timeoutMs
     for (;;) {
-      if (!alive(pid)) throw new LifelineError('LL_PG_LAUNCHER', `PostgreSQL exited during start-up. Last lines of ${logFile}:\n${readTail(logFile, 30)}`)
+      if (!alive(pid)) throw new LauncherError('LL_PG_LAUNCHER', `PostgreSQL exited during start-up. Last lines of ${logFile}:\n${readTail(logFile, 30)}`)
       if (readFileSync(logFile, 'utf8').slice(from).includes(READY_LINE) && (await canConnect(port))) break
-      if (Date.now() > deadline) throw new LifelineError('LL_PG_LAUNCHER', `PostgreSQL was not ready after ${timeoutMs} ms. Last lines of ${logFile}:\n${readTail(logFile, 30)}`)
+      if (Date.now() > deadline) throw new LauncherError('LL_PG_LAUNCHER', `PostgreSQL was not ready after ${timeoutMs} ms. Last lines of ${logFile}:\n${readTail(logFile, 30)}`)
       await delay(50)
     }
     logger.info({ port, pid, version }, 'private PostgreSQL ready')

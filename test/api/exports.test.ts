@@ -40,7 +40,7 @@ const ENTRIES: Record<string, { module: () => Promise<Record<string, unknown>>; 
   },
   'lifeline/dev': {
     module: () => import('../../src/api/dev.js'),
-    exports: ['KAFKA_VERSION', 'createNetns', 'kafkaStatus', 'netnsSupport', 'postgresLauncherDefaults', 'resolveKafkaJars', 'startKafka', 'startPostgres', 'startTcpProxy', 'stopKafka'],
+    exports: ['KAFKA_VERSION', 'LauncherError', 'LauncherErrorCodes', 'createNetns', 'isLauncherError', 'kafkaStatus', 'netnsSupport', 'postgresLauncherDefaults', 'resolveKafkaJars', 'startKafka', 'startPostgres', 'startTcpProxy', 'stopKafka'],
   },
   'lifeline/rehearsal': { module: () => import('../../src/api/rehearsal.js'), exports: [] },
 }

@@ -5,7 +5,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
-import { isLifelineError } from '../../src/errors.js'
+import { isLauncherError } from '../../src/dev/errors.js'
 import { resolveKafkaJars } from '../../src/dev/kafka-jars.js'
 import { kafkaStatus, readClusterState, startKafka, stopKafka } from '../../src/dev/kafka-launcher.js'
 import { alive } from '../../src/dev/processes.js'
@@ -46,7 +46,7 @@ describe('local Kafka launcher', () => {
   test('missing Java is a clear error', async (t) => {
     await withEnv({ JAVA_HOME: join(tempDir(t), 'no-jdk') }, async () => {
       await assert.rejects(startKafka({ stateDir: tempDir(t) }), (err: unknown) => {
-        assert.ok(isLifelineError(err, 'LL_LAUNCHER_JAVA_MISSING'))
+        assert.ok(isLauncherError(err, 'LL_LAUNCHER_JAVA_MISSING'))
         assert.match((err as Error).message, /Java 17\+/)
         return true
       })
@@ -57,7 +57,7 @@ describe('local Kafka launcher', () => {
     const javaHome = dirname(dirname(realpathSync('/usr/bin/java')))
     await withEnv({ PATH: '/nonexistent', JAVA_HOME: javaHome }, async () => {
       await assert.rejects(startKafka({ stateDir: tempDir(t), jarCacheDir: tempDir(t) }), (err: unknown) => {
-        assert.ok(isLifelineError(err, 'LL_LAUNCHER_MAVEN_MISSING'))
+        assert.ok(isLauncherError(err, 'LL_LAUNCHER_MAVEN_MISSING'))
         assert.match((err as Error).message, /mvn/)
         return true
       })
@@ -70,7 +70,7 @@ describe('local Kafka launcher', () => {
     defer(t, () => server.close())
     const port = (server.address() as { port: number }).port
     await assert.rejects(startKafka({ stateDir: tempDir(t), ports: [port] }), (err: unknown) => {
-      assert.ok(isLifelineError(err, 'LL_LAUNCHER_PORT_BUSY'))
+      assert.ok(isLauncherError(err, 'LL_LAUNCHER_PORT_BUSY'))
       assert.match((err as Error).message, new RegExp(String(port)))
       return true
     })
@@ -79,7 +79,7 @@ describe('local Kafka launcher', () => {
   test('a broker that dies at start is reported with its log tail', async (t) => {
     // A 1 MiB heap is below the JVM's minimum: the process exits at once with an error in its log.
     await assert.rejects(startKafka({ stateDir: tempDir(t), heapMb: 1 }), (err: unknown) => {
-      assert.ok(isLifelineError(err, 'LL_LAUNCHER_START'))
+      assert.ok(isLauncherError(err, 'LL_LAUNCHER_START'))
       assert.match((err as Error).message, /exited during start-up[\s\S]*heap/i)
       return true
     })
@@ -122,7 +122,7 @@ setInterval(() => {}, 1000)`
     assert.equal(stopped.nodes[0]!.pid, second.state.nodes[0]!.pid)
     assert.equal(alive(second.state.nodes[0]!.pid), false)
     assert.equal(readClusterState(stateDir), undefined)
-    await assert.rejects(stopKafka(stateDir), (err: unknown) => isLifelineError(err, 'LL_LAUNCHER_NOT_RUNNING'))
+    await assert.rejects(stopKafka(stateDir), (err: unknown) => isLauncherError(err, 'LL_LAUNCHER_NOT_RUNNING'))
   })
 
   test('a cluster of three keeps accepting acks=all writes while one broker is down', async (t) => {
