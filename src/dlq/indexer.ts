@@ -34,6 +34,7 @@ import { ERROR_TEXT_HEADERS, foreignFingerprint, parseDeadLetter, type DeadLette
 import { Masker, MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../failure/masking.js'
 import { indexRecords, type IndexItem, type IndexResult } from './records.js'
 import { metric } from '../util/metric.js'
+import { NameSchema } from '../util/names.js'
 
 export interface DlqIndexerOptions {
   brokers: string[]
@@ -85,7 +86,7 @@ const OptionsSchema = Type.Object(
   {
     brokers: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
     db: Type.Any(),
-    topics: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 249, pattern: '^[A-Za-z0-9._-]+$' }))),
+    topics: Type.Optional(Type.Array(NameSchema())),
     pattern: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
     groupId: Type.Optional(Type.String({ minLength: 1 })),
     masking: Type.Optional(MaskingOptionsSchema),

@@ -12,6 +12,7 @@ import type { Logger } from '../logger.js'
 import type { ClassifierVerdict } from '../retry/classify.js'
 import { consumerDefaults, ConsumerOptionsSchema, type DeadLetterOptions } from '../runtime/options.js'
 import { validateOptions } from '../util/options.js'
+import { NameSchema } from '../util/names.js'
 
 /** What a transform gets besides the record. */
 export interface TransformContext {
@@ -82,7 +83,7 @@ export const transactionalPipelineDefaults = {
   clientId: 'lifeline-txn',
 } as const satisfies Partial<TransactionalPipelineOptions>
 
-const Name = Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' })
+const Name = NameSchema()
 
 const Schema = Type.Object(
   {

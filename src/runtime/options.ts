@@ -13,6 +13,7 @@ import type { Ordering } from './key-scheduler.js'
 import type { SqlExecutor } from '../store/executor.js'
 import { MaskingOptionsSchema, type Keyring, type MaskingPolicy } from '../failure/masking.js'
 import { MAX_RETRY_TIERS } from '../failure/tier-record.js'
+import { NameSchema } from '../util/names.js'
 
 /** What the handler receives for each record. */
 /** What happens to a key whose sequence gap stayed open `sequence.timeoutMs`. */
@@ -263,8 +264,8 @@ export const ConsumerOptionsSchema = Type.Object(
   {
     brokers: Type.Array(NonEmpty, { minItems: 1 }),
     groupId: NonEmpty,
-    service: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }),
-    topics: Type.Array(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }), { minItems: 1 }),
+    service: NameSchema(),
+    topics: Type.Array(NameSchema(), { minItems: 1 }),
     handler: Type.Any(),
     decoder: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('string'), Type.Literal('raw'), Type.Object({ name: Type.String(), decode: Type.Any() })])),
     schema: Type.Optional(Type.Object({})),

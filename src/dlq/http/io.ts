@@ -10,6 +10,7 @@ import Value from 'typebox/value'
 import { invalidArgument, isLifelineError, type ErrorCode } from '../../errors.js'
 import type { Approval } from '../approvals.js'
 import { parseFilter, type DlqRecordDetail } from '../records.js'
+import { TOPIC_NAME } from '../../util/names.js'
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors
@@ -116,7 +117,6 @@ export function queryObject(c: Context, allowed: readonly string[]): Record<stri
   return out
 }
 
-export const KAFKA_TOPIC = /^[A-Za-z0-9._-]{1,249}$/
 
 /** Validates a records filter (the store's parser) and, more strictly than it, that topics are Kafka topic names. */
 export function checkFilter(filter: unknown): void {
@@ -124,7 +124,7 @@ export function checkFilter(filter: unknown): void {
   const f = (filter ?? {}) as Record<string, unknown>
   for (const field of ['topic', 'dlqTopic']) {
     const v = f[field]
-    if (typeof v === 'string' && v !== '' && !KAFKA_TOPIC.test(v)) throw invalidArgument(`filter.${field} must be a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-'`, { field })
+    if (typeof v === 'string' && v !== '' && !TOPIC_NAME.test(v)) throw invalidArgument(`filter.${field} must be a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-'`, { field })
   }
 }
 

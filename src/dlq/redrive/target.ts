@@ -10,9 +10,9 @@ import Type from 'typebox'
 import Value from 'typebox/value'
 import { invalidArgument } from '../../errors.js'
 import { MAX_RETRY_TIERS } from '../../failure/tier-record.js'
+import { NameSchema } from '../../util/names.js'
 import type { RedriveTarget } from './types.js'
 
-const NAME_PATTERN = '^[A-Za-z0-9._-]+$'
 /** The largest partition number Kafka's protocol can carry (int32). */
 const MAX_PARTITION = 0x7fffffff
 
@@ -22,14 +22,14 @@ const Branches = {
     {
       kind: Type.Literal('retry-tier'),
       tier: Type.Integer({ minimum: 1, maximum: MAX_RETRY_TIERS }),
-      service: Type.String({ minLength: 1, maxLength: 249, pattern: NAME_PATTERN }),
+      service: NameSchema(),
     },
     { additionalProperties: false },
   ),
   topic: Type.Object(
     {
       kind: Type.Literal('topic'),
-      topic: Type.String({ minLength: 1, maxLength: 249, pattern: NAME_PATTERN }),
+      topic: NameSchema(),
       partition: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PARTITION })),
     },
     { additionalProperties: false },
