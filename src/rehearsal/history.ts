@@ -116,4 +116,11 @@ export interface History {
    * (`partition@offset`) was stored as, or is a copy of. Absent when the operator phase did not run.
    */
   dlqIndex?: Readonly<Record<string, string>>
+  /**
+   * Records of the source topic at offsets no acknowledgement names (`partition@offset` → event id), read back
+   * from the log after the run: a producer retry wrote the event again after its first write was stored but
+   * never acknowledged (finding F6). A dead letter naming such an offset as its origin names the event's
+   * real place. Absent in histories saved before it was collected.
+   */
+  unackedCopies?: Readonly<Record<string, string>>
 }

@@ -16,7 +16,7 @@ import { retryTopicName } from '../failure/tier-record.js'
 import { migrateLifeline } from '../store/schema.js'
 import { CRASH_POINTS } from '../util/crash-points.js'
 import { check, type CheckResult } from './checker.js'
-import { readDlq } from './collect.js'
+import { readDlq, readSourcePlaces } from './collect.js'
 import { startOffsetSampler } from './sampler.js'
 import { createEffectsTables, readEffects, readKeyState } from './effects.js'
 import { freshDatabase, slotNetworks, type Environment, type SlotNetwork } from './environment.js'
@@ -272,6 +272,9 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
   }
 
   const dlq = await readDlq(env.brokers, env.admin, dlqTopic)
+  const acked = new Set((producer?.log ?? []).flatMap((p) => (p.outcome === 'ok' ? [`${p.partition}@${p.offset}`] : [])))
+  const unackedCopies: Record<string, string> = {}
+  for (const [place, eventId] of await readSourcePlaces(env.brokers, env.admin, topic)) if (!acked.has(place)) unackedCopies[place] = eventId
   const dlqIndex = operatorLog.ran ? await readDlqIndex(db, dlqTopic) : undefined
   operatorLog.finalState = await readKeyState(db)
   const effects = await readEffects(db)
@@ -293,6 +296,7 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     healedAt,
     valueSha: valueShas(workload),
     ...(dlqIndex === undefined ? {} : { dlqIndex }),
+    unackedCopies,
   }
   saveHistory(rawDir, history)
   const result = check(history)

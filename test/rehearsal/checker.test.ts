@@ -139,6 +139,20 @@ describe('rehearsal checker', () => {
     assert.match(String(result.anomalies['dlq-wrong-metadata'].examples[0]!.problems), /holds e2/)
   })
 
+  test('dlq-wrong-metadata: an origin no acknowledgement names is right only where the log holds a copy of that event (F6)', () => {
+    const h = cleanHistory()
+    const d = h.dlq[0]!
+    const moved = { ...d, originOffset: 999 }
+    // A producer retry wrote the event again after its first, stored write was never acknowledged: the log
+    // holds it at 999 too, and the dead letter of that copy names its real place.
+    const copy = check({ ...h, dlq: [moved], unackedCopies: { [`${d.originPartition}@999`]: d.eventId! } })
+    assert.deepEqual(BAD_KINDS.filter((k) => copy.anomalies[k].count > 0), [])
+    assert.equal(copy.counts['produce.unacked-copies'], 1)
+    // Nothing there, or another event there: still wrong.
+    assert.deepEqual(flagged({ ...h, dlq: [moved] }), ['dlq-wrong-metadata'])
+    assert.deepEqual(flagged({ ...h, dlq: [moved], unackedCopies: { [`${d.originPartition}@999`]: 'e-other' } }), ['dlq-wrong-metadata'])
+  })
+
   test('dlq-wrong-metadata: a key or partition that differs from the source', () => {
     const h = cleanHistory()
     assert.deepEqual(flagged({ ...h, dlq: [{ ...h.dlq[0]!, key: 'a', partition: 0 }] }), ['dlq-wrong-metadata'])

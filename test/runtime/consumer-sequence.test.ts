@@ -142,3 +142,42 @@ test('options: retry tiers or sequences with key ordering and no state database 
     assert.ok(createConsumer({ ...base, ordering: 'none', retryTopics: { delaysMs: [1000] } }))
   })
 })
+
+// Rehearsal finding F5 (rh-20261205T212906-960029): a member found its key in a gap whose missing sequence
+// was already handled (the key's last sequence past it) or stored behind the key itself; under `hold` it
+// waited for it forever and the key's later records were lost to the run. Both states, as a restarted
+// member finds them in the database: the gap is closed as filled and what waits applies in order.
+test('sequence: a gap whose missing sequence was already handled, or is stored behind the key, is closed and the held records apply in order (F5)', async (t) => {
+  const db = await stateDatabase(t)
+  const p = producer(t)
+  for (const variant of ['handled', 'stored'] as const) {
+    const source = await topic(t, { partitions: 1 })
+    const groupId = randomName(`f5-${variant}`)
+    const key = `k-${variant}`
+    const applied: number[] = []
+    const options = { groupId, topics: [source], state: db, parking: { pollMs: 50 }, sequence: { ...bySeq, timeoutMs: 60_000, policy: 'hold' as const }, handler: ({ value }: { value: Rec }) => void (value.key === key && applied.push(value.seq as number)) }
+    const first = await lifeline<Rec>(t, options)
+    await p.send([1, 3, 4].map((seq) => ({ topic: source, key, value: JSON.stringify({ key, seq }) })))
+    await waitFor(() => first.stats().reorderBuffered === 2 && applied.length === 1, `${variant}: seq 1 applied, 3 and 4 stored behind the gap`)
+    await first.close()
+    assert.deepEqual(applied, [1])
+    const k = Buffer.from(key)
+    if (variant === 'handled') {
+      // Seq 2 handled by a member whose transition of the key never reached the database.
+      await db.query('update lifeline_key_sequences set last_seq = 2 where group_id = $1 and key = $2', [groupId, k])
+    } else {
+      // The missing sequence itself stored behind the key (its offset committed: it never comes again).
+      await db.query(
+        `insert into lifeline_parked_records (group_id, topic, partition, key, "offset", seq, value, headers, "timestamp")
+         select group_id, topic, partition, key, 1000, 2, $3, headers, "timestamp" from lifeline_parked_records where group_id = $1 and key = $2 and seq = 3`,
+        [groupId, k, Buffer.from(JSON.stringify({ key, seq: 2 }))],
+      )
+    }
+    const second = await lifeline<Rec>(t, options)
+    const expected = variant === 'handled' ? [1, 3, 4] : [1, 2, 3, 4]
+    await waitFor(() => applied.length === expected.length, `${variant}: the held records applied after the restart, without waiting for the gap's timeout`)
+    assert.deepEqual(applied, expected, variant)
+    await waitFor(async () => (await db.query('select 1 from lifeline_parked_keys where group_id = $1 and key = $2', [groupId, k])).rows.length === 0, `${variant}: the key is free again`)
+    await second.close()
+  }
+})

@@ -41,6 +41,8 @@ export interface KeyEntry {
   gapSince?: number
   /** When the last `hold` alert for this gap was raised (ms). */
   alertedAt?: number
+  /** A gap's state was checked against its stored records (once per owner: a filled gap is closed, F5). */
+  verified?: boolean
   /** A replay (or gap expiry) of this key is queued or running in its lane. */
   busy: boolean
 }

@@ -56,7 +56,7 @@ function redriveToken(item: Item): string | undefined {
 }
 
 /** Reloads a key's state from the database into its owner's memory (a write found it in another state). */
-async function refresh(ctx: ConsumerContext, state: PartitionState, key: Buffer): Promise<KeyEntry | undefined | typeof CANCELLED> {
+export async function refresh(ctx: ConsumerContext, state: PartitionState, key: Buffer): Promise<KeyEntry | undefined | typeof CANCELLED> {
   const row = await retrying(ctx, state, 'state', () => ctx.store!.keyRow(ctx.options.groupId, state.topic, key), (err, tries) => new LifelineError('LL_STATE', `reading the state of a key failed (try ${tries}); retrying`, { cause: err }))
   if (row === CANCELLED) return CANCELLED
   const sk = schedulingKey(key)!
@@ -190,7 +190,7 @@ export async function storeBehind(ctx: ConsumerContext, item: Item, openGap: { f
   }
   let entry = state.keys.get(sk)
   if (!entry && openGap) {
-    entry = { key: r.key!, status: 'gap', token: openGap.token, headOffset: -1, records: 0, parkedAt: Date.now(), gapFrom: openGap.from, gapSince: Date.now(), busy: false }
+    entry = { key: r.key!, status: 'gap', token: openGap.token, headOffset: -1, records: 0, parkedAt: Date.now(), gapFrom: openGap.from, gapSince: Date.now(), busy: false, verified: true }
     state.keys.set(sk, entry)
     ctx.log.info({ topic: r.topic, partition: r.partition, offset: r.offset, seq: item.seq, missing: openGap.from }, 'sequence gap: record stored until the missing sequence arrives')
   }
@@ -218,6 +218,8 @@ export async function afterSuccess(ctx: ConsumerContext, item: Item): Promise<bo
       ctx.store!.replayed(f, ctx.options.groupId, { topic: r.topic, partition: r.partition, key: r.key!, id: item.parkedId!, releaseToken: item.token!, ...(item.seq === undefined ? {} : { seq: item.seq }) }),
     )
     if (done === CANCELLED) return false
+    // Not released by the replay's token any more: reload the key (its replay stops and goes on from there).
+    if (done === 'conflict' && (await refresh(ctx, state, r.key!)) === CANCELLED) return false
     crashPoint('replay.after-delete')
     return true
   }
@@ -277,6 +279,9 @@ export async function pollReleases(ctx: ConsumerContext): Promise<void> {
   }
 }
 
+/** A gap from `gapFrom` is filled already when its missing sequence is at or below the key's last handled one. */
+export const gapFilled = (gapFrom: number | undefined, lastSeq: number | undefined): boolean => gapFrom !== undefined && lastSeq !== undefined && gapFrom <= lastSeq
+
 /**
  * Queues a gap-expiry item for every gap key of the assigned partitions whose wait reached `timeoutMs` (and,
  * under `hold`, whose last alert is that old): the policy is applied in the key's lane.
@@ -287,9 +292,11 @@ export function expireGaps(ctx: ConsumerContext): void {
   const now = Date.now()
   for (const state of sourceStates(ctx)) {
     if (!state.ready || state.revoking) continue
-    for (const entry of state.keys.values()) {
+    for (const [sk, entry] of state.keys) {
       if (entry.status !== 'gap' || entry.busy || entry.gapSince === undefined) continue
-      if (now - Math.max(entry.gapSince, entry.alertedAt ?? 0) < seq.timeoutMs) continue
+      // A gap whose missing sequence was handled already (rehearsal finding F5) waits for nothing: at once.
+      // A gap this owner has not checked yet against its stored records is checked at once too.
+      if (entry.verified === true && !gapFilled(entry.gapFrom, state.lastSeq.get(sk)) && now - Math.max(entry.gapSince, entry.alertedAt ?? 0) < seq.timeoutMs) continue
       entry.busy = true
       enqueue(ctx, laneItem(state, entry.key, 'gap-expiry', entry.token))
     }

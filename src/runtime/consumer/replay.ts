@@ -16,6 +16,7 @@ import { processRecord } from './attempts.js'
 import { emit, listened } from './events.js'
 import { takeSlot } from './slots.js'
 import { fencedWrite, withState } from './state-writes.js'
+import { gapFilled, markReleased, refresh } from './parking.js'
 import { CANCELLED, WorkItem, type ConsumerContext, type Item, type KeyEntry, type Outcome, type PartitionState } from './context.js'
 
 /** A stored record as an item of its key's lane, replayed under the release `token`. */
@@ -41,7 +42,23 @@ export async function runKeyWork(ctx: ConsumerContext, item: Item): Promise<Outc
     return entry.status === 'gap' ? await expireGap(ctx, item.state, entry, item.token) : 'done'
   } finally {
     entry.busy = false
+    // The key's state was reloaded meanwhile (a write found the database ahead of this owner's memory): go on
+    // from what the database holds — a release under another token replays now, a gap is checked again.
+    const now = item.state.keys.get(item.schedulingKey!)
+    if (now && now !== entry) {
+      now.busy = false
+      if (now.status === 'released') markReleased(ctx, item.state, now.key, now.token)
+    }
   }
+}
+
+/**
+ * A write of this lane item was refused because the key is no longer in the state this owner remembered
+ * (rehearsal finding F5): reload it from the database, so the owner acts on what is there instead of
+ * leaving its records waiting behind a state that no longer exists.
+ */
+async function reload(ctx: ConsumerContext, state: PartitionState, key: Buffer): Promise<Outcome> {
+  return (await refresh(ctx, state, key)) === CANCELLED ? 'abandoned' : 'done'
 }
 
 /**
@@ -61,7 +78,7 @@ async function replayKey(ctx: ConsumerContext, state: PartitionState, entry: Key
       const finished = await fencedWrite(ctx, state, 'finishing a release', (f) => ctx.store!.finishRelease(f, o.groupId, state.topic, key, token))
       if (finished === CANCELLED) return 'abandoned'
       if (finished === 'records-left') continue
-      if (finished === 'conflict') return 'done' // another release or head took over: its own work item follows
+      if (finished === 'conflict') return reload(ctx, state, key) // another release, head or gap took over
       state.keys.delete(sk)
       ctx.metrics.keyReleased(state.topic)
       ctx.log.info({ topic: state.topic, partition: state.partition, replayed }, 'parked key released')
@@ -75,9 +92,9 @@ async function replayKey(ctx: ConsumerContext, state: PartitionState, entry: Key
         if (step.kind === 'duplicate') {
           const gone = await fencedWrite(ctx, state, 'dropping a duplicate stored record', (f) => ctx.store!.replayed(f, o.groupId, { topic: state.topic, partition: state.partition, key, id: row.id, releaseToken: token }))
           if (gone === CANCELLED) return 'abandoned'
-          // Not released by this token any more (another release or head took over): reading the rows again
-          // would find the same one and loop; the work item of whoever took over goes on.
-          if (gone === 'conflict') return 'done'
+          // Not released by this token any more (another release, head or gap took over): reading the rows
+          // again would find the same one and loop; go on from the key's state in the database.
+          if (gone === 'conflict') return reload(ctx, state, key)
           ctx.metrics.duplicateSkipped(state.topic)
           if (listened(ctx, 'duplicate')) emit(ctx, 'duplicate', { topic: state.topic, partition: state.partition, offset: row.offset, key, seq: row.seq })
           entry.records = Math.max(0, entry.records - 1)
@@ -87,8 +104,8 @@ async function replayKey(ctx: ConsumerContext, state: PartitionState, entry: Key
           const gapToken = randomUUID()
           const reopened = await fencedWrite(ctx, state, 'reopening a sequence gap', (f) => ctx.store!.reopenGap(f, o.groupId, state.topic, key, token, gapToken, step.from))
           if (reopened === CANCELLED) return 'abandoned'
-          if (reopened === 'conflict') return 'done'
-          Object.assign(entry, { status: 'gap', token: gapToken, headOffset: -1, gapFrom: step.from, gapSince: Date.now() })
+          if (reopened === 'conflict') return reload(ctx, state, key)
+          Object.assign(entry, { status: 'gap', token: gapToken, headOffset: -1, gapFrom: step.from, gapSince: Date.now(), verified: true })
           delete entry.alertedAt
           ctx.log.info({ topic: state.topic, partition: state.partition, missing: step.from, replayed }, 'replay stopped at a sequence gap: the key waits for the missing sequence')
           return 'done'
@@ -98,7 +115,8 @@ async function replayKey(ctx: ConsumerContext, state: PartitionState, entry: Key
       const outcome = await processRecord(ctx, storedItem(state, row, token))
       if (outcome === 'abandoned') return 'abandoned'
       replayed++
-      if (entry.status !== 'released' || entry.token !== token) return 'done' // it failed again: the key's new head
+      // It failed again (the key's new head), or its removal found the key in another state (reloaded).
+      if (state.keys.get(sk) !== entry || entry.status !== 'released' || entry.token !== token) return 'done'
       entry.records = Math.max(0, entry.records - 1)
     }
   }
@@ -116,6 +134,23 @@ async function expireGap(ctx: ConsumerContext, state: PartitionState, entry: Key
   if (rows === CANCELLED) return 'abandoned'
   const first = rows[0]
   const from = entry.gapFrom ?? 0
+  if (gapFilled(entry.gapFrom, state.lastSeq.get(schedulingKey(key)!)) || (first !== undefined && first.seq === from)) {
+    // Rehearsal finding F5: the missing sequence was handled already, or is stored behind the key itself;
+    // waiting would hold the key's records forever. Close the gap as filled and replay what waits, in order
+    // (what is at or below the last handled sequence is dropped as a duplicate).
+    const closed = await fencedWrite(ctx, state, 'closing a filled sequence gap', (f) => ctx.store!.closeGap(f, ctx.options.groupId, { topic: state.topic, partition: state.partition, key, token }))
+    if (closed === CANCELLED) return 'abandoned'
+    if (closed === 'conflict') return reload(ctx, state, key)
+    ctx.log.warn({ topic: state.topic, partition: state.partition, key: key.toString('utf8'), missing: from, lastSeq: state.lastSeq.get(schedulingKey(key)!), firstStored: first?.seq ?? null }, 'a sequence gap whose missing sequence was already handled or stored was closed; replaying what waits')
+    Object.assign(entry, { status: 'released' })
+    delete entry.gapFrom
+    delete entry.gapSince
+    return replayKey(ctx, state, entry, token)
+  }
+  // Queued only to be checked (an owner checks each gap once, at once): the policy waits for the timeout.
+  const checkedEarly = entry.verified !== true && Date.now() - Math.max(entry.gapSince ?? 0, entry.alertedAt ?? 0) < seq.timeoutMs
+  entry.verified = true
+  if (checkedEarly) return 'done'
   const missing = [from, first?.seq === null || first?.seq === undefined ? from : first.seq - 1] as const
   const waitingMs = Date.now() - (entry.gapSince ?? Date.now())
   ctx.metrics.gap(state.topic, seq.policy)
@@ -128,7 +163,7 @@ async function expireGap(ctx: ConsumerContext, state: PartitionState, entry: Key
   if (seq.policy === 'skip') {
     const closed = await fencedWrite(ctx, state, 'skipping a sequence gap', (f) => ctx.store!.closeGap(f, ctx.options.groupId, { topic: state.topic, partition: state.partition, key, token, skip: 'skip' }))
     if (closed === CANCELLED) return 'abandoned'
-    if (closed === 'conflict') return 'done'
+    if (closed === 'conflict') return reload(ctx, state, key)
     crashPoint('gap.after-expire')
     if (closed.firstStored !== null) state.lastSeq.set(schedulingKey(key)!, closed.firstStored - 1)
     // Released under the gap's token: this lane item goes on as the key's replay.
