@@ -197,8 +197,9 @@ export function check(history: History): CheckResult {
   for (const log of memberLogs.values()) log.forEach((m, i) => m.type === 'apply' && applyIndex.set(m, i))
   /**
    * Whether `start`'s member owned the partition it ran from (a tier record: its tier topic) when it started.
-   * The runtime emits `partitions-assigned` once the partition's state is loaded, which can be a few ms
-   * after its first records started: an `assigned` that follows within {@link ASSIGN_GRACE_MS} counts.
+   * The runtime emits `partitions-assigned` before it claims the partitions (since finding F7); before that
+   * it came once every partition's state had loaded, which could be after the first records of a partition
+   * claimed early: for such histories an `assigned` that follows within {@link ASSIGN_GRACE_MS} counts.
    */
   const owned = (start: ApplyEntry): 'owned' | 'zombie' | 'never' => {
     const topics = start.tier === undefined ? [history.topic] : [...tierTopics].filter((t) => t.endsWith(`.retry.${start.tier}`))

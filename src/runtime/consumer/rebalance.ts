@@ -30,6 +30,11 @@ export async function onAssign(ctx: ConsumerContext, parts: TopicPartition[]): P
     ctx.partitions.set(tpKey(p.topic, p.partition), state)
     return state
   })
+  // Announced before the claims: the client may deliver records of a partition claimed quickly while another
+  // is still being claimed, and a listener must never see a record of a partition it was not told of
+  // (rehearsal finding F7: a member killed while recovering one partition had run records of another).
+  ctx.log.info({ partitions: parts }, 'partitions assigned')
+  emit(ctx, 'partitions-assigned', parts)
   // The assignment takes effect when this returns: wait (bounded) for the claims, so nothing is fetched before them.
   const claiming = states.filter((s) => !s.ready).map((s) => claim(ctx, s))
   if (claiming.length > 0) {
@@ -45,8 +50,6 @@ export async function onAssign(ctx: ConsumerContext, parts: TopicPartition[]): P
     pauseIfBreakerOpen(ctx, states)
     syncClientPause(ctx, states)
   })
-  ctx.log.info({ partitions: parts }, 'partitions assigned')
-  emit(ctx, 'partitions-assigned', parts)
   return ctx.options.source.startOffsets ? storedStarts(ctx, parts) : undefined
 }
 
