@@ -26,7 +26,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { LauncherError } from './errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { canConnect, freePorts } from './ports.js'
-import { alive, readTail, waitForExit } from './processes.js'
+import { alive, readTail, waitForExit, waitForReaped } from './processes.js'
 
 const run = promisify(execFile)
 
@@ -47,6 +47,10 @@ export interface StartPostgresOptions {
 }
 
 /** How to stop: `fast` (SIGINT: clean shutdown), `immediate` (SIGQUIT: no checkpoint, crash recovery at start), `kill` (SIGKILL). */
+/** How often, and how far apart, a start refused by a stale `postmaster.pid` is tried again. */
+const LOCK_RETRIES = 20
+const LOCK_RETRY_MS = 250
+
 export type PostgresStopMode = 'fast' | 'immediate' | 'kill'
 
 export interface PostgresInstance {
@@ -141,7 +145,21 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   let watchdog: number | undefined
   const tie = options.tieToParent ?? true
 
+  /** Starts the server; a start refused because `postmaster.pid` names a process still being reaped is tried again. */
   async function startServer(): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await startOnce()
+      } catch (err) {
+        const refused = readTail(logFile, 5).includes('lock file "postmaster.pid" already exists')
+        if (!refused || tries >= LOCK_RETRIES) throw err
+        logger.warn({ tries }, 'PostgreSQL refused to start: its lock file names a process still being reaped; trying again')
+        await delay(LOCK_RETRY_MS)
+      }
+    }
+  }
+
+  async function startOnce(): Promise<void> {
     if (alive(pid)) return
     const from = existsSync(logFile) ? readFileSync(logFile).length : 0
     const out = openSync(logFile, 'a')
@@ -173,6 +191,9 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       process.kill(pid, 'SIGKILL')
       await waitForExit(pid, 10_000)
     }
+    // Reaped, not only exited: PostgreSQL's own lock-file check at the next start sees a zombie as running
+    // (a campaign died of it under load, postgres fault after a SIGKILL).
+    await waitForReaped(pid, 10_000)
     // After SIGKILL the backends notice their postmaster is gone and exit; wait for the socket to be free.
     const deadline = Date.now() + 15_000
     while ((await canConnect(port)) && Date.now() < deadline) await delay(50)

@@ -27,6 +27,19 @@ export async function waitForExit(pid: number, timeoutMs: number): Promise<boole
   return true
 }
 
+/**
+ * Waits until `pid` is gone from the process table (reaped, not only exited): a program that checks a lock
+ * file by `kill(pid, 0)` — PostgreSQL's `postmaster.pid` — still sees a zombie as running.
+ */
+export async function waitForReaped(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (existsSync(`/proc/${pid}`)) {
+    if (Date.now() > deadline) return false
+    await delay(20)
+  }
+  return true
+}
+
 /** The last `lines` lines of a log file ('' when missing). */
 export function readTail(file: string, lines: number): string {
   if (!existsSync(file)) return '(no log file)'

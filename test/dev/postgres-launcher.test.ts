@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { chownSync, existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { startPostgres } from '../../src/dev/postgres-launcher.js'
 import { alive } from '../../src/dev/processes.js'
@@ -36,6 +37,30 @@ describe('private PostgreSQL launcher', () => {
     await pg.close()
     assert.equal(existsSync(pg.dataDir), false)
     await pg.close() // idempotent
+  })
+
+  // A campaign died of this: after a SIGKILL the postmaster was still a zombie (not yet reaped) when the
+  // harness started it again, and PostgreSQL's lock-file check (kill 0) took it for a running postmaster.
+  test('a start refused because postmaster.pid names a live process is tried again until that process is gone', { skip: process.getuid?.() !== 0 ? 'needs root (the server runs as the postgres user)' : false }, async (t) => {
+    const pg = await startPostgres()
+    defer(t, () => pg.close())
+    await pg.stop({ mode: 'fast' })
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim())
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim())
+    // A process of the postgres user named by the lock file, gone 1.5 s later (PostgreSQL ignores one it may not signal).
+    const holder = spawn('sleep', ['1.5'], { uid, gid, stdio: 'ignore' })
+    defer(t, () => holder.kill('SIGKILL'))
+    const lock = join(pg.dataDir, 'postmaster.pid')
+    writeFileSync(lock, `${holder.pid}\n${pg.dataDir}\n${Math.floor(Date.now() / 1000)}\n${pg.port}\n\n\n\n`)
+    chownSync(lock, uid, gid)
+    const started = Date.now()
+    await pg.start()
+    assert.ok(pg.running)
+    assert.ok(Date.now() - started >= 1000, `it waited for the lock's process (${Date.now() - started} ms)`)
+    const db = await openPostgres({ url: pg.url(), poolSize: 1, connectTimeoutMs: 2000 })
+    defer(t, () => db.close())
+    assert.equal((await db.query<{ one: number }>('select 1 as one')).rows[0]!.one, 1)
+    await db.close()
   })
 
   test('a server started by a process killed with SIGKILL does not outlive it', async (t) => {
