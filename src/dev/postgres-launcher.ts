@@ -46,11 +46,11 @@ export interface StartPostgresOptions {
   logger?: Logger
 }
 
-/** How to stop: `fast` (SIGINT: clean shutdown), `immediate` (SIGQUIT: no checkpoint, crash recovery at start), `kill` (SIGKILL). */
 /** How often, and how far apart, a start refused by a stale `postmaster.pid` is tried again. */
 const LOCK_RETRIES = 20
 const LOCK_RETRY_MS = 250
 
+/** How to stop: `fast` (SIGINT: clean shutdown), `immediate` (SIGQUIT: no checkpoint, crash recovery at start), `kill` (SIGKILL). */
 export type PostgresStopMode = 'fast' | 'immediate' | 'kill'
 
 export interface PostgresInstance {

@@ -117,7 +117,6 @@ export function queryObject(c: Context, allowed: readonly string[]): Record<stri
   return out
 }
 
-
 /** Validates a records filter (the store's parser) and, more strictly than it, that topics are Kafka topic names. */
 export function checkFilter(filter: unknown): void {
   parseFilter(filter)

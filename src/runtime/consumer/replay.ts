@@ -134,14 +134,15 @@ async function expireGap(ctx: ConsumerContext, state: PartitionState, entry: Key
   if (rows === CANCELLED) return 'abandoned'
   const first = rows[0]
   const from = entry.gapFrom ?? 0
-  if (gapFilled(entry.gapFrom, state.lastSeq.get(schedulingKey(key)!)) || (first !== undefined && first.seq === from)) {
+  const lastSeq = state.lastSeq.get(schedulingKey(key)!)
+  if (gapFilled(entry.gapFrom, lastSeq) || (first !== undefined && first.seq === from)) {
     // Rehearsal finding F5: the missing sequence was handled already, or is stored behind the key itself;
     // waiting would hold the key's records forever. Close the gap as filled and replay what waits, in order
     // (what is at or below the last handled sequence is dropped as a duplicate).
     const closed = await fencedWrite(ctx, state, 'closing a filled sequence gap', (f) => ctx.store!.closeGap(f, ctx.options.groupId, { topic: state.topic, partition: state.partition, key, token }))
     if (closed === CANCELLED) return 'abandoned'
     if (closed === 'conflict') return reload(ctx, state, key)
-    ctx.log.warn({ topic: state.topic, partition: state.partition, key: key.toString('utf8'), missing: from, lastSeq: state.lastSeq.get(schedulingKey(key)!), firstStored: first?.seq ?? null }, 'a sequence gap whose missing sequence was already handled or stored was closed; replaying what waits')
+    ctx.log.warn({ topic: state.topic, partition: state.partition, key: key.toString('utf8'), missing: from, lastSeq, firstStored: first?.seq ?? null }, 'a sequence gap whose missing sequence was already handled or stored was closed; replaying what waits')
     Object.assign(entry, { status: 'released' })
     delete entry.gapFrom
     delete entry.gapSince
