@@ -131,6 +131,22 @@ function isLifelinePermanent(err: unknown): boolean {
 }
 
 /**
+ * Whether a failure says Lifeline's database is unreachable rather than anything about the record: an
+ * `LL_DB_CONNECT` that may fix itself (`retriable` not false) on the error or one of its causes — the
+ * inbox's transaction could not start, or its connection broke.
+ */
+export function isDatabaseOutage(err: unknown): boolean {
+  const seen = new Set<unknown>()
+  let link: unknown = err
+  for (let depth = 0; depth <= MAX_CAUSE_DEPTH && link !== undefined && link !== null && !seen.has(link); depth++) {
+    seen.add(link)
+    if (nameOf(link) === 'LifelineError' && codeOf(link) === 'LL_DB_CONNECT' && prop(link, 'retriable') !== false) return true
+    link = prop(link, 'cause')
+  }
+  return false
+}
+
+/**
  * Classifies a thrown value. Rules, first match wins:
  * 1. `options.classifier` (`'retry'` / `'permanent'`; undefined = no opinion);
  * 2. walking the error and up to {@link MAX_CAUSE_DEPTH} causes: a {@link NonRetriableError}, a

@@ -61,6 +61,13 @@ export interface RetryOptions {
   backoff?: { type: 'exponential'; baseMs?: number; factor?: number; maxMs?: number; jitter?: Jitter } | { type: 'fixed'; ms: number } | BackoffFunction
   /** Give up retrying this long after the first failure, ms (default: none). */
   deadlineMs?: number
+  /**
+   * An attempt that failed because Lifeline's database is unreachable (`LL_DB_CONNECT`: the inbox's
+   * transaction could not start or its connection broke): `'wait'` (default) does not count it
+   * toward `maxAttempts` or `deadlineMs` — the record waits, backing off from 250 ms to 30 s, until the
+   * database answers, like the runtime's own state writes; `'attempt'` counts it like any failure.
+   */
+  databaseOutage?: 'wait' | 'attempt'
 }
 
 export interface DeadLetterOptions {
@@ -296,6 +303,7 @@ export const ConsumerOptionsSchema = Type.Object(
             ]),
           ),
           deadlineMs: Type.Optional(PositiveInt),
+          databaseOutage: Type.Optional(Type.Union([Type.Literal('wait'), Type.Literal('attempt')])),
         },
         { additionalProperties: false },
       ),

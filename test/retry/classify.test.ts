@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { LifelineError } from '../../src/errors.js'
 import { fingerprint, normaliseFrame, stackFrames } from '../../src/failure/fingerprint.js'
-import { classifyError, DecodeError, MAX_CAUSE_DEPTH, NonRetriableError, type ClassifyOptions } from '../../src/retry/classify.js'
+import { classifyError, DecodeError, isDatabaseOutage, MAX_CAUSE_DEPTH, NonRetriableError, type ClassifyOptions } from '../../src/retry/classify.js'
 
 class MyAppError extends Error {}
 
@@ -215,4 +215,17 @@ test('normaliseFrame', () => {
     ['at eval (eval at run (/srv/app/src/x.js:10:3), <anonymous>:1:1)', 'at eval (eval at run (src/x.js), <anonymous>)'],
   ]
   for (const [input, expected] of cases) assert.equal(normaliseFrame(input), expected, input)
+})
+
+test('isDatabaseOutage: a retriable LL_DB_CONNECT on the error or a cause, nothing else', () => {
+  const connect = new LifelineError('LL_DB_CONNECT', 'could not open the postgres database: connect ECONNREFUSED')
+  assert.equal(isDatabaseOutage(connect), true)
+  assert.equal(isDatabaseOutage(new Error('the handler failed', { cause: connect })), true)
+  assert.equal(isDatabaseOutage(new LifelineError('LL_DB_CONNECT', 'bad password [28P01]', { retriable: false })), false, 'wrong credentials do not fix themselves')
+  assert.equal(isDatabaseOutage(new LifelineError('LL_DB_QUERY', 'syntax error [42601]')), false)
+  assert.equal(isDatabaseOutage(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })), false, "a driver's own error is the handler's business (a breaker covers it)")
+  assert.equal(isDatabaseOutage(null), false)
+  const cyclic = new Error('a') as Error & { cause?: unknown }
+  cyclic.cause = cyclic
+  assert.equal(isDatabaseOutage(cyclic), false)
 })

@@ -6,7 +6,7 @@
  * @module
  */
 import { delayFor, retryDecision } from '../../retry/backoff.js'
-import { classifyError, type Classification } from '../../retry/classify.js'
+import { classifyError, isDatabaseOutage, type Classification } from '../../retry/classify.js'
 import { wrapDecode } from '../decode.js'
 import type { Attributes } from '@opentelemetry/api'
 import { endFailed, otelContext, startProcessSpan, traceIdOf, type MessagingTarget } from '../../trace/tracing.js'
@@ -35,6 +35,11 @@ export function classify(ctx: ConsumerContext, err: unknown): Classification {
     reportError(ctx, classifierError, 'the classifier threw; falling back to the default classification')
     return classifyError(err, { permanentCodes: ctx.options.classify.permanentCodes })
   }
+}
+
+/** The wait before the next try while the database is unreachable: 250 ms doubling to 30 s (as state writes). */
+function outageDelay(outages: number): number {
+  return Math.min(30_000, 250 * 2 ** Math.min(outages - 1, 7))
 }
 
 /** Metrics and the `processed` event for a successful attempt (shared by both paths). */
@@ -108,6 +113,8 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
   let firstFailureAt = now
   let lastFailureAt = now
   let attempt = 0
+  let outages = 0 // attempts failed by an unreachable database in a row (they do not count)
+  let resumePending = resumedAttempt !== undefined // pump()'s attempt is awaited once, never again
   let delayMs = 0
   const signals = [state.waits.signal, state.handlers.signal]
   while (!failure) {
@@ -129,7 +136,8 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
       hasSlot = true
     }
     attempt++
-    const resumed = attempt === 1 ? resumedAttempt : undefined
+    const resumed = resumePending ? resumedAttempt : undefined
+    resumePending = false
     const startedAt = resumed?.startedAt ?? performance.now()
     const traced = resumed ? resumed.traced : ctx.tracing ? processSpan(ctx, item, attempt) : undefined
     try {
@@ -163,25 +171,36 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
           continue
         }
       }
-      lastFailureAt = Date.now()
-      if (attempt === 1) firstFailureAt = lastFailureAt
-      const decision = retryDecision({
-        attempt,
-        maxAttempts: attemptsHere,
-        firstFailureAt,
-        now: lastFailureAt,
-        deadlineMs: o.deadlineMs,
-        delayMs: classification.kind === 'permanent' ? 0 : delayFor(o.backoff, attempt, err),
-        permanent: classification.kind === 'permanent',
-      })
-      if (!decision.retry) {
-        failure = { classification, error: err }
-        break
+      if (o.waitOutDatabaseOutages && classification.kind === 'retriable' && isDatabaseOutage(err)) {
+        // The database is down, not the record: this attempt does not count; wait for the database instead.
+        attempt--
+        outages++
+        delayMs = outageDelay(outages)
+        ctx.metrics.retried(r.topic, classification.code)
+        if (outages === 1) reportError(ctx, err, 'the database is unreachable; the attempt does not count, waiting for it')
+        emit(ctx, 'retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt: attempt + 1, delayMs, error: err })
+      } else {
+        outages = 0
+        lastFailureAt = Date.now()
+        if (attempt === 1) firstFailureAt = lastFailureAt
+        const decision = retryDecision({
+          attempt,
+          maxAttempts: attemptsHere,
+          firstFailureAt,
+          now: lastFailureAt,
+          deadlineMs: o.deadlineMs,
+          delayMs: classification.kind === 'permanent' ? 0 : delayFor(o.backoff, attempt, err),
+          permanent: classification.kind === 'permanent',
+        })
+        if (!decision.retry) {
+          failure = { classification, error: err }
+          break
+        }
+        delayMs = decision.delayMs
+        ctx.metrics.retried(r.topic, classification.code)
+        emit(ctx, 'retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, error: err })
+        ctx.log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code, traceId: traceIdOf(traced?.span) }, 'retrying record')
       }
-      delayMs = decision.delayMs
-      ctx.metrics.retried(r.topic, classification.code)
-      emit(ctx, 'retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, error: err })
-      ctx.log.debug({ topic: r.topic, partition: r.partition, offset: r.offset, attempt, delayMs: decision.delayMs, code: classification.code, traceId: traceIdOf(traced?.span) }, 'retrying record')
     } finally {
       giveUpSlot()
     }

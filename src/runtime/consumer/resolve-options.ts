@@ -41,6 +41,8 @@ export interface ResolvedConsumerOptions {
   readonly backoff: BackoffPolicy
   readonly maxAttempts: number
   readonly deadlineMs: number | undefined
+  /** `retry.databaseOutage` is `'wait'`: an attempt failed by an unreachable database does not count. */
+  readonly waitOutDatabaseOutages: boolean
   readonly classify: ClassifyOptions
   readonly drainTimeoutMs: number
   /** Spans when an SDK is registered (the `tracing` option). */
@@ -115,6 +117,7 @@ export function resolveConsumerOptions<V>(input: ConsumerOptions<V>): ResolvedCo
     backoff: backoffPolicy(o.retry),
     maxAttempts: o.retry?.maxAttempts ?? consumerDefaults.retry.maxAttempts,
     deadlineMs: o.retry?.deadlineMs,
+    waitOutDatabaseOutages: (o.retry?.databaseOutage ?? 'wait') === 'wait',
     classify: { permanentCodes: o.permanentCodes, classifier: o.classifier },
     drainTimeoutMs: o.drainTimeoutMs ?? consumerDefaults.drainTimeoutMs,
     tracing: o.tracing ?? true,
