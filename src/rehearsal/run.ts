@@ -214,7 +214,9 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
     await nemesis.healAll()
     healedAt = Date.now()
     mark('draining')
-    await Promise.race([producer.done, sleep(120_000)])
+    const interrupted = new Promise<void>((r) => (abort.signal.aborted ? r() : abort.signal.addEventListener('abort', () => r(), { once: true })))
+    // Ctrl-C: no drain, no operator phase; the run is not a verdict (the campaign drops it) and closes below.
+    await Promise.race([producer.done, sleep(120_000), interrupted])
     // Everything acknowledged that is not poison and not held behind poison must apply.
     const required = () => {
       const lowestPoison = new Map<string, number>()
@@ -240,27 +242,29 @@ export async function runRehearsal(env: Environment, options: RunOptions): Promi
       return stable
     }, 60_000, abort.signal, Math.max(...options.retryDelaysMs) * 2 + 2000)
 
-    mark('operator')
-    const tiers = (await env.admin.listTopics()).includes(retryTopicName(service, topic, 1))
-    // With crash points among the faults, the operator's redrive runs in a child armed with a `redrive.*` point.
-    const redrivePoints = redriveCrashPoints()
-    const crashAt = options.faults.includes('crash-point') && redrivePoints.length > 0 ? `${redrivePoints[deriveSeed(options.seed, 'redrive-crash') % redrivePoints.length]}:${1 + (deriveSeed(options.seed, 'redrive-nth') % 3)}` : undefined
-    const session = await operate({ brokers: env.brokers, db, dlqTopic, service, seed: options.seed, discard: options.discard, target: tiers ? 'retry-tier' : 'origin', expected: dlqCount, logger: options.logger, signal: abort.signal, ...(crashAt ? { crashAt, dbUrl: database.url } : {}) })
-    if (session.crash) nemesis.applied.push({ kind: 'crash-point', target: 'operator', detail: `${session.crash.point} (${session.crash.reached ? 'reached' : 'not reached'})`, start: session.crash.at, end: session.crash.end })
-    const fixedAt = session.fixedAt
-    const discarded = new Set(session.discarded)
-    const acked = () => new Set(producer!.log.filter((p) => p.outcome === 'ok').map((p) => p.eventId))
-    await waitUntil(async () => {
-      const ok = acked()
-      return (await unapplied(workload.events.filter((e) => ok.has(e.id) && !discarded.has(e.id)).map((e) => e.id))) === 0
-    }, options.drainTimeoutMs, abort.signal)
-    await sleep(3000)
-    const before = Number((await db.query<{ n: string }>('select count(*) as n from rehearsal_effects')).rows[0]!.n)
-    const sent = await session.redriveAgain()
-    await sleep(Math.max(...options.retryDelaysMs) * 2 + 8000)
-    const after = Number((await db.query<{ n: string }>('select count(*) as n from rehearsal_effects')).rows[0]!.n)
-    await session.close()
-    operatorLog = { fixedAt, redriven: session.redriven.map((r) => r.eventId), discarded: session.discarded, secondRedrive: { sent, effectsBefore: before, effectsAfter: after }, finalState: new Map(), ran: true }
+    if (!abort.signal.aborted) {
+      mark('operator')
+      const tiers = (await env.admin.listTopics()).includes(retryTopicName(service, topic, 1))
+      // With crash points among the faults, the operator's redrive runs in a child armed with a `redrive.*` point.
+      const redrivePoints = redriveCrashPoints()
+      const crashAt = options.faults.includes('crash-point') && redrivePoints.length > 0 ? `${redrivePoints[deriveSeed(options.seed, 'redrive-crash') % redrivePoints.length]}:${1 + (deriveSeed(options.seed, 'redrive-nth') % 3)}` : undefined
+      const session = await operate({ brokers: env.brokers, db, dlqTopic, service, seed: options.seed, discard: options.discard, target: tiers ? 'retry-tier' : 'origin', expected: dlqCount, logger: options.logger, signal: abort.signal, ...(crashAt ? { crashAt, dbUrl: database.url } : {}) })
+      if (session.crash) nemesis.applied.push({ kind: 'crash-point', target: 'operator', detail: `${session.crash.point} (${session.crash.reached ? 'reached' : 'not reached'})`, start: session.crash.at, end: session.crash.end })
+      const fixedAt = session.fixedAt
+      const discarded = new Set(session.discarded)
+      const acked = () => new Set(producer!.log.filter((p) => p.outcome === 'ok').map((p) => p.eventId))
+      await waitUntil(async () => {
+        const ok = acked()
+        return (await unapplied(workload.events.filter((e) => ok.has(e.id) && !discarded.has(e.id)).map((e) => e.id))) === 0
+      }, options.drainTimeoutMs, abort.signal)
+      await sleep(3000)
+      const before = Number((await db.query<{ n: string }>('select count(*) as n from rehearsal_effects')).rows[0]!.n)
+      const sent = await session.redriveAgain()
+      await sleep(Math.max(...options.retryDelaysMs) * 2 + 8000)
+      const after = Number((await db.query<{ n: string }>('select count(*) as n from rehearsal_effects')).rows[0]!.n)
+      await session.close()
+      operatorLog = { fixedAt, redriven: session.redriven.map((r) => r.eventId), discarded: session.discarded, secondRedrive: { sent, effectsBefore: before, effectsAfter: after }, finalState: new Map(), ran: true }
+    }
   } finally {
     mark('checking')
     sampling = false

@@ -142,5 +142,20 @@ export function registerRehearse(program: Command): void {
       print(result.headline)
       print(`summary: ${result.summary}`)
       if (result.results.some((r) => !r.check.valid) || result.results.length === 0) process.exitCode = 1
+      if (controller.signal.aborted) exitAfterInterrupt(result.results.length)
     })
+}
+
+/**
+ * After Ctrl-C the campaign has closed its brokers, database and members and written its summary; if
+ * something still keeps the event loop alive a few seconds later, say what it is and exit anyway (130, as
+ * for an interrupted command) rather than leave the terminal hanging.
+ */
+function exitAfterInterrupt(finishedRuns: number): void {
+  process.stderr.write(`interrupted: ${finishedRuns} run(s) finished before the signal\n`)
+  process.exitCode = 130
+  setTimeout(() => {
+    process.stderr.write(`rehearse: still open after the interrupt (${process.getActiveResourcesInfo().join(', ')}); exiting\n`)
+    process.exit()
+  }, 5000).unref()
 }
