@@ -2,7 +2,9 @@
  * The runtime's side of the ordering state: the fenced, write-ahead park/release protocol
  * (docs/ordering.md, "The protocol"). Operators read and release keys through state-store.ts.
  *
- * Every write is one statement (atomic on its own, one round trip) and:
+ * Every write is one statement (atomic on its own, one round trip); the hot ones (head moves, "placed" marks,
+ * head checks) also come in a multi-row form that the runtime uses to write a partition's rows together
+ * (src/runtime/consumer/state-batches.ts), each row its own compare-and-set with its own answer. Every write:
  * - is **fenced**: it names the partition it acts through (a source partition, or a retry-tier partition)
  *   and the epoch its writer took when it was assigned that partition ({@link ProtocolStore.claim}), and
  *   holds a share lock on that epoch's row. A member whose assignment was lost finds a newer epoch and the
@@ -29,7 +31,7 @@
  */
 import type { KafkaHeader } from '../kafka/types.js'
 import type { SqlExecutor } from '../store/executor.js'
-import { decodeHeaders, encodeHeaders, keyEvent, parkedRecords, type ParkedRecord, type ParkStatus } from './rows.js'
+import { decodeHeaders, encodeHeaders, headerPairs, keyEvent, parkedRecords, type ParkedRecord, type ParkStatus } from './rows.js'
 
 /** The partition a write acts through and the epoch its writer took at assignment. */
 export interface Fence {
@@ -199,69 +201,97 @@ export class ProtocolStore {
    * became the head, the head's sequence, a skipped range and the history event.
    */
   async moveHead(fence: Fence, group: string, move: HeadMove): Promise<WriteResult> {
-    const expectStatus = move.expect.status === 'none' ? null : move.expect.status
-    const expectToken = move.expect.status === 'none' ? null : move.expect.token
-    const event = move.event ?? (move.expect.status === 'parked' || move.expect.status === 'released' ? 'head-moved' : 'parked')
-    const c = move.copy
-    const { rows } = await this.db.query(
+    return (await this.moveHeads(fence, group, [move]))[0]!
+  }
+
+  /**
+   * {@link ProtocolStore.moveHead} for several keys at once, through one fence, in one statement (the runtime
+   * batches the head moves of a partition issued while one is in flight). Each move is its own
+   * compare-and-set and gets its own result, in order; the fence holds or refuses them all. At most one move
+   * per key (the caller's batches never hold two).
+   */
+  async moveHeads(fence: Fence, group: string, moves: readonly HeadMove[]): Promise<WriteResult[]> {
+    const rows = moves.map((move, i) => {
+      const c = move.copy
+      return {
+        i, topic: move.topic, partition: move.partition, key: move.key.toString('base64'), head_offset: move.headOffset, token: move.token, location: move.location,
+        error_code: move.errorCode, error_message: move.errorMessage.slice(0, 2000),
+        out_topic: c.topic, out_partition: c.partition, out_key: c.key?.toString('base64') ?? null, out_value: c.value?.toString('base64') ?? null, out_headers: headerPairs(c.headers),
+        out_timestamp: c.timestamp ?? null, out_from: c.from ?? null,
+        expect_status: move.expect.status === 'none' ? null : move.expect.status, expect_token: move.expect.status === 'none' ? null : move.expect.token,
+        parked_id: move.fromParkedRecord ?? null, seq: move.seq ?? null, skip_from: move.skip?.from ?? null, skip_to: move.skip?.to ?? null, skip_policy: move.skip?.policy ?? null,
+        event: move.event ?? (move.expect.status === 'parked' || move.expect.status === 'released' ? 'head-moved' : 'parked'),
+        detail: { offset: move.headOffset, location: move.location, topic: c.topic, errorCode: move.errorCode, ...(move.skip ? { skipped: [move.skip.from, move.skip.to] } : {}) },
+      }
+    })
+    const { rows: out } = await this.db.query(
       `with ${FENCE},
-       cur as (select head_token from lifeline_parked_keys where group_id = $1 and topic = $5 and key = $7),
+       m as (
+         select t.*, decode(t.key, 'base64') as k from jsonb_to_recordset($5::jsonb) as t(i int, topic text, partition int, key text, head_offset int8, token text, location text,
+           error_code text, error_message text, out_topic text, out_partition int, out_key text, out_value text, out_headers jsonb, out_timestamp int8, out_from int8,
+           expect_status text, expect_token text, parked_id int8, seq int8, skip_from int8, skip_to int8, skip_policy text, event text, detail jsonb)
+       ),
+       cur as (select m.i, p.head_token from m join lifeline_parked_keys p on p.group_id = $1 and p.topic = m.topic and p.key = m.k),
        ins as (
          insert into lifeline_parked_keys (group_id, topic, partition, key, status, head_offset, head_token, head_location, head_topic, head_error_code, head_error_message,
            head_state, out_topic, out_partition, out_key, out_value, out_headers, out_timestamp, out_from, writer_topic, writer_partition, writer_epoch)
-         select $1, $5, $6, $7, 'parked', $8, $9, $10, $11, $12, $13, 'pending', $11, $14, $15, $16, $17::jsonb, $18, $28::int8, $2, $3, $4
-         where $19::text is null and exists (select 1 from fence)
+         select $1, m.topic, m.partition, m.k, 'parked', m.head_offset, m.token, m.location, m.out_topic, m.error_code, m.error_message, 'pending',
+           m.out_topic, m.out_partition, decode(m.out_key, 'base64'), decode(m.out_value, 'base64'), m.out_headers, m.out_timestamp, m.out_from, $2, $3, $4
+         from m where m.expect_status is null and exists (select 1 from fence)
          on conflict (group_id, topic, key) do nothing
-         returning 1 as n
+         returning topic, key
        ),
        upd as (
-         update lifeline_parked_keys set status = 'parked', parked_at = case when status = 'parked' then parked_at else now() end, partition = $6,
-           head_offset = $8, head_token = $9, head_location = $10, head_topic = $11, head_error_code = $12, head_error_message = $13,
-           head_state = 'pending', out_topic = $11, out_partition = $14, out_key = $15, out_value = $16, out_headers = $17::jsonb, out_timestamp = $18, out_from = $28::int8,
+         update lifeline_parked_keys p set status = 'parked', parked_at = case when p.status = 'parked' then p.parked_at else now() end, partition = m.partition,
+           head_offset = m.head_offset, head_token = m.token, head_location = m.location, head_topic = m.out_topic, head_error_code = m.error_code, head_error_message = m.error_message,
+           head_state = 'pending', out_topic = m.out_topic, out_partition = m.out_partition, out_key = decode(m.out_key, 'base64'), out_value = decode(m.out_value, 'base64'),
+           out_headers = m.out_headers, out_timestamp = m.out_timestamp, out_from = m.out_from,
            writer_topic = $2, writer_partition = $3, writer_epoch = $4, gap_from = null, gap_since = null,
            release_reason = null, released_by = null, released_at = null, updated_at = now()
-         where group_id = $1 and topic = $5 and key = $7 and $19::text is not null and status = $19 and head_token = $20 and exists (select 1 from fence)
-         returning 1 as n
+         from m
+         where p.group_id = $1 and p.topic = m.topic and p.key = m.k and m.expect_status is not null and p.status = m.expect_status and p.head_token = m.expect_token and exists (select 1 from fence)
+         returning p.topic, p.key
        ),
-       moved as (select n from ins union all select n from upd),
-       gone as (delete from lifeline_parked_records where $21::int8 is not null and id = $21::int8 and group_id = $1 and topic = $5 and key = $7 and exists (select 1 from moved) returning id),
+       moved as (select m.* from m where exists (select 1 from ins where ins.topic = m.topic and ins.key = m.k) or exists (select 1 from upd where upd.topic = m.topic and upd.key = m.k)),
+       gone as (delete from lifeline_parked_records r using moved where moved.parked_id is not null and r.id = moved.parked_id and r.group_id = $1 and r.topic = moved.topic and r.key = moved.k returning r.id),
        seq as (
-         insert into lifeline_key_sequences (group_id, topic, partition, key, last_seq) select $1, $5, $6, $7, $22::int8
-         where $22::int8 is not null and exists (select 1 from moved) ${SEQ_UPSERT} returning 1
+         insert into lifeline_key_sequences (group_id, topic, partition, key, last_seq) select $1, moved.topic, moved.partition, moved.k, moved.seq
+         from moved where moved.seq is not null ${SEQ_UPSERT} returning 1
        ),
        skipped as (
-         insert into lifeline_sequence_skips (group_id, topic, key, from_seq, to_seq, policy) select $1, $5, $7, $23::int8, $24::int8, $25
-         where $23::int8 is not null and exists (select 1 from moved) on conflict do nothing returning 1
+         insert into lifeline_sequence_skips (group_id, topic, key, from_seq, to_seq, policy) select $1, moved.topic, moved.k, moved.skip_from, moved.skip_to, moved.skip_policy
+         from moved where moved.skip_from is not null on conflict do nothing returning 1
        ),
-       ev as (insert into lifeline_key_events (group_id, topic, key, event, detail) select $1, $5, $7, $26, $27::jsonb from moved)
-       select (select count(*) from fence) as fence, (select count(*) from moved) as moved, (select head_token from cur) as current`,
-      [
-        group, fence.topic, fence.partition, fence.epoch,
-        move.topic, move.partition, move.key, move.headOffset, move.token, move.location, c.topic, move.errorCode, move.errorMessage.slice(0, 2000),
-        c.partition, c.key, c.value, encodeHeaders(c.headers), c.timestamp ?? null,
-        expectStatus, expectToken, move.fromParkedRecord ?? null, move.seq ?? null,
-        move.skip?.from ?? null, move.skip?.to ?? null, move.skip?.policy ?? null,
-        event, JSON.stringify({ offset: move.headOffset, location: move.location, topic: c.topic, errorCode: move.errorCode, ...(move.skip ? { skipped: [move.skip.from, move.skip.to] } : {}) }),
-        c.from ?? null,
-      ],
+       ev as (insert into lifeline_key_events (group_id, topic, key, event, detail) select $1, moved.topic, moved.k, moved.event, moved.detail from moved)
+       select m.i, (select count(*) from fence) as fence, exists (select 1 from moved where moved.i = m.i) as moved, (select cur.head_token from cur where cur.i = m.i) as current from m`,
+      [group, fence.topic, fence.partition, fence.epoch, JSON.stringify(rows)],
     )
-    const row = rows[0]
+    const results: WriteResult[] = moves.map(() => 'fenced')
     // A retry whose first try committed (its answer lost) finds its own token in place.
-    return result(row, count(row, 'moved') > 0 || row?.current === move.token)
+    for (const row of out) results[Number(row.i)] = result(row, row.moved === true || row.current === moves[Number(row.i)]!.token)
+    return results
   }
 
   /** The head's copy was acknowledged: pending → placed (its stored copy is dropped, only where it went is kept). */
   async placed(fence: Fence, group: string, topic: string, key: Buffer, token: string): Promise<WriteResult> {
+    return (await this.placedMany(fence, group, [{ topic, key, token }]))[0]!
+  }
+
+  /** {@link ProtocolStore.placed} for several heads' copies at once, through one fence, in one statement; a result per copy, in order. */
+  async placedMany(fence: Fence, group: string, copies: ReadonlyArray<{ topic: string; key: Buffer; token: string }>): Promise<WriteResult[]> {
     const { rows } = await this.db.query(
       `with ${FENCE},
+       m as (select t.i, t.topic, decode(t.key, 'base64') as k, t.token from jsonb_to_recordset($5::jsonb) as t(i int, topic text, key text, token text)),
        up as (
-         update lifeline_parked_keys set head_state = 'placed', out_key = null, out_value = null, out_headers = null, updated_at = now()
-         where group_id = $1 and topic = $5 and key = $6 and head_token = $7 and exists (select 1 from fence) returning head_state
+         update lifeline_parked_keys p set head_state = 'placed', out_key = null, out_value = null, out_headers = null, updated_at = now()
+         from m where p.group_id = $1 and p.topic = m.topic and p.key = m.k and p.head_token = m.token and exists (select 1 from fence) returning m.i
        )
-       select (select count(*) from fence) as fence, (select count(*) from up) as n`,
-      [group, fence.topic, fence.partition, fence.epoch, topic, key, token],
+       select m.i, (select count(*) from fence) as fence, exists (select 1 from up where up.i = m.i) as n from m`,
+      [group, fence.topic, fence.partition, fence.epoch, JSON.stringify(copies.map((c, i) => ({ i, topic: c.topic, key: c.key.toString('base64'), token: c.token })))],
     )
-    return result(rows[0], count(rows[0], 'n') > 0)
+    const results: WriteResult[] = copies.map(() => 'fenced')
+    for (const row of rows) results[Number(row.i)] = result(row, row.n === true)
+    return results
   }
 
   /**
@@ -466,8 +496,19 @@ export class ProtocolStore {
 
   /** Whether the key's parked head has `token` (a retry-tier copy or a redriven head with another token is stale). */
   async isHead(group: string, topic: string, key: Buffer, token: string): Promise<boolean> {
-    const { rows } = await this.db.query("select 1 from lifeline_parked_keys where group_id = $1 and topic = $2 and key = $3 and head_token = $4 and status = 'parked'", [group, topic, key, token])
-    return rows.length > 0
+    return (await this.areHeads(group, [{ topic, key, token }]))[0]!
+  }
+
+  /** {@link ProtocolStore.isHead} for several copies at once, in one statement; an answer per copy, in order. */
+  async areHeads(group: string, copies: ReadonlyArray<{ topic: string; key: Buffer; token: string }>): Promise<boolean[]> {
+    const { rows } = await this.db.query(
+      `select t.i from jsonb_to_recordset($2::jsonb) as t(i int, topic text, key text, token text)
+       join lifeline_parked_keys p on p.group_id = $1 and p.topic = t.topic and p.key = decode(t.key, 'base64') and p.head_token = t.token and p.status = 'parked'`,
+      [group, JSON.stringify(copies.map((c, i) => ({ i, topic: c.topic, key: c.key.toString('base64'), token: c.token })))],
+    )
+    const heads = copies.map(() => false)
+    for (const row of rows) heads[Number(row.i)] = true
+    return heads
   }
 
   /** The key's current state (for a write that found the key in another state than its owner thought). */

@@ -34,7 +34,9 @@ export function keyText(key: Buffer): string | null {
   return Buffer.from(text, 'utf8').equals(key) ? text : null
 }
 
-export const encodeHeaders = (headers: readonly KafkaHeader[]): string => JSON.stringify(headers.map((h) => [h.key, h.value === null ? null : h.value.toString('base64')]))
+/** Headers as stored (jsonb): [key, base64 value or null] pairs. */
+export const headerPairs = (headers: readonly KafkaHeader[]): Array<[string, string | null]> => headers.map((h) => [h.key, h.value === null ? null : h.value.toString('base64')])
+export const encodeHeaders = (headers: readonly KafkaHeader[]): string => JSON.stringify(headerPairs(headers))
 export const decodeHeaders = (json: unknown): KafkaHeader[] => (json as Array<[string, string | null]>).map(([key, value]) => ({ key, value: value === null ? null : Buffer.from(value, 'base64') }))
 
 export const PARKED_RECORD_COLUMNS = 'id, topic, partition, key, "offset", seq, value, headers, "timestamp", parked_at'

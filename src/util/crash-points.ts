@@ -21,9 +21,9 @@ import { LifelineError } from '../errors.js'
 /** Every named crash point: name → the moment it stands for (after the write it names, before the next step). */
 export const CRASH_POINTS = {
   // ---- parking a key / moving its head (write-ahead: the outgoing copy is in the database first) -----
-  'park.after-state': 'the key is parked (or its head moved) with the outgoing copy stored in the database; the copy is not produced yet',
+  'park.after-state': "the key is parked (or its head moved) with the outgoing copy stored in the database — with every head move of the partition's batch, written in the same statement; no copy of the batch is produced yet",
   'park.after-produce': 'the retry-tier or DLQ copy of the head is acknowledged by the broker; the database still says it is pending',
-  'park.after-placed': 'the database says the copy is placed; the record that left the main path is not marked finished yet',
+  'park.after-placed': "the database says the copy is placed (with the partition's other copies marked in the same statement); no record of the batch is marked finished yet",
   // ---- records of a parked key -----------------------------------------------------------------------
   'follow.after-store': 'a record of a parked key is stored behind its head; its offset is not marked finished yet',
   // ---- a head in a retry tier succeeding -------------------------------------------------------------

@@ -627,6 +627,63 @@ for (const kind of databaseKinds()) {
     assert.equal(await lastSeq(db, h), 10)
   })
 
+  test(`${kind}: moveHeads, placedMany and areHeads: one statement for several keys, each its own compare-and-set with its own answer; the fence refuses them all`, async (t) => {
+    const s = await setup(t, kind)
+    const { db, ps } = s
+    await parked(s, K1, 't1')
+    await released(s, Buffer.from('r'), 'tr')
+    const fresh = Buffer.from('fresh')
+    const batch: HeadMove[] = [
+      move({ key: fresh, token: 'tf', headOffset: 200 }), // park (expect none)
+      move({ expect: { status: 'parked', token: 't1' }, token: 't2', headOffset: 105, location: 'retry:2' }), // move a parked head
+      move({ key: Buffer.from('r'), expect: { status: 'released', token: 't-wrong' }, token: 'tr2' }), // conflict: another token
+      move({ key: BINARY_KEY, expect: { status: 'parked', token: 'tx' }, token: 'tb' }), // conflict: no state
+    ]
+    // Through an old epoch: every row refused, nothing written.
+    const old = s.fence
+    const newer: Fence = { ...old, epoch: (await ps.claim(GROUP, TOPIC, 3, 'member-b', true)).epoch }
+    const before = await snapshot(db)
+    assert.deepEqual(await ps.moveHeads(old, GROUP, batch), ['fenced', 'fenced', 'fenced', 'fenced'])
+    assert.deepEqual(await ps.placedMany(old, GROUP, [{ topic: TOPIC, key: K1, token: 't1' }]), ['fenced'])
+    assert.deepEqual(await snapshot(db), before, 'a refused batch changes nothing')
+
+    assert.deepEqual(await ps.moveHeads(newer, GROUP, batch), ['ok', 'ok', 'conflict', 'conflict'])
+    assert.deepEqual(shape((await ps.keyRow(GROUP, TOPIC, fresh))!), { key: fresh.toString('hex'), status: 'parked', headOffset: 200, token: 'tf', headState: 'pending', location: 'retry:1', records: 0, gapFrom: null })
+    assert.deepEqual(shape((await ps.keyRow(GROUP, TOPIC, K1))!), { key: K1.toString('hex'), status: 'parked', headOffset: 105, token: 't2', headState: 'pending', location: 'retry:2', records: 0, gapFrom: null })
+    assert.equal((await ps.keyRow(GROUP, TOPIC, Buffer.from('r')))?.status, 'released', 'a conflicting row changes nothing')
+    assert.equal(await ps.keyRow(GROUP, TOPIC, BINARY_KEY), undefined)
+    assert.deepEqual(await eventNames(db, fresh), ['parked'])
+    assert.deepEqual((await eventsOf(db, K1)).at(-1), { event: 'head-moved', detail: { offset: 105, location: 'retry:2', topic: RETRY, errorCode: 'E_TIMEOUT' }, actor: null })
+    const cols = await keyColumns(db, fresh)
+    assert.deepEqual([cols?.writer_topic, cols?.writer_partition, Number(cols?.writer_epoch)], [TOPIC, 3, newer.epoch])
+    // A retry of the batch after a lost answer: the moves that held find their own tokens.
+    const after = await snapshot(db)
+    assert.deepEqual(await ps.moveHeads(newer, GROUP, batch.slice(0, 2)), ['ok', 'ok'])
+    assert.deepEqual(await snapshot(db), after, 'nothing written twice')
+
+    assert.deepEqual(
+      await ps.areHeads(GROUP, [
+        { topic: TOPIC, key: K1, token: 't1' },
+        { topic: TOPIC, key: K1, token: 't2' },
+        { topic: TOPIC, key: fresh, token: 'tf' },
+        { topic: TOPIC, key: Buffer.from('r'), token: 'tr' },
+      ]),
+      [false, true, true, false],
+      'a stale token, the heads, a released key',
+    )
+    assert.deepEqual(
+      await ps.placedMany(newer, GROUP, [
+        { topic: TOPIC, key: fresh, token: 'tf' },
+        { topic: TOPIC, key: K1, token: 't1' },
+        { topic: TOPIC, key: K1.subarray(0, 1), token: 't2' },
+      ]),
+      ['ok', 'conflict', 'conflict'],
+    )
+    const placedCols = await keyColumns(db, fresh)
+    assert.deepEqual([placedCols?.head_state, placedCols?.out_value], ['placed', null])
+    assert.equal((await keyColumns(db, K1))?.head_state, 'pending', 'a copy of another token stays pending')
+  })
+
   test(`${kind}: isHead, keyRow, releasedKeys and recordEvent`, async (t) => {
     const s = await setup(t, kind)
     const { db, ps } = s

@@ -36,6 +36,7 @@ import { RetryHeaders, tierRecord } from '../../failure/tier-record.js'
 import { emit, reportError } from './events.js'
 import { storeBehind } from './parking.js'
 import { fencedWrite, retrying } from './state-writes.js'
+import { batchesOf } from './state-batches.js'
 import { CANCELLED, tpKey, type ConsumerContext, type Item, type Outcome, type PartitionState } from './context.js'
 
 /** Stack frames from the runtime's own folder down are the runtime's, not the handler's (see userFrames). */
@@ -163,9 +164,9 @@ async function writeCopySteps(ctx: ConsumerContext, state: PartitionState, pendi
   }
   if (!confirm) return ack
   const at = pending.deadLetter
-  const placed = await fencedWrite(ctx, state, 'marking a copy placed', (f) => (at ? ctx.store!.deadLetterPlaced(f, o.groupId, { topic: pending.topic, ...at }, pending.token) : ctx.store!.placed(f, o.groupId, pending.topic, pending.key!, pending.token)))
+  // A head's mark goes with the other marks of this partition in flight (crash point park.after-placed, once per batch).
+  const placed = await fencedWrite(ctx, state, 'marking a copy placed', (f) => (at ? ctx.store!.deadLetterPlaced(f, o.groupId, { topic: pending.topic, ...at }, pending.token) : batchesOf(ctx, state).placed.submit({ topic: pending.topic, key: pending.key!, token: pending.token })))
   if (placed === CANCELLED) return CANCELLED
-  if (pending.key !== null) crashPoint('park.after-placed')
   return ack
 }
 
@@ -175,10 +176,10 @@ async function writeCopySteps(ctx: ConsumerContext, state: PartitionState, pendi
  * behind a key that got another head meanwhile); 'abandoned' when cancelled or fenced.
  */
 async function park(ctx: ConsumerContext, item: Item, failure: Failure, token: string, location: string, out: OutgoingCopy): Promise<'parked' | 'done' | 'abandoned'> {
-  const o = ctx.options
   const origin = item.record
-  const moved = await fencedWrite(ctx, item.state, 'parking a key', (f) =>
-    ctx.store!.moveHead(f, o.groupId, {
+  // With the other head moves of this partition in flight, in one statement (crash point park.after-state, once per batch).
+  const moved = await fencedWrite(ctx, item.state, 'parking a key', () =>
+    batchesOf(ctx, item.state).moves.submit({
       topic: origin.topic, partition: origin.partition, key: origin.key!, expect: item.expect!, token, headOffset: origin.offset, location,
       errorCode: failure.classification.code, errorMessage: failure.classification.message, copy: out,
       ...(item.parkedId === undefined ? {} : { fromParkedRecord: item.parkedId }),
@@ -217,7 +218,6 @@ async function park(ctx: ConsumerContext, item: Item, failure: Failure, token: s
       ctx.metrics.keyParked(origin.topic)
     }
   }
-  crashPoint('park.after-state')
   const again = item.tier !== undefined || item.parkedId !== undefined || item.expect?.status !== 'none'
   ctx.log.info({ topic: origin.topic, partition: origin.partition, offset: origin.offset, location }, again ? 'parked key: head moved' : 'key parked')
   emit(ctx, 'parked', { topic: origin.topic, partition: origin.partition, key: origin.key!, offset: origin.offset, location })

@@ -22,6 +22,7 @@ import { emit, listened, reportError } from './events.js'
 import { enqueue, isCurrent, sourceStates } from './partitions.js'
 import { noteSequence, sequenceOf } from './sequencing.js'
 import { fencedWrite, retrying } from './state-writes.js'
+import { batchesOf } from './state-batches.js'
 import { CANCELLED, tpKey, WorkItem, type ConsumerContext, type Item, type KeyEntry, type PartitionState } from './context.js'
 
 /** Header the DLQ processor's redrive sets; with `lifeline.park.token` it marks a redriven head. */
@@ -133,7 +134,7 @@ async function tierPreflight(ctx: ConsumerContext, item: Item): Promise<'run' | 
   const r = item.record
   const token = item.tier!.token
   if (token === undefined) return 'run' // written without parking (ordering 'none')
-  const current = await retrying(ctx, item.state, 'state', () => ctx.store!.isHead(ctx.options.groupId, r.topic, r.key!, token), (err, tries) => new LifelineError('LL_STATE', `checking a retry record against its parked key failed (try ${tries}); retrying`, { cause: err }))
+  const current = await retrying(ctx, item.state, 'state', () => batchesOf(ctx, item.state).heads.submit({ topic: r.topic, key: r.key!, token }), (err, tries) => new LifelineError('LL_STATE', `checking a retry record against its parked key failed (try ${tries}); retrying`, { cause: err }))
   if (current === CANCELLED) return CANCELLED
   if (current) {
     item.expect = { status: 'parked', token }
