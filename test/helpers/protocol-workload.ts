@@ -215,7 +215,7 @@ export async function checkInvariants(t: TestContext, source: string, result: Ru
   const invokes = workers.flatMap((w) => w.events.filter((e) => e.ev === 'invoke'))
   const oprel = invokes.filter((e) => e.id === 'oprel#1' && e.tier === 2)
   // On failure, say enough to tell a redelivery (a worker replaced, a copy produced twice) from a protocol fault.
-  const story = () => JSON.stringify({ invokes: oprel, workers: workers.map((w) => ({ name: w.name, events: w.events.filter((e) => e.ev === 'released' || e.ev === 'fenced' || e.ev === 'error' || (e.ev !== 'invoke' && e.ev !== 'commit' && e.ev !== 'dump' && JSON.stringify(e).includes('oprel'))).slice(0, 20) })) })
+  const story = () => JSON.stringify({ invokes: oprel, workers: workers.map((w) => ({ name: w.name, events: w.events.filter((e) => e.ev === 'released' || e.ev === 'revoked' || e.ev === 'fenced' || e.ev === 'error' || (e.ev !== 'invoke' && e.ev !== 'commit' && e.ev !== 'dump' && JSON.stringify(e).includes('oprel'))).slice(0, 20) })) })
   assert.ok(oprel.length <= 1, `the given-up head ran at most once in tier 2 (before its release): ${story()}`)
 }
 
