@@ -390,6 +390,7 @@ describe('consumer runtime against the real broker', () => {
     assert.throws(() => createConsumer({ brokers: ['b:1'], groupId: 'g', service: 's', topics: ['t'], handler: 'nope' as never }), /consumer\.handler: must be a function/)
     // A misspelt backoff type is refused, not silently replaced by the default.
     assert.throws(() => createConsumer({ brokers: ['b:1'], groupId: 'g', service: 's', topics: ['t'], handler: () => undefined, retry: { backoff: { type: 'expo' } as never } }), /consumer\.retry\.backoff/)
+    assert.throws(() => createConsumer({ brokers: ['b:1'], groupId: 'g', service: 's', topics: ['t'], handler: () => undefined, retry: { databaseOutage: 'skip' as never } }), /consumer\.retry\.databaseOutage/)
   })
 })
 
