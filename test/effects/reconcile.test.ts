@@ -404,7 +404,8 @@ for (const kind of databaseKinds()) {
       const done: string[] = []
       const schedule = scheduleReconciliation(def, { db, everyMs: 1000, onRun: (run) => void done.push(run.id) })
       t.after(() => schedule.stop())
-      await waitFor(() => done.length >= 2, 'two scheduled runs', 15_000)
+      // Generous: on a loaded 2-core machine an embedded-PGlite run can take seconds (CI saw 15 s pass without two).
+      await waitFor(() => done.length >= 2, 'two scheduled runs', 60_000)
       slow = true
       await waitFor(() => entered, 'a third run to start', 15_000)
       const stopping = schedule.stop()

@@ -177,7 +177,9 @@ describe('examples/orders', () => {
       consumer.on('duplicate', () => sequenceDuplicates++)
       await consumer.start()
       await waitFor(() => inbox.stats().duplicates + sequenceDuplicates >= stream.length, 'every record to be redelivered', 40_000)
-      assert.equal(inbox.stats().duplicates + sequenceDuplicates, stream.length)
+      // At least once each: a rebalance while the killed member's session expires can deliver a record a
+      // second time (CI under load counted 114 for 113); what must hold is that none applies again.
+      assert.ok(inbox.stats().duplicates + sequenceDuplicates >= stream.length)
       assert.equal(inbox.stats().applied, 0, 'nothing applied a second time')
       // Each event comes back and is skipped: by the inbox, or already by its sequence (records replayed from
       // behind a gap save their sequence as they run, so a restart knows them without a commit).
