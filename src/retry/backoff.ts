@@ -174,3 +174,11 @@ export function retryDecision(input: RetryDecisionInput): RetryDecision {
   }
   return { retry: true, delayMs: input.delayMs }
 }
+
+/**
+ * The wait before try `n` (0-based) of something that waits out an outage rather than a record's fault (a
+ * state write, an attempt that met an unreachable database): 250 ms doubling, capped at 30 s.
+ */
+export function outageBackoffMs(n: number): number {
+  return Math.min(30_000, 250 * 2 ** Math.min(n, 7))
+}

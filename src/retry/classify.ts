@@ -136,14 +136,21 @@ function isLifelinePermanent(err: unknown): boolean {
  * inbox's transaction could not start, or its connection broke.
  */
 export function isDatabaseOutage(err: unknown): boolean {
+  for (const link of causeChain(err)) {
+    if (nameOf(link) === 'LifelineError' && codeOf(link) === 'LL_DB_CONNECT' && prop(link, 'retriable') !== false) return true
+  }
+  return false
+}
+
+/** `err`, then its causes, up to {@link MAX_CAUSE_DEPTH} links below it; stops at a cycle or a missing cause. */
+function* causeChain(err: unknown): Generator<unknown> {
   const seen = new Set<unknown>()
   let link: unknown = err
   for (let depth = 0; depth <= MAX_CAUSE_DEPTH && link !== undefined && link !== null && !seen.has(link); depth++) {
     seen.add(link)
-    if (nameOf(link) === 'LifelineError' && codeOf(link) === 'LL_DB_CONNECT' && prop(link, 'retriable') !== false) return true
+    yield link
     link = prop(link, 'cause')
   }
-  return false
 }
 
 /**
@@ -170,17 +177,13 @@ export function classifyError(err: unknown, options: ClassifyOptions = {}): Clas
   if (verdict === 'permanent') return describe('permanent', 'classifier')
 
   const permanentCodes = new Set(options.permanentCodes ?? [])
-  const seen = new Set<unknown>()
-  let link: unknown = err
-  for (let depth = 0; depth <= MAX_CAUSE_DEPTH && link !== undefined && link !== null && !seen.has(link); depth++) {
-    seen.add(link)
+  for (const link of causeChain(err)) {
     if (isNonRetriable(link)) return describe('permanent', 'non-retriable-error')
     const code = codeOf(link)
     if (nameOf(link) === 'DecodeError' || (code !== undefined && PERMANENT_CODES.includes(code))) {
       return describe('permanent', 'decode')
     }
     if (code !== undefined && permanentCodes.has(code)) return describe('permanent', 'permanent-code')
-    link = prop(link, 'cause')
   }
 
   if (isLifelinePermanent(err)) return describe('permanent', 'lifeline-error')

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { delayFor, retryDecision } from '../../retry/backoff.js'
+import { delayFor, outageBackoffMs, retryDecision } from '../../retry/backoff.js'
 import { classifyError, isDatabaseOutage, type Classification } from '../../retry/classify.js'
 import { wrapDecode } from '../decode.js'
 import type { Attributes } from '@opentelemetry/api'
@@ -35,11 +35,6 @@ export function classify(ctx: ConsumerContext, err: unknown): Classification {
     reportError(ctx, classifierError, 'the classifier threw; falling back to the default classification')
     return classifyError(err, { permanentCodes: ctx.options.classify.permanentCodes })
   }
-}
-
-/** The wait before the next try while the database is unreachable: 250 ms doubling to 30 s (as state writes). */
-function outageDelay(outages: number): number {
-  return Math.min(30_000, 250 * 2 ** Math.min(outages - 1, 7))
 }
 
 /** Metrics and the `processed` event for a successful attempt (shared by both paths). */
@@ -175,7 +170,7 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
         // The database is down, not the record: this attempt does not count; wait for the database instead.
         attempt--
         outages++
-        delayMs = outageDelay(outages)
+        delayMs = outageBackoffMs(outages - 1)
         ctx.metrics.retried(r.topic, classification.code)
         if (outages === 1) reportError(ctx, err, 'the database is unreachable; the attempt does not count, waiting for it')
         emit(ctx, 'retry', { topic: r.topic, partition: r.partition, offset: r.offset, attempt: attempt + 1, delayMs, error: err })

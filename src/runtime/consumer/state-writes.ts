@@ -7,6 +7,7 @@
  */
 import { LifelineError } from '../../errors.js'
 import type { WriteResult } from '../../ordering/protocol-store.js'
+import { outageBackoffMs } from '../../retry/backoff.js'
 import { sleep } from '../../util/sleep.js'
 import { emit, reportError } from './events.js'
 import { pause, resume, stopPartitions } from './partitions.js'
@@ -30,7 +31,7 @@ export async function retrying<T>(ctx: ConsumerContext, state: PartitionState, r
         }
         reportError(ctx, describe(err, tries), `${reason} write failed`)
         try {
-          await sleep(Math.min(30_000, 250 * 2 ** Math.min(tries, 7)), state.waits.signal)
+          await sleep(outageBackoffMs(tries), state.waits.signal)
         } catch {
           return CANCELLED
         }
