@@ -109,7 +109,9 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     await migrateLifeline(db)
     await admin.createTopics(topics.map((topic) => ({ topic, partitions: PARTITIONS })))
     await produceAll(producer, deadLetters(dlq, origin, n))
-    await produceAll(producer, deadLetters(limitDlq, origin, limited))
+    // Each DLQ topic's dead letters have an origin of their own: the processor stores one dead letter per
+    // failure, so the same origin coordinates in two topics would be recorded as copies of one record.
+    await produceAll(producer, deadLetters(limitDlq, `${origin}-limited`, limited))
     ctx.logger.info({ records: n }, 'dead letters written')
 
     // The indexer: first to last record indexed.
@@ -162,7 +164,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     const achieved = perSecond(times.length - LIMIT_RATE, times[times.length - 1]! - times[0]!)
 
     // Scaled out: the same indexing and two jobs on 1, then 2 `lifeline dlq serve` replicas.
-    const scaled = await replicaRounds(ctx, { adminDb, url, admin, producer, total: replicaRecords, deadLetters: (topic, count) => deadLetters(topic, origin, count) })
+    const scaled = await replicaRounds(ctx, { adminDb, url, admin, producer, total: replicaRecords, deadLetters: (topic, count) => deadLetters(topic, `${origin}-${topic}`, count) })
     const [one, two] = scaled as [(typeof scaled)[0], (typeof scaled)[0]]
     return {
       params: {
