@@ -40,7 +40,7 @@ export type { CrashPointName } from './util/crash-points.js'
 
 // Effects exactly once: inbox, guards, compensation, Kafka transactions
 export { createInbox, inboxDefaults } from './effects/inbox.js'
-export type { Inbox, InboxOptions, InboxStats, EffectContext, IgnoreDetail, InboxEvent } from './effects/inbox.js'
+export type { Inbox, InboxOptions, InboxStats, EffectContext, IgnoreDetail, InboxEvent, InboxStatement, InboxStatementEvent } from './effects/inbox.js'
 export { defineStateMachine, versionedUpdate, listIgnoredEvents } from './effects/guards.js'
 export type { StateMachine, StateMachineDefinition, VersionedUpdate, GuardResult } from './effects/guards.js'
 export { compensateOnFailure, recordFailure, listFailures, settleFailure } from './effects/compensation.js'

@@ -3,7 +3,8 @@
  * transaction, claims the event id (`INSERT ... ON CONFLICT DO NOTHING` into `lifeline_inbox`), runs the
  * handler's writes through the same transaction, and commits. A redelivered or re-produced event finds its
  * id claimed: it is skipped and counted, and its effects are not applied again. If the handler throws,
- * the claim rolls back with the effects and the runtime retries the record as usual.
+ * the claim rolls back with the effects and the runtime retries the record as usual. With `statement`
+ * the claim and an effect written as one SQL statement run as one autocommit statement per group instead.
  *
  * Optionally (`storeOffsets`) the consumed position is written in the same transaction, and the consumer
  * starts each assigned partition from it when it is ahead of the group's committed offset (see
@@ -20,7 +21,7 @@
  * })
  * const consumer = createConsumer({ ..., handler: inbox.handler })
  */
-import { LifelineError } from '../errors.js'
+import { isLifelineError, LifelineError } from '../errors.js'
 import type { TopicPartition, TopicPartitionOffset } from '../kafka/types.js'
 import type { SqlExecutor, SqlQueryable } from '../store/executor.js'
 import type { Handler, LifelineMessage } from '../runtime/options.js'
@@ -46,6 +47,20 @@ export interface EffectContext {
 export interface InboxEvent<V> {
   readonly message: LifelineMessage<V>
   readonly context: EffectContext
+}
+
+/** An event handed to a `statement` builder. */
+export interface InboxStatementEvent<V> {
+  readonly message: LifelineMessage<V>
+  readonly eventId: string
+}
+
+/** The effect statement of a group (see {@link InboxOptions.statement}). */
+export interface InboxStatement {
+  /** An `INSERT`, `UPDATE` or `DELETE` that reads the claimed ids from `claimed(event_id)`, e.g. `... join claimed using (event_id)`. */
+  text: string
+  /** Its parameters, `$1` to `$n`; the inbox's own come after them. */
+  values: unknown[]
 }
 
 export interface IgnoreDetail {
@@ -76,6 +91,16 @@ export interface InboxOptions<V> {
    * failing one fails. With `batch.maxRecords: 1` it always gets one event.
    */
   batchHandler?: (events: ReadonlyArray<InboxEvent<V>>, context: { readonly tx: SqlQueryable }) => Promise<void> | void
+  /**
+   * Instead of `handler` or `batchHandler`: the effect of a group as **one SQL statement**, run with the claim
+   * as one autocommit statement — one round trip per group instead of four (BEGIN, claim, effect, COMMIT).
+   * Called with the group's events (an id given twice in a group only once; nothing is claimed yet), it
+   * returns an `INSERT`, `UPDATE` or `DELETE` and its parameters (`$1`…), which must apply only the events in
+   * the relation `claimed(event_id)`: the ids this statement claims, duplicates left out. The claim and the
+   * effect commit or fail together; a group that fails runs each event alone, so only the failing one fails.
+   * No `tx` and no `ignore` here: for guards use `handler` or `batchHandler`.
+   */
+  statement?: (events: ReadonlyArray<InboxStatementEvent<V>>) => InboxStatement
   /** Also store the consumed position in the transaction (use with `startOffsets`; needs `ordering: 'partition'`). */
   storeOffsets?: boolean
   /**
@@ -117,8 +142,9 @@ export const inboxDefaults = { eventIdHeader: HEADER_DEFAULT, missingId: 'offset
 /** Creates an inbox over `db` (migrate it first: `migrateLifeline(db)`, which the consumer does with `state`). */
 export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
   if (!options.consumer) throw new LifelineError('LL_OPTIONS_INVALID', 'invalid options: inbox.consumer: must be a non-empty string')
-  if ((typeof options.handler === 'function') === (typeof options.batchHandler === 'function')) {
-    throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: inbox.handler: give a handler function or a batchHandler function${options.handler !== undefined && options.batchHandler !== undefined ? ', not both' : ''}`)
+  const given = [options.handler, options.batchHandler, options.statement].filter((f) => f !== undefined)
+  if (given.length !== 1 || typeof given[0] !== 'function') {
+    throw new LifelineError('LL_OPTIONS_INVALID', `invalid options: inbox.handler: give a handler, a batchHandler or a statement function${given.length > 1 ? ', only one of them' : ''}`)
   }
   const { db, consumer } = options
   const idOf = typeof options.eventId === 'function' ? options.eventId : (m: LifelineMessage<V>) => m.header((options.eventId as string | undefined) ?? HEADER_DEFAULT)
@@ -148,14 +174,19 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
   }
 
   /** With `storeOffsets`: the next offset of each partition of `ms`, never moving back (duplicates move it too). */
-  async function storePositions(tx: SqlQueryable, ms: readonly LifelineMessage<V>[]): Promise<void> {
-    if (!options.storeOffsets) return
+  /** The last message of each partition of `ms` (its next offset is the position to store). */
+  function nextPositions(ms: readonly LifelineMessage<V>[]): Map<string, LifelineMessage<V>> {
     const next = new Map<string, LifelineMessage<V>>()
     for (const m of ms) {
       const k = `${m.topic}\u0000${m.partition}`
       if ((next.get(k)?.offset ?? -1) < m.offset) next.set(k, m)
     }
-    for (const m of next.values()) {
+    return next
+  }
+
+  async function storePositions(tx: SqlQueryable, ms: readonly LifelineMessage<V>[]): Promise<void> {
+    if (!options.storeOffsets) return
+    for (const m of nextPositions(ms).values()) {
       await tx.query(
         `insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset) values ($1, $2, $3, $4)
          on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`,
@@ -208,6 +239,56 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     return claims.map((c) => (!applied.has(c) ? 'duplicate' : ignored.has(c) ? 'ignored' : 'applied'))
   }
 
+  /**
+   * `statement` mode: the claim, the stored positions and the effect as one autocommit statement (data-
+   * modifying CTEs all run, in one snapshot; the effect reads the claim's RETURNING rows as `claimed`).
+   */
+  async function applyStatement(claims: readonly Claim[]): Promise<Outcome[]> {
+    const unique = new Map<string, Claim>()
+    for (const c of claims) if (!unique.has(c.eventId)) unique.set(c.eventId, c)
+    const events = [...unique.values()]
+    const effect = options.statement!(events.map((c) => ({ message: c.m, eventId: c.eventId })))
+    if (effect === null || typeof effect !== 'object' || typeof effect.text !== 'string' || !Array.isArray(effect.values)) {
+      throw new LifelineError('LL_ARGUMENT_INVALID', 'inbox.statement must return { text: string, values: unknown[] }')
+    }
+    const text = effect.text.trim().replace(/;+\s*$/, '')
+    if (text.length === 0) throw new LifelineError('LL_ARGUMENT_INVALID', 'inbox.statement returned an empty statement')
+    const values = [...effect.values, consumer, events.map((c) => c.eventId), events.map((c) => c.m.topic), events.map((c) => c.m.partition), events.map((c) => String(c.m.offset))]
+    const n = effect.values.length
+    const p = (i: number) => `$${n + i}`
+    let positions = ''
+    if (options.storeOffsets) {
+      const next = [...nextPositions(claims.map((c) => c.m)).values()]
+      values.push(next.map((m) => m.topic), next.map((m) => m.partition), next.map((m) => String(m.offset + 1)))
+      positions = `, lifeline_positions as (
+        insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset)
+        select ${p(1)}, t, pa, o from unnest(${p(6)}::text[], ${p(7)}::int[], ${p(8)}::int8[]) as x(t, pa, o)
+        on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now())`
+    }
+    // A plain insert claims faster than ON CONFLICT's speculative insertion, and duplicates are rare: the
+    // statement is tried without it first, and again with it when an id of the group was claimed already.
+    const run = (conflicts: boolean) =>
+      db.query<{ event_id: string }>(
+        `with claimed as (
+           insert into lifeline_inbox (consumer, event_id, topic, partition, "offset")
+           select ${p(1)}, e, t, pa, o from unnest(${p(2)}::text[], ${p(3)}::text[], ${p(4)}::int[], ${p(5)}::int8[]) as x(e, t, pa, o)
+           ${conflicts ? 'on conflict do nothing ' : ''}returning event_id)${positions},
+         lifeline_effect as (${text})
+         select event_id from claimed`,
+        values,
+      )
+    const { rows } = await run(false).catch((err: unknown) => {
+      if (isLifelineError(err) && err.details.sqlState === '23505' && err.details.constraint === 'lifeline_inbox_pkey') return run(true)
+      throw err
+    })
+    const claimed = new Set(rows.map((r) => r.event_id))
+    const applied = new Set(events.filter((c) => claimed.has(c.eventId)))
+    return claims.map((c) => (applied.has(c) ? 'applied' : 'duplicate'))
+  }
+
+  /** One group's (or one event's) claim and effects, committed: a transaction, or one statement. */
+  const applyGroup = (claims: readonly Claim[]): Promise<Outcome[]> => (options.statement ? applyStatement(claims) : db.transaction((tx) => applyIn(tx, claims)))
+
   function counted(outcome: Outcome): void {
     if (outcome === 'duplicate') count('duplicates', 'duplicate')
     else if (outcome === 'ignored') count('ignored', 'ignored')
@@ -216,7 +297,7 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
 
   const single = async (m: LifelineMessage<V>): Promise<void> => {
     const eventId = eventIdOf(m)
-    const [outcome] = await db.transaction((tx) => applyIn(tx, [{ m, eventId }]))
+    const [outcome] = await applyGroup([{ m, eventId }])
     crashPoint('inbox.after-commit')
     counted(outcome!)
   }
@@ -247,7 +328,7 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     }
     let outcomes: Outcome[]
     try {
-      outcomes = await db.transaction((tx) => applyIn(tx, batch))
+      outcomes = await applyGroup(batch)
     } catch {
       // One of them failed (or the commit did): each runs alone, so only the failing one fails.
       await Promise.all(batch.map((p) => single(p.m).then(p.resolve, p.reject)))

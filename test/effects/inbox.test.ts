@@ -134,7 +134,53 @@ for (const kind of databaseKinds()) {
     assert.deepEqual(inbox.stats(), { applied: 3, duplicates: 2, ignored: 1 })
     assert.deepEqual(await inbox.startOffsets([{ topic: 'orders', partition: 0 }]), [{ topic: 'orders', partition: 0, offset: 7 }], 'positions stored by the groups and the lone runs, never moving back')
     assert.throws(() => createInbox({ db, consumer: 'x' }), { code: 'LL_OPTIONS_INVALID' })
-    assert.throws(() => createInbox({ db, consumer: 'x', handler: () => undefined, batchHandler: () => undefined }), /not both/)
+    assert.throws(() => createInbox({ db, consumer: 'x', handler: () => undefined, batchHandler: () => undefined }), /only one of them/)
+  })
+
+  test(`${kind}: a statement inbox claims and applies a group in one statement; duplicates apply nothing; a failing group runs each event alone`, async (t) => {
+    const db = await setup(t, kind)
+    const groups: string[][] = []
+    const inbox = createInbox<{ id: string; amount: number | null }>({
+      db,
+      consumer: 'one-statement',
+      batch: { maxRecords: 8 },
+      storeOffsets: true,
+      statement: (events) => {
+        groups.push(events.map((e) => e.eventId))
+        return {
+          text: `insert into payments (order_id, amount)
+                 select x.order_id, x.amount from unnest($1::text[], $2::text[], $3::int[]) as x(event_id, order_id, amount)
+                 join claimed using (event_id);`,
+          values: [events.map((e) => e.eventId), events.map((e) => e.message.value.id), events.map((e) => e.message.value.amount)],
+        }
+      },
+    })
+    await Promise.all([
+      inbox.handler(message({ id: 'p1', amount: 1 }, 0, { 'event-id': 's1' })),
+      inbox.handler(message({ id: 'p2', amount: 2 }, 1, { 'event-id': 's2' })),
+      inbox.handler(message({ id: 'p2', amount: 2 }, 2, { 'event-id': 's2' })), // the same event twice in one group
+    ])
+    assert.deepEqual(groups, [['s1', 's2']], 'one statement for the group, an id once')
+    assert.deepEqual(inbox.stats(), { applied: 2, duplicates: 1, ignored: 0 })
+    groups.length = 0
+    const settled = await Promise.allSettled([
+      inbox.handler(message({ id: 'p3', amount: 3 }, 3, { 'event-id': 's3' })),
+      inbox.handler(message({ id: 'p4', amount: null }, 4, { 'event-id': 's4' })), // violates "not null"
+      inbox.handler(message({ id: 'p1', amount: 1 }, 5, { 'event-id': 's1' })), // applied before
+    ])
+    assert.deepEqual(settled.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'])
+    assert.match(String((settled[1] as PromiseRejectedResult).reason), /null/)
+    assert.deepEqual(groups[0], ['s3', 's4', 's1'])
+    assert.deepEqual(groups.slice(1).map((g) => g.join()).sort(), ['s1', 's3', 's4'], 'the group failed: each event ran again alone')
+    const { rows } = await db.query<{ order_id: string; amount: number }>('select order_id, amount from payments order by order_id')
+    assert.deepEqual(rows.map((r) => [r.order_id, Number(r.amount)]), [['p1', 1], ['p2', 2], ['p3', 3]], 'p1 once (its second delivery found its claim), p4 not at all')
+    const claims = await db.query<{ event_id: string }>("select event_id from lifeline_inbox where consumer = 'one-statement' order by event_id")
+    assert.deepEqual(claims.rows.map((r) => r.event_id), ['s1', 's2', 's3'], 'the failing event left no claim: the claim failed with its effect')
+    assert.deepEqual(inbox.stats(), { applied: 3, duplicates: 2, ignored: 0 })
+    assert.deepEqual(await inbox.startOffsets([{ topic: 'orders', partition: 0 }]), [{ topic: 'orders', partition: 0, offset: 6 }], 'positions stored with the claims, never moving back')
+    const bad = createInbox({ db, consumer: 'bad', statement: () => ({ text: ' ; ', values: [] }) })
+    await assert.rejects(async () => bad.handler(message({}, 7, { 'event-id': 'b1' })), { code: 'LL_ARGUMENT_INVALID' })
+    assert.throws(() => createInbox({ db, consumer: 'x', handler: () => undefined, statement: () => ({ text: '', values: [] }) }), /only one of them/)
   })
 
   test(`${kind}: storeOffsets writes the next offset with the effects; startOffsets reads it back for the assigned partitions`, async (t) => {
