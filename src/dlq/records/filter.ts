@@ -110,11 +110,16 @@ export function whereClause(f: ParsedFilter, params: unknown[], options: { pagin
   // The origin topic, else the DLQ topic: the expression of the index lifeline_dlq_records_topic_status (migration 0009_dlq_console).
   if (f.topic !== undefined) clauses.push(`coalesce(origin_topic, topic) = ${p(f.topic)}`)
   if (f.dlqTopic !== undefined) clauses.push(`topic = ${p(f.dlqTopic)}`)
-  if (f.group !== undefined) clauses.push(`consumer_group = ${p(f.group)}`)
-  if (f.errorCode !== undefined) clauses.push(`error_code = ${p(f.errorCode)}`)
-  if (f.errorClass !== undefined) clauses.push(`error_class = ${p(f.errorClass)}`)
+  // md5 first: the expression of their B-tree indexes (migration 0013_dlq_equality_btree), then the value.
+  const equal = (column: string, value: unknown, type: 'text' | 'bytea'): string => {
+    const v = p(value)
+    return `md5(${column}) = md5(${v}::${type}) and ${column} = ${v}`
+  }
+  if (f.group !== undefined) clauses.push(equal('consumer_group', f.group, 'text'))
+  if (f.errorCode !== undefined) clauses.push(equal('error_code', f.errorCode, 'text'))
+  if (f.errorClass !== undefined) clauses.push(equal('error_class', f.errorClass, 'text'))
   if (f.fingerprint !== undefined) clauses.push(`fingerprint = ${p(f.fingerprint)}`)
-  if (f.key !== undefined) clauses.push(`key = ${p(f.key)}`)
+  if (f.key !== undefined) clauses.push(equal('key', f.key, 'bytea'))
   if (f.status !== undefined) clauses.push(`status in (${f.status.map((s) => p(s)).join(', ')})`)
   if (f.format !== undefined) clauses.push(`format = ${p(f.format)}`)
   if (f.from !== undefined) clauses.push(`failed_at >= ${p(f.from)}::timestamptz`)
