@@ -173,7 +173,6 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     eventId: string
   }
 
-  /** With `storeOffsets`: the next offset of each partition of `ms`, never moving back (duplicates move it too). */
   /** The last message of each partition of `ms` (its next offset is the position to store). */
   function nextPositions(ms: readonly LifelineMessage<V>[]): Map<string, LifelineMessage<V>> {
     const next = new Map<string, LifelineMessage<V>>()
@@ -184,6 +183,7 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     return next
   }
 
+  /** With `storeOffsets`: the next offset of each partition of `ms`, never moving back (duplicates move it too). */
   async function storePositions(tx: SqlQueryable, ms: readonly LifelineMessage<V>[]): Promise<void> {
     if (!options.storeOffsets) return
     for (const m of nextPositions(ms).values()) {
@@ -251,7 +251,8 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     if (effect === null || typeof effect !== 'object' || typeof effect.text !== 'string' || !Array.isArray(effect.values)) {
       throw new LifelineError('LL_ARGUMENT_INVALID', 'inbox.statement must return { text: string, values: unknown[] }')
     }
-    const text = effect.text.trim().replace(/;+\s*$/, '')
+    let text = effect.text.trim()
+    while (text.endsWith(';')) text = text.slice(0, -1).trimEnd() // one statement: a trailing ';' would end the WITH
     if (text.length === 0) throw new LifelineError('LL_ARGUMENT_INVALID', 'inbox.statement returned an empty statement')
     const values = [...effect.values, consumer, events.map((c) => c.eventId), events.map((c) => c.m.topic), events.map((c) => c.m.partition), events.map((c) => String(c.m.offset))]
     const n = effect.values.length
