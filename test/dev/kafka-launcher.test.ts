@@ -136,7 +136,17 @@ setInterval(() => {}, 1000)`
       await admin.close()
     })
     await admin.createTopics([{ topic: 'replicated', partitions: 3, replicationFactor: 3 }])
-    const [description] = await admin.describeTopics(['replicated'])
+    // createTopics waited until one broker knew the topic; the describe may ask another that does not yet.
+    let description
+    for (let tries = 1; ; tries++) {
+      try {
+        ;[description] = await admin.describeTopics(['replicated'])
+        break
+      } catch (err) {
+        if (tries >= 50 || !/Unknown topic/.test(String(err))) throw err
+        await new Promise((r) => setTimeout(r, 200))
+      }
+    }
     for (const p of description!.partitions) assert.equal(p.replicas.length, 3)
 
     await cluster.stopBroker(2, { hard: true })
