@@ -173,26 +173,47 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     eventId: string
   }
 
-  /** The last message of each partition of `ms` (its next offset is the position to store). */
-  function nextPositions(ms: readonly LifelineMessage<V>[]): Map<string, LifelineMessage<V>> {
-    const next = new Map<string, LifelineMessage<V>>()
-    for (const m of ms) {
-      const k = `${m.topic}\u0000${m.partition}`
-      if ((next.get(k)?.offset ?? -1) < m.offset) next.set(k, m)
-    }
-    return next
+  /** A statement and its parameters, numbered by the caller (`$p(1)`…), to run alone or inside a `WITH`. */
+  interface Part {
+    text: string
+    values: unknown[]
   }
 
-  /** With `storeOffsets`: the next offset of each partition of `ms`, never moving back (duplicates move it too). */
+  /**
+   * The claim of `claims` as one multi-row insert returning the ids it claimed (the first of an id twice);
+   * `conflicts`: ids claimed already are skipped instead of failing the insert.
+   */
+  function claimInsert(claims: readonly Claim[], p: (i: number) => string, conflicts: boolean): Part {
+    return {
+      text: `insert into lifeline_inbox (consumer, event_id, topic, partition, "offset")
+       select ${p(1)}, e, t, pa, o from unnest(${p(2)}::text[], ${p(3)}::text[], ${p(4)}::int[], ${p(5)}::int8[]) as x(e, t, pa, o)
+       ${conflicts ? 'on conflict do nothing ' : ''}returning event_id`,
+      values: [consumer, claims.map((c) => c.eventId), claims.map((c) => c.m.topic), claims.map((c) => c.m.partition), claims.map((c) => String(c.m.offset))],
+    }
+  }
+
+  /** The stored positions of `ms` (`storeOffsets`): the next offset of each partition, never moving back (duplicates move it too). */
+  function positionsUpsert(ms: readonly LifelineMessage<V>[], p: (i: number) => string): Part {
+    const last = new Map<string, LifelineMessage<V>>()
+    for (const m of ms) {
+      const k = `${m.topic}\u0000${m.partition}`
+      if ((last.get(k)?.offset ?? -1) < m.offset) last.set(k, m)
+    }
+    const next = [...last.values()]
+    return {
+      text: `insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset)
+       select ${p(1)}, t, pa, o from unnest(${p(2)}::text[], ${p(3)}::int[], ${p(4)}::int8[]) as x(t, pa, o)
+       on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`,
+      values: [consumer, next.map((m) => m.topic), next.map((m) => m.partition), next.map((m) => String(m.offset + 1))],
+    }
+  }
+
+  const numbered = (i: number): string => `$${i}`
+
   async function storePositions(tx: SqlQueryable, ms: readonly LifelineMessage<V>[]): Promise<void> {
     if (!options.storeOffsets) return
-    for (const m of nextPositions(ms).values()) {
-      await tx.query(
-        `insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset) values ($1, $2, $3, $4)
-         on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`,
-        [consumer, m.topic, m.partition, m.offset + 1],
-      )
-    }
+    const upsert = positionsUpsert(ms, numbered)
+    await tx.query(upsert.text, upsert.values)
   }
 
   /** Claims `claims` in one statement; the event ids newly claimed (the first of an id twice in `claims`). */
@@ -202,12 +223,8 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
       const { rowCount } = await tx.query('insert into lifeline_inbox (consumer, event_id, topic, partition, "offset") values ($1, $2, $3, $4, $5) on conflict do nothing', [consumer, eventId, m.topic, m.partition, m.offset])
       return new Set(rowCount === 0 ? [] : [eventId])
     }
-    const { rows } = await tx.query<{ event_id: string }>(
-      `insert into lifeline_inbox (consumer, event_id, topic, partition, "offset")
-       select $1, e, t, p, o from unnest($2::text[], $3::text[], $4::int[], $5::int8[]) as x(e, t, p, o)
-       on conflict do nothing returning event_id`,
-      [consumer, claims.map((c) => c.eventId), claims.map((c) => c.m.topic), claims.map((c) => c.m.partition), claims.map((c) => String(c.m.offset))],
-    )
+    const insert = claimInsert(claims, numbered, true)
+    const { rows } = await tx.query<{ event_id: string }>(insert.text, insert.values)
     return new Set(rows.map((r) => r.event_id))
   }
 
@@ -254,32 +271,23 @@ export function createInbox<V = unknown>(options: InboxOptions<V>): Inbox<V> {
     let text = effect.text.trim()
     while (text.endsWith(';')) text = text.slice(0, -1).trimEnd() // one statement: a trailing ';' would end the WITH
     if (text.length === 0) throw new LifelineError('LL_ARGUMENT_INVALID', 'inbox.statement returned an empty statement')
-    const values = [...effect.values, consumer, events.map((c) => c.eventId), events.map((c) => c.m.topic), events.map((c) => c.m.partition), events.map((c) => String(c.m.offset))]
+    // Parameters: the effect's first, then the claim's, then the positions'.
+    const after = (offset: number) => (i: number) => `$${offset + i}`
     const n = effect.values.length
-    const p = (i: number) => `$${n + i}`
-    let positions = ''
-    if (options.storeOffsets) {
-      const next = [...nextPositions(claims.map((c) => c.m)).values()]
-      values.push(next.map((m) => m.topic), next.map((m) => m.partition), next.map((m) => String(m.offset + 1)))
-      positions = `, lifeline_positions as (
-        insert into lifeline_consumer_offsets (consumer, topic, partition, next_offset)
-        select ${p(1)}, t, pa, o from unnest(${p(6)}::text[], ${p(7)}::int[], ${p(8)}::int8[]) as x(t, pa, o)
-        on conflict (consumer, topic, partition) do update set next_offset = greatest(lifeline_consumer_offsets.next_offset, excluded.next_offset), updated_at = now())`
-    }
-    // A plain insert claims faster than ON CONFLICT's speculative insertion, and duplicates are rare: the
-    // statement is tried without it first, and again with it when an id of the group was claimed already.
-    const run = (conflicts: boolean) =>
+    const plainClaim = claimInsert(events, after(n), false)
+    const positions = options.storeOffsets ? positionsUpsert(claims.map((c) => c.m), after(n + plainClaim.values.length)) : undefined
+    const values = [...effect.values, ...plainClaim.values, ...(positions?.values ?? [])]
+    const run = (claim: Part) =>
       db.query<{ event_id: string }>(
-        `with claimed as (
-           insert into lifeline_inbox (consumer, event_id, topic, partition, "offset")
-           select ${p(1)}, e, t, pa, o from unnest(${p(2)}::text[], ${p(3)}::text[], ${p(4)}::int[], ${p(5)}::int8[]) as x(e, t, pa, o)
-           ${conflicts ? 'on conflict do nothing ' : ''}returning event_id)${positions},
+        `with claimed as (${claim.text})${positions ? `, lifeline_positions as (${positions.text})` : ''},
          lifeline_effect as (${text})
          select event_id from claimed`,
         values,
       )
-    const { rows } = await run(false).catch((err: unknown) => {
-      if (isLifelineError(err) && err.details.sqlState === '23505' && err.details.constraint === 'lifeline_inbox_pkey') return run(true)
+    // A plain insert claims faster than ON CONFLICT's speculative insertion, and duplicates are rare: the
+    // statement is tried without it first, and again with it when an id of the group was claimed already.
+    const { rows } = await run(plainClaim).catch((err: unknown) => {
+      if (isLifelineError(err) && err.details.sqlState === '23505' && err.details.constraint === 'lifeline_inbox_pkey') return run(claimInsert(events, after(n), true))
       throw err
     })
     const claimed = new Set(rows.map((r) => r.event_id))
