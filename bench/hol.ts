@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createAdmin, createProducer } from '../src/kafka/index.js'
-import type { ProduceRecord } from '../src/kafka/index.js'
+import type { KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
 import { createConsumer } from '../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../src/runtime/options.js'
 import { openDatabase } from '../src/store/index.js'
@@ -34,10 +34,23 @@ import { percentile, perSecond } from './lib/stats.js'
 import type { BenchContext, BenchResult } from './lib/types.js'
 import { suffix } from './lib/topics.js'
 
-const PARTITIONS = 3
+export const PARTITIONS = 3
 const HEALTHY_KEYS = 1000
-const POISON_EVERY = 100 // 1%
-const CONCURRENCY = 32
+export const POISON_EVERY = 100 // 1%
+export const CONCURRENCY = 32
+
+/** A poison record's key: `p-<n>`, a key of its own. */
+export const isPoison = (key: Buffer | null): boolean => key !== null && key[0] === 0x70 /* 'p' */
+
+/** The backlog: `total` records of 256 bytes, every POISON_EVERY-th on a poison key of its own, the rest over HEALTHY_KEYS keys. */
+export async function produceBacklog(producer: KafkaProducer, topic: string, total: number): Promise<void> {
+  const value = Buffer.alloc(256, 'x')
+  for (let i = 0; i < total; i += 2000) {
+    const records: ProduceRecord[] = []
+    for (let j = i; j < Math.min(total, i + 2000); j++) records.push({ topic, key: j % POISON_EVERY === 50 ? `p-${j}` : `k-${j % HEALTHY_KEYS}`, value })
+    await producer.send(records)
+  }
+}
 
 
 interface Run {
@@ -70,7 +83,7 @@ async function consume(ctx: BenchContext, topic: string, total: number, variant:
     handler: async ({ key }) => {
       if (first === 0) first = performance.now()
       await sleep(1)
-      if (poisonOn && key !== null && key[0] === 0x70 /* 'p' */) throw new Error('poison: the downstream rejects this record')
+      if (poisonOn && isPoison(key)) throw new Error('poison: the downstream rejects this record')
       const now = performance.now()
       latencies.push(now - first)
       last = now
@@ -120,12 +133,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   try {
     await admin.createTopics([{ topic, partitions: PARTITIONS }])
     await producer.connect()
-    const value = Buffer.alloc(256, 'x')
-    for (let i = 0; i < total; i += 2000) {
-      const records: ProduceRecord[] = []
-      for (let j = i; j < Math.min(total, i + 2000); j++) records.push({ topic, key: j % POISON_EVERY === 50 ? `p-${j}` : `k-${j % HEALTHY_KEYS}`, value })
-      await producer.send(records)
-    }
+    await produceBacklog(producer, topic, total)
     ctx.logger.info({ topic, total }, 'backlog produced')
     // Clean up old state rows of earlier runs sharing a server database (group names are unique per run).
     // Baseline and tiers alternate which runs first, over `rounds` rounds; each keeps its best round.

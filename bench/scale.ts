@@ -194,8 +194,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       // Two rounds in alternating order, the best (shortest) of each: one run per point moved by ±20 % here.
       let rawMs = Number.POSITIVE_INFINITY
       let life = { ms: Number.POSITIVE_INFINITY }
-      for (const first of ['raw', 'lifeline', 'lifeline', 'raw'] as const) {
-        if (first === 'raw') rawMs = Math.min(rawMs, await rawConsume(ctx.brokers, topic, partitionRecords, { group: 'bench-scale-raw' }))
+      for (const variant of ['raw', 'lifeline', 'lifeline', 'raw'] as const) {
+        if (variant === 'raw') rawMs = Math.min(rawMs, await rawConsume(ctx.brokers, topic, partitionRecords, { group: 'bench-scale-raw' }))
         else {
           const r = await lifelineRun(ctx.brokers, topic, partitionRecords, { ordering: 'key', concurrency: 32, async: false })
           if (r.ms < life.ms) life = r

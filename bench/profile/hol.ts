@@ -10,6 +10,8 @@
  *
  * With `PROFILE=<dir>`, each run's main thread is CPU-profiled from its first handled record to its last
  * healthy one (`<dir>/hol-<variant>-<n>.cpuprofile`, for Chrome DevTools or a script), start-up excluded.
+ * The experiments of bench/README.md's hol notes: `FETCH_WAIT_MS=<ms>` sets librdkafka's `fetch.wait.max.ms`
+ * for the consumers; `NO_SOURCE_MAPS=1` turns off the source maps tsx enables (error stacks unmapped).
  *
  * @module
  */
@@ -18,11 +20,11 @@ import { Session } from 'node:inspector/promises'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createAdmin, createProducer } from '../../src/kafka/index.js'
-import type { ProduceRecord } from '../../src/kafka/index.js'
 import { createConsumer } from '../../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../../src/runtime/options.js'
 import { openDatabase } from '../../src/store/index.js'
 import { suffix } from '../lib/topics.js'
+import { CONCURRENCY, isPoison, PARTITIONS, POISON_EVERY, produceBacklog } from '../hol.js'
 
 const total = Number(process.argv[2] ?? 30_000)
 const variants = (process.argv[3] ?? 'baseline,tiers').split(',')
@@ -37,7 +39,7 @@ interface Bucket { healthy: number; failed: number; tier: number; paused: Map<st
 
 async function runOnce(topic: string, variant: string): Promise<void> {
   const db = variant === 'tiers' ? await openDatabase({ url: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' }) : undefined
-  const healthyTotal = total - Math.floor(total / 100)
+  const healthyTotal = total - Math.floor(total / POISON_EVERY)
   const buckets: Bucket[] = []
   let first = 0
   let done = 0
@@ -51,7 +53,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
   }
   const options: ConsumerOptions<Buffer> = {
     ...(process.env.FETCH_WAIT_MS ? { kafkaConfig: { 'fetch.wait.max.ms': Number(process.env.FETCH_WAIT_MS) } } : {}),
-    brokers, groupId: `profile-hol-${variant}-${suffix()}`, service: `hol${variant}`, topics: [topic], decoder: 'raw', concurrency: 32, ordering: 'key',
+    brokers, groupId: `profile-hol-${variant}-${suffix()}`, service: `hol${variant}`, topics: [topic], decoder: 'raw', concurrency: CONCURRENCY, ordering: 'key',
     handler: async ({ key }) => {
       if (first === 0) {
         first = performance.now()
@@ -61,7 +63,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
         }
       }
       await sleep(1)
-      if (variant === 'tiers' && key !== null && key[0] === 0x70) {
+      if (variant === 'tiers' && isPoison(key)) {
         bucket().failed++
         throw new Error('poison')
       }
@@ -122,14 +124,9 @@ const admin = createAdmin({ brokers })
 const producer = createProducer({ brokers })
 const topic = `profile-hol-${suffix()}`
 try {
-  await admin.createTopics([{ topic, partitions: 3 }])
+  await admin.createTopics([{ topic, partitions: PARTITIONS }])
   await producer.connect()
-  const value = Buffer.alloc(256, 'x')
-  for (let i = 0; i < total; i += 2000) {
-    const records: ProduceRecord[] = []
-    for (let j = i; j < Math.min(total, i + 2000); j++) records.push({ topic, key: j % 100 === 50 ? `p-${j}` : `k-${j % 1000}`, value })
-    await producer.send(records)
-  }
+  await produceBacklog(producer, topic, total)
   for (const v of variants) await runOnce(topic, v)
 } finally {
   await producer.close()
