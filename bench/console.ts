@@ -37,20 +37,23 @@ export async function seed(db: SqlExecutor, n: number, ctx: BenchContext): Promi
   for (let from = 1; from <= n; from += 100_000) {
     const to = Math.min(n, from + 99_999)
     await db.query(
-      `insert into lifeline_dlq_records (topic, partition, "offset", key, value, headers, "timestamp", format, origin_topic, origin_partition, origin_offset,
-         consumer_group, service, error_class, error_code, error_message, error_stack, fingerprint, attempts, first_failure_at, last_failure_at, failed_at, status)
+      `with stored as (insert into lifeline_dlq_record_bodies (topic, partition, "offset", key, value, headers, "timestamp", format, origin_topic, origin_partition, origin_offset,
+         consumer_group, service, error_class, error_code, error_message, error_stack, fingerprint, attempts, first_failure_at, last_failure_at, failed_at)
        select 'orders-' || (i % 20) || '.dlq', 0, i, convert_to('order-' || (i % 100000), 'UTF8'),
          convert_to('{"orderId":"order-' || (i % 100000) || '","amount":' || (i % 997) || ',"note":"bench"}', 'UTF8'),
          '[{"key":"trace","value":"t"}]'::jsonb, 1700000000000 + i, 'lifeline', 'orders-' || (i % 20), 0, i,
          'billing', 'billing', 'Error' || g, 'E_' || g, 'failure of group ' || g || ' on order ' || (i % 100000), 'Error: failure\\n    at handler', 'fp-' || g, 3,
-         now() - ((i % 43200) || ' minutes')::interval, now() - ((i % 43200) || ' minutes')::interval, now() - ((i % 43200) || ' minutes')::interval,
-         case when i % 10 < 8 then 'pending' when i % 10 = 8 then 'replayed' else 'discarded' end
-       from (select i, (floor(sqrt(i % 2500)))::int as g from generate_series($1::int8, $2::int8) as i) s`,
+         now() - ((i % 43200) || ' minutes')::interval, now() - ((i % 43200) || ' minutes')::interval, now() - ((i % 43200) || ' minutes')::interval
+       from (select i, (floor(sqrt(i % 2500)))::int as g from generate_series($1::int8, $2::int8) as i) s
+       returning id, "offset", topic, origin_topic)
+       insert into lifeline_dlq_record_states (id, scope_topic, status)
+       select id, coalesce(origin_topic, topic), case when "offset" % 10 < 8 then 'pending' when "offset" % 10 = 8 then 'replayed' else 'discarded' end from stored`,
       [from, to],
     )
     ctx.logger.info({ seeded: to }, 'seeding dead letters')
   }
-  await db.query('analyze lifeline_dlq_records')
+  await db.query('analyze lifeline_dlq_record_bodies')
+  await db.query('analyze lifeline_dlq_record_states')
 }
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {

@@ -1,6 +1,6 @@
 /**
  * `dlq-queries`: how the DLQ processor's read queries grow with the records indexed. On a fresh PostgreSQL
- * database (`DATABASE_URL`, default the local server), `lifeline_dlq_records` is seeded set-based
+ * database (`DATABASE_URL`, default the local server), `lifeline_dlq_records` (its two tables) is seeded set-based
  * (`INSERT ... SELECT generate_series`) to each size in turn (10k, 100k, 300k, 1M; quick: 10k → 200k) and
  * analysed; then each query the API serves (`listRecords`, `groupRecords`, `countRecords`, as
  * `GET /v1/records`, `/v1/groups`, `/v1/records/count` run them) is timed: the fastest of 7 runs after one
@@ -29,20 +29,23 @@ const RUNS = 7
 /** Seeds rows `from`..`to` (inclusive); the first RARE rows of the table carry the rare values. */
 export async function seed(db: SqlExecutor, from: number, to: number): Promise<void> {
   await db.query(
-    `insert into lifeline_dlq_records (topic, partition, "offset", key, value, headers, "timestamp", format, origin_topic, origin_partition, origin_offset, origin_timestamp,
-       consumer_group, service, error_class, error_code, error_message, fingerprint, attempts, first_failure_at, last_failure_at, failed_at, status)
+    `with stored as (insert into lifeline_dlq_record_bodies (topic, partition, "offset", key, value, headers, "timestamp", format, origin_topic, origin_partition, origin_offset, origin_timestamp,
+       consumer_group, service, error_class, error_code, error_message, fingerprint, attempts, first_failure_at, last_failure_at, failed_at)
      select 'orders-' || (i % 10) || '.dlq', i % 3, i, convert_to(case when i <= ${RARE} then 'key-rare' else 'key-' || (i % 10000) end, 'UTF8'),
        convert_to('{"order":' || i || ',"pad":"' || repeat('x', 100) || '"}', 'UTF8'),
        jsonb_build_array(jsonb_build_object('key', 'trace-id', 'value', 't-' || i)), ${EPOCH_MS} + i * 1000, 'lifeline',
        case when i <= ${RARE} then 'payments' else 'orders-' || (i % 10) end, i % 3, i, ${EPOCH_MS} + i * 1000 - 60000,
        case when i <= ${RARE} then 'group-rare' else 'group-' || (i % 20) end, 'orders-svc', 'ValidationError',
        case when i <= ${RARE} then 'E_RARE' else 'E_' || (i % 50) end, 'order ' || i || ' failed: field ' || (i % 1000) || ' is invalid',
-       'fp-' || (i % 200), 3, to_timestamp(${EPOCH_MS / 1000} + i - 60), to_timestamp(${EPOCH_MS / 1000} + i), to_timestamp(${EPOCH_MS / 1000} + i),
-       case when i % 10 = 0 then 'resolved' else 'pending' end
-     from generate_series($1::int8, $2::int8) as i`,
+       'fp-' || (i % 200), 3, to_timestamp(${EPOCH_MS / 1000} + i - 60), to_timestamp(${EPOCH_MS / 1000} + i), to_timestamp(${EPOCH_MS / 1000} + i)
+     from generate_series($1::int8, $2::int8) as i
+     returning id, "offset", topic, origin_topic)
+     insert into lifeline_dlq_record_states (id, scope_topic, status)
+     select id, coalesce(origin_topic, topic), case when "offset" % 10 = 0 then 'resolved' else 'pending' end from stored`,
     [from, to],
   )
-  await db.query('analyze lifeline_dlq_records')
+  await db.query('analyze lifeline_dlq_record_bodies')
+  await db.query('analyze lifeline_dlq_record_states')
 }
 
 const LAST_HOUR = 'last-hour'

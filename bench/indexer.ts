@@ -40,7 +40,7 @@ interface Span {
 const rate = (total: number, s: Span): number => perSecond(total - s.atFirst, s.last - s.first)
 
 async function runIndexer(ctx: BenchContext, db: SqlExecutor, topic: string, total: number): Promise<number> {
-  await db.query('truncate lifeline_dlq_records cascade')
+  await db.query('truncate lifeline_dlq_record_bodies cascade')
   const indexer = createDlqIndexer({ brokers: ctx.brokers, db, topics: [topic], groupId: `bench-indexer-${suffix()}`, migrate: false, pollTimeoutMs: 100, batchSize: BATCH })
   await indexer.start()
   const span: Span = { first: 0, last: 0, atFirst: 0 }
@@ -87,7 +87,7 @@ function baselineRow(r: ConsumedRecord): unknown[] {
 }
 
 async function runBaseline(ctx: BenchContext, db: SqlExecutor, topic: string, total: number): Promise<number> {
-  await db.query('truncate bench_dlq_baseline')
+  await db.query('truncate bench_dlq_baseline, bench_dlq_baseline_states')
   const consumer = createConsumer({ brokers: ctx.brokers, groupId: `bench-indexer-raw-${suffix()}`, fromBeginning: true })
   consumer.subscribe([topic])
   await consumer.connect()
@@ -101,7 +101,11 @@ async function runBaseline(ctx: BenchContext, db: SqlExecutor, topic: string, to
       if (batch.length === 0) continue
       const params: unknown[] = []
       const rows = batch.map((r) => `(${baselineRow(r).map((v, i) => `$${params.push(v)}${CAST[i] ?? ''}`).join(', ')})`)
-      await db.query(`insert into bench_dlq_baseline (${BASELINE_COLUMNS.join(', ')}) values ${rows.join(', ')} on conflict (topic, partition, "offset") do nothing`, params)
+      await db.query(
+        `with stored as (insert into bench_dlq_baseline (${BASELINE_COLUMNS.join(', ')}) values ${rows.join(', ')} on conflict (topic, partition, "offset") do nothing returning id, topic, origin_topic)
+         insert into bench_dlq_baseline_states (id, scope_topic) select id, coalesce(origin_topic, topic) from stored`,
+        params,
+      )
       const next = new Map<number, number>()
       for (const r of batch) next.set(r.partition, Math.max(next.get(r.partition) ?? 0, r.offset + 1))
       await consumer.commit([...next].map(([partition, offset]) => ({ topic, partition, offset })))
@@ -126,8 +130,9 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const admin = createAdmin({ brokers: ctx.brokers })
   const producer = createProducer({ brokers: ctx.brokers })
   try {
-    // The same columns, defaults and indexes as the indexer's table (its id sequence too).
-    await db.query('create table bench_dlq_baseline (like lifeline_dlq_records including all)')
+    // The same columns, defaults and indexes as the indexer's tables (the record and its status row; the id sequence too).
+    await db.query('create table bench_dlq_baseline (like lifeline_dlq_record_bodies including all)')
+    await db.query('create table bench_dlq_baseline_states (like lifeline_dlq_record_states including all)')
     await admin.createTopics([{ topic: dlq, partitions: SHAPE.partitions }])
     await produceAll(producer, deadLetters(dlq, `bench-indexer-origin-${id}`, total, SHAPE))
     ctx.logger.info({ records: total }, 'dead letters written')
@@ -144,7 +149,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     return {
       params: {
         records: total, partitions: SHAPE.partitions, keys: SHAPE.keys, value_bytes: SHAPE.valueBytes, batch: BATCH, rounds: `${rounds}, alternating order, best each`, database: server,
-        method: 'records stored after the first batch / (last batch stored − first batch stored); indexer = createDlqIndexer (stats polled every 5 ms); baseline = raw client poll(500) + one multi-row INSERT ... ON CONFLICT DO NOTHING of the same 27 columns per batch into a copy of lifeline_dlq_records (same indexes) + offset commit',
+        method: 'records stored after the first batch / (last batch stored − first batch stored); indexer = createDlqIndexer (stats polled every 5 ms); baseline = raw client poll(500) + one multi-row INSERT ... ON CONFLICT DO NOTHING of the same 27 columns per batch into copies of lifeline_dlq_record_bodies and lifeline_dlq_record_states (same indexes; one statement, as the indexer) + offset commit',
       },
       metrics: {
         indexer_rps: indexer,

@@ -7,6 +7,7 @@
  *   KAFKA_BOOTSTRAP=127.0.0.1:9092 node --import tsx bench/profile/redrive.ts [records=100000]
  *
  * The job runs after `vacuum analyze`; with `STALE_STATS=1` it runs on the table as the indexer left it.
+ * With `PROFILE=<dir>`, this process's main thread is CPU-profiled while the job runs (redrive.cpuprofile).
  *
  * The backends' CPU is read from /proc/<pid>/stat (Linux, the server on this machine). The database and
  * the topics are dropped at the end.
@@ -14,7 +15,8 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { countRecords } from '../../src/dlq/records.js'
 import { createRedriveJob } from '../../src/dlq/redrive/jobs.js'
@@ -124,7 +126,19 @@ try {
   console.log(`create: ${(performance.now() - started).toFixed(0)} ms for ${job.total} items`)
   dump('create')
   started = performance.now()
+  const session = process.env.PROFILE ? new Session() : undefined
+  if (session) {
+    session.connect()
+    await session.post('Profiler.enable')
+    await session.post('Profiler.start')
+  }
   const done = await runRedriveJob({ db, producer }, job.id)
+  if (session) {
+    const { profile } = await session.post('Profiler.stop')
+    writeFileSync(`${process.env.PROFILE}/redrive.cpuprofile`, JSON.stringify(profile))
+    session.disconnect()
+    console.log(`profile: ${process.env.PROFILE}/redrive.cpuprofile`)
+  }
   const ms = performance.now() - started
   console.log(`run: ${ms.toFixed(0)} ms, ${((done.succeeded / ms) * 1000).toFixed(0)} records/s, ${done.status}, ${done.succeeded} sent`)
   dump('run')

@@ -14,12 +14,12 @@ export async function parkedSummary(db: SqlQueryable): Promise<{ count: number; 
 
 /** How many dead letters were indexed after record `id` (the records page's "new since you loaded it"; a primary-key range). */
 export async function countNewer(db: SqlQueryable, id: number): Promise<number> {
-  const { rows } = await db.query('select count(*)::int8 as n from lifeline_dlq_records where id > $1', [id])
+  const { rows } = await db.query('select count(*)::int8 as n from lifeline_dlq_record_bodies where id > $1', [id])
   return Number(rows[0]?.n ?? 0)
 }
 
 /** The highest record id (0 when there is none). */
 export async function latestId(db: SqlQueryable): Promise<number> {
-  const { rows } = await db.query('select coalesce(max(id), 0)::int8 as id from lifeline_dlq_records')
+  const { rows } = await db.query('select coalesce(max(id), 0)::int8 as id from lifeline_dlq_record_bodies')
   return Number(rows[0]?.id ?? 0)
 }

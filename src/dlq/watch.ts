@@ -114,7 +114,7 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
     const policyTopic = row.origin_topic !== null && masker.covers(row.origin_topic) ? row.origin_topic : row.topic
     if (!masker.covers(policyTopic)) return row.error_message
     try {
-      const { rows } = await db.query<{ value: Buffer | null }>('select value from lifeline_dlq_records where id = $1', [row.id])
+      const { rows } = await db.query<{ value: Buffer | null }>('select value from lifeline_dlq_record_bodies where id = $1', [row.id])
       return masker.mask(policyTopic, { value: rows[0]?.value ?? null, errorMessage: row.error_message, headers: [] }).errorMessage
     } catch (err) {
       log.warn({ err, record: row.id }, 'masking a notification message failed: the message is left out')
@@ -126,7 +126,7 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
     const { rows } = await db.query<NewRecordRow & Record<string, unknown>>(
       // Ids as text (int8 reads differently in pg and PGlite); ordered by the column, not by that text.
       `select r.id::text as id, fingerprint, error_class, error_code, error_message, topic, origin_topic, consumer_group, failed_at
-         from lifeline_dlq_records r where r.id > $1 order by r.id limit $2`,
+         from lifeline_dlq_record_bodies r where r.id > $1 order by r.id limit $2`,
       [lastRecordId, watchDefaults.batch],
     )
     if (rows.length === 0) return false
@@ -143,7 +143,7 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
     }
     rate?.add(now.getTime(), byTopic)
     if (firstOf.size > 0) {
-      const { rows: old } = await db.query<{ fingerprint: string }>('select distinct fingerprint from lifeline_dlq_records where fingerprint = any($1::text[]) and id <= $2', [[...firstOf.keys()], before])
+      const { rows: old } = await db.query<{ fingerprint: string }>('select distinct fingerprint from lifeline_dlq_record_bodies where fingerprint = any($1::text[]) and id <= $2', [[...firstOf.keys()], before])
       for (const o of old) firstOf.delete(o.fingerprint)
       if (firstOf.size > 0) metrics.newErrorGroups(firstOf.size)
       if (options.notify) {
@@ -189,7 +189,7 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
   async function snapshot(): Promise<DlqSnapshot> {
     const { rows } = await db.query<{ records: Record<string, number> | null; groups: Array<{ fingerprint: string; error_class: string | null; error_code: string | null; n: number; groups: number }> | null; jobs: Record<string, number> | null; approvals: string | number; oldest: Date | null }>(
       `select
-         (select json_object_agg(status, n) from (select status, count(*) as n from lifeline_dlq_records group by status) s) as records,
+         (select json_object_agg(status, n) from (select status, count(*) as n from lifeline_dlq_record_states group by status) s) as records,
          (select json_agg(g) from (
             select fingerprint, max(error_class) as error_class, max(error_code) as error_code, count(*) as n, count(*) over () as groups
               from lifeline_dlq_records where status = 'pending' and fingerprint is not null
@@ -250,7 +250,7 @@ export function createDlqWatch(options: DlqWatchOptions): DlqWatch {
       if (started || closing) return
       started = true
       const ends = await db.query<{ records: string; approvals: string }>(
-        'select (select coalesce(max(id), 0) from lifeline_dlq_records)::text as records, (select coalesce(max(id), 0) from lifeline_dlq_approvals)::text as approvals',
+        'select (select coalesce(max(id), 0) from lifeline_dlq_record_bodies)::text as records, (select coalesce(max(id), 0) from lifeline_dlq_approvals)::text as approvals',
       )
       lastRecordId = ends.rows[0]!.records
       lastApprovalId = ends.rows[0]!.approvals

@@ -107,8 +107,8 @@ export function whereClause(f: ParsedFilter, params: unknown[], options: { pagin
     return `$${params.length}`
   }
   const clauses: string[] = []
-  // The origin topic, else the DLQ topic: the expression of the index lifeline_dlq_records_topic_status (migration 0009_dlq_console).
-  if (f.topic !== undefined) clauses.push(`coalesce(origin_topic, topic) = ${p(f.topic)}`)
+  // The origin topic, else the DLQ topic: the status row's scope_topic (the index lifeline_dlq_record_states_scope, migration 0014).
+  if (f.topic !== undefined) clauses.push(`scope_topic = ${p(f.topic)}`)
   if (f.dlqTopic !== undefined) clauses.push(`topic = ${p(f.dlqTopic)}`)
   // md5 first: the expression of their B-tree indexes (migration 0013_dlq_equality_btree), then the value.
   const equal = (column: string, value: unknown, type: 'text' | 'bytea'): string => {

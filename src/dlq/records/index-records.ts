@@ -1,5 +1,5 @@
 /**
- * Writing dead letters into the store: one multi-row insert per batch, idempotent on (topic, partition,
+ * Writing dead letters into the store: one multi-row insert per batch (the record and its status row), idempotent on (topic, partition,
  * offset), and the link of a record that came back from a replay to its earlier life (which becomes
  * `failed-again`).
  *
@@ -42,7 +42,13 @@ let lastInsert: { rows: number; text: string } | undefined
 function insertStatement(rows: number): string {
   if (lastInsert?.rows !== rows) {
     const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map((column, i) => `$${r * COLUMNS.length + i + 1}${CASTS[column] ?? ''}`).join(', ')})`)
-    lastInsert = { rows, text: `insert into lifeline_dlq_records (${COLUMNS.join(', ')}) values ${values.join(', ')} on conflict do nothing returning id, topic, partition, "offset"` }
+    // The record and its status row (lifeline_dlq_records is a view over the two: migration 0014).
+    lastInsert = {
+      rows,
+      text: `with stored as (insert into lifeline_dlq_record_bodies (${COLUMNS.join(', ')}) values ${values.join(', ')} on conflict do nothing returning id, topic, partition, "offset", origin_topic),
+        states as (insert into lifeline_dlq_record_states (id, scope_topic) select id, coalesce(origin_topic, topic) from stored)
+        select id, topic, partition, "offset" from stored`,
+    }
   }
   return lastInsert.text
 }
@@ -56,7 +62,7 @@ const tpo = (topic: string, partition: number, offset: number | string) => `${to
 async function storeCopy(tx: SqlQueryable, item: IndexItem): Promise<IndexResult> {
   const { record: r, context: c } = item
   const { rows } = await tx.query(
-    `select id from lifeline_dlq_records
+    `select id from lifeline_dlq_record_bodies
       where format = 'lifeline' and copy_of is null and consumer_group = $1 and origin_topic = $2 and origin_partition = $3 and origin_offset = $4 and coalesce(replay_id, '') = $5`,
     [cleanOrNull(c.consumerGroup), cleanOrNull(c.originTopic), int32(c.originPartition), int64(c.originOffset), cleanOrNull(c.replayId) ?? ''],
   )
@@ -89,34 +95,42 @@ export async function indexRecords(db: SqlExecutor, items: readonly IndexItem[])
       const { rows: inserted } = await tx.query(insertStatement(slice.length), params)
       for (const row of inserted) byKey.set(tpo(row.topic as string, Number(row.partition), String(row.offset)), { id: String(row.id), inserted: true })
     }
+    const cameBack = new Map<string, number>()
     for (const item of batch) {
       const key = tpo(item.record.topic, item.record.partition, item.record.offset)
       const result = byKey.get(key)
       if (!result) {
-        const { rows } = await tx.query('select id from lifeline_dlq_records where topic = $1 and partition = $2 and "offset" = $3', [clean(item.record.topic), item.record.partition, item.record.offset])
+        const { rows } = await tx.query('select id from lifeline_dlq_record_bodies where topic = $1 and partition = $2 and "offset" = $3', [clean(item.record.topic), item.record.partition, item.record.offset])
         byKey.set(key, rows[0] === undefined ? await storeCopy(tx, item) : { id: String(rows[0].id), inserted: false })
       } else if (item.context.replayId !== undefined) {
-        Object.assign(result, await link(tx, result.id, clean(item.context.replayId), item.record))
+        const { jobId, ...linked } = await link(tx, result.id, clean(item.context.replayId), item.record)
+        Object.assign(result, linked)
+        if (jobId !== undefined) cameBack.set(jobId, (cameBack.get(jobId) ?? 0) + 1)
       }
     }
+    // The jobs' count of replays that came back (their failure-rate check), last: a redrive's batch locks its
+    // records' status rows before its job's row, and so does this transaction.
+    for (const [jobId, n] of cameBack) await tx.query('update lifeline_dlq_jobs set came_back = came_back + $2 where id = $1', [jobId, n])
     return items.map((item) => byKey.get(tpo(item.record.topic, item.record.partition, item.record.offset))!)
   })
 }
 
-async function link(tx: SqlQueryable, id: string, replayId: string, record: IndexItem['record']): Promise<Partial<IndexResult>> {
-  const { rows } = await tx.query('select record_id from lifeline_dlq_replays where replay_id = $1', [replayId])
+/** Links a record that came back from replay `replayId` to its earlier life; `jobId`: the job that made that replay. */
+async function link(tx: SqlQueryable, id: string, replayId: string, record: IndexItem['record']): Promise<Partial<IndexResult> & { jobId?: string }> {
+  const { rows } = await tx.query('select record_id, job_id from lifeline_dlq_replays where replay_id = $1', [replayId])
   const earlier = rows[0]?.record_id
   if (earlier === undefined || String(earlier) === id) return {}
-  await tx.query('update lifeline_dlq_records set previous_id = $2 where id = $1', [id, earlier])
-  const { rows: current } = await tx.query('select status from lifeline_dlq_records where id = $1 for update', [earlier])
+  const jobId = rows[0]!.job_id === null ? undefined : String(rows[0]!.job_id)
+  await tx.query('update lifeline_dlq_record_bodies set previous_id = $2 where id = $1', [id, earlier])
+  const { rows: current } = await tx.query('select status from lifeline_dlq_record_states where id = $1 for update', [earlier])
   const from = current[0]?.status as DlqStatus | undefined
-  if (from === undefined || !DLQ_TRANSITIONS[from].includes('failed-again')) return { previousId: String(earlier), failedAgain: false }
-  await tx.query(`update lifeline_dlq_records set status = 'failed-again', status_reason = $2, status_actor = $3, status_at = now() where id = $1`, [earlier, `replay ${replayId} came back to the DLQ`, INDEXER_ACTOR])
+  if (from === undefined || !DLQ_TRANSITIONS[from].includes('failed-again')) return { previousId: String(earlier), failedAgain: false, jobId }
+  await tx.query(`update lifeline_dlq_record_states set status = 'failed-again', status_reason = $2, status_actor = $3, status_at = now() where id = $1`, [earlier, `replay ${replayId} came back to the DLQ`, INDEXER_ACTOR])
   await tx.query(
     `insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail) values ($1, $2, 'failed-again', $3, $4, $5::jsonb)`,
     [earlier, from, INDEXER_ACTOR, `replay ${replayId} came back to the DLQ`, JSON.stringify({ replayId, nextRecordId: id, topic: clean(record.topic), partition: record.partition, offset: record.offset })],
   )
-  return { previousId: String(earlier), failedAgain: true }
+  return { previousId: String(earlier), failedAgain: true, jobId }
 }
 
 /** Stores one dead letter (see {@link indexRecords}); `inserted` is false when it was already there. */

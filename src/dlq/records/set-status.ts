@@ -24,7 +24,7 @@ export async function setStatus(db: SqlExecutor, id: string | number, to: DlqSta
   if (typeof change.actor !== 'string' || change.actor.length === 0 || change.actor.length > 200) throw invalid('actor must be a non-empty string of at most 200 characters', { field: 'actor' })
   if (change.reason !== undefined && (typeof change.reason !== 'string' || change.reason.length > 2000)) throw invalid('reason must be a string of at most 2000 characters', { field: 'reason' })
   return db.transaction(async (tx) => {
-    const { rows } = await tx.query('select status from lifeline_dlq_records where id = $1 for update', [rid])
+    const { rows } = await tx.query('select status from lifeline_dlq_record_states where id = $1 for update', [rid])
     if (rows.length === 0) throw new LifelineError('LL_NOT_FOUND', `DLQ record ${rid} does not exist`, { details: { id: rid } })
     const current = rows[0]!.status as DlqStatus
     if (change.from !== undefined && change.from !== current) {
@@ -37,7 +37,7 @@ export async function setStatus(db: SqlExecutor, id: string | number, to: DlqSta
     const reason = change.reason === undefined ? null : clean(change.reason)
     const actor = clean(change.actor)
     const { rows: updated } = await tx.query(
-      `update lifeline_dlq_records set status = $2, status_reason = $3, status_actor = $4, status_at = now() where id = $1 returning status_at`,
+      `update lifeline_dlq_record_states set status = $2, status_reason = $3, status_actor = $4, status_at = now() where id = $1 returning status_at`,
       [rid, to, reason, actor],
     )
     await tx.query(`insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail) values ($1, $2, $3, $4, $5, $6::jsonb)`, [

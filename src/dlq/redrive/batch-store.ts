@@ -49,7 +49,7 @@ export async function markSending(run: Run, ready: Prepared['ready']): Promise<v
     )
     await tx.query(
       `with x as (select * from unnest($1::int8[], $2::text[], $3::text[]) as x(id, replay_id, s)),
-       up as (update lifeline_dlq_records r set status = 'replaying', status_reason = 'redrive', status_actor = $4, status_at = now() from x where r.id = x.id and r.status = 'pending' returning r.id, x.replay_id),
+       up as (update lifeline_dlq_record_states r set status = 'replaying', status_reason = 'redrive', status_actor = $4, status_at = now() from x where r.id = x.id and r.status = 'pending' returning r.id, x.replay_id),
        forced as (select x.id, x.replay_id, x.s from x where x.s <> 'pending')
        insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
        select id, 'pending', 'replaying', $4, 'redrive', jsonb_build_object('jobId', $5::text, 'replayId', replay_id) from up
@@ -87,13 +87,13 @@ export async function recordBatch(
       await tx.query(
         `with x as (select * from unnest($1::int8[], $2::text[], $3::int[], $4::int8[]) as x(id, replay_id, p, o)),
          up as (
-           update lifeline_dlq_records r set replay_count = r.replay_count + 1,
+           update lifeline_dlq_record_states r set replay_count = r.replay_count + 1,
              status = case when r.status = 'replaying' then 'replayed' else r.status end,
              status_reason = case when r.status = 'replaying' then 'replayed' else r.status_reason end,
              status_actor = case when r.status = 'replaying' then $5 else r.status_actor end,
              status_at = case when r.status = 'replaying' then now() else r.status_at end
            from x where r.id = x.id
-           returning r.id, x.replay_id, x.p, x.o, (select status from lifeline_dlq_records o where o.id = r.id) as before
+           returning r.id, x.replay_id, x.p, x.o, (select status from lifeline_dlq_record_states o where o.id = r.id) as before
          )
          insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
          select id, 'replaying', 'replayed', $5, 'replayed', jsonb_build_object('jobId', $6::text, 'replayId', replay_id, 'partition', p, 'offset', o) from up where before = 'replaying'`,
@@ -109,7 +109,7 @@ export async function recordBatch(
       await tx.query('delete from lifeline_dlq_replays where replay_id = any($1::text[]) and target_offset is null', [back.map((b) => b.replayId)])
       await tx.query(
         `with x as (select * from unnest($1::int8[], $2::text[], $3::text[]) as x(id, replay_id, reason)),
-         up as (update lifeline_dlq_records r set status = 'pending', status_reason = x.reason, status_actor = $4, status_at = now() from x where r.id = x.id and r.status = 'replaying' returning r.id, x.replay_id, x.reason)
+         up as (update lifeline_dlq_record_states r set status = 'pending', status_reason = x.reason, status_actor = $4, status_at = now() from x where r.id = x.id and r.status = 'replaying' returning r.id, x.replay_id, x.reason)
          insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
          select id, 'replaying', 'pending', $4, reason, jsonb_build_object('jobId', $5::text, 'replayId', replay_id) from up`,
         [back.map((b) => b.recordId), back.map((b) => b.replayId), back.map((b) => b.reason), actor, jobId],

@@ -168,13 +168,9 @@ export async function staleJobIds(db: SqlQueryable, staleMs: number): Promise<st
 
 // ---- a run's state on its job -----------------------------------------------------------------------------
 
-/** Sends so far (the job's counters) and its replays that came back to a DLQ. */
+/** Sends so far and its replays that came back to a DLQ: the job's counters (`came_back` is kept by the indexer). */
 export async function jobFailures(db: SqlQueryable, jobId: string): Promise<{ sent: number; failed: number; again: number }> {
-  const { rows } = await db.query(
-    `select j.succeeded, j.failed, (select count(*) from lifeline_dlq_records n join lifeline_dlq_replays p on p.replay_id = n.replay_id where n.replay_id is not null and p.job_id = j.id)::int8 as again
-     from lifeline_dlq_jobs j where j.id = $1`,
-    [jobId],
-  )
+  const { rows } = await db.query('select j.succeeded, j.failed, j.came_back as again from lifeline_dlq_jobs j where j.id = $1', [jobId])
   return { sent: Number(rows[0]!.succeeded), failed: Number(rows[0]!.failed), again: Number(rows[0]!.again) }
 }
 

@@ -76,7 +76,7 @@ export async function deleteReplay(db: SqlQueryable, replayId: string): Promise<
 export async function recordReplayAck(db: SqlExecutor, replayId: string, recordId: string, ack: ProduceAck): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.query('update lifeline_dlq_replays set target_partition = $2, target_offset = $3 where replay_id = $1', [replayId, ack.partition, ack.offset])
-    await tx.query('update lifeline_dlq_records set replay_count = replay_count + 1 where id = $1', [recordId])
+    await tx.query('update lifeline_dlq_record_states set replay_count = replay_count + 1 where id = $1', [recordId])
   })
 }
 

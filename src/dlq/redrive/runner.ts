@@ -39,8 +39,8 @@ async function claim(deps: RedriveDeps, jobId: string, runner: string, resume: b
 }
 
 /**
- * This job's sends so far (from its counters) and its replays that came back to a DLQ (records carrying one
- * of its replay ids: `lifeline_dlq_records_replay_id`, a partial index over the few records that came back).
+ * This job's sends so far and its replays that came back to a DLQ (records carrying one of its replay ids,
+ * counted by the indexer as it stores them): the job's counters.
  */
 function failureRate(run: Run): Promise<{ sent: number; failed: number; again: number }> {
   return jobFailures(run.deps.db, run.job.id)
