@@ -129,6 +129,15 @@ export function whereClause(f: ParsedFilter, params: unknown[], options: { pagin
   return clauses.length === 0 ? 'true' : clauses.join(' and ')
 }
 
+/**
+ * The relation a query over `filter`'s records reads: `lifeline_dlq_records` (the view joining a record and
+ * its status row) when the filter names the status or the topic, else the records' own table, which holds
+ * every other column the filter compares (no join of two tables of every record to count them).
+ */
+export function filterRelation(f: ParsedFilter): string {
+  return f.status === undefined && f.topic === undefined ? 'lifeline_dlq_record_bodies' : 'lifeline_dlq_records'
+}
+
 /** A record id as the store takes it: a positive integer (number or digits), as text. */
 export function recordId(id: unknown): string {
   const n = typeof id === 'string' && /^\d{1,16}$/.test(id) ? Number(id) : id

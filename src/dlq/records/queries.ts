@@ -6,7 +6,7 @@
  */
 import { LifelineError } from '../../errors.js'
 import type { SqlQueryable } from '../../store/executor.js'
-import { integer, MAX_LIMIT, parseFilter, recordId, whereClause } from './filter.js'
+import { filterRelation, integer, MAX_LIMIT, parseFilter, recordId, whereClause } from './filter.js'
 import type { DlqRecordDetail, DlqRecordSummary, DlqStatus, ErrorGroup, RecordFilter } from './types.js'
 import { FULL_SELECT, strOrNull, summaryColumns, toRecord, toSummary } from './values.js'
 
@@ -32,7 +32,7 @@ export async function getRecordSummary(db: SqlQueryable, id: string | number): P
 export async function countRecords(db: SqlQueryable, filter: RecordFilter | Record<string, unknown> = {}): Promise<number> {
   const f = parseFilter(filter)
   const params: unknown[] = []
-  const { rows } = await db.query(`select count(*)::int8 as n from lifeline_dlq_records where ${whereClause(f, params, { paging: false })}`, params)
+  const { rows } = await db.query(`select count(*)::int8 as n from ${filterRelation(f)} where ${whereClause(f, params, { paging: false })}`, params)
   return Number(rows[0]?.n ?? 0)
 }
 
@@ -80,10 +80,10 @@ export async function groupRecords(db: SqlQueryable, filter: RecordFilter | Reco
        from lifeline_dlq_records where ${clause} group by fingerprint order by count(*) desc, max(failed_at) desc limit $${params.length}
      )
      select g.fingerprint, g.n, g.pending, g.first_seen, g.last_seen, r.error_class, r.error_code, r.error_message as sample_message, d.topics, d.keys
-     from g join lifeline_dlq_records r on r.id = g.last_id
+     from g join lifeline_dlq_record_bodies r on r.id = g.last_id
      cross join lateral (
        select array_agg(distinct coalesce(origin_topic, topic)) as topics, count(distinct key)::int8 as keys
-       from lifeline_dlq_records where (fingerprint = g.fingerprint or (fingerprint is null and g.fingerprint is null)) and ${clause}
+       from ${filterRelation(f)} where (fingerprint = g.fingerprint or (fingerprint is null and g.fingerprint is null)) and ${clause}
      ) d
      order by g.n desc, g.last_seen desc`,
     params,
@@ -104,7 +104,7 @@ export async function hourlyCounts(db: SqlQueryable, hours = 24, now = new Date(
   const end = Math.floor(now.getTime() / 3_600_000) * 3_600_000 + 3_600_000
   const start = end - n * 3_600_000
   const { rows } = await db.query(
-    `select floor(extract(epoch from failed_at) / 3600)::int8 as h, count(*)::int8 as n from lifeline_dlq_records
+    `select floor(extract(epoch from failed_at) / 3600)::int8 as h, count(*)::int8 as n from lifeline_dlq_record_bodies
      where failed_at >= $1::timestamptz and failed_at < $2::timestamptz group by 1`,
     [new Date(start).toISOString(), new Date(end).toISOString()],
   )
@@ -127,7 +127,7 @@ export async function pendingGroups(db: SqlQueryable, limit = 10): Promise<Array
     `with top as (
        select fingerprint, count(*)::int8 as pending, max(id) as last_id from lifeline_dlq_records where status = 'pending' group by fingerprint order by count(*) desc, max(id) desc limit $1
      )
-     select t.fingerprint, t.pending, r.error_class, r.error_code, r.error_message, r.failed_at from top t join lifeline_dlq_records r on r.id = t.last_id order by t.pending desc, t.last_id desc`,
+     select t.fingerprint, t.pending, r.error_class, r.error_code, r.error_message, r.failed_at from top t join lifeline_dlq_record_bodies r on r.id = t.last_id order by t.pending desc, t.last_id desc`,
     [n],
   )
   return rows.map((r) => ({ fingerprint: String(r.fingerprint), errorClass: strOrNull(r.error_class), errorCode: strOrNull(r.error_code), sampleMessage: strOrNull(r.error_message), pending: Number(r.pending), lastSeen: r.failed_at as Date }))
