@@ -7,6 +7,10 @@
  *   KAFKA_BOOTSTRAP=127.0.0.1:9092 node --import tsx bench/profile/redrive.ts [records=100000]
  *
  * The job runs after `vacuum analyze`; with `STALE_STATS=1` it runs on the table as the indexer left it.
+ * The last line splits the machine's CPU time over the creation and the run (/proc) between PostgreSQL's
+ * processes, this process, java (the broker) and the rest, and gives the machine's busy CPU-seconds
+ * (/proc/stat). Processes that ended within the window (a parallel query's workers, a pool's closed
+ * connections) are missing from the split, not from the machine's total.
  * With `PROFILE=<dir>`, this process's main thread is CPU-profiled while the job runs (redrive.cpuprofile).
  *
  * The backends' CPU is read from /proc/<pid>/stat (Linux, the server on this machine). The database and
@@ -15,7 +19,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { countRecords } from '../../src/dlq/records.js'
@@ -106,19 +110,31 @@ try {
   if (!process.env.STALE_STATS) await raw.query('vacuum analyze')
   // Every pooled connection opened now, so the backends read at the end are the ones that did the work.
   await Promise.all(Array.from({ length: 8 }, () => raw.query('select pg_sleep(0.05)')))
-  const backends = (await raw.query<{ pid: number }>('select pid from pg_stat_activity where datname = current_database()')).rows.map((r) => r.pid)
-  const backendCpu = () => backends.reduce((sum, pid) => {
-    let stat: string
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    } catch {
-      return sum // a backend that ended (its CPU is lost to this count)
+  /** The machine's busy and total CPU seconds so far (/proc/stat: all cores; idle and iowait are not busy). */
+  const machineCpu = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+    const total = f.reduce((a, b) => a + b, 0) / 100
+    return { busy: total - (f[3]! + f[4]!) / 100, total }
+  }
+  /** CPU seconds so far by kind of process: postgres (every server process), java (the broker), this process, the rest. */
+  const processCpu = () => {
+    const by = { postgres: 0, java: 0, self: 0, rest: 0 }
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      let stat: string
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      } catch {
+        continue // ended meanwhile
+      }
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const cpu = (Number(fields[11]) + Number(fields[12])) / 100
+      by[Number(pid) === process.pid ? 'self' : comm === 'postgres' || comm === 'java' ? comm : 'rest'] += cpu
     }
-    const fields = stat.split(') ')[1]!.split(' ')
-    return sum + (Number(fields[11]) + Number(fields[12])) / 100
-  }, 0)
-  const cpu0 = process.cpuUsage()
-  const pg0 = backendCpu()
+    return by
+  }
+  const machine0 = machineCpu()
+  const cpu0 = processCpu()
   stats.clear()
 
   let started = performance.now()
@@ -142,8 +158,13 @@ try {
   const ms = performance.now() - started
   console.log(`run: ${ms.toFixed(0)} ms, ${((done.succeeded / ms) * 1000).toFixed(0)} records/s, ${done.status}, ${done.succeeded} sent`)
   dump('run')
-  const cpu = process.cpuUsage(cpu0)
-  console.log(`cpu (create + run): PostgreSQL backends ${(backendCpu() - pg0).toFixed(2)} s, this process ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s`)
+  const machine = machineCpu()
+  const cpu1 = processCpu()
+  const d = (k: keyof typeof cpu1) => (cpu1[k] - cpu0[k]).toFixed(2)
+  console.log(
+    `cpu (create + run): PostgreSQL ${d('postgres')} s, this process ${d('self')} s, java (the broker) ${d('java')} s, the rest ${d('rest')} s; ` +
+      `the machine busy ${(machine.busy - machine0.busy).toFixed(2)} of ${(machine.total - machine0.total).toFixed(2)} CPU-seconds`,
+  )
 } finally {
   await producer.close().catch(() => undefined)
   await admin.deleteTopics([dlq, target]).catch(() => undefined)
