@@ -21,7 +21,7 @@ import { countRecords } from '../src/dlq/records.js'
 import { createRedriveJob } from '../src/dlq/redrive/jobs.js'
 import { runRedriveJob } from '../src/dlq/redrive/runner.js'
 import { createAdmin, createConsumer, createProducer } from '../src/kafka/index.js'
-import type { ConsumedRecord, KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
+import type { ConsumedRecord, KafkaProducer, ProduceAck, ProduceRecord } from '../src/kafka/index.js'
 import { encodeFailureHeaders } from '../src/failure/headers.js'
 import type { SqlExecutor } from '../src/store/executor.js'
 import { openPostgres } from '../src/store/postgres.js'
@@ -64,39 +64,19 @@ async function waitUntil(ctx: BenchContext, check: () => boolean | Promise<boole
   }
 }
 
-/** Consume `source` and copy every record to `target` through `producer`; records/s. */
-async function rawCopy(ctx: BenchContext, producer: KafkaProducer, source: string, target: string, total: number): Promise<number> {
-  const consumer = createConsumer({ brokers: ctx.brokers, groupId: `bench-redrive-copy-${suffix()}`, fromBeginning: true })
-  consumer.subscribe([source])
-  await consumer.connect()
-  let first = 0
-  let copied = 0
-  const acks: Array<Promise<unknown>> = []
-  try {
-    while (copied < total && !ctx.signal.aborted) {
-      const batch: ConsumedRecord[] = await consumer.poll(500, 100)
-      if (batch.length === 0) continue
-      if (first === 0) first = performance.now()
-      acks.push(producer.send(batch.map((r) => ({ topic: target, partition: r.partition, key: r.key, value: r.value, headers: r.headers }))))
-      copied += batch.length
-    }
-    await Promise.all(acks)
-    return perSecond(copied, performance.now() - first)
-  } finally {
-    await consumer.close()
-  }
+/** What a copy writes around each polled batch: before it is sent, and once its acknowledgements are in. */
+interface CopyJournal {
+  before(batch: readonly ConsumedRecord[]): Promise<unknown>
+  after(batch: readonly ConsumedRecord[], acks: readonly ProduceAck[]): Promise<unknown>
 }
 
 /**
- * The raw copy plus the least durable state a resumable, exactly-once copy keeps per record: before a batch
- * is sent, one multi-row insert of its records' replay ids (a write-ahead journal a restart reads); after
- * the acknowledgements, one update of their offsets. Set-based, one statement each per polled batch,
- * pipelined like the raw copy (a batch's update is not awaited before the next poll). Not a headline: the
- * floor any redrive that records each replay in PostgreSQL meets on this machine. Records/s.
+ * Consume `source` and copy every record to `target` through `producer`, pipelined (a batch's
+ * acknowledgement, and the journal's `after`, are not awaited before the next poll); records/s from the
+ * first poll to the last acknowledgement (and `after`).
  */
-async function durableCopy(ctx: BenchContext, db: SqlExecutor, producer: KafkaProducer, source: string, target: string, total: number): Promise<number> {
-  await db.query('create table bench_redrive_journal (replay_id text primary key, record_id bigint not null, target_partition int, target_offset bigint)')
-  const consumer = createConsumer({ brokers: ctx.brokers, groupId: `bench-redrive-durable-${suffix()}`, fromBeginning: true })
+async function copy(ctx: BenchContext, producer: KafkaProducer, source: string, target: string, total: number, name: string, journal?: CopyJournal): Promise<number> {
+  const consumer = createConsumer({ brokers: ctx.brokers, groupId: `bench-redrive-${name}-${suffix()}`, fromBeginning: true })
   consumer.subscribe([source])
   await consumer.connect()
   let first = 0
@@ -107,19 +87,33 @@ async function durableCopy(ctx: BenchContext, db: SqlExecutor, producer: KafkaPr
       const batch: ConsumedRecord[] = await consumer.poll(500, 100)
       if (batch.length === 0) continue
       if (first === 0) first = performance.now()
-      const ids = batch.map((r) => `${r.partition}-${r.offset}`)
-      await db.query('insert into bench_redrive_journal (replay_id, record_id) select * from unnest($1::text[], $2::int8[])', [ids, batch.map((r) => r.offset)])
+      await journal?.before(batch)
       const sent = producer.send(batch.map((r) => ({ topic: target, partition: r.partition, key: r.key, value: r.value, headers: r.headers })))
-      settled.push(sent.then((acks) => db.query(
-        'update bench_redrive_journal j set target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::int[], $3::int8[]) as x(id, p, o) where j.replay_id = x.id',
-        [ids, acks.map((a) => a.partition), acks.map((a) => a.offset)],
-      )))
+      settled.push(journal ? sent.then((acks) => journal.after(batch, acks)) : sent)
       copied += batch.length
     }
     await Promise.all(settled)
     return perSecond(copied, performance.now() - first)
   } finally {
     await consumer.close()
+  }
+}
+
+/**
+ * The durable copy's journal: the least durable state a resumable, exactly-once copy keeps per record —
+ * before a batch is sent, one multi-row insert of its records' replay ids (a write-ahead journal a restart
+ * reads); after the acknowledgements, one update of their offsets. Set-based, one statement each per polled
+ * batch. Not a headline: the floor any redrive that records each replay in PostgreSQL meets on this machine.
+ */
+async function replayJournal(db: SqlExecutor): Promise<CopyJournal> {
+  await db.query('create table bench_redrive_journal (replay_id text primary key, record_id bigint not null, target_partition int, target_offset bigint)')
+  const ids = (batch: readonly ConsumedRecord[]) => batch.map((r) => `${r.partition}-${r.offset}`)
+  return {
+    before: (batch) => db.query('insert into bench_redrive_journal (replay_id, record_id) select * from unnest($1::text[], $2::int8[])', [ids(batch), batch.map((r) => r.offset)]),
+    after: (batch, acks) => db.query(
+      'update bench_redrive_journal j set target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::int[], $3::int8[]) as x(id, p, o) where j.replay_id = x.id',
+      [ids(batch), acks.map((a) => a.partition), acks.map((a) => a.offset)],
+    ),
   }
 }
 
@@ -167,9 +161,9 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     if ((await countRecords(db)) !== n + limited) throw new Error('the indexer stored a wrong count')
     ctx.logger.info({ indexerRps: round(indexerRps) }, 'indexed')
 
-    const copyRps = await rawCopy(ctx, producer, dlq, copyTarget, n)
+    const copyRps = await copy(ctx, producer, dlq, copyTarget, n, 'copy')
     ctx.logger.info({ copyRps: round(copyRps) }, 'raw copy done')
-    const durableRps = await durableCopy(ctx, db, producer, dlq, durableTarget, n)
+    const durableRps = await copy(ctx, producer, dlq, durableTarget, n, 'durable', await replayJournal(db))
     ctx.logger.info({ durableRps: round(durableRps) }, 'durable copy done')
 
     const createStart = performance.now()
