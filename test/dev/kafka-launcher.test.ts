@@ -137,16 +137,16 @@ setInterval(() => {}, 1000)`
     })
     await admin.createTopics([{ topic: 'replicated', partitions: 3, replicationFactor: 3 }])
     // createTopics waited until one broker knew the topic; the describe may ask another that does not yet.
-    let description
-    for (let tries = 1; ; tries++) {
+    let description: Awaited<ReturnType<typeof admin.describeTopics>>[number] | undefined
+    await waitFor(async () => {
       try {
         ;[description] = await admin.describeTopics(['replicated'])
-        break
+        return true
       } catch (err) {
-        if (tries >= 50 || !/Unknown topic/.test(String(err))) throw err
-        await new Promise((r) => setTimeout(r, 200))
+        if (!/Unknown topic/.test(String(err))) throw err
+        return false
       }
-    }
+    }, 'a broker to describe the new topic', 10_000)
     for (const p of description!.partitions) assert.equal(p.replicas.length, 3)
 
     await cluster.stopBroker(2, { hard: true })
