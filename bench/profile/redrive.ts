@@ -13,8 +13,8 @@
  * connections) are missing from the split, not from the machine's total.
  * With `PROFILE=<dir>`, this process's main thread is CPU-profiled while the job runs (redrive.cpuprofile).
  *
- * The backends' CPU is read from /proc/<pid>/stat (Linux, the server on this machine). The database and
- * the topics are dropped at the end.
+ * The CPU figures need Linux and the server on this machine. The database and the topics are dropped at
+ * the end.
  *
  * @module
  */
@@ -108,8 +108,6 @@ try {
   await indexer.close()
   // STALE_STATS=1 leaves the table as the indexer left it (what the bench's job meets: no statistics yet).
   if (!process.env.STALE_STATS) await raw.query('vacuum analyze')
-  // Every pooled connection opened now, so the backends read at the end are the ones that did the work.
-  await Promise.all(Array.from({ length: 8 }, () => raw.query('select pg_sleep(0.05)')))
   /** The machine's busy and total CPU seconds so far (/proc/stat: all cores; idle and iowait are not busy). */
   const machineCpu = () => {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
@@ -141,25 +139,25 @@ try {
   const job = await createRedriveJob({ db }, { filter: { dlqTopic: dlq }, target: { kind: 'topic', topic: target }, actor: 'profile', batchSize: 2000 })
   console.log(`create: ${(performance.now() - started).toFixed(0)} ms for ${job.total} items`)
   dump('create')
-  started = performance.now()
   const session = process.env.PROFILE ? new Session() : undefined
   if (session) {
     session.connect()
     await session.post('Profiler.enable')
     await session.post('Profiler.start')
   }
+  started = performance.now()
   const done = await runRedriveJob({ db, producer }, job.id)
+  const ms = performance.now() - started
+  const machine = machineCpu()
+  const cpu1 = processCpu()
   if (session) {
     const { profile } = await session.post('Profiler.stop')
     writeFileSync(`${process.env.PROFILE}/redrive.cpuprofile`, JSON.stringify(profile))
     session.disconnect()
     console.log(`profile: ${process.env.PROFILE}/redrive.cpuprofile`)
   }
-  const ms = performance.now() - started
   console.log(`run: ${ms.toFixed(0)} ms, ${((done.succeeded / ms) * 1000).toFixed(0)} records/s, ${done.status}, ${done.succeeded} sent`)
   dump('run')
-  const machine = machineCpu()
-  const cpu1 = processCpu()
   const d = (k: keyof typeof cpu1) => (cpu1[k] - cpu0[k]).toFixed(2)
   console.log(
     `cpu (create + run): PostgreSQL ${d('postgres')} s, this process ${d('self')} s, java (the broker) ${d('java')} s, the rest ${d('rest')} s; ` +
