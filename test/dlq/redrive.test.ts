@@ -17,7 +17,7 @@ import type { ConsumedRecord, KafkaHeader, KafkaProducer } from '../../src/kafka
 import { createParkedKeys } from '../../src/ordering/state-store.js'
 import { NonRetriableError } from '../../src/retry/classify.js'
 import { encodeFailureHeaders } from '../../src/failure/headers.js'
-import type { SqlExecutor } from '../../src/store/executor.js'
+import type { SqlExecutor, SqlRow } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { stateDatabase } from '../helpers/db.js'
 import { isLifelineError } from '../../src/errors.js'
@@ -239,6 +239,17 @@ test('a bulk redrive of 10,000 records never exceeds its rate in any 1-second wi
   const byKey = new Map<string, number[]>()
   for (const r of out) byKey.set(r.key!.toString(), [...(byKey.get(r.key!.toString()) ?? []), (JSON.parse(r.value!.toString()) as { n: number }).n])
   for (const [key, ns] of byKey) assert.deepEqual(ns, Array.from({ length: PER_KEY }, (_, i) => i), `key ${key} out of order`)
+  // Each item holds where its replay landed (partition and offset of the record carrying its replay id).
+  const landed = new Map(out.map((r) => [header(r, ReplayHeaders.id), `${r.partition}:${r.offset}`]))
+  const { rows: acks } = await db.query<{ replay_id: string; target_partition: number; target_offset: string }>(
+    'select replay_id, target_partition, target_offset::text from lifeline_dlq_job_items where job_id = $1', [job.id],
+  )
+  assert.equal(acks.length, 10_000)
+  for (const a of acks) assert.equal(`${a.target_partition}:${a.target_offset}`, landed.get(a.replay_id), `item of replay ${a.replay_id}`)
+  // Its record's history: one event, `replaying → replayed`, naming the job, the replay id and where it landed.
+  const one = await getRecord(db, (await db.query<{ record_id: string }>('select record_id from lifeline_dlq_job_items where job_id = $1 and seq = 1', [job.id])).rows[0]!.record_id)
+  assert.deepEqual(one.events.map((e) => [e.from, e.to, e.detail.jobId]), [['replaying', 'replayed', job.id]])
+  assert.equal(`${one.events[0]!.detail.partition}:${one.events[0]!.detail.offset}`, landed.get(one.events[0]!.detail.replayId as string))
 
   // The same filter again: every record is replayed already, nothing is sent.
   const second = await createRedriveJob(d, { filter: { topic: origin }, actor: 'bob' })
@@ -252,6 +263,42 @@ test('a bulk redrive of 10,000 records never exceeds its rate in any 1-second wi
   const all = await readAll(t, origin, 10_000 + PER_KEY, 60_000)
   assert.equal(all.length, 10_000 + PER_KEY)
   assert.equal(all.filter((r) => header(r, ReplayHeaders.count) === '2').length, PER_KEY)
+})
+
+test('a record discarded after the job read its window (before it was marked) is not sent: its item is skipped, its record stays discarded', async (t) => {
+  const db = await database(t)
+  const origin = await topic(t, { partitions: 1 })
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++) ids.push(await indexOne(db, deadLetter({ origin, offset: i, key: `k${i}`, value: `v${i}` })))
+  const d = deps(t, db)
+  const job = await createRedriveJob(d, { filter: { topic: origin }, actor: 'alice' })
+  // The operator's discard lands between the runner's window read and its `replaying` transaction.
+  let discarded = false
+  const racing = {
+    kind: db.kind,
+    query: async <R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) => {
+      const result = await db.query<R>(text, params)
+      if (!discarded && text.includes('from lifeline_dlq_job_items i join lifeline_dlq_records r') && text.includes('i.seq > $2')) {
+        discarded = true
+        await discardRecord(d, ids[2]!, { actor: 'bob', reason: 'poison' })
+      }
+      return result
+    },
+    transaction: (fn) => db.transaction(fn),
+    close: () => db.close(),
+  } satisfies SqlExecutor
+  const done = await runRedriveJob({ ...d, db: racing }, job.id)
+  assert.ok(discarded)
+  assert.deepEqual([done.status, done.succeeded, done.skipped, done.done], ['completed', 4, 1, 5])
+  const item = (await db.query<{ status: string; detail: string; replay_id: string | null }>('select status, detail, replay_id from lifeline_dlq_job_items where job_id = $1 and record_id = $2', [job.id, ids[2]])).rows[0]!
+  assert.deepEqual([item.status, item.replay_id], ['skipped', null])
+  assert.match(item.detail, /no longer pending/)
+  const record = await getRecord(db, ids[2]!)
+  assert.equal(record.status, 'discarded')
+  assert.equal(record.replayCount, 0)
+  assert.equal(Number((await db.query<{ n: string }>('select count(*) as n from lifeline_dlq_replays where record_id = $1', [ids[2]])).rows[0]!.n), 0)
+  const out = await readAll(t, origin, 4, 30_000)
+  assert.deepEqual(out.map((r) => r.value!.toString()).sort(), ['v0', 'v1', 'v3', 'v4'])
 })
 
 test('a failed send keeps its key back across pipelined batches: the next batch (prepared before the failure was known) and later ones skip the key; other keys go on', async (t) => {
@@ -286,7 +333,7 @@ test('a failed send keeps its key back across pipelined batches: the next batch 
   // The held record's replay row is gone and its history is back to pending: nothing was sent for it.
   const held = await getRecord(db, (await db.query<{ record_id: string }>(`select record_id from lifeline_dlq_job_items where job_id = $1 and seq = 2`, [job.id])).rows[0]!.record_id)
   assert.equal(held.status, 'pending')
-  assert.deepEqual(held.events.map((e) => [e.from, e.to]), [['pending', 'replaying'], ['replaying', 'pending']])
+  assert.deepEqual(held.events.map((e) => [e.from, e.to]), [['replaying', 'pending']]) // a job's pending → replaying writes no event
   const { rows: replays } = await db.query<{ n: string }>('select count(*) as n from lifeline_dlq_replays where record_id = $1', [held.id])
   assert.equal(Number(replays[0]!.n), 0)
   const out = await readAll(t, origin, 2, 30_000)

@@ -34,29 +34,44 @@ export async function holdLease(tx: SqlQueryable, run: Run): Promise<void> {
 }
 
 
-/** Marks a prepared batch in one transaction: its items `sending` with their replay ids, its replay rows, its records `replaying`. */
-export async function markSending(run: Run, ready: Prepared['ready']): Promise<void> {
+/**
+ * Marks a prepared batch in one transaction: its records `replaying` (no event: see below), then the items
+ * of those it moved `sending` with their replay ids, and their replay rows. Returns the items it left out: a
+ * record read `pending` that is not any more (an operator discarded or resolved it since the window was
+ * read, or a single replay took it) is not sent; the caller skips its item.
+ */
+export async function markSending(run: Run, ready: Prepared['ready']): Promise<Set<number>> {
   const { deps, job } = run
-  await deps.db.transaction(async (tx) => {
+  return deps.db.transaction(async (tx) => {
     await holdLease(tx, run)
+    // `replaying` without an event of its own: the item (`sending`, with its replay id) says which job has the
+    // record in flight, and the event that ends it (`replayed`, or `pending` again) names the job and the replay.
+    const { rows: moved } = await tx.query(
+      `update lifeline_dlq_record_states r set status = 'replaying', status_reason = 'redrive', status_actor = $2, status_at = now() where r.id = any($1::int8[]) and r.status = 'pending' returning r.id`,
+      [ready.map((r) => r.item.source.id), run.actor],
+    )
+    const movedIds = new Set(moved.map((m) => String(m.id)))
+    const gone = new Set(ready.filter((r) => r.item.source.status === 'pending' && !movedIds.has(r.item.source.id)).map((r) => r.item.seq))
+    const sending = gone.size === 0 ? ready : ready.filter((r) => !gone.has(r.item.seq))
+    if (sending.length === 0) return gone
     await tx.query(`update lifeline_dlq_job_items i set status = 'sending', replay_id = x.r from unnest($2::int[], $3::text[]) as x(seq, r) where i.job_id = $1 and i.seq = x.seq`, [
-      job.id, ready.map((r) => r.item.seq), ready.map((r) => r.replayId),
+      job.id, sending.map((r) => r.item.seq), sending.map((r) => r.replayId),
     ])
     await tx.query(
       `insert into lifeline_dlq_replays (replay_id, record_id, job_id, target_topic, target_partition, actor, replay_count)
        select x.id, x.rec, $1, x.t, x.p, $2, x.c from unnest($3::text[], $4::int8[], $5::text[], $6::int[], $7::int[]) as x(id, rec, t, p, c) on conflict (replay_id) do nothing`,
-      [job.id, run.actor, ready.map((r) => r.replayId), ready.map((r) => r.item.source.id), ready.map((r) => r.planned.topic), ready.map((r) => r.planned.record.partition ?? null), ready.map((r) => r.count)],
+      [job.id, run.actor, sending.map((r) => r.replayId), sending.map((r) => r.item.source.id), sending.map((r) => r.planned.topic), sending.map((r) => r.planned.record.partition ?? null), sending.map((r) => r.count)],
     )
-    await tx.query(
-      `with x as (select * from unnest($1::int8[], $2::text[], $3::text[]) as x(id, replay_id, s)),
-       up as (update lifeline_dlq_record_states r set status = 'replaying', status_reason = 'redrive', status_actor = $4, status_at = now() from x where r.id = x.id and r.status = 'pending' returning r.id, x.replay_id),
-       forced as (select x.id, x.replay_id, x.s from x where x.s <> 'pending')
-       insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
-       select id, 'pending', 'replaying', $4, 'redrive', jsonb_build_object('jobId', $5::text, 'replayId', replay_id) from up
-       union all
-       select id, s, s, $4, 'forced replay', jsonb_build_object('jobId', $5::text, 'replayId', replay_id) from forced`,
-      [ready.map((r) => r.item.source.id), ready.map((r) => r.replayId), ready.map((r) => r.item.source.status), run.actor, job.id],
-    )
+    // A forced replay of a record that was not pending keeps its event.
+    const forced = sending.filter((r) => r.item.source.status !== 'pending')
+    if (forced.length > 0) {
+      await tx.query(
+        `insert into lifeline_dlq_events (record_id, from_status, to_status, actor, reason, detail)
+         select x.id, x.s, x.s, $4, 'forced replay', jsonb_build_object('jobId', $5::text, 'replayId', x.replay_id) from unnest($1::int8[], $2::text[], $3::text[]) as x(id, replay_id, s)`,
+        [forced.map((r) => r.item.source.id), forced.map((r) => r.replayId), forced.map((r) => r.item.source.status), run.actor, job.id],
+      )
+    }
+    return gone
   })
 }
 
@@ -78,11 +93,12 @@ export async function recordBatch(
     await holdLease(tx, run)
     if (acked.length > 0) {
       const rids = acked.map((a) => a.replayId)
+      // Where each replay landed, on its item (its replay row keeps the topic and partition it was planned with).
       await tx.query(
-        `update lifeline_dlq_replays p set target_topic = x.t, target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::text[], $3::int[], $4::int8[]) as x(id, t, p, o) where p.replay_id = x.id`,
-        [rids, acked.map((a) => a.ack.topic), acked.map((a) => a.ack.partition), acked.map((a) => String(a.ack.offset))],
+        `update lifeline_dlq_job_items i set status = 'sent', detail = null, target_partition = x.p, target_offset = x.o from unnest($2::int[], $3::int[], $4::int8[]) as x(seq, p, o)
+         where i.job_id = $1 and i.seq = x.seq`,
+        [jobId, acked.map((a) => a.seq), acked.map((a) => a.ack.partition), acked.map((a) => String(a.ack.offset))],
       )
-      await tx.query(`update lifeline_dlq_job_items set status = 'sent', detail = null where job_id = $1 and seq = any($2::int[])`, [jobId, acked.map((a) => a.seq)])
       // One row version per record: the replay count, and `replayed` unless it came back already (failed-again).
       await tx.query(
         `with x as (select * from unnest($1::int8[], $2::text[], $3::int[], $4::int8[]) as x(id, replay_id, p, o)),

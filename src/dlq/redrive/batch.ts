@@ -71,8 +71,11 @@ export async function prepareBatch(run: Run, items: readonly ItemRow[], blockedK
       skipped.push({ seq: item.seq, recordId: s.id, detail: err instanceof LifelineError ? `${err.code}: ${err.message}` : String(err) })
     }
   }
-  if (ready.length > 0) await markSending(run, ready)
-  return { ready, skipped }
+  if (ready.length === 0) return { ready, skipped }
+  const gone = await markSending(run, ready)
+  if (gone.size === 0) return { ready, skipped }
+  for (const r of ready) if (gone.has(r.item.seq)) skipped.push({ seq: r.item.seq, recordId: r.item.source.id, detail: 'record is no longer pending (changed since its window was read)' })
+  return { ready: ready.filter((r) => !gone.has(r.item.seq)), skipped }
 }
 
 /** Sends a prepared batch under the rate limit; resolves once every send is acknowledged or failed. */

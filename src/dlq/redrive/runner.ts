@@ -177,9 +177,13 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
         await drain()
         break
       }
+      // The failure-rate check (every 250 ms) and the progress read, side by side: both are on the loop's path.
+      let now: Awaited<ReturnType<typeof failureRate>> | undefined
       if (job.maxFailureRate !== null && Date.now() - lastCheck >= 250) {
         lastCheck = Date.now()
-        const now = await failureRate(run)
+        ;[now] = await Promise.all([failureRate(run), progress()])
+      } else await progress()
+      if (now !== undefined && job.maxFailureRate !== null) {
         const base = job.options.baseline ?? { sent: 0, failed: 0, again: 0 }
         const sends = now.sent - base.sent + (now.failed - base.failed)
         const bad = now.failed - base.failed + (now.again - base.again)
@@ -189,7 +193,6 @@ export async function runRedriveJob(deps: RedriveDeps, jobId: string, opts: { si
           break
         }
       }
-      await progress()
     }
     // Whatever is in flight is recorded before the run ends (unsent items go back to pending).
     await drain()
