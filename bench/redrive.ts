@@ -7,6 +7,9 @@
  *   headers) to another topic, acknowledged (records/s from the first poll to the last ack);
  * - durable copy: the raw copy plus one journal row per record written before its batch is sent and its
  *   offset after the ack (set-based): the floor of any redrive that records each replay in PostgreSQL;
+ * - status copy: the durable copy plus each record's status row changed as a redrive changes it (`replaying`
+ *   before the send, `replayed` after the ack; set-based, on a copy of the status table with its indexes): the
+ *   floor of a redrive that keeps each record's status;
  * - redrive: an unthrottled bulk redrive job of the same N records to a third topic (`runRedriveJob`
  *   duration: reads the records from the database, lifecycle writes before and after every batch, sends);
  * - limiter: a job at 2,000 records/s; achieved rate = (records − one window's burst) / (last − first send
@@ -117,6 +120,40 @@ async function replayJournal(db: SqlExecutor): Promise<CopyJournal> {
   }
 }
 
+/**
+ * The status copy's journal: the durable copy's, plus each record's DLQ status changed as a redrive changes
+ * it — `replaying` before its batch is sent, `replayed` (and its replay count) after the acknowledgements, one
+ * set-based statement each per polled batch, on a copy of `lifeline_dlq_record_states` (same columns, same
+ * indexes: the status is indexed, so neither change is heap-only). Not a headline: the floor of a redrive
+ * that keeps each record's status (without its history events, without reading the record from PostgreSQL).
+ */
+async function statusJournal(db: SqlExecutor, dlq: string): Promise<CopyJournal> {
+  await db.query('create table bench_redrive_status_journal (like bench_redrive_journal including all)')
+  await db.query('create table bench_redrive_states (like lifeline_dlq_record_states including all)')
+  await db.query(`insert into bench_redrive_states select s.* from lifeline_dlq_record_states s join lifeline_dlq_record_bodies b on b.id = s.id where b.topic = $1`, [dlq])
+  await db.query('analyze bench_redrive_states')
+  const { rows } = await db.query<{ id: string; partition: number; offset: string }>(`select id::text, partition, "offset"::text from lifeline_dlq_record_bodies where topic = $1`, [dlq])
+  const recordIds = new Map(rows.map((r) => [`${r.partition}-${r.offset}`, r.id]))
+  const ids = (batch: readonly ConsumedRecord[]) => batch.map((r) => `${r.partition}-${r.offset}`)
+  const records = (batch: readonly ConsumedRecord[]) => batch.map((r) => recordIds.get(`${r.partition}-${r.offset}`) ?? null)
+  return {
+    before: async (batch) => {
+      await db.query('insert into bench_redrive_status_journal (replay_id, record_id) select * from unnest($1::text[], $2::int8[])', [ids(batch), records(batch)])
+      await db.query(`update bench_redrive_states set status = 'replaying', status_reason = 'redrive', status_actor = 'bench', status_at = now() where id = any($1::int8[]) and status = 'pending'`, [records(batch)])
+    },
+    after: async (batch, acks) => {
+      await db.query(
+        'update bench_redrive_status_journal j set target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::int[], $3::int8[]) as x(id, p, o) where j.replay_id = x.id',
+        [ids(batch), acks.map((a) => a.partition), acks.map((a) => a.offset)],
+      )
+      await db.query(
+        `update bench_redrive_states set status = 'replayed', status_reason = 'replayed', status_actor = 'bench', status_at = now(), replay_count = replay_count + 1 where id = any($1::int8[]) and status = 'replaying'`,
+        [records(batch)],
+      )
+    },
+  }
+}
+
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const n = ctx.quick ? 20_000 : 100_000
   const limited = ctx.quick ? 8000 : 20_000
@@ -134,9 +171,10 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const limitDlq = `bench-redrive-limit-${id}.dlq`
   const copyTarget = `bench-redrive-copy-${id}`
   const durableTarget = `bench-redrive-durable-${id}`
+  const statusTarget = `bench-redrive-status-${id}`
   const redriveTarget = `bench-redrive-target-${id}`
   const limitTarget = `bench-redrive-limited-${id}`
-  const topics = [origin, dlq, limitDlq, copyTarget, durableTarget, redriveTarget, limitTarget]
+  const topics = [origin, dlq, limitDlq, copyTarget, durableTarget, statusTarget, redriveTarget, limitTarget]
   const admin = createAdmin({ brokers: ctx.brokers })
   const producer = createProducer({ brokers: ctx.brokers })
   try {
@@ -165,6 +203,9 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     ctx.logger.info({ copyRps: round(copyRps) }, 'raw copy done')
     const durableRps = await copy(ctx, producer, dlq, durableTarget, n, 'durable', await replayJournal(db))
     ctx.logger.info({ durableRps: round(durableRps) }, 'durable copy done')
+    const statusJ = await statusJournal(db, dlq)
+    const statusRps = await copy(ctx, producer, dlq, statusTarget, n, 'status', statusJ)
+    ctx.logger.info({ statusRps: round(statusRps) }, 'status copy done')
 
     const createStart = performance.now()
     const job = await createRedriveJob({ db }, { filter: { dlqTopic: dlq }, target: { kind: 'topic', topic: redriveTarget }, actor: 'bench', batchSize: 2000 })
@@ -206,10 +247,11 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       params: {
         records: n, limiter_records: limited, replica_records: replicaRecords, partitions: PARTITIONS, keys: KEYS, value_bytes: VALUE_BYTES, redrive_batch: 2000, limiter_rate_per_s: LIMIT_RATE,
         database: url.replace(/\/\/[^@]*@/, '//***@'), producer: 'createProducer defaults (idempotent, acks=all, linger 5 ms)',
-        method: 'redrive = runRedriveJob duration (records read from the database, lifecycle written per batch); raw copy = first poll to last ack; durable copy = raw copy + per polled batch one multi-row insert of a journal row per record before the send and one update of their offsets after the acks (first poll to last update); indexer = first to last record stored; replicas = lifeline dlq serve child processes on one PostgreSQL database: indexing first to last record stored, two unthrottled jobs (one per DLQ topic) creation to both completed',
+        method: 'redrive = runRedriveJob duration (records read from the database, lifecycle written per batch); raw copy = first poll to last ack; durable copy = raw copy + per polled batch one multi-row insert of a journal row per record before the send and one update of their offsets after the acks (first poll to last update); status copy = durable copy + per polled batch one update of the status rows of its records to replaying before the send and one to replayed after the acks, on a copy of lifeline_dlq_record_states with its indexes; indexer = first to last record stored; replicas = lifeline dlq serve child processes on one PostgreSQL database: indexing first to last record stored, two unthrottled jobs (one per DLQ topic) creation to both completed',
       },
       metrics: {
         redrive_rps: round(redriveRps), raw_copy_rps: round(copyRps), durable_copy_rps: round(durableRps), durable_copy_ratio: round(durableRps / copyRps, 3), redrive_vs_durable_copy: round(redriveRps / durableRps, 3),
+        status_copy_rps: round(statusRps), status_copy_ratio: round(statusRps / copyRps, 3), redrive_vs_status_copy: round(redriveRps / statusRps, 3),
         redrive_create_job_ms: round(createMs), indexer_rps: round(indexerRps),
         limiter_achieved_rps: round(achieved), limiter_accuracy: round(achieved / LIMIT_RATE, 3), limiter_max_per_window: maxWindow, limiter_job_ms: round(limitedMs),
         replicas_1_index_rps: round(one.indexRps), replicas_2_index_rps: round(two.indexRps), replicas_index_ratio: round(two.indexRps / one.indexRps, 2),
@@ -223,6 +265,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       summary: [
         `redrive ${round(redriveRps)} rec/s vs raw copy ${round(copyRps)} rec/s (ratio ${round(redriveRps / copyRps, 2)}), job creation ${round(createMs)} ms for ${n} records`,
         `durable copy (raw copy + a write-ahead row per record and its offset, set-based per batch) ${round(durableRps)} rec/s: ${round(durableRps / copyRps, 2)} of the raw copy; the redrive is ${round(redriveRps / durableRps, 2)} of it`,
+        `status copy (the durable copy + each record's status row to replaying before the send and to replayed after the ack, set-based per batch) ${round(statusRps)} rec/s: ${round(statusRps / copyRps, 2)} of the raw copy; the redrive is ${round(redriveRps / statusRps, 2)} of it`,
         `indexer ${round(indexerRps)} rec/s`,
         `limiter at ${LIMIT_RATE}/s: achieved ${round(achieved)}/s (accuracy ${round(achieved / LIMIT_RATE, 3)}), at most ${maxWindow} in any 1-s window`,
         `replicas (${replicaRecords} records, two jobs): indexing ${round(one.indexRps)} → ${round(two.indexRps)} rec/s, redrive ${round(one.redriveRps)} → ${round(two.redriveRps)} rec/s (1 → 2 replicas)`,
