@@ -107,14 +107,16 @@ async function copy(ctx: BenchContext, producer: KafkaProducer, source: string, 
  * before a batch is sent, one multi-row insert of its records' replay ids (a write-ahead journal a restart
  * reads); after the acknowledgements, one update of their offsets. Set-based, one statement each per polled
  * batch. Not a headline: the floor any redrive that records each replay in PostgreSQL meets on this machine.
+ * `table` and `recordIds` (default: the DLQ offset) let the status copy keep a journal of its own, naming the
+ * records' ids.
  */
-async function replayJournal(db: SqlExecutor): Promise<CopyJournal> {
-  await db.query('create table bench_redrive_journal (replay_id text primary key, record_id bigint not null, target_partition int, target_offset bigint)')
+async function replayJournal(db: SqlExecutor, table = 'bench_redrive_journal', recordIds: (batch: readonly ConsumedRecord[]) => Array<number | string | null> = (batch) => batch.map((r) => r.offset)): Promise<CopyJournal> {
+  await db.query(`create table ${table} (replay_id text primary key, record_id bigint not null, target_partition int, target_offset bigint)`)
   const ids = (batch: readonly ConsumedRecord[]) => batch.map((r) => `${r.partition}-${r.offset}`)
   return {
-    before: (batch) => db.query('insert into bench_redrive_journal (replay_id, record_id) select * from unnest($1::text[], $2::int8[])', [ids(batch), batch.map((r) => r.offset)]),
+    before: (batch) => db.query(`insert into ${table} (replay_id, record_id) select * from unnest($1::text[], $2::int8[])`, [ids(batch), recordIds(batch)]),
     after: (batch, acks) => db.query(
-      'update bench_redrive_journal j set target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::int[], $3::int8[]) as x(id, p, o) where j.replay_id = x.id',
+      `update ${table} j set target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::int[], $3::int8[]) as x(id, p, o) where j.replay_id = x.id`,
       [ids(batch), acks.map((a) => a.partition), acks.map((a) => a.offset)],
     ),
   }
@@ -128,24 +130,20 @@ async function replayJournal(db: SqlExecutor): Promise<CopyJournal> {
  * that keeps each record's status (without its history events, without reading the record from PostgreSQL).
  */
 async function statusJournal(db: SqlExecutor, dlq: string): Promise<CopyJournal> {
-  await db.query('create table bench_redrive_status_journal (like bench_redrive_journal including all)')
   await db.query('create table bench_redrive_states (like lifeline_dlq_record_states including all)')
   await db.query(`insert into bench_redrive_states select s.* from lifeline_dlq_record_states s join lifeline_dlq_record_bodies b on b.id = s.id where b.topic = $1`, [dlq])
   await db.query('analyze bench_redrive_states')
   const { rows } = await db.query<{ id: string; partition: number; offset: string }>(`select id::text, partition, "offset"::text from lifeline_dlq_record_bodies where topic = $1`, [dlq])
-  const recordIds = new Map(rows.map((r) => [`${r.partition}-${r.offset}`, r.id]))
-  const ids = (batch: readonly ConsumedRecord[]) => batch.map((r) => `${r.partition}-${r.offset}`)
-  const records = (batch: readonly ConsumedRecord[]) => batch.map((r) => recordIds.get(`${r.partition}-${r.offset}`) ?? null)
+  const byOffset = new Map(rows.map((r) => [`${r.partition}-${r.offset}`, r.id]))
+  const records = (batch: readonly ConsumedRecord[]) => batch.map((r) => byOffset.get(`${r.partition}-${r.offset}`) ?? null)
+  const journal = await replayJournal(db, 'bench_redrive_status_journal', records)
   return {
     before: async (batch) => {
-      await db.query('insert into bench_redrive_status_journal (replay_id, record_id) select * from unnest($1::text[], $2::int8[])', [ids(batch), records(batch)])
+      await journal.before(batch)
       await db.query(`update bench_redrive_states set status = 'replaying', status_reason = 'redrive', status_actor = 'bench', status_at = now() where id = any($1::int8[]) and status = 'pending'`, [records(batch)])
     },
     after: async (batch, acks) => {
-      await db.query(
-        'update bench_redrive_status_journal j set target_partition = x.p, target_offset = x.o from unnest($1::text[], $2::int[], $3::int8[]) as x(id, p, o) where j.replay_id = x.id',
-        [ids(batch), acks.map((a) => a.partition), acks.map((a) => a.offset)],
-      )
+      await journal.after(batch, acks)
       await db.query(
         `update bench_redrive_states set status = 'replayed', status_reason = 'replayed', status_actor = 'bench', status_at = now(), replay_count = replay_count + 1 where id = any($1::int8[]) and status = 'replaying'`,
         [records(batch)],

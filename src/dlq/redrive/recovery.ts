@@ -1,9 +1,10 @@
 /**
  * Crash recovery of a job's sends. Before a run sends anything, it notes the end offsets of its target
  * topics (`marks`); every item gets its replay id before it is sent (status `sending`). A run that takes
- * over an interrupted one settles the items left `sending`: acknowledged (its replay row has an offset) or
- * found in the target from the marks on (with `deps.kafka`) → sent; else pending again, keeping the replay
- * id it is sent with.
+ * over an interrupted one settles the items left `sending`: acknowledged (its replay row has an offset: only
+ * rows from before migration 0015, since an item's offset is written with its `sent` status) or found in the
+ * target from the marks on (with `deps.kafka`) → sent; else pending again, keeping the replay id it is sent
+ * with.
  *
  * @module
  */
