@@ -30,7 +30,7 @@
  * @module
  */
 import type { KafkaHeader } from '../kafka/types.js'
-import type { SqlExecutor } from '../store/executor.js'
+import { prepared, type SqlExecutor, type SqlResult, type SqlRow } from '../store/executor.js'
 import { decodeHeaders, encodeHeaders, headerPairs, keyEvent, parkedRecords, type ParkedRecord, type ParkStatus } from './rows.js'
 
 /** The partition a write acts through and the epoch its writer took at assignment. */
@@ -151,6 +151,11 @@ const SEQ_UPSERT = `on conflict (group_id, topic, key) do update set last_seq = 
 export class ProtocolStore {
   constructor(readonly db: SqlExecutor) {}
 
+  /** Every statement here is of fixed text and on the protocol's hot path: run as a prepared statement. */
+  #query<R extends SqlRow = SqlRow>(text: string, params: readonly unknown[]): Promise<SqlResult<R>> {
+    return this.db.query<R>(prepared(text), params)
+  }
+
   /**
    * Takes the partition for `member`: bumps its epoch (refusing every later write of an earlier owner) and,
    * in the same transaction, loads what the new owner needs. `withKeys` for a source partition.
@@ -224,7 +229,7 @@ export class ProtocolStore {
         detail: { offset: move.headOffset, location: move.location, topic: c.topic, errorCode: move.errorCode, ...(move.skip ? { skipped: [move.skip.from, move.skip.to] } : {}) },
       }
     })
-    const { rows: out } = await this.db.query(
+    const { rows: out } = await this.#query(
       `with ${FENCE},
        m as (
          select t.*, decode(t.key, 'base64') as k from jsonb_to_recordset($5::jsonb) as t(i int, topic text, partition int, key text, head_offset int8, token text, location text,
@@ -279,7 +284,7 @@ export class ProtocolStore {
 
   /** {@link ProtocolStore.placed} for several heads' copies at once, through one fence, in one statement; a result per copy, in order. */
   async placedMany(fence: Fence, group: string, copies: ReadonlyArray<{ topic: string; key: Buffer; token: string }>): Promise<WriteResult[]> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        m as (select t.i, t.topic, decode(t.key, 'base64') as k, t.token from jsonb_to_recordset($5::jsonb) as t(i int, topic text, key text, token text)),
        up as (
@@ -300,7 +305,7 @@ export class ProtocolStore {
    * with its sequence is already stored (a duplicate at another offset); 'conflict': the key has no state.
    */
   async store(fence: Fence, group: string, r: StoredRecord, openGap?: { from: number; token: string }): Promise<'stored' | 'exists' | 'duplicate' | 'fenced' | 'conflict'> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        keyrow as (select 1 from lifeline_parked_keys where group_id = $1 and topic = $5 and key = $7),
        gap as (
@@ -337,7 +342,7 @@ export class ProtocolStore {
    * by this token answers with the partition again: a retry after a lost answer).
    */
   async releaseHead(fence: Fence, group: string, topic: string, key: Buffer, token: string, reason: string): Promise<{ partition: number } | 'stale' | 'fenced'> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        cur as (select status, head_token, partition from lifeline_parked_keys where group_id = $1 and topic = $5 and key = $6),
        up as (
@@ -360,7 +365,7 @@ export class ProtocolStore {
    * its sequence saved as the key's last handled one. Conflict when the key is no longer released by `releaseToken`.
    */
   async replayed(fence: Fence, group: string, p: { topic: string; partition: number; key: Buffer; id: string; releaseToken: string; seq?: number }): Promise<WriteResult> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        k as (select 1 from lifeline_parked_keys where group_id = $1 and topic = $5 and key = $7 and status = 'released' and head_token = $8),
        del as (delete from lifeline_parked_records where id = $9::int8 and group_id = $1 and topic = $5 and key = $7 and exists (select 1 from fence) and exists (select 1 from k) returning 1),
@@ -384,7 +389,7 @@ export class ProtocolStore {
    * the key is no longer released by `releaseToken`.
    */
   async finishRelease(fence: Fence, group: string, topic: string, key: Buffer, releaseToken: string): Promise<'done' | 'records-left' | 'fenced' | 'conflict'> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        k as (select 1 from lifeline_parked_keys where group_id = $1 and topic = $5 and key = $6 and status = 'released' and head_token = $7),
        rest as (select 1 from lifeline_parked_records where group_id = $1 and topic = $5 and key = $6 limit 1),
@@ -405,7 +410,7 @@ export class ProtocolStore {
 
   /** A replay found a gap: released → gap, waiting for `from` (a new token: the release is over). */
   async reopenGap(fence: Fence, group: string, topic: string, key: Buffer, releaseToken: string, token: string, from: number): Promise<WriteResult> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        cur as (select head_token from lifeline_parked_keys where group_id = $1 and topic = $5 and key = $6),
        up as (
@@ -425,7 +430,7 @@ export class ProtocolStore {
    * sequence is recorded as skipped and saved as handled. Returns the first stored sequence (null when none).
    */
   async closeGap(fence: Fence, group: string, p: { topic: string; partition: number; key: Buffer; token: string; skip?: string }): Promise<{ firstStored: number | null } | 'fenced' | 'conflict'> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        k as (select gap_from from lifeline_parked_keys where group_id = $1 and topic = $5 and key = $7 and status = 'gap' and head_token = $8),
        first as (select min(seq) as seq from lifeline_parked_records where group_id = $1 and topic = $5 and key = $7),
@@ -462,7 +467,7 @@ export class ProtocolStore {
    * row (a former owner's, never completed) comes back to be completed with its own token and copy.
    */
   async beginDeadLetter(fence: Fence, group: string, at: { topic: string; partition: number; offset: number }, token: string, copy: OutgoingCopy): Promise<'started' | 'placed' | 'fenced' | PendingCopy> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        cur as (select state, token, out_topic, out_partition, out_key, out_value, out_headers, out_timestamp, out_from from lifeline_dead_letters where group_id = $1 and topic = $5 and partition = $6 and "offset" = $7),
        ins as (
@@ -482,7 +487,7 @@ export class ProtocolStore {
 
   /** The dead letter was acknowledged (and its hook ran): pending → placed, its stored copy dropped. */
   async deadLetterPlaced(fence: Fence, group: string, at: { topic: string; partition: number; offset: number }, token: string): Promise<WriteResult> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        up as (
          update lifeline_dead_letters set state = 'placed', out_key = null, out_value = null, out_headers = null
@@ -501,7 +506,7 @@ export class ProtocolStore {
 
   /** {@link ProtocolStore.isHead} for several copies at once, in one statement; an answer per copy, in order. */
   async areHeads(group: string, copies: ReadonlyArray<{ topic: string; key: Buffer; token: string }>): Promise<boolean[]> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `select t.i from jsonb_to_recordset($2::jsonb) as t(i int, topic text, key text, token text)
        join lifeline_parked_keys p on p.group_id = $1 and p.topic = t.topic and p.key = decode(t.key, 'base64') and p.head_token = t.token and p.status = 'parked'`,
       [group, JSON.stringify(copies.map((c, i) => ({ i, topic: c.topic, key: c.key.toString('base64'), token: c.token })))],
@@ -513,7 +518,7 @@ export class ProtocolStore {
 
   /** The key's current state (for a write that found the key in another state than its owner thought). */
   async keyRow(group: string, topic: string, key: Buffer): Promise<KeyRow | undefined> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `select k.key, k.status, k.head_offset, k.head_token, k.head_state, k.head_location, k.parked_at, k.gap_from, k.gap_since,
          (select count(*) from lifeline_parked_records r where r.group_id = k.group_id and r.topic = k.topic and r.key = k.key) as records
        from lifeline_parked_keys k where k.group_id = $1 and k.topic = $2 and k.key = $3`,
@@ -525,7 +530,7 @@ export class ProtocolStore {
   /** Released keys of these partitions (and the token of their release), waiting for their owner to replay them. */
   async releasedKeys(group: string, topic: string, partitions: readonly number[]): Promise<Array<{ partition: number; key: Buffer; token: string }>> {
     if (partitions.length === 0) return []
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       "select partition, key, head_token from lifeline_parked_keys where group_id = $1 and topic = $2 and status = 'released' and partition = any($3::int[]) order by released_at",
       [group, topic, `{${partitions.join(',')}}`],
     )
@@ -534,14 +539,14 @@ export class ProtocolStore {
 
   /** Whether `seq` of the key was skipped by a gap policy (so its late arrival is a straggler, not a duplicate). */
   async isSkipped(group: string, topic: string, key: Buffer, seq: number): Promise<boolean> {
-    const { rows } = await this.db.query('select 1 from lifeline_sequence_skips where group_id = $1 and topic = $2 and key = $3 and from_seq <= $4 and to_seq >= $4 limit 1', [group, topic, key, seq])
+    const { rows } = await this.#query('select 1 from lifeline_sequence_skips where group_id = $1 and topic = $2 and key = $3 and from_seq <= $4 and to_seq >= $4 limit 1', [group, topic, key, seq])
     return rows.length > 0
   }
 
   /** Upserts the last handled sequence of keys (never moves one back). Fenced like every runtime write. */
   async saveSequences(fence: Fence, group: string, topic: string, partition: number, entries: ReadonlyArray<readonly [key: Buffer, seq: number]>): Promise<WriteResult> {
     if (entries.length === 0) return 'ok'
-    const { rows } = await this.db.query(
+    const { rows } = await this.#query(
       `with ${FENCE},
        up as (
          insert into lifeline_key_sequences (group_id, topic, partition, key, last_seq)

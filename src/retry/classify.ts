@@ -162,14 +162,22 @@ function* causeChain(err: unknown): Generator<unknown> {
  * 4. anything else → retriable.
  */
 export function classifyError(err: unknown, options: ClassifyOptions = {}): Classification {
-  const stack = prop(err, 'stack')
+  // The stack is read when something reads it (a failure context), not for every failed attempt:
+  // formatting a stack is the costliest part of an error (source-mapped, far more so).
+  let stack: string | undefined | null = null
   const describe = (kind: Classification['kind'], rule: ClassificationRule): Classification => ({
     kind,
     rule,
     errorClass: classOf(err),
     code: codeOf(err) ?? 'UNKNOWN',
     message: messageOf(err),
-    stack: typeof stack === 'string' ? stack : undefined,
+    get stack() {
+      if (stack === null) {
+        const read = prop(err, 'stack')
+        stack = typeof read === 'string' ? read : undefined
+      }
+      return stack
+    },
   })
 
   const verdict = options.classifier?.(err)

@@ -45,6 +45,8 @@ export interface OpenDatabaseOptions {
   poolSize?: number
   /** PostgreSQL: how long a statement may run, ms (0: no limit; default 60 000). See {@link PostgresOptions}. */
   statementTimeoutMs?: number
+  /** PostgreSQL: run the ordering protocol's statements as named prepared statements (default true). See {@link PostgresOptions}. */
+  preparedStatements?: boolean
   /** Parent logger. Default: silent. */
   logger?: Logger
 }
@@ -76,6 +78,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<S
       url,
       ...(options.poolSize === undefined ? {} : { poolSize: options.poolSize }),
       ...(options.statementTimeoutMs === undefined ? {} : { statementTimeoutMs: options.statementTimeoutMs }),
+      ...(options.preparedStatements === undefined ? {} : { preparedStatements: options.preparedStatements }),
       ...(logger === undefined ? {} : { logger }),
     })
   }

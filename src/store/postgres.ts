@@ -13,7 +13,7 @@ import pg from 'pg'
 import { LifelineError } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { abortedTransactionError, classifyDriverError, wrapDriverError } from './driver-error.js'
-import type { SqlExecutor, SqlQueryable, SqlResult, SqlRow } from './executor.js'
+import { preparedName, type SqlExecutor, type SqlQueryable, type SqlResult, type SqlRow } from './executor.js'
 import { runScriptKey, type ScriptRunner } from './script.js'
 import { postgresDefaults } from './postgres-defaults.js'
 
@@ -33,6 +33,13 @@ export interface PostgresOptions {
    * 60 000.
    */
   statementTimeoutMs?: number
+  /**
+   * Run the statements marked {@link prepared} (the ordering protocol's) as named prepared statements, each
+   * parsed and planned once per connection. Default true. Turn it off behind a pooler that does not keep
+   * a server connection per client connection (PgBouncer in transaction mode before 1.21, or without
+   * `max_prepared_statements`).
+   */
+  preparedStatements?: boolean
   /** Parent logger; the executor logs under `{ component: 'store', kind: 'postgres' }`. Default: silent. */
   logger?: Logger
 }
@@ -86,8 +93,13 @@ async function runOne<R extends SqlRow>(
   client: pg.PoolClient,
   text: string,
   params: readonly unknown[] | undefined,
+  prepare: boolean,
 ): Promise<SqlResult<R>> {
   const config: pg.QueryConfig & { queryMode: 'extended' } = { text, values: [...(params ?? [])], queryMode: 'extended' }
+  if (prepare) {
+    const name = preparedName(text)
+    if (name !== undefined) config.name = name
+  }
   try {
     return toResult<R>(await client.query(config))
   } catch (err) {
@@ -113,6 +125,10 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlExecuto
   positiveInteger(poolSize, 'poolSize')
   positiveInteger(connectTimeoutMs, 'connectTimeoutMs')
   const statementTimeoutMs = options.statementTimeoutMs ?? postgresDefaults.statementTimeoutMs
+  const prepare = options.preparedStatements ?? true
+  if (typeof prepare !== 'boolean') {
+    throw new LifelineError('LL_OPTIONS_INVALID', `preparedStatements must be a boolean, got ${String(prepare)}`, { details: { path: 'preparedStatements' } })
+  }
   if (statementTimeoutMs !== 0) positiveInteger(statementTimeoutMs, 'statementTimeoutMs')
   const log = (options.logger ?? silentLogger()).child({ component: 'store', kind: KIND })
   const target = describeUrl(options.url)
@@ -207,7 +223,7 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlExecuto
     const tx: SqlQueryable & ScriptRunner = {
       async query<R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) {
         assertActive()
-        return runOne<R>(client, text, params)
+        return runOne<R>(client, text, params, prepare)
       },
       async [runScriptKey](sql: string) {
         assertActive()
@@ -242,7 +258,7 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlExecuto
   const executor: SqlExecutor & AsyncDisposable & ScriptRunner = {
     kind: KIND,
     query<R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) {
-      return track(() => withClient(text, (client) => runOne<R>(client, text, params)))
+      return track(() => withClient(text, (client) => runOne<R>(client, text, params, prepare)))
     },
     transaction(fn) {
       return track(() => runTransaction(fn))

@@ -123,6 +123,21 @@ test('classification carries the stack of Errors only', () => {
   assert.equal(classifyError('s').stack, undefined)
 })
 
+test('a classification reads the stack only when asked for it, once', () => {
+  let reads = 0
+  const err = new Error('lazy')
+  const stack = err.stack
+  Object.defineProperty(err, 'stack', { get: () => (reads++, stack) })
+  const c = classifyError(err)
+  assert.equal(c.kind, 'retriable')
+  assert.equal(reads, 0, 'classifying formats no stack')
+  assert.equal(c.stack, stack)
+  assert.equal(c.stack, stack)
+  assert.equal(reads, 1)
+  const hostile = Object.defineProperty(new Error('h'), 'stack', { get: () => { throw new Error('no') } })
+  assert.equal(classifyError(hostile).stack, undefined)
+})
+
 test('NonRetriableError and DecodeError keep cause, code and details', () => {
   const cause = new Error('root')
   const n = new NonRetriableError('n', { code: 'C', cause })

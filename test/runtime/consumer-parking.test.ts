@@ -6,6 +6,7 @@ import { NonRetriableError } from '../../src/retry/classify.js'
 import { decodeFailureHeaders } from '../../src/failure/headers.js'
 import { readTierRecord } from '../../src/failure/tier-record.js'
 import { stateDatabase } from '../helpers/db.js'
+import type { SqlExecutor } from '../../src/store/index.js'
 import { producer, topic, waitFor } from '../helpers/kafka.js'
 import { header, lifeline, readAll } from '../helpers/lifeline.js'
 
@@ -175,4 +176,52 @@ test("ordering 'none' keeps independent retries: a retried record's successors o
   await producer(t).send([1, 2, 3].map((n) => ({ topic: source, key: 'same-key', value: JSON.stringify({ n }) })))
   await waitFor(() => applied.length === 3, 'all three, the first after its tier')
   assert.deepEqual(applied, [2, 3, 1], 'the successors did not wait for the retried record')
+})
+
+test('a retry-tier copy waiting for its head check holds no handler slot: records of other keys run meanwhile', async (t) => {
+  const source = await topic(t, { partitions: 1 })
+  const real = await stateDatabase(t)
+  // The tier copy's head check (one statement) waits at a gate the test opens.
+  let checking = false
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => (open = resolve))
+  const db: SqlExecutor = {
+    kind: real.kind,
+    transaction: (fn) => real.transaction(fn),
+    close: () => real.close(),
+    async query(text, params) {
+      if (text.includes('select t.i from jsonb_to_recordset($2::jsonb)')) {
+        checking = true
+        await gate
+      }
+      return real.query(text, params)
+    },
+  }
+  const attempts: string[] = []
+  const good: string[] = []
+  await lifeline<{ id: string }>(t, {
+    topics: [source],
+    state: db,
+    concurrency: 1,
+    retry: { maxAttempts: 1 },
+    retryTopics: { delaysMs: [100] },
+    handler: ({ value, topic: tp }) => {
+      if (value.id === 'bad') {
+        attempts.push(tp)
+        throw new Error('downstream said no')
+      }
+      good.push(value.id)
+    },
+  })
+  const p = producer(t)
+  await p.send([{ topic: source, key: 'k-bad', value: JSON.stringify({ id: 'bad' }) }])
+  await waitFor(() => checking, 'the tier copy checking its head')
+  await p.send(Array.from({ length: 5 }, (_, i) => ({ topic: source, key: `k${i}`, value: JSON.stringify({ id: `g${i}` }) })))
+  // With concurrency 1, a copy holding its slot through the check would keep these waiting at the gate.
+  await waitFor(() => good.length === 5, 'the other keys running while the head check waits', 15_000)
+  assert.equal(attempts.length, 1, 'the tier copy has not run yet')
+  open()
+  const dlq = await readAll(t, `svc.${source}.dlq`, 1)
+  assert.equal(attempts.length, 2, 'the source attempt and tier 1')
+  assert.equal(decodeFailureHeaders(dlq[0]!.headers)!.attempts, 2)
 })

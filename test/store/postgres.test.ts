@@ -5,6 +5,7 @@ import { pino } from 'pino'
 import { isLifelineError } from '../../src/errors.js'
 import { startTcpProxy } from '../../src/dev/tcp-proxy.js'
 import { openPostgres } from '../../src/store/postgres.js'
+import { prepared, preparedName } from '../../src/store/executor.js'
 import { defer, randomName } from '../helpers/db.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -37,6 +38,7 @@ describe('openPostgres', () => {
       [{ url: '' }, 'url'],
       [{ url: 'postgres://x@127.0.0.1/x', poolSize: 0 }, 'poolSize'],
       [{ url: 'postgres://x@127.0.0.1/x', connectTimeoutMs: 1.5 }, 'connectTimeoutMs'],
+      [{ url: 'postgres://x@127.0.0.1/x', preparedStatements: 'yes' as unknown as boolean }, 'preparedStatements'],
     ] as const) {
       await assert.rejects(openPostgres(options), (err) => isLifelineError(err, 'LL_OPTIONS_INVALID') && err.details.path === path)
     }
@@ -59,6 +61,28 @@ describe('openPostgres', () => {
 
   // Regression: a checked-out client has no pool 'error' listener, so a connection dropped between two
   // statements of a transaction crashed the process with an unhandled 'error' event.
+  it('runs a statement marked prepared() as a named prepared statement, unless preparedStatements is false', { skip: needsServer }, async () => {
+    const text = prepared(`select $1::int + 1 as n -- ${randomName('prepared-test', '_')}`)
+    const name = preparedName(text)
+    assert.match(name ?? '', /^lifeline_\d+$/)
+    assert.equal(prepared(text), text)
+    assert.equal(preparedName(text), name, 'a text keeps its name')
+    assert.equal(preparedName('select 1'), undefined)
+    for (const preparedStatements of [true, false]) {
+      const db = await openPostgres({ url: process.env.DATABASE_URL as string, preparedStatements })
+      try {
+        const seen = await db.transaction(async (tx) => {
+          for (let i = 0; i < 3; i++) assert.equal((await tx.query<{ n: number }>(text, [i])).rows[0]!.n, i + 1)
+          const { rows } = await tx.query<{ name: string }>('select name from pg_prepared_statements where name = $1', [name])
+          return rows.length
+        })
+        assert.equal(seen, preparedStatements ? 1 : 0)
+      } finally {
+        await db.close()
+      }
+    }
+  })
+
   it('turns a connection killed mid-transaction into LL_DB_CONNECT, then recovers', { skip: needsServer }, async (t) => {
     const logged: { msg?: string }[] = []
     const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line)) })

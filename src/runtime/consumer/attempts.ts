@@ -14,7 +14,7 @@ import { sleep } from '../../util/sleep.js'
 import { admit, PermitHolder } from './breaker-gate.js'
 import { emit, reportError } from './events.js'
 import { leaveMainPath, message, type Failure } from './leave-main-path.js'
-import { afterSuccess, preflight } from './parking.js'
+import { afterSuccess, preflight, preflightMayWait } from './parking.js'
 import { releaseSlot, takeSlot } from './slots.js'
 import { CANCELLED, type ConsumerContext, type Item, type Outcome } from './context.js'
 
@@ -84,6 +84,8 @@ export async function processRecord(ctx: ConsumerContext, item: Item, first?: Fi
     }
   }
   if (!first) {
+    // A check that waits for the database holds no handler slot (the loop below takes one to run).
+    if (preflightMayWait(ctx, item)) giveUpSlot()
     const pre = await preflight(ctx, item)
     if (pre !== 'run') {
       giveUpSlot()

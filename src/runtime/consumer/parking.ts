@@ -129,6 +129,17 @@ function log(ctx: ConsumerContext, item: Item, message: string): void {
   ctx.log.info({ topic: r.topic, partition: r.partition, offset: r.offset, seq: item.seq }, message)
 }
 
+/**
+ * Whether preflight may wait for the state database: a retry-tier copy's head check, a key with state (a
+ * store behind its head, a refresh), a redriven head's token, a sequence gap to open. The caller gives its
+ * handler slot back meanwhile, so records of other keys run while these wait on a round trip.
+ */
+export function preflightMayWait(ctx: ConsumerContext, item: Item): boolean {
+  if (!ctx.parking || item.record.key === null || item.noPark || item.parkedId !== undefined) return false
+  if (item.tier) return item.tier.token !== undefined
+  return ctx.options.sequence !== undefined || item.state.keys.has(item.schedulingKey!) || redriveToken(item) !== undefined
+}
+
 /** A tier copy runs only while it is its key's parked head; any other copy is stale. */
 async function tierPreflight(ctx: ConsumerContext, item: Item): Promise<'run' | 'done' | typeof CANCELLED> {
   const r = item.record
