@@ -156,7 +156,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     await producer.connect()
     await produceBacklog(producer, topic, total)
     ctx.logger.info({ topic, total }, 'backlog produced')
-    // Baseline and tiers alternate which runs first, over `rounds` rounds; each keeps its best round.
+    // Baseline, ceiling and tiers run in an order that reverses every round; each keeps its best round.
     const best = (a: Run | undefined, b: Run) => (a === undefined || b.rps > a.rps ? b : a)
     let baseline: Run | undefined
     let ceiling: Run | undefined
