@@ -30,6 +30,8 @@ import type { KafkaProducer, ProduceRecord } from '../src/kafka/index.js'
 import { createConsumer } from '../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../src/runtime/options.js'
 import { openDatabase } from '../src/store/index.js'
+import { postgresDefaults } from '../src/store/postgres-defaults.js'
+import { benchDatabase } from './lib/database.js'
 import type { SqlExecutor } from '../src/store/index.js'
 import { round } from './lib/results.js'
 import { percentile, perSecond } from './lib/stats.js'
@@ -40,7 +42,6 @@ export const PARTITIONS = 3
 const HEALTHY_KEYS = 1000
 export const POISON_EVERY = 100 // 1%
 export const CONCURRENCY = 32
-const GROUP_PREFIX = 'bench-hol-'
 
 /** A poison record's key: `p-<n>`, a key of its own. */
 export const isPoison = (key: Buffer | null): boolean => key !== null && key[0] === 0x70 /* 'p' */
@@ -78,7 +79,7 @@ async function consume(ctx: BenchContext, topic: string, total: number, variant:
   const poisonOn = variant === 'tiers' || variant === 'blocking'
   const options: ConsumerOptions<Buffer> = {
     brokers: ctx.brokers,
-    groupId: `${GROUP_PREFIX}${variant}-${suffix()}`,
+    groupId: `bench-hol-${variant}-${suffix()}`,
     service: `hol${variant}`,
     topics: [topic],
     decoder: 'raw',
@@ -130,14 +131,6 @@ async function consume(ctx: BenchContext, topic: string, total: number, variant:
   }
 }
 
-/** Deletes the protocol's rows of this benchmark's groups, from every Lifeline table keyed by group. */
-async function dropBenchState(db: SqlExecutor): Promise<void> {
-  const { rows } = await db.query<{ table_name: string }>(
-    `select table_name from information_schema.columns where column_name = 'group_id' and table_name like 'lifeline\\_%' and table_schema = current_schema()`,
-  )
-  for (const { table_name } of rows) await db.query(`delete from ${table_name} where group_id like $1`, [`${GROUP_PREFIX}%`])
-}
-
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const total = ctx.quick ? 9_000 : 300_000
   const capMs = ctx.quick ? 20_000 : 45_000
@@ -150,7 +143,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   // the benches, turns the maps on, and a mapped stack costs a failure path ~60 µs of main-thread time.
   const sourceMaps = process.sourceMapsEnabled
   process.setSourceMapsEnabled(false)
-  const db = await openDatabase(process.env.DATABASE_URL ? { url: process.env.DATABASE_URL } : { dataDir: join(dir, 'db') })
+  const server = process.env.DATABASE_URL ? await benchDatabase('lifeline_bench_hol', postgresDefaults.poolSize) : undefined
+  const db = server?.db ?? (await openDatabase({ dataDir: join(dir, 'db') }))
   try {
     await admin.createTopics([{ topic, partitions: PARTITIONS }])
     await producer.connect()
@@ -222,10 +216,9 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     await producer.close()
     await admin.deleteTopics([topic]).catch(() => undefined)
     await admin.close()
-    // The run's state rows go (a server database keeps them otherwise, and every later run pays for the
-    // larger tables: 20 runs left ~400 MB of parked keys, most of them dead versions).
-    await dropBenchState(db).catch((err: unknown) => ctx.logger.warn({ err }, 'could not delete the run\'s state rows'))
-    await db.close()
+    // A fresh database per run, dropped after it: state left on a shared one makes every later run pay
+    // for larger tables (twenty runs had left ~400 MB of parked keys, most of them dead versions).
+    await (server ? server.drop() : db.close())
     process.setSourceMapsEnabled(sourceMaps)
     rmSync(dir, { recursive: true, force: true })
   }

@@ -19,8 +19,11 @@ export interface BenchDatabase {
 
 export const serverUrl = (): string => process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 
-/** Creates `<prefix>_<8 hex>` on the server, opens a pool of `poolSize` on it and applies Lifeline's migrations. */
-export async function benchDatabase(prefix: string, poolSize: number): Promise<BenchDatabase> {
+/**
+ * Creates `<prefix>_<8 hex>` on the server, opens a pool of `poolSize` on it and applies Lifeline's migrations
+ * (or what `migrateWith` applies instead, e.g. the migrations up to an earlier version).
+ */
+export async function benchDatabase(prefix: string, poolSize: number, migrateWith: (db: SqlExecutor) => Promise<unknown> = migrateLifeline): Promise<BenchDatabase> {
   const url = serverUrl()
   const name = `${prefix}_${randomBytes(4).toString('hex')}`
   const admin = await openPostgres({ url, poolSize: 1 })
@@ -34,7 +37,7 @@ export async function benchDatabase(prefix: string, poolSize: number): Promise<B
     await admin.close().catch(() => undefined)
   }
   try {
-    await migrateLifeline(db)
+    await migrateWith(db)
   } catch (err) {
     await drop()
     throw err

@@ -25,7 +25,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createAdmin, createProducer } from '../../src/kafka/index.js'
 import { createConsumer } from '../../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../../src/runtime/options.js'
-import { openDatabase } from '../../src/store/index.js'
+import { postgresDefaults } from '../../src/store/postgres-defaults.js'
+import { benchDatabase } from '../lib/database.js'
 import { suffix } from '../lib/topics.js'
 import { CONCURRENCY, isPoison, PARTITIONS, POISON_EVERY, produceBacklog } from '../hol.js'
 
@@ -41,7 +42,9 @@ let profiled = 0
 interface Bucket { healthy: number; failed: number; tier: number; paused: Map<string, number>; elu: number }
 
 async function runOnce(topic: string, variant: string): Promise<void> {
-  const db = variant === 'tiers' ? await openDatabase({ url: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' }) : undefined
+  // A fresh database per run on DATABASE_URL's server (default the local one), dropped after it.
+  const server = variant === 'tiers' ? await benchDatabase('lifeline_profile_hol', postgresDefaults.poolSize) : undefined
+  const db = server?.db
   const healthyTotal = total - Math.floor(total / POISON_EVERY)
   const buckets: Bucket[] = []
   let first = 0
@@ -121,7 +124,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
     console.log(`profile: ${file}`)
   }
   await consumer.close()
-  await db?.close()
+  await server?.drop()
   const elapsed = last - first
   console.log(`\n${variant}: ${done} healthy in ${elapsed.toFixed(0)} ms = ${Math.round((done / elapsed) * 1000)} rec/s; source partitions paused (ms by reason): ${JSON.stringify(Object.fromEntries([...pausedMs].map(([k, v]) => [k, Math.round(v)])))}`)
   console.log(`pause calls: ${JSON.stringify(Object.fromEntries(pauses))}`)

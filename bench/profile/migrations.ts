@@ -9,23 +9,15 @@
  *
  * @module
  */
-import { randomBytes } from 'node:crypto'
 import { loadMigrations, migrate } from '../../src/store/migrate.js'
-import { openPostgres } from '../../src/store/postgres.js'
 import { LIFELINE_MIGRATIONS_DIR } from '../../src/store/schema.js'
+import { benchDatabase } from '../lib/database.js'
 
 const n = Number(process.argv[2] ?? 1_000_000)
 if (!Number.isSafeInteger(n) || n < 1) throw new Error(`records must be a positive integer, got ${process.argv[2]}`)
-const serverUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const name = `lifeline_profile_migrations_${randomBytes(4).toString('hex')}`
-const adminDb = await openPostgres({ url: serverUrl, poolSize: 1 })
-await adminDb.query(`create database ${name}`)
-const url = new URL(serverUrl)
-url.pathname = `/${name}`
-const db = await openPostgres({ url: url.href, poolSize: 1 })
+const all = await loadMigrations(LIFELINE_MIGRATIONS_DIR)
+const { db, drop } = await benchDatabase('lifeline_profile_migrations', 1, (x) => migrate(x, all.filter((m) => m.version <= 13)))
 try {
-  const all = await loadMigrations(LIFELINE_MIGRATIONS_DIR)
-  await migrate(db, all.filter((m) => m.version <= 13))
   const headers = JSON.stringify(
     ['lifeline.origin.topic', 'lifeline.origin.partition', 'lifeline.origin.offset', 'lifeline.origin.timestamp', 'lifeline.group', 'lifeline.service', 'lifeline.error.class', 'lifeline.error.code',
       'lifeline.error.message', 'lifeline.error.fingerprint', 'lifeline.attempts', 'lifeline.failure.first', 'lifeline.failure.last', 'trace-id'].map((key) => ({ key, value: `${key}-value` })),
@@ -54,7 +46,5 @@ try {
   const { rows } = await db.query<{ n: string }>('select count(*)::text as n from lifeline_dlq_records')
   if (Number(rows[0]!.n) !== n) throw new Error(`the view shows ${rows[0]!.n} records, expected ${n}`)
 } finally {
-  await db.close()
-  await adminDb.query(`drop database if exists ${name} with (force)`)
-  await adminDb.close()
+  await drop()
 }
