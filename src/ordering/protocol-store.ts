@@ -32,6 +32,7 @@
 import type { KafkaHeader } from '../kafka/types.js'
 import { prepared, type SqlExecutor, type SqlResult, type SqlRow } from '../store/executor.js'
 import { decodeHeaders, encodeHeaders, headerPairs, keyEvent, parkedRecords, type ParkedRecord, type ParkStatus } from './rows.js'
+import { ANALYZED_TABLES, TableStatistics } from './table-stats.js'
 
 /** The partition a write acts through and the epoch its writer took at assignment. */
 export interface Fence {
@@ -147,9 +148,25 @@ function result(row: Record<string, unknown> | undefined, done: boolean): WriteR
 
 const SEQ_UPSERT = `on conflict (group_id, topic, key) do update set last_seq = greatest(lifeline_key_sequences.last_seq, excluded.last_seq), partition = excluded.partition, updated_at = now()`
 
-/** The runtime's reads and fenced writes of the ordering tables. One instance per database; stateless itself. */
+export interface ProtocolStoreOptions {
+  /** An `ANALYZE` of the ordering tables failed (the planner keeps its older statistics; nothing is lost). */
+  onAnalyzeError?: (err: unknown) => void
+}
+
+/**
+ * The runtime's reads and fenced writes of the ordering tables. One instance per consumer; its only state is
+ * the count of rows it wrote, which keeps the tables' statistics current ({@link TableStatistics}).
+ */
 export class ProtocolStore {
-  constructor(readonly db: SqlExecutor) {}
+  /** Analyzes the ordering tables as this store fills them (table-stats.ts says why). */
+  readonly statistics: TableStatistics
+
+  constructor(
+    readonly db: SqlExecutor,
+    options: ProtocolStoreOptions = {},
+  ) {
+    this.statistics = new TableStatistics(() => db.query(`analyze ${ANALYZED_TABLES.join(', ')}`), options.onAnalyzeError ?? (() => undefined))
+  }
 
   /** Every statement here is of fixed text and on the protocol's hot path: run as a prepared statement. */
   #query<R extends SqlRow = SqlRow>(text: string, params: readonly unknown[]): Promise<SqlResult<R>> {
@@ -274,6 +291,7 @@ export class ProtocolStore {
     const results: WriteResult[] = moves.map(() => 'fenced')
     // A retry whose first try committed (its answer lost) finds its own token in place.
     for (const row of out) results[Number(row.i)] = result(row, row.moved === true || row.current === moves[Number(row.i)]!.token)
+    this.statistics.wrote(moves.length)
     return results
   }
 
@@ -333,7 +351,9 @@ export class ProtocolStore {
     if (count(row, 'fence') === 0) return 'fenced'
     if (count(row, 'keyed') === 0) return 'conflict'
     if (count(row, 'twin') > 0) return 'duplicate'
-    return count(row, 'stored') > 0 ? 'stored' : 'exists'
+    if (count(row, 'stored') === 0) return 'exists'
+    this.statistics.wrote(1)
+    return 'stored'
   }
 
   /**
@@ -480,6 +500,7 @@ export class ProtocolStore {
     )
     const row = rows[0]
     if (count(row, 'fence') === 0) return 'fenced'
+    if (count(row, 'started') > 0) this.statistics.wrote(1)
     if (count(row, 'started') > 0 || row?.token === token) return 'started'
     if (row?.state === 'placed') return 'placed'
     return { topic: at.topic, key: null, token: row!.token as string, location: 'dlq', copy: copyFrom(row!), deadLetter: { partition: at.partition, offset: at.offset } }
@@ -555,6 +576,7 @@ export class ProtocolStore {
        select (select count(*) from fence) as fence`,
       [group, fence.topic, fence.partition, fence.epoch, topic, partition, `{${entries.map(([k]) => `"${k.toString('hex')}"`).join(',')}}`, `{${entries.map(([, s]) => String(s)).join(',')}}`],
     )
+    this.statistics.wrote(entries.length)
     return result(rows[0], true)
   }
 

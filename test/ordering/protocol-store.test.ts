@@ -684,6 +684,31 @@ for (const kind of databaseKinds()) {
     assert.equal((await keyColumns(db, K1))?.head_state, 'pending', 'a copy of another token stays pending')
   })
 
+  test(`${kind}: the store analyzes the ordering tables as it fills them, once 100 rows were written and again when they doubled`, async (t) => {
+    const s = await setup(t, kind)
+    const columnStats = async () =>
+      (await s.db.query("select 1 from pg_stats where tablename = 'lifeline_parked_keys' and attname = 'group_id'")).rows.length
+    const batch = (b: number) =>
+      Array.from({ length: 20 }, (_, i) => {
+        const key = Buffer.from(`k-${b}-${i}`)
+        return move({ key, token: `t-${b}-${i}`, copy: copyOf({ key }) })
+      })
+    for (let b = 0; b < 4; b++) assert.deepEqual(await s.ps.moveHeads(s.fence, GROUP, batch(b)), Array(20).fill('ok'))
+    assert.equal(s.ps.statistics.runs, 0, '80 rows: not yet')
+    assert.equal(await columnStats(), 0, 'a table never analyzed has no column statistics: the planner guesses')
+    assert.deepEqual(await s.ps.moveHeads(s.fence, GROUP, batch(4)), Array(20).fill('ok'))
+    assert.equal(s.ps.statistics.runs, 1, '100 rows: ANALYZE started, in the background')
+    await s.ps.statistics.settled()
+    assert.equal(await columnStats(), 1, 'analyzed: group_id has statistics')
+    const { rows } = await s.db.query("select reltuples from pg_class where relname = 'lifeline_parked_keys'")
+    assert.ok(Number(rows[0]!.reltuples) >= 100, `the planner knows the table's size (reltuples ${String(rows[0]!.reltuples)})`)
+    for (let b = 5; b < 9; b++) await s.ps.moveHeads(s.fence, GROUP, batch(b))
+    assert.equal(s.ps.statistics.runs, 1, '180 rows: not doubled yet')
+    await s.ps.moveHeads(s.fence, GROUP, batch(9))
+    assert.equal(s.ps.statistics.runs, 2, '200 rows: doubled, analyzed again')
+    await s.ps.statistics.settled()
+  })
+
   test(`${kind}: isHead, keyRow, releasedKeys and recordEvent`, async (t) => {
     const s = await setup(t, kind)
     const { db, ps } = s

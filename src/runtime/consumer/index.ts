@@ -71,7 +71,9 @@ export interface LifelineConsumer extends EventEmitter<ConsumerEvents> {
 export function createConsumer<V = unknown>(input: ConsumerOptions<V>): LifelineConsumer {
   const options = resolveConsumerOptions(input)
   const log = (options.source.logger ?? silentLogger()).child({ component: 'consumer', group: options.groupId })
-  const store = options.state ? new ProtocolStore(options.state) : undefined
+  const store = options.state
+    ? new ProtocolStore(options.state, { onAnalyzeError: (err) => log.warn({ err }, 'analyzing the ordering tables failed: the planner keeps their older statistics') })
+    : undefined
   const emitter = new EventEmitter<ConsumerEvents>()
   let lastPollAt: number | undefined
   const ctx: ConsumerContext = {
@@ -205,6 +207,7 @@ export function createConsumer<V = unknown>(input: ConsumerOptions<V>): Lifeline
       await step('releasing queued records', () => stopPartitions(ctx, states))
       await step('draining in-flight handlers', () => drainInFlight(ctx, states))
       await step('committing', () => commit(ctx))
+      await step('finishing the ordering tables\' ANALYZE', () => store?.statistics.settled())
       await step('leaving the group', () => ctx.kafka?.close())
       await step('closing the DLQ producer', () => ctx.producer?.close())
       ctx.metrics.detach()
