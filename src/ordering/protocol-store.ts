@@ -151,6 +151,8 @@ const SEQ_UPSERT = `on conflict (group_id, topic, key) do update set last_seq = 
 export interface ProtocolStoreOptions {
   /** An `ANALYZE` of the ordering tables failed (the planner keeps its older statistics; nothing is lost). */
   onAnalyzeError?: (err: unknown) => void
+  /** Rows written before the first `ANALYZE` (default `tableStatsDefaults.firstAt`; `Infinity`: never, as a profile's baseline). */
+  analyzeFirstAt?: number
 }
 
 /**
@@ -165,7 +167,7 @@ export class ProtocolStore {
     readonly db: SqlExecutor,
     options: ProtocolStoreOptions = {},
   ) {
-    this.statistics = new TableStatistics(() => db.query(`analyze ${ANALYZED_TABLES.join(', ')}`), options.onAnalyzeError ?? (() => undefined))
+    this.statistics = new TableStatistics(() => db.query(`analyze ${ANALYZED_TABLES.join(', ')}`), options.onAnalyzeError ?? (() => undefined), options.analyzeFirstAt)
   }
 
   /** Every statement here is of fixed text and on the protocol's hot path: run as a prepared statement. */
