@@ -11,6 +11,10 @@
  * Variants: `baseline`, `tiers`, and `ceiling` (no failure; a poison record's handler takes the time of its
  * three attempts).
  *
+ * Each run ends with its CPU time from the first record to the last healthy one, by process (bench/lib/cpu.ts):
+ * PostgreSQL's server processes, this process and its main thread, the broker, the rest, and the machine's
+ * busy time.
+ *
  * With `PROFILE=<dir>`, each run's main thread is CPU-profiled from its first handled record to its last
  * healthy one (`<dir>/hol-<variant>-<n>.cpuprofile`, for Chrome DevTools or a script), start-up excluded.
  * The experiments of bench/README.md's hol notes: `FETCH_WAIT_MS=<ms>` sets librdkafka's `fetch.wait.max.ms`
@@ -26,6 +30,7 @@ import { createAdmin, createProducer } from '../../src/kafka/index.js'
 import { createConsumer } from '../../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../../src/runtime/options.js'
 import { postgresDefaults } from '../../src/store/postgres-defaults.js'
+import { cpuDelta, machineCpu, processCpu, type ProcessCpu } from '../lib/cpu.js'
 import { benchDatabase } from '../lib/database.js'
 import { suffix } from '../lib/topics.js'
 import { ceilingAttempts, CONCURRENCY, isPoison, PARTITIONS, POISON_EVERY, produceBacklog } from '../hol.js'
@@ -48,6 +53,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
   const healthyTotal = total - Math.floor(total / POISON_EVERY)
   const buckets: Bucket[] = []
   let first = 0
+  let cpu0: { machine: { busy: number; total: number }; processes: ProcessCpu } | undefined
   let done = 0
   let last = 0
   const session = process.env.PROFILE ? new Session() : undefined
@@ -63,6 +69,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
     handler: async ({ key }) => {
       if (first === 0) {
         first = performance.now()
+        cpu0 = { machine: machineCpu(), processes: processCpu() }
         if (session) {
           session.connect()
           profiling = session.post('Profiler.enable').then(() => session.post('Profiler.start'))
@@ -109,6 +116,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
   }, BUCKET_MS)
   await consumer.start()
   while (done < healthyTotal) await sleep(10)
+  const cpu1 = { machine: machineCpu(), processes: processCpu() }
   clearInterval(timer)
   if (session && profiling) {
     await profiling
@@ -123,6 +131,14 @@ async function runOnce(topic: string, variant: string): Promise<void> {
   const elapsed = last - first
   console.log(`\n${variant}: ${done} healthy in ${elapsed.toFixed(0)} ms = ${Math.round((done / elapsed) * 1000)} rec/s; source partitions paused (ms by reason): ${JSON.stringify(Object.fromEntries([...pausedMs].map(([k, v]) => [k, Math.round(v)])))}`)
   console.log(`pause calls: ${JSON.stringify(Object.fromEntries(pauses))}`)
+  if (cpu0) {
+    const d = cpuDelta(cpu0.processes, cpu1.processes)
+    const f = (v: number) => v.toFixed(2)
+    console.log(
+      `cpu (first record to last healthy): PostgreSQL ${f(d.postgres)} s, this process ${f(d.self)} s (its main thread ${f(d.main)} s), java (the broker) ${f(d.java)} s, ` +
+        `the rest ${f(d.rest)} s; the machine busy ${f(cpu1.machine.busy - cpu0.machine.busy)} of ${f(cpu1.machine.total - cpu0.machine.total)} CPU-seconds`,
+    )
+  }
   console.log('t(ms)  healthy failed tier  resumes(reason)  elu')
   buckets.forEach((b, i) => console.log(`${String(i * BUCKET_MS).padStart(5)} ${String(b.healthy).padStart(8)} ${String(b.failed).padStart(6)} ${String(b.tier).padStart(4)}  ${JSON.stringify(Object.fromEntries(b.paused)).padEnd(16)} ${b.elu.toFixed(2)}`))
 }

@@ -19,7 +19,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { createDlqIndexer } from '../../src/dlq/indexer.js'
 import { countRecords } from '../../src/dlq/records.js'
@@ -30,6 +30,7 @@ import { createAdmin, createProducer } from '../../src/kafka/index.js'
 import type { SqlExecutor, SqlQueryable, SqlResult } from '../../src/store/executor.js'
 import { openPostgres } from '../../src/store/postgres.js'
 import { migrateLifeline } from '../../src/store/schema.js'
+import { machineCpu, processCpu } from '../lib/cpu.js'
 
 const n = Number(process.argv[2] ?? 100_000)
 if (!Number.isSafeInteger(n) || n < 1) throw new Error(`records must be a positive integer, got ${process.argv[2]}`)
@@ -108,29 +109,6 @@ try {
   await indexer.close()
   // STALE_STATS=1 leaves the table as the indexer left it (what the bench's job meets: no statistics yet).
   if (!process.env.STALE_STATS) await raw.query('vacuum analyze')
-  /** The machine's busy and total CPU seconds so far (/proc/stat: all cores; idle and iowait are not busy). */
-  const machineCpu = () => {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
-    const total = f.reduce((a, b) => a + b, 0) / 100
-    return { busy: total - (f[3]! + f[4]!) / 100, total }
-  }
-  /** CPU seconds so far by kind of process: postgres (every server process), java (the broker), this process, the rest. */
-  const processCpu = () => {
-    const by = { postgres: 0, java: 0, self: 0, rest: 0 }
-    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-      let stat: string
-      try {
-        stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      } catch {
-        continue // ended meanwhile
-      }
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      const cpu = (Number(fields[11]) + Number(fields[12])) / 100
-      by[Number(pid) === process.pid ? 'self' : comm === 'postgres' || comm === 'java' ? comm : 'rest'] += cpu
-    }
-    return by
-  }
   const machine0 = machineCpu()
   const cpu0 = processCpu()
   stats.clear()
