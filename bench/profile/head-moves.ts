@@ -8,7 +8,7 @@
  *   and the store's own ANALYZE is off (`analyzeFirstAt: Infinity`): the runtime before it had none. The statements' plans were made while the table was empty, as a consumer's
  *   first statements make them.
  * - `as the runtime keeps it`: the same, after the store counted those rows and ran its ANALYZE
- *   (src/ordering/table-stats.ts).
+ *   (src/store/table-stats.ts).
  * The keys are written by one `INSERT ... SELECT` (writing 20,000 keys through a never-analyzed table's
  * plans would take minutes); the store is then told it wrote them, as it counts its own writes.
  *
@@ -20,8 +20,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ProtocolStore, type HeadMove } from '../../src/ordering/protocol-store.js'
-import { ANALYZED_TABLES } from '../../src/ordering/table-stats.js'
+import { ANALYZED_TABLES, ProtocolStore, type HeadMove } from '../../src/ordering/protocol-store.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { openDatabase } from '../../src/store/index.js'
 import { migrateLifeline } from '../../src/store/schema.js'

@@ -26,6 +26,7 @@ import { createConsumer } from '../kafka/index.js'
 import type { ConsumedRecord, KafkaConsumer, KafkaHeader } from '../kafka/types.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { migrateLifeline } from '../store/schema.js'
+import { TableStatistics } from '../store/table-stats.js'
 import { validateOptions } from '../util/options.js'
 import { sleep } from '../util/sleep.js'
 import { ERROR_TEXT_HEADERS, foreignFingerprint, parseDeadLetter, type DeadLetterContext, type DeadLetterFormat } from '../failure/formats.js'
@@ -36,6 +37,9 @@ import { metric } from '../util/metric.js'
 import { dlqIndexerDefaults, DlqIndexerOptionsSchema, type DlqIndexer, type DlqIndexerOptions } from './indexer-options.js'
 
 export { dlqIndexerDefaults, type DlqIndexer, type DlqIndexerOptions, type DlqIndexerStats } from './indexer-options.js'
+
+/** The tables an indexed record is written to, and the DLQ processor's queries read. */
+const DLQ_ANALYZED_TABLES = ['lifeline_dlq_record_bodies', 'lifeline_dlq_record_states', 'lifeline_dlq_events'] as const
 
 function indexerMetrics(registry: Registry | undefined) {
   if (!registry) return { indexed: (_t: string, _f: string, _n: number) => undefined, errors: (_t: string) => undefined, copies: (_t: string) => undefined }
@@ -76,6 +80,10 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
   const metrics = indexerMetrics(options.metrics?.registry)
   const db = options.db
 
+  // PGlite runs no autovacuum: the indexer, which fills the DLQ tables, keeps their statistics (a server's
+  // autovacuum does it there; src/store/table-stats.ts says why a table without them is slow to read).
+  const tableStats =
+    db.kind === 'pglite' ? new TableStatistics(() => db.query(`analyze ${DLQ_ANALYZED_TABLES.join(', ')}`), (err) => log.warn({ err }, 'analyzing the DLQ tables failed: the planner keeps their older statistics')) : undefined
   const stats = { indexed: 0, duplicates: 0, copies: 0, linked: 0, skipped: 0, byFormat: {} as Partial<Record<DeadLetterFormat, number>>, lastIndexedAt: undefined as number | undefined }
   const stop = new AbortController()
   let consumer: KafkaConsumer | undefined
@@ -212,6 +220,7 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
       const key = `${record.topic}\u0000${context.format}`
       counts.set(key, (counts.get(key) ?? 0) + 1)
     })
+    tableStats?.wrote(results.filter((r) => r?.inserted === true).length)
     for (const [key, n] of counts) {
       const [topic, format] = key.split('\u0000') as [string, string]
       metrics.indexed(topic, format, n)
@@ -303,6 +312,7 @@ export function createDlqIndexer(input: DlqIndexerOptions): DlqIndexer {
       await starting?.catch(() => undefined)
       await loopDone
       await consumer?.close()
+      await tableStats?.settled()
       running = false
       log.info(stats, 'DLQ indexer closed')
     })()

@@ -31,8 +31,8 @@
  */
 import type { KafkaHeader } from '../kafka/types.js'
 import { prepared, type SqlExecutor, type SqlResult, type SqlRow } from '../store/executor.js'
+import { TableStatistics } from '../store/table-stats.js'
 import { decodeHeaders, encodeHeaders, headerPairs, keyEvent, parkedRecords, type ParkedRecord, type ParkStatus } from './rows.js'
-import { ANALYZED_TABLES, TableStatistics } from './table-stats.js'
 
 /** The partition a write acts through and the epoch its writer took at assignment. */
 export interface Fence {
@@ -148,6 +148,9 @@ function result(row: Record<string, unknown> | undefined, done: boolean): WriteR
 
 const SEQ_UPSERT = `on conflict (group_id, topic, key) do update set last_seq = greatest(lifeline_key_sequences.last_seq, excluded.last_seq), partition = excluded.partition, updated_at = now()`
 
+/** The tables the protocol's statements look rows up in by key, and that the runtime fills: analyzed as they fill. */
+export const ANALYZED_TABLES = ['lifeline_parked_keys', 'lifeline_parked_records', 'lifeline_dead_letters', 'lifeline_key_sequences'] as const
+
 export interface ProtocolStoreOptions {
   /** An `ANALYZE` of the ordering tables failed (the planner keeps its older statistics; nothing is lost). */
   onAnalyzeError?: (err: unknown) => void
@@ -160,7 +163,7 @@ export interface ProtocolStoreOptions {
  * the count of rows it wrote, which keeps the tables' statistics current ({@link TableStatistics}).
  */
 export class ProtocolStore {
-  /** Analyzes the ordering tables as this store fills them (table-stats.ts says why). */
+  /** Analyzes the ordering tables as this store fills them (src/store/table-stats.ts says why). */
   readonly statistics: TableStatistics
 
   constructor(

@@ -12,7 +12,7 @@ import { MASKED_HEADER, Masker } from '../../src/failure/masking.js'
 import { encodeFailureHeaders, SpringDltHeaders } from '../../src/failure/headers.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { migrateLifeline } from '../../src/store/schema.js'
-import { stateDatabase } from '../helpers/db.js'
+import { freshDatabase, stateDatabase } from '../helpers/db.js'
 import { admin, brokers, defer, producer, randomName, topic, waitFor } from '../helpers/kafka.js'
 import { lifeline } from '../helpers/lifeline.js'
 
@@ -189,6 +189,22 @@ test('a pattern subscription picks up a DLQ topic created after start', async (t
   await waitFor(async () => (await countRecords(db)) === 2, 'the late topic indexed', 60_000)
   assert.deepEqual((await listRecords(db, { dlqTopic: late })).map((r) => r.originTopic), ['b'])
   assert.ok(indexer.stats().assigned.some((p) => p.topic === late))
+})
+
+test('on PGlite (no autovacuum) the indexer analyzes the DLQ tables as it fills them: after 100 records the planner has their statistics', async (t) => {
+  const db = await freshDatabase(t, 'pglite')
+  const dlq = await topic(t, { prefix: `analyzed-${randomBytes(3).toString('hex')}.dlq` })
+  const columnStats = async () => (await db.query("select 1 from pg_stats where tablename = 'lifeline_dlq_record_states' and attname = 'status'")).rows.length
+  const send = (from: number, n: number) =>
+    producer(t).send(Array.from({ length: n }, (_, i) => ({ topic: dlq, key: `k${from + i}`, value: String(from + i), headers: [h(KarafkaHeaders.topic, 'orders'), h(KarafkaHeaders.offset, String(from + i))] })))
+  await send(0, 60)
+  const indexer = await startIndexer(t, { db, topics: [dlq], batchSize: 20 })
+  await waitFor(async () => (await countRecords(db)) === 60, '60 records indexed', 60_000)
+  assert.equal(await columnStats(), 0, '60 records: not analyzed yet, the planner guesses')
+  await send(60, 60)
+  await waitFor(async () => (await countRecords(db)) === 120, '120 records indexed', 60_000)
+  await indexer.close() // waits for an ANALYZE in flight
+  assert.equal(await columnStats(), 1, 'analyzed once 100 records were written')
 })
 
 test('foreign PII is masked before it reaches the database; what the runtime masked in a Lifeline record is stored as written', async (t) => {

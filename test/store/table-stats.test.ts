@@ -1,11 +1,11 @@
 /**
- * The ordering tables' statistics keeper (src/ordering/table-stats.ts): when it analyzes, that it never
+ * The tables' statistics keeper (src/store/table-stats.ts): when it analyzes, that it never
  * runs two at a time, that a failure is reported and lost writes are impossible (it never throws into a
  * write), and that `settled()` waits for a run in flight.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { TableStatistics } from '../../src/ordering/table-stats.js'
+import { TableStatistics } from '../../src/store/table-stats.js'
 
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void } {
   let resolve!: () => void
