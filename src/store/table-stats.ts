@@ -45,7 +45,8 @@ export class TableStatistics {
     if (this.#written < this.#next || this.#running !== undefined) return
     this.#next = this.#written * 2
     this.#runs++
-    this.#running = this.analyze()
+    // A run that throws before it returns a promise is a failed run like any other.
+    this.#running = new Promise((resolve) => resolve(this.analyze()))
       .then(
         () => undefined,
         (err: unknown) => this.onError(err),

@@ -61,6 +61,16 @@ test('a failed ANALYZE goes to onError, never to the writer; the next one still 
   assert.equal(calls, 2, 'due again at 10 rows')
 })
 
+test('an analyze() that throws at once is a failed run, not an error of the write', async () => {
+  const errors: unknown[] = []
+  const stats = new TableStatistics(() => {
+    throw new Error('the executor is closed')
+  }, (err) => errors.push(err), 1)
+  assert.doesNotThrow(() => stats.wrote(1))
+  await stats.settled()
+  assert.match(String(errors[0]), /closed/)
+})
+
 test('settled() waits for the run in flight and resolves at once when none runs', async () => {
   const stats = new TableStatistics(() => Promise.resolve(), () => undefined, 1)
   await stats.settled()
