@@ -53,7 +53,23 @@ export function processCpu(): ProcessCpu {
   return by
 }
 
-/** `after - before` of each field. */
-export function cpuDelta(before: ProcessCpu, after: ProcessCpu): ProcessCpu {
-  return { postgres: after.postgres - before.postgres, java: after.java - before.java, self: after.self - before.self, main: after.main - before.main, rest: after.rest - before.rest }
+/** The machine's and every process's CPU time so far: a window is two of these. */
+export interface CpuSnapshot {
+  machine: { busy: number; total: number }
+  processes: ProcessCpu
+}
+
+export function cpuSnapshot(): CpuSnapshot {
+  return { machine: machineCpu(), processes: processCpu() }
+}
+
+/** One line: the window's CPU seconds by kind of process, this process's main thread, and the machine's busy time. */
+export function describeCpu(before: CpuSnapshot, after: CpuSnapshot): string {
+  const d = (k: keyof ProcessCpu) => (after.processes[k] - before.processes[k]).toFixed(2)
+  const busy = (after.machine.busy - before.machine.busy).toFixed(2)
+  const total = (after.machine.total - before.machine.total).toFixed(2)
+  return (
+    `PostgreSQL ${d('postgres')} s, this process ${d('self')} s (its main thread ${d('main')} s), java (the broker) ${d('java')} s, ` +
+    `the rest ${d('rest')} s; the machine busy ${busy} of ${total} CPU-seconds`
+  )
 }

@@ -1,11 +1,16 @@
 /**
  * A fresh, randomly named PostgreSQL database for one benchmark run on the server in `DATABASE_URL`
- * (default the local one), migrated, and dropped at the end.
+ * (default the local one), migrated, and dropped at the end; or an embedded PGlite one in a temporary
+ * directory, deleted at the end.
  *
  * @module
  */
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { SqlExecutor } from '../../src/store/executor.js'
+import { openDatabase } from '../../src/store/open.js'
 import { openPostgres } from '../../src/store/postgres.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 
@@ -43,4 +48,21 @@ export async function benchDatabase(prefix: string, poolSize: number, migrateWit
     throw err
   }
   return { db, server: url.replace(/\/\/[^@]*@/, '//***@'), drop }
+}
+
+/** An embedded PGlite database in a new temporary directory, migrated; `drop()` closes it and deletes the directory. */
+export async function benchPglite(prefix: string): Promise<Omit<BenchDatabase, 'server'>> {
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`))
+  const db = await openDatabase({ dataDir: dir })
+  const drop = async () => {
+    await db.close().catch(() => undefined)
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    await migrateLifeline(db)
+  } catch (err) {
+    await drop()
+    throw err
+  }
+  return { db, drop }
 }

@@ -9,19 +9,13 @@
  *
  * @module
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { openDatabase } from '../../src/store/index.js'
-import { migrateLifeline } from '../../src/store/schema.js'
 import { QUERIES, runQuery, seed } from '../dlq-queries.js'
+import { benchPglite } from '../lib/database.js'
 
 const records = Number(process.argv[2] ?? 100_000)
 const TABLES = "'lifeline_dlq_record_bodies'::regclass, 'lifeline_dlq_record_states'::regclass"
-const dir = mkdtempSync(join(tmpdir(), 'lifeline-profile-dlq-pglite-'))
-const db = await openDatabase({ dataDir: dir })
+const { db, drop } = await benchPglite('lifeline-profile-dlq-pglite')
 try {
-  await migrateLifeline(db)
   let started = performance.now()
   await seed(db, 1, records) // seeds and analyzes
   console.log(`${records} records seeded in ${(performance.now() - started).toFixed(0)} ms; ms per query (mean of 3)`)
@@ -41,6 +35,5 @@ try {
     console.log(`${state}: ${out.join(', ')}`)
   }
 } finally {
-  await db.close()
-  rmSync(dir, { recursive: true, force: true })
+  await drop()
 }

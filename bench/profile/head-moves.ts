@@ -17,14 +17,9 @@
  * @module
  */
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { ANALYZED_TABLES, ProtocolStore, type HeadMove } from '../../src/ordering/protocol-store.js'
 import type { SqlExecutor } from '../../src/store/executor.js'
-import { openDatabase } from '../../src/store/index.js'
-import { migrateLifeline } from '../../src/store/schema.js'
-import { benchDatabase } from '../lib/database.js'
+import { benchDatabase, benchPglite } from '../lib/database.js'
 
 const keys = Number(process.argv[2] ?? 20_000)
 const GROUP = 'g'
@@ -90,13 +85,10 @@ for (const analyzed of [false, true]) {
   } finally {
     await server.drop()
   }
-  const dir = mkdtempSync(join(tmpdir(), 'lifeline-profile-moves-'))
-  const lite = await openDatabase({ dataDir: dir })
+  const lite = await benchPglite('lifeline-profile-moves')
   try {
-    await migrateLifeline(lite)
-    console.log(`pglite    ${label} ${await measure(lite, analyzed)}`)
+    console.log(`pglite    ${label} ${await measure(lite.db, analyzed)}`)
   } finally {
-    await lite.close()
-    rmSync(dir, { recursive: true, force: true })
+    await lite.drop()
   }
 }

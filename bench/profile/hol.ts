@@ -30,7 +30,7 @@ import { createAdmin, createProducer } from '../../src/kafka/index.js'
 import { createConsumer } from '../../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../../src/runtime/options.js'
 import { postgresDefaults } from '../../src/store/postgres-defaults.js'
-import { cpuDelta, machineCpu, processCpu, type ProcessCpu } from '../lib/cpu.js'
+import { cpuSnapshot, describeCpu, type CpuSnapshot } from '../lib/cpu.js'
 import { benchDatabase } from '../lib/database.js'
 import { suffix } from '../lib/topics.js'
 import { ceilingAttempts, CONCURRENCY, isPoison, PARTITIONS, POISON_EVERY, produceBacklog } from '../hol.js'
@@ -53,7 +53,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
   const healthyTotal = total - Math.floor(total / POISON_EVERY)
   const buckets: Bucket[] = []
   let first = 0
-  let cpu0: { machine: { busy: number; total: number }; processes: ProcessCpu } | undefined
+  let cpu0: CpuSnapshot | undefined
   let done = 0
   let last = 0
   const session = process.env.PROFILE ? new Session() : undefined
@@ -69,7 +69,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
     handler: async ({ key }) => {
       if (first === 0) {
         first = performance.now()
-        cpu0 = { machine: machineCpu(), processes: processCpu() }
+        cpu0 = cpuSnapshot()
         if (session) {
           session.connect()
           profiling = session.post('Profiler.enable').then(() => session.post('Profiler.start'))
@@ -116,7 +116,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
   }, BUCKET_MS)
   await consumer.start()
   while (done < healthyTotal) await sleep(10)
-  const cpu1 = { machine: machineCpu(), processes: processCpu() }
+  const cpu1 = cpuSnapshot()
   clearInterval(timer)
   if (session && profiling) {
     await profiling
@@ -131,14 +131,7 @@ async function runOnce(topic: string, variant: string): Promise<void> {
   const elapsed = last - first
   console.log(`\n${variant}: ${done} healthy in ${elapsed.toFixed(0)} ms = ${Math.round((done / elapsed) * 1000)} rec/s; source partitions paused (ms by reason): ${JSON.stringify(Object.fromEntries([...pausedMs].map(([k, v]) => [k, Math.round(v)])))}`)
   console.log(`pause calls: ${JSON.stringify(Object.fromEntries(pauses))}`)
-  if (cpu0) {
-    const d = cpuDelta(cpu0.processes, cpu1.processes)
-    const f = (v: number) => v.toFixed(2)
-    console.log(
-      `cpu (first record to last healthy): PostgreSQL ${f(d.postgres)} s, this process ${f(d.self)} s (its main thread ${f(d.main)} s), java (the broker) ${f(d.java)} s, ` +
-        `the rest ${f(d.rest)} s; the machine busy ${f(cpu1.machine.busy - cpu0.machine.busy)} of ${f(cpu1.machine.total - cpu0.machine.total)} CPU-seconds`,
-    )
-  }
+  if (cpu0) console.log(`cpu (first record to last healthy): ${describeCpu(cpu0, cpu1)}`)
   console.log('t(ms)  healthy failed tier  resumes(reason)  elu')
   buckets.forEach((b, i) => console.log(`${String(i * BUCKET_MS).padStart(5)} ${String(b.healthy).padStart(8)} ${String(b.failed).padStart(6)} ${String(b.tier).padStart(4)}  ${JSON.stringify(Object.fromEntries(b.paused)).padEnd(16)} ${b.elu.toFixed(2)}`))
 }

@@ -8,7 +8,7 @@
  *
  * The job runs after `vacuum analyze`; with `STALE_STATS=1` it runs on the table as the indexer left it.
  * The last line splits the machine's CPU time over the creation and the run (/proc) between PostgreSQL's
- * processes, this process, java (the broker) and the rest, and gives the machine's busy CPU-seconds
+ * processes, this process (and its main thread), java (the broker) and the rest, and gives the machine's busy CPU-seconds
  * (/proc/stat). Processes that ended within the window (a parallel query's workers, a pool's closed
  * connections) are missing from the split, not from the machine's total.
  * With `PROFILE=<dir>`, this process's main thread is CPU-profiled while the job runs (redrive.cpuprofile).
@@ -30,7 +30,7 @@ import { createAdmin, createProducer } from '../../src/kafka/index.js'
 import type { SqlExecutor, SqlQueryable, SqlResult } from '../../src/store/executor.js'
 import { openPostgres } from '../../src/store/postgres.js'
 import { migrateLifeline } from '../../src/store/schema.js'
-import { machineCpu, processCpu } from '../lib/cpu.js'
+import { cpuSnapshot, describeCpu } from '../lib/cpu.js'
 
 const n = Number(process.argv[2] ?? 100_000)
 if (!Number.isSafeInteger(n) || n < 1) throw new Error(`records must be a positive integer, got ${process.argv[2]}`)
@@ -109,8 +109,7 @@ try {
   await indexer.close()
   // STALE_STATS=1 leaves the table as the indexer left it (what the bench's job meets: no statistics yet).
   if (!process.env.STALE_STATS) await raw.query('vacuum analyze')
-  const machine0 = machineCpu()
-  const cpu0 = processCpu()
+  const cpu0 = cpuSnapshot()
   stats.clear()
 
   let started = performance.now()
@@ -126,8 +125,7 @@ try {
   started = performance.now()
   const done = await runRedriveJob({ db, producer }, job.id)
   const ms = performance.now() - started
-  const machine = machineCpu()
-  const cpu1 = processCpu()
+  const cpu1 = cpuSnapshot()
   if (session) {
     const { profile } = await session.post('Profiler.stop')
     writeFileSync(`${process.env.PROFILE}/redrive.cpuprofile`, JSON.stringify(profile))
@@ -136,11 +134,7 @@ try {
   }
   console.log(`run: ${ms.toFixed(0)} ms, ${((done.succeeded / ms) * 1000).toFixed(0)} records/s, ${done.status}, ${done.succeeded} sent`)
   dump('run')
-  const d = (k: keyof typeof cpu1) => (cpu1[k] - cpu0[k]).toFixed(2)
-  console.log(
-    `cpu (create + run): PostgreSQL ${d('postgres')} s, this process ${d('self')} s, java (the broker) ${d('java')} s, the rest ${d('rest')} s; ` +
-      `the machine busy ${(machine.busy - machine0.busy).toFixed(2)} of ${(machine.total - machine0.total).toFixed(2)} CPU-seconds`,
-  )
+  console.log(`cpu (create + run): ${describeCpu(cpu0, cpu1)}`)
 } finally {
   await producer.close().catch(() => undefined)
   await admin.deleteTopics([dlq, target]).catch(() => undefined)

@@ -505,8 +505,9 @@ export class ProtocolStore {
     )
     const row = rows[0]
     if (count(row, 'fence') === 0) return 'fenced'
-    if (count(row, 'started') > 0) this.statistics.wrote(1)
-    if (count(row, 'started') > 0 || row?.token === token) return 'started'
+    const started = count(row, 'started') > 0
+    if (started) this.statistics.wrote(1)
+    if (started || row?.token === token) return 'started'
     if (row?.state === 'placed') return 'placed'
     return { topic: at.topic, key: null, token: row!.token as string, location: 'dlq', copy: copyFrom(row!), deadLetter: { partition: at.partition, offset: at.offset } }
   }

@@ -44,6 +44,9 @@ export function entryFrom(row: KeyRow): KeyEntry {
 
 const view = (e: KeyEntry | undefined): KeyView | undefined => e && { status: e.status, token: e.token, headOffset: e.headOffset, ...(e.gapFrom === undefined ? {} : { gapFrom: e.gapFrom }) }
 
+/** Whether the record's key can be parked at all: parking is on, it has a key (`record.key!` past this check), and nothing exempted it. */
+const parksKey = (ctx: ConsumerContext, item: Item): boolean => ctx.parking && item.record.key !== null && !item.noPark
+
 function headerText(item: Item, name: string): string | undefined {
   const headers = item.record.headers
   for (let i = headers.length - 1; i >= 0; i--) if (headers[i]!.key === name) return headers[i]!.value?.toString('utf8')
@@ -76,7 +79,7 @@ export async function refresh(ctx: ConsumerContext, state: PartitionState, key: 
  */
 export async function preflight(ctx: ConsumerContext, item: Item): Promise<'run' | 'done' | typeof CANCELLED> {
   const r = item.record
-  if (!ctx.parking || r.key === null || item.noPark) return 'run'
+  if (!parksKey(ctx, item)) return 'run'
   if (item.tier) return tierPreflight(ctx, item)
   if (item.parkedId !== undefined) return 'run' // a replay: its expectation was set by the replay
   const state = item.state
@@ -88,7 +91,7 @@ export async function preflight(ctx: ConsumerContext, item: Item): Promise<'run'
     let entry = state.keys.get(sk)
     if (!fresh && token !== undefined && entry && entry.token !== token) {
       // The head moved in a retry tier on another member since this owner last looked.
-      const row = await refresh(ctx, state, r.key)
+      const row = await refresh(ctx, state, r.key!)
       if (row === CANCELLED) return CANCELLED
       entry = row
     }
@@ -135,7 +138,7 @@ function log(ctx: ConsumerContext, item: Item, message: string): void {
  * handler slot back meanwhile, so records of other keys run while these wait on a round trip.
  */
 export function preflightMayWait(ctx: ConsumerContext, item: Item): boolean {
-  if (!ctx.parking || item.record.key === null || item.noPark || item.parkedId !== undefined) return false
+  if (!parksKey(ctx, item) || item.parkedId !== undefined) return false
   if (item.tier) return item.tier.token !== undefined
   return ctx.options.sequence !== undefined || item.state.keys.has(item.schedulingKey!) || redriveToken(item) !== undefined
 }
