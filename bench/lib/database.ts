@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { openDatabase } from '../../src/store/open.js'
 import { openPostgres } from '../../src/store/postgres.js'
+import { openPostgresThread } from './postgres-thread.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 
 export interface BenchDatabase {
@@ -35,7 +36,8 @@ export async function benchDatabase(prefix: string, poolSize: number, migrateWit
   await admin.query(`create database ${name}`)
   const dbUrl = new URL(url)
   dbUrl.pathname = `/${name}`
-  const db = await openPostgres({ url: dbUrl.href, poolSize })
+  // PG_THREAD=1: the pool in a worker thread (an experiment of issue 14; see bench/lib/postgres-thread.ts).
+  const db = await (process.env.PG_THREAD ? openPostgresThread : openPostgres)({ url: dbUrl.href, poolSize })
   const drop = async () => {
     await db.close().catch(() => undefined)
     await admin.query(`drop database if exists ${name} with (force)`).catch(() => undefined)
