@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import type { SqlExecutor } from '../../src/store/executor.js'
 import { openDatabase } from '../../src/store/open.js'
 import { openPostgres } from '../../src/store/postgres.js'
-import { openPostgresThread } from './postgres-thread.js'
+import { openInThread } from '../../src/store/thread.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 
 export interface BenchDatabase {
@@ -36,8 +36,8 @@ export async function benchDatabase(prefix: string, poolSize: number, migrateWit
   await admin.query(`create database ${name}`)
   const dbUrl = new URL(url)
   dbUrl.pathname = `/${name}`
-  // PG_THREAD=1: the pool in a worker thread (an experiment of issue 14; see bench/lib/postgres-thread.ts).
-  const db = await (process.env.PG_THREAD ? openPostgresThread : openPostgres)({ url: dbUrl.href, poolSize })
+  // PG_THREAD=1: the pool in the database thread (an experiment of issue 14: bench/README.md, hol notes).
+  const db = process.env.PG_THREAD ? await openInThread({ kind: 'postgres', url: dbUrl.href, poolSize }) : await openPostgres({ url: dbUrl.href, poolSize })
   const drop = async () => {
     await db.close().catch(() => undefined)
     await admin.query(`drop database if exists ${name} with (force)`).catch(() => undefined)
@@ -55,7 +55,8 @@ export async function benchDatabase(prefix: string, poolSize: number, migrateWit
 /** An embedded PGlite database in a new temporary directory, migrated; `drop()` closes it and deletes the directory. */
 export async function benchPglite(prefix: string): Promise<Omit<BenchDatabase, 'server'>> {
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`))
-  const db = await openDatabase({ dataDir: dir })
+  // PGLITE_THREAD=0: PGlite in this thread, as before it ran in the database thread (bench/README.md, hol notes).
+  const db = await openDatabase({ dataDir: dir, thread: process.env.PGLITE_THREAD !== '0' })
   const drop = async () => {
     await db.close().catch(() => undefined)
     rmSync(dir, { recursive: true, force: true })

@@ -31,7 +31,7 @@ import { createConsumer } from '../../src/runtime/consumer.js'
 import type { ConsumerOptions } from '../../src/runtime/options.js'
 import { postgresDefaults } from '../../src/store/postgres-defaults.js'
 import { cpuSnapshot, describeCpu, type CpuSnapshot } from '../lib/cpu.js'
-import { benchDatabase } from '../lib/database.js'
+import { benchDatabase, benchPglite } from '../lib/database.js'
 import { suffix } from '../lib/topics.js'
 import { ceilingAttempts, CONCURRENCY, isPoison, PARTITIONS, POISON_EVERY, produceBacklog } from '../hol.js'
 
@@ -48,7 +48,8 @@ interface Bucket { healthy: number; failed: number; tier: number; paused: Map<st
 
 async function runOnce(topic: string, variant: string): Promise<void> {
   // A fresh database per run on DATABASE_URL's server (default the local one), dropped after it.
-  const server = variant === 'tiers' ? await benchDatabase('lifeline_profile_hol', postgresDefaults.poolSize) : undefined
+  // STATE=pglite: an embedded PGlite instead (in this thread with PGLITE_THREAD=0; bench/lib/database.ts).
+  const server = variant !== 'tiers' ? undefined : process.env.STATE === 'pglite' ? await benchPglite('lifeline-profile-hol') : await benchDatabase('lifeline_profile_hol', postgresDefaults.poolSize)
   const db = server?.db
   const healthyTotal = total - Math.floor(total / POISON_EVERY)
   const buckets: Bucket[] = []

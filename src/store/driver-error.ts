@@ -136,6 +136,14 @@ export function wrapDriverError(
 }
 
 /**
+ * PGlite has one connection, held by an open transaction: a call on the executor (not the `tx` handle)
+ * from inside its own transaction() would wait for that transaction forever, so it fails at once with this.
+ */
+export function ownTransactionError(): LifelineError {
+  return new LifelineError('LL_DB_QUERY', 'the executor was called inside its own transaction(): use the tx handle (PGlite has one connection, held by the transaction)')
+}
+
+/**
  * The error for COMMIT of a transaction in which a statement failed but its error was caught: PostgreSQL
  * rolls it back (pg reports the COMMIT as `ROLLBACK`, PGlite throws). Both become this one error.
  */

@@ -31,9 +31,24 @@ export async function openPostgres(options: PostgresOptions): ReturnType<(typeof
   return (await driver(() => import('./postgres.js'), 'pg')).openPostgres(options)
 }
 
-/** Opens an embedded PGlite database (`@electric-sql/pglite`, loaded now). */
-export async function openPglite(options: PgliteOptions): ReturnType<(typeof import('./pglite.js'))['openPglite']> {
-  return (await driver(() => import('./pglite.js'), '@electric-sql/pglite')).openPglite(options)
+/**
+ * Opens an embedded PGlite database (`@electric-sql/pglite`, loaded now), by default in the process's
+ * database thread ({@link ./thread.ts}; `thread: false` keeps it in this one). A relative `dataDir` resolves
+ * against the cwd. On a data directory held by another live process: LL_DB_LOCKED naming it.
+ *
+ * @example
+ * const db = await openPglite({ dataDir: '.lifeline/db' })
+ * await db.transaction(async (tx) => tx.query('insert into seen (id) values ($1)', ['m-1']))
+ * await db.close()
+ */
+export async function openPglite(options: PgliteOptions = {}): ReturnType<(typeof import('./pglite.js'))['openPgliteHere']> {
+  if (options.thread !== undefined && typeof options.thread !== 'boolean') {
+    throw new LifelineError('LL_OPTIONS_INVALID', `thread must be a boolean, got ${String(options.thread)}`, { details: { path: 'thread' } })
+  }
+  const { threadAvailable, openInThread } = await import('./thread.js')
+  if (options.thread === false || !threadAvailable()) return (await driver(() => import('./pglite.js'), '@electric-sql/pglite')).openPgliteHere(options)
+  const dataDir = options.dataDir === undefined || options.dataDir === 'memory://' ? undefined : resolve(options.dataDir)
+  return driver(() => openInThread({ kind: 'pglite', ...(dataDir === undefined ? {} : { dataDir }) }, options.logger), '@electric-sql/pglite')
 }
 
 export interface OpenDatabaseOptions {
@@ -47,6 +62,8 @@ export interface OpenDatabaseOptions {
   statementTimeoutMs?: number
   /** PostgreSQL: run the ordering protocol's statements as named prepared statements (default true). See {@link PostgresOptions}. */
   preparedStatements?: boolean
+  /** PGlite: in the process's database thread (default true; see {@link openPglite}). Ignored for PostgreSQL. */
+  thread?: boolean
   /** Parent logger. Default: silent. */
   logger?: Logger
 }
@@ -83,7 +100,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<S
     })
   }
   const dataDir = options.dataDir === 'memory://' ? 'memory://' : resolve(options.dataDir ?? DEFAULT_DATA_DIR)
-  return openPglite({ dataDir, ...(logger === undefined ? {} : { logger }) })
+  return openPglite({ dataDir, ...(options.thread === undefined ? {} : { thread: options.thread }), ...(logger === undefined ? {} : { logger }) })
 }
 
 /**

@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path'
 import { PGlite, TransactionAbortedError, types, type Results, type Transaction } from '@electric-sql/pglite'
 import { LifelineError } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
-import { abortedTransactionError, wrapDriverError } from './driver-error.js'
+import { abortedTransactionError, ownTransactionError, wrapDriverError } from './driver-error.js'
 import type { SqlExecutor, SqlQueryable, SqlResult, SqlRow } from './executor.js'
 import { acquireLockFile } from './lock-file.js'
 import { runScriptKey, type ScriptRunner } from './script.js'
@@ -26,6 +26,11 @@ export interface PgliteOptions {
   dataDir?: string
   /** Parent logger; the executor logs under `{ component: 'store', kind: 'pglite' }`. Default: silent. */
   logger?: Logger
+  /**
+   * Run the database in the process's database thread (a worker thread, src/store/thread.ts), so that its
+   * statements execute off the thread that runs the handlers. Default true. `false`: in this thread.
+   */
+  thread?: boolean
 }
 
 const KIND = 'pglite'
@@ -51,15 +56,16 @@ function copyParams(params: readonly unknown[] | undefined): unknown[] | undefin
 }
 
 /**
- * Opens (or creates) the database. On a data directory held by another live process this throws
- * LL_DB_LOCKED naming that process; a lock whose owner has exited is taken over.
+ * Opens (or creates) the database in this thread (`thread` is not read: {@link ./open.ts} chooses the
+ * thread). On a data directory held by another live process this throws LL_DB_LOCKED naming that process;
+ * a lock whose owner has exited is taken over.
  *
  * @example
- * const db = await openPglite({ dataDir: '.lifeline/db' })
+ * const db = await openPgliteHere({ dataDir: '.lifeline/db' })
  * await db.transaction(async (tx) => tx.query('insert into seen (id) values ($1)', ['m-1']))
  * await db.close()
  */
-export async function openPglite(options: PgliteOptions = {}): Promise<SqlExecutor & AsyncDisposable> {
+export async function openPgliteHere(options: PgliteOptions = {}): Promise<SqlExecutor & AsyncDisposable> {
   const log = (options.logger ?? silentLogger()).child({ component: 'store', kind: KIND })
   const dataDir = options.dataDir === undefined || options.dataDir === 'memory://' ? undefined : resolve(options.dataDir)
 
@@ -92,12 +98,7 @@ export async function openPglite(options: PgliteOptions = {}): Promise<SqlExecut
 
   function assertUsable(): void {
     if (closing !== undefined) throw new LifelineError('LL_DB_CLOSED', `the ${KIND} executor was used after close()`)
-    if (insideTransaction.getStore()?.active === true) {
-      throw new LifelineError(
-        'LL_DB_QUERY',
-        'the executor was called inside its own transaction(): use the tx handle (PGlite has one connection, held by the transaction)',
-      )
-    }
+    if (insideTransaction.getStore()?.active === true) throw ownTransactionError()
   }
 
   /** Runs `work` counted as in-flight, so close() waits for it before closing the database. */

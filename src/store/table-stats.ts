@@ -6,8 +6,8 @@
  * statistics for it and guesses: it took `group_id = $1` on the parked keys for a selective condition, where
  * every row of a consumer group shares it, so a head move read every parked key of its group instead of
  * probing the primary key for its own. Measured (bench/README.md, hol notes): a 20-key head move took ~11 ms
- * on a never-analyzed table of 20,000 parked keys, 1.6 ms once analyzed; on PGlite 85 ms against 3.3 ms, on
- * the main thread. A PostgreSQL server's autovacuum analyzes a table within its naptime (a minute by
+ * on a never-analyzed table of 20,000 parked keys, 1.6 ms once analyzed; on PGlite 85 ms against 3.3 ms (in
+ * the caller's thread then). A PostgreSQL server's autovacuum analyzes a table within its naptime (a minute by
  * default), and a prepared statement keeps a plan made on the old statistics until then; PGlite runs no
  * autovacuum at all.
  *

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { runCli } from '../helpers/cli.js'
 import { recordFailure } from '../../src/effects/compensation.js'
-import { openPglite } from '../../src/store/pglite.js'
+import { openPglite } from '../../src/store/open.js'
 import { migrateLifeline } from '../../src/store/schema.js'
 import { pgliteDataDir } from '../helpers/db.js'
 

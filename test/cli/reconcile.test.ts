@@ -16,7 +16,7 @@ import { promisify } from 'node:util'
 import { loadDefinitions } from '../../src/cli/commands/reconcile.js'
 import { runCli, runCliFails } from '../helpers/cli.js'
 import { isLifelineError } from '../../src/errors.js'
-import { openPglite } from '../../src/store/pglite.js'
+import { openPglite } from '../../src/store/open.js'
 import { pgliteDataDir, tempDir } from '../helpers/db.js'
 
 const exec = promisify(execFile)

@@ -6,7 +6,7 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { isLifelineError } from '../../src/errors.js'
-import { openPglite } from '../../src/store/pglite.js'
+import { openPglite } from '../../src/store/open.js'
 import { defer, pgliteDataDir, tempDir } from '../helpers/db.js'
 
 /** A process that stays alive until the test ends. */

@@ -1,5 +1,5 @@
 /**
- * What crosses between the main thread and the PostgreSQL thread of {@link ./postgres-thread.ts} (pure).
+ * What crosses between the main thread and the database thread ({@link ./thread.ts}) (pure).
  *
  * Structured cloning keeps Dates, strings, numbers and bigints, but turns a Buffer into a plain Uint8Array,
  * copies a view's whole backing store (a small Buffer is a slice of an 8 KiB pool), and drops an error's
@@ -8,18 +8,28 @@
  *
  * @module
  */
-import { ErrorCodes, LifelineError, type ErrorCode } from '../../src/errors.js'
+import { ErrorCodes, LifelineError, type ErrorCode } from '../errors.js'
+import type { PostgresOptions } from './postgres.js'
 
+/** What the thread opens: an embedded PGlite in `dataDir` (in memory without one), or a `pg` pool. */
+export type DatabaseSpec = { kind: 'pglite'; dataDir?: string } | ({ kind: 'postgres' } & Omit<PostgresOptions, 'logger'>)
+
+/**
+ * Requests to the thread; `id` names the request (its answer carries it), `db` an executor opened in the
+ * thread, `tx` an open transaction (numbered across executors).
+ */
 export type ThreadRequest =
-  | [op: 'query', id: number, text: string, params: unknown[] | undefined, prepared: boolean]
-  | [op: 'script', id: number, sql: string]
-  | [op: 'begin', id: number, tx: number]
+  | [op: 'open', id: number, db: number, spec: DatabaseSpec]
+  | [op: 'query', id: number, db: number, text: string, params: unknown[] | undefined, prepared: boolean]
+  | [op: 'script', id: number, db: number, sql: string]
+  | [op: 'begin', id: number, db: number, tx: number]
   | [op: 'tx-query', id: number, tx: number, text: string, params: unknown[] | undefined, prepared: boolean]
   | [op: 'tx-script', id: number, tx: number, sql: string]
   | [op: 'end', id: number, tx: number, commit: boolean]
-  | [op: 'close', id: number]
+  | [op: 'close', id: number, db: number]
 
-export type ThreadReply = [id: number, ok: true, result: unknown] | [id: number, ok: false, error: SerializedError] | [op: 'log', level: string, fields: Record<string, unknown>, message: string]
+/** Answers (the request's id, then success and its result or the error), and log lines of an executor. */
+export type ThreadReply = [id: number, ok: true, result: unknown] | [id: number, ok: false, error: SerializedError] | [op: 'log', db: number, level: string, fields: Record<string, unknown>, message: string]
 
 export interface SerializedError {
   name: string

@@ -1,0 +1,249 @@
+/**
+ * A {@link SqlExecutor} whose database runs in a worker thread: the database thread, one per process,
+ * started at the first open ({@link ./thread-host.ts}). The calling thread only posts a statement's text
+ * and parameters and reads the rows back; the statement's work happens there.
+ *
+ * Embedded PGlite opens here by default ({@link ./open.ts}): PGlite is PostgreSQL compiled to WebAssembly,
+ * and every statement's execution — parsing, planning, the heap and index writes — would otherwise run on
+ * the thread that runs the handlers (bench/README.md, hol notes: 0.61 → 0.83 of the healthy throughput with
+ * a 1% poison rate). A `pg` pool can open here too (the hol profile's `PG_THREAD=1`); on a server the
+ * statements' work is the server's, and moving the client gained nothing measurable, so it is not an option
+ * of {@link openPostgres}.
+ *
+ * The executor is the same as in-process: the same values (bytea as Buffer, int8 as string), LifelineErrors
+ * with their code, `retriable` and `details` (their stack is the caller's), transactions, prepared
+ * statements, scripts and `close()` (statements in flight finish first). PGlite's guard against a call on the
+ * executor from inside its own transaction holds here too. The thread is unreferenced while nothing waits
+ * for it, so an idle open database does not keep the process alive, as in-process PGlite does not. If the
+ * thread dies, every statement in flight and every later one of its executors fails with LL_DB_CONNECT; the
+ * next open starts a new thread.
+ *
+ * @module
+ */
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { Worker } from 'node:worker_threads'
+import { LifelineError } from '../errors.js'
+import { silentLogger, type Logger } from '../logger.js'
+import { ownTransactionError } from './driver-error.js'
+import { preparedName, type SqlExecutor, type SqlQueryable, type SqlResult, type SqlRow } from './executor.js'
+import { runScriptKey, type ScriptRunner } from './script.js'
+import { deserializeError, fromTransfer, toTransfer, type DatabaseSpec, type ThreadReply, type ThreadRequest } from './thread-messages.js'
+
+interface Waiter {
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+interface Host {
+  worker: Worker
+  waiting: Map<number, Waiter>
+  logs: Map<number, Logger>
+  dead?: LifelineError
+}
+
+let host: Host | undefined
+let nextId = 1
+let nextDb = 1
+let nextTx = 1
+
+/**
+ * How the thread starts: on thread-host.js when built; from the TypeScript sources (tests, `npm start`, the
+ * benchmarks, all under tsx) a worker does not inherit the loader hooks, so it registers tsx's first.
+ * Undefined when neither is possible (sources run under another loader): the caller opens in-process.
+ */
+function workerSource(): { source: string | URL; evaluate: boolean } | undefined {
+  if (!import.meta.url.endsWith('.ts')) return { source: new URL('./thread-host.js', import.meta.url), evaluate: false }
+  let tsx: string
+  try {
+    tsx = import.meta.resolve('tsx/esm/api')
+  } catch {
+    return undefined
+  }
+  const entry = new URL('./thread-host.ts', import.meta.url).href
+  return { source: `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`, evaluate: true }
+}
+
+/** True when a database thread can be started here (see {@link workerSource}). */
+export function threadAvailable(): boolean {
+  return workerSource() !== undefined
+}
+
+function startHost(): Host {
+  const from = workerSource()
+  if (from === undefined) throw new LifelineError('LL_DB_CONNECT', 'the database thread cannot start: run the built package, or the sources under tsx')
+  const worker = new Worker(from.source, { eval: from.evaluate, env: process.env, stdout: false, stderr: false })
+  worker.unref()
+  const h: Host = { worker, waiting: new Map(), logs: new Map() }
+  const fail = (err: LifelineError) => {
+    h.dead ??= err
+    if (host === h) host = undefined
+    for (const w of h.waiting.values()) w.reject(h.dead)
+    h.waiting.clear()
+  }
+  worker.on('message', (msg: ThreadReply) => {
+    if (msg[0] === 'log') {
+      const [, db, level, fields, message] = msg
+      const log = h.logs.get(db) as unknown as Record<string, ((o: object, m: string) => void) | undefined> | undefined
+      const f = fields.err === undefined ? fields : { ...fields, err: deserializeError(fields.err as never) }
+      log?.[level]?.call(log, f, message)
+      return
+    }
+    const w = h.waiting.get(msg[0])
+    if (w === undefined) return
+    h.waiting.delete(msg[0])
+    if (h.waiting.size === 0) worker.unref()
+    if (msg[1]) w.resolve(msg[2])
+    else w.reject(deserializeError(msg[2]))
+  })
+  worker.on('error', (err) => fail(new LifelineError('LL_DB_CONNECT', `the database thread failed: ${err.message}`, { cause: err })))
+  worker.on('exit', (code) => fail(new LifelineError('LL_DB_CONNECT', `the database thread exited (code ${code})`)))
+  return h
+}
+
+function call<T>(h: Host, request: ThreadRequest): Promise<T> {
+  if (h.dead !== undefined) return Promise.reject(h.dead)
+  return new Promise<T>((resolve, reject) => {
+    if (h.waiting.size === 0) h.worker.ref()
+    h.waiting.set(request[1], { resolve: resolve as (v: unknown) => void, reject })
+    h.worker.postMessage(request)
+  })
+}
+
+/**
+ * The thread's error, with the stack of the call that awaited it (the thread's own frames say nothing). A
+ * new Error's stack, not Error.captureStackTrace: only the former has V8's async frames (the callers).
+ */
+function here(err: unknown): unknown {
+  if (err instanceof Error) {
+    const frames = new Error().stack?.split('\n').slice(2) ?? []
+    err.stack = [`${err.name}: ${err.message}`, ...frames].join('\n')
+  }
+  return err
+}
+
+/**
+ * Opens `spec` in the database thread (started now if it is not running) and returns its executor; fails
+ * as the in-process open would (LL_DB_CONNECT, LL_DB_LOCKED, ...).
+ */
+export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise<SqlExecutor & AsyncDisposable> {
+  const kind = spec.kind
+  const h = (host ??= startHost())
+  const db = nextDb++
+  h.logs.set(db, (logger ?? silentLogger()).child({ component: 'store', kind, thread: 'database' }))
+  try {
+    await call(h, ['open', nextId++, db, spec])
+  } catch (err) {
+    h.logs.delete(db)
+    throw here(err)
+  }
+
+  let closing: Promise<void> | undefined
+  // PGlite has one connection, held by an open transaction: a call on the executor from inside its own
+  // transaction() would wait for it forever. As in-process, it fails at once.
+  const inside = kind === 'pglite' ? new AsyncLocalStorage<{ active: boolean }>() : undefined
+
+  function assertUsable(): void {
+    if (closing !== undefined) throw new LifelineError('LL_DB_CLOSED', `the ${kind} executor was used after close()`)
+    if (inside?.getStore()?.active === true) throw ownTransactionError()
+  }
+
+  async function query<R extends SqlRow>(text: string, params: readonly unknown[] | undefined, tx?: number): Promise<SqlResult<R>> {
+    const values = params === undefined ? undefined : toTransfer([...params])
+    const isPrepared = preparedName(text) !== undefined
+    try {
+      return fromTransfer(await call<SqlResult<R>>(h, tx === undefined ? ['query', nextId++, db, text, values, isPrepared] : ['tx-query', nextId++, tx, text, values, isPrepared]))
+    } catch (err) {
+      throw here(err)
+    }
+  }
+
+  async function script(sql: string, tx?: number): Promise<void> {
+    try {
+      await call(h, tx === undefined ? ['script', nextId++, db, sql] : ['tx-script', nextId++, tx, sql])
+    } catch (err) {
+      throw here(err)
+    }
+  }
+
+  async function runTransaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
+    const txId = nextTx++
+    try {
+      await call(h, ['begin', nextId++, db, txId])
+    } catch (err) {
+      throw here(err)
+    }
+    const state = { active: true }
+    const handle: SqlQueryable & ScriptRunner = {
+      async query<R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) {
+        if (!state.active) throw new LifelineError('LL_DB_CLOSED', 'a transaction handle was used after its transaction ended')
+        return query<R>(text, params, txId)
+      },
+      async [runScriptKey](sql: string) {
+        if (!state.active) throw new LifelineError('LL_DB_CLOSED', 'a transaction handle was used after its transaction ended')
+        await script(sql, txId)
+      },
+    }
+    let result: T
+    try {
+      result = inside === undefined ? await fn(handle) : await inside.run(state, () => fn(handle))
+    } catch (err) {
+      state.active = false
+      // The thread rolls back; a ROLLBACK that fails is logged there, and the callback's error is the one to see.
+      await call(h, ['end', nextId++, txId, false]).catch(() => undefined)
+      throw err
+    }
+    state.active = false
+    try {
+      await call(h, ['end', nextId++, txId, true])
+    } catch (err) {
+      throw here(err)
+    }
+    return result
+  }
+
+  /**
+   * Counted in flight, so close() lets it finish first. An async function awaiting the work, not a
+   * `.then()` on it: V8 follows a promise's first reaction to find the callers for an error's stack.
+   */
+  let active = 0
+  let drained: (() => void) | undefined
+  async function track<T>(work: () => Promise<T>): Promise<T> {
+    assertUsable()
+    active++
+    try {
+      return await work()
+    } finally {
+      if (--active === 0) drained?.()
+    }
+  }
+
+  const executor: SqlExecutor & AsyncDisposable & ScriptRunner = {
+    kind,
+    query<R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) {
+      return track(() => query<R>(text, params))
+    },
+    transaction(fn) {
+      return track(() => runTransaction(fn))
+    },
+    [runScriptKey](sql: string) {
+      return track(() => script(sql))
+    },
+    close() {
+      closing ??= (async () => {
+        if (active > 0) await new Promise<void>((resolve) => (drained = resolve))
+        try {
+          if (h.dead === undefined) await call(h, ['close', nextId++, db])
+        } catch (err) {
+          throw here(err)
+        } finally {
+          h.logs.delete(db)
+        }
+      })()
+      return closing
+    },
+    [Symbol.asyncDispose]() {
+      return executor.close()
+    },
+  }
+  return executor
+}
