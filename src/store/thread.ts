@@ -5,7 +5,7 @@
  *
  * Embedded PGlite opens here by default ({@link ./open.ts}): PGlite is PostgreSQL compiled to WebAssembly,
  * and every statement's execution — parsing, planning, the heap and index writes — would otherwise run on
- * the thread that runs the handlers (bench/README.md, hol notes: 0.61 → 0.83 of the healthy throughput with
+ * the thread that runs the handlers (bench/README.md, hol notes: 0.61-0.70 → 0.77-0.88 of the healthy throughput with
  * a 1% poison rate). A `pg` pool can open here too (the hol profile's `PG_THREAD=1`); on a server the
  * statements' work is the server's, and moving the client gained nothing measurable, so it is not an option
  * of {@link openPostgres}.
