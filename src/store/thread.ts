@@ -15,8 +15,9 @@
  * statements, scripts and `close()` (statements in flight finish first). PGlite's guard against a call on the
  * executor from inside its own transaction holds here too. The thread is unreferenced while nothing waits
  * for it, so an idle open database does not keep the process alive, as in-process PGlite does not. If the
- * thread dies, every statement in flight and every later one of its executors fails with LL_DB_CONNECT; the
- * next open starts a new thread.
+ * thread dies, every statement in flight and every later one of its executors fails with LL_DB_CONNECT
+ * (retriable: a runtime pauses and retries, reporting each failure) until the process restarts; the next
+ * open starts a new thread (a PGlite data directory stays locked by this process until it exits).
  *
  * @module
  */
@@ -98,6 +99,14 @@ function startHost(): Host {
   worker.on('error', (err) => fail(new LifelineError('LL_DB_CONNECT', `the database thread failed: ${err.message}`, { cause: err })))
   worker.on('exit', (code) => fail(new LifelineError('LL_DB_CONNECT', `the database thread exited (code ${code})`)))
   return h
+}
+
+/**
+ * Internal, for the tests of a dying thread: terminates the database thread as a crash inside it would
+ * end it (its databases are not closed). No-op when none runs.
+ */
+export async function terminateDatabaseThread(): Promise<void> {
+  await host?.worker.terminate()
 }
 
 function call<T>(h: Host, request: ThreadRequest): Promise<T> {

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { openInThread } from '../../src/store/thread.js'
+import { openInThread, terminateDatabaseThread } from '../../src/store/thread.js'
 import { isLifelineError } from '../../src/errors.js'
 import { prepared } from '../../src/store/executor.js'
 import { runScript } from '../../src/store/script.js'
@@ -102,5 +102,20 @@ console.log('opened')`
     assert.equal(run.signal, null, `timed out: ${run.stderr}`)
     assert.equal(run.status, 0, run.stderr)
     assert.match(run.stdout, /opened/)
+  })
+})
+
+describe('openInThread: the thread dies', () => {
+  it('fails every statement after it with a retriable LL_DB_CONNECT; a new open starts a new thread', async (t) => {
+    const db = await openPglite({ dataDir: 'memory://' })
+    t.after(() => db.close())
+    await db.query('create table t (x int)')
+    await terminateDatabaseThread()
+    for (const attempt of [() => db.query('select 1'), () => db.transaction(async (tx) => tx.query('select 1'))]) {
+      await assert.rejects(attempt(), (err) => isLifelineError(err, 'LL_DB_CONNECT') && err.retriable && /database thread exited/.test(err.message))
+    }
+    const again = await openPglite({ dataDir: 'memory://' })
+    t.after(() => again.close())
+    assert.deepEqual((await again.query('select 2::int as two')).rows, [{ two: 2 }])
   })
 })
