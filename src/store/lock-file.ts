@@ -67,3 +67,11 @@ export function acquireLockFile(path: string): () => void {
   }
   throw new LifelineError('LL_DB_LOCKED', `could not take the lock file ${path}`)
 }
+
+/**
+ * Removes the lock at `path` if this process holds it: for a database whose holder in this process is gone
+ * without releasing it (the database thread died). A lock of another process is left alone.
+ */
+export function releaseOwnLockFile(path: string): void {
+  if (readOwner(path)?.pid === process.pid) rmSync(path, { force: true })
+}

@@ -15,9 +15,10 @@
  * statements, scripts and `close()` (statements in flight finish first). PGlite's guard against a call on the
  * executor from inside its own transaction holds here too. The thread is unreferenced while nothing waits
  * for it, so an idle open database does not keep the process alive, as in-process PGlite does not. If the
- * thread dies, every statement in flight and every later one of its executors fails with LL_DB_CONNECT
- * (retriable: a runtime pauses and retries, reporting each failure) until the process restarts; the next
- * open starts a new thread (a PGlite data directory stays locked by this process until it exits).
+ * thread dies, the statements in flight (and the transactions open) fail with LL_DB_CONNECT, retriable, as
+ * on a server connection that drops; the next statement starts a new thread and reopens the database there
+ * (a pool on the same server, or PGlite on the same data directory, with what it committed). An in-memory
+ * PGlite went with the thread: its statements keep failing with LL_DB_CONNECT.
  *
  * @module
  */
@@ -26,6 +27,7 @@ import { Worker } from 'node:worker_threads'
 import { LifelineError } from '../errors.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { ownTransactionError } from './driver-error.js'
+import { releaseOwnLockFile } from './lock-file.js'
 import { preparedName, type SqlExecutor, type SqlQueryable, type SqlResult, type SqlRow } from './executor.js'
 import { runScriptKey, type ScriptRunner } from './script.js'
 import { deserializeError, fromTransfer, toTransfer, type DatabaseSpec, type ThreadReply, type ThreadRequest } from './thread-messages.js'
@@ -40,6 +42,8 @@ interface Host {
   waiting: Map<number, Waiter>
   logs: Map<number, Logger>
   dead?: LifelineError
+  /** Resolves once the thread has exited (after which nothing of it runs). */
+  exited: Promise<void>
 }
 
 let host: Host | undefined
@@ -74,7 +78,8 @@ function startHost(): Host {
   if (from === undefined) throw new LifelineError('LL_DB_CONNECT', 'the database thread cannot start: run the built package, or the sources under tsx')
   const worker = new Worker(from.source, { eval: from.evaluate, env: process.env, stdout: false, stderr: false })
   worker.unref()
-  const h: Host = { worker, waiting: new Map(), logs: new Map() }
+  let exit!: () => void
+  const h: Host = { worker, waiting: new Map(), logs: new Map(), exited: new Promise<void>((resolve) => (exit = resolve)) }
   const fail = (err: LifelineError) => {
     h.dead ??= err
     if (host === h) host = undefined
@@ -97,7 +102,10 @@ function startHost(): Host {
     else w.reject(deserializeError(msg[2]))
   })
   worker.on('error', (err) => fail(new LifelineError('LL_DB_CONNECT', `the database thread failed: ${err.message}`, { cause: err })))
-  worker.on('exit', (code) => fail(new LifelineError('LL_DB_CONNECT', `the database thread exited (code ${code})`)))
+  worker.on('exit', (code) => {
+    fail(new LifelineError('LL_DB_CONNECT', `the database thread exited (code ${code})`))
+    exit()
+  })
   return h
 }
 
@@ -136,14 +144,44 @@ function here(err: unknown): unknown {
  */
 export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise<SqlExecutor & AsyncDisposable> {
   const kind = spec.kind
-  const h = (host ??= startHost())
+  let h = (host ??= startHost())
   const db = nextDb++
-  h.logs.set(db, (logger ?? silentLogger()).child({ component: 'store', kind, thread: 'database' }))
+  const log = (logger ?? silentLogger()).child({ component: 'store', kind, thread: 'database' })
+  h.logs.set(db, log)
   try {
     await call(h, ['open', nextId++, db, spec])
   } catch (err) {
     h.logs.delete(db)
     throw here(err)
+  }
+
+  // A database the thread took with it reopens in a new thread at the next call: a server's pool, or PGlite
+  // in a data directory (its files hold what was committed; its lock, still this process's, is released
+  // first). An in-memory PGlite went with the thread and stays failed.
+  const lock = spec.kind === 'pglite' ? (spec.dataDir === undefined ? undefined : `${spec.dataDir}.lock`) : ''
+  let reopening: Promise<void> | undefined
+  async function reopen(dead: Host): Promise<void> {
+    await dead.exited
+    if (lock) releaseOwnLockFile(lock)
+    const next = (host ??= startHost())
+    next.logs.set(db, log)
+    try {
+      await call(next, ['open', nextId++, db, spec])
+    } catch (err) {
+      next.logs.delete(db)
+      throw err
+    }
+    h = next
+    log.warn({ cause: dead.dead?.message }, 'the database thread had stopped: the database is open again in a new one')
+  }
+  /** The thread to post to: the current one, or a new one with the database reopened there. */
+  async function live(): Promise<Host> {
+    if (h.dead === undefined) return h
+    if (lock === undefined || closing !== undefined) throw h.dead
+    const dead = h
+    reopening ??= reopen(dead).finally(() => (reopening = undefined))
+    await reopening
+    return h
   }
 
   let closing: Promise<void> | undefined
@@ -156,28 +194,31 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
     if (inside?.getStore()?.active === true) throw ownTransactionError()
   }
 
-  async function query<R extends SqlRow>(text: string, params: readonly unknown[] | undefined, tx?: number): Promise<SqlResult<R>> {
+  async function query<R extends SqlRow>(text: string, params: readonly unknown[] | undefined, tx?: { id: number; host: Host }): Promise<SqlResult<R>> {
     const values = params === undefined ? undefined : toTransfer([...params])
     const isPrepared = preparedName(text) !== undefined
     try {
-      return fromTransfer(await call<SqlResult<R>>(h, tx === undefined ? ['query', nextId++, db, text, values, isPrepared] : ['tx-query', nextId++, tx, text, values, isPrepared]))
+      const at = tx?.host ?? (h.dead === undefined ? h : await live())
+      return fromTransfer(await call<SqlResult<R>>(at, tx === undefined ? ['query', nextId++, db, text, values, isPrepared] : ['tx-query', nextId++, tx.id, text, values, isPrepared]))
     } catch (err) {
       throw here(err)
     }
   }
 
-  async function script(sql: string, tx?: number): Promise<void> {
+  async function script(sql: string, tx?: { id: number; host: Host }): Promise<void> {
     try {
-      await call(h, tx === undefined ? ['script', nextId++, db, sql] : ['tx-script', nextId++, tx, sql])
+      await (tx === undefined ? call(await live(), ['script', nextId++, db, sql]) : call(tx.host, ['tx-script', nextId++, tx.id, sql]))
     } catch (err) {
       throw here(err)
     }
   }
 
   async function runTransaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
-    const txId = nextTx++
+    // A transaction belongs to the thread it began in: if that thread dies, its statements fail with it.
+    const txId = { id: nextTx++, host: h }
     try {
-      await call(h, ['begin', nextId++, db, txId])
+      txId.host = await live()
+      await call(txId.host, ['begin', nextId++, db, txId.id])
     } catch (err) {
       throw here(err)
     }
@@ -198,12 +239,12 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
     } catch (err) {
       state.active = false
       // The thread rolls back; a ROLLBACK that fails is logged there, and the callback's error is the one to see.
-      await call(h, ['end', nextId++, txId, false]).catch(() => undefined)
+      await call(txId.host, ['end', nextId++, txId.id, false]).catch(() => undefined)
       throw err
     }
     state.active = false
     try {
-      await call(h, ['end', nextId++, txId, true])
+      await call(txId.host, ['end', nextId++, txId.id, true])
     } catch (err) {
       throw here(err)
     }
@@ -241,7 +282,12 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
       closing ??= (async () => {
         if (active > 0) await new Promise<void>((resolve) => (drained = resolve))
         try {
+          await reopening?.catch(() => undefined)
           if (h.dead === undefined) await call(h, ['close', nextId++, db])
+          else if (lock) {
+            await h.exited
+            releaseOwnLockFile(lock)
+          }
         } catch (err) {
           throw here(err)
         } finally {

@@ -5,6 +5,8 @@
  * - a 3-broker cluster (replication factor 3, min.insync.replicas 2) losing the leader of a busy partition
  *   to kill -9;
  * - a private PostgreSQL (never the shared server) stopped and restarted while keys are parked;
+ * - the database thread of a consumer on PGlite (src/store/thread.ts) dying while keys are parked: the
+ *   statements in flight fail, the database reopens in a new thread, the same process finishes;
  * - a consumer frozen with SIGSTOP past its session timeout, then resumed: nothing of it lands after the takeover
  *   (its state write refused by the new epoch, or the record abandoned once it hears of the loss).
  */
@@ -121,6 +123,31 @@ test('a private PostgreSQL stopped (immediate) and restarted while keys are park
   })
   t.diagnostic(`database down for ${outage} ms while keys were parked`)
   assert.ok(outage > 0)
+  await checkInvariants(t, source, result)
+})
+
+test('the database thread of a consumer on PGlite dies while keys are parked: what was in flight fails, the database reopens in a new thread, nothing lost', { timeout: 300_000 }, async (t) => {
+  const source = await topic(t, { partitions: 2 })
+  let killedAt: number | undefined
+  const result = await runWorkload(t, {
+    source,
+    env: { TOPIC: source, GROUP: randomName('dbthread'), ...(await databaseEnv(t, 'pglite')) },
+    fault: async (run) => {
+      if (!(run.dump?.parked.some((k) => k.status === 'parked') ?? false)) return false
+      const live = run.workers.find((w) => w.alive)
+      if (live === undefined) return false
+      live.child.kill('SIGUSR2')
+      killedAt = Date.now()
+      return true
+    },
+    timeoutMs: 240_000,
+  })
+  assert.ok(killedAt !== undefined)
+  const hit = result.workers.find((w) => w.events.some((e) => e.ev === 'database-thread-terminated'))
+  assert.ok(hit, 'a worker terminated its database thread')
+  // The process whose thread died carried on to the end: its database reopened in a new thread.
+  assert.equal(result.workers.length, 1, `workers started: ${result.workers.map((w) => w.name).join(', ')}`)
+  t.diagnostic(`the database thread of ${hit.name} was terminated while keys were parked; the run ended ${Date.now() - killedAt} ms later`)
   await checkInvariants(t, source, result)
 })
 

@@ -106,12 +106,44 @@ console.log('opened')`
 })
 
 describe('openInThread: the thread dies', () => {
-  it('fails every statement after it with a retriable LL_DB_CONNECT; a new open starts a new thread', async (t) => {
+  it('fails what was in flight with a retriable LL_DB_CONNECT, then reopens PGlite on its data directory in a new thread', async (t) => {
+    const dir = await tempDir(t)
+    const db = await openPglite({ dataDir: join(dir, 'db') })
+    t.after(() => db.close())
+    await db.query('create table t (x int)')
+    await db.query('insert into t values (1)')
+    // A transaction open when the thread dies fails with it, and nothing of it stays.
+    let release!: () => void
+    let inserted!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const began = new Promise<void>((resolve) => (inserted = resolve))
+    const open = db.transaction(async (tx) => {
+      await tx.query('insert into t values (2)')
+      inserted()
+      await held
+      await tx.query('insert into t values (3)')
+    })
+    await began
+    await terminateDatabaseThread()
+    release()
+    await assert.rejects(open, (err) => isLifelineError(err, 'LL_DB_CONNECT') && err.retriable && /database thread exited/.test(err.message))
+    // The next statement reopens the database (the lock this process held is released first).
+    assert.deepEqual((await db.query('select x from t order by x')).rows, [{ x: 1 }])
+    await db.transaction(async (tx) => tx.query('insert into t values (4)'))
+    assert.deepEqual((await db.query('select x from t order by x')).rows, [{ x: 1 }, { x: 4 }])
+    await db.close()
+    // Closed properly: the directory opens again.
+    const again = await openPglite({ dataDir: join(dir, 'db') })
+    t.after(() => again.close())
+    assert.deepEqual((await again.query('select count(*)::int as n from t')).rows, [{ n: 2 }])
+  })
+
+  it('an in-memory PGlite went with the thread: its statements keep failing; a new open works', async (t) => {
     const db = await openPglite({ dataDir: 'memory://' })
     t.after(() => db.close())
     await db.query('create table t (x int)')
     await terminateDatabaseThread()
-    for (const attempt of [() => db.query('select 1'), () => db.transaction(async (tx) => tx.query('select 1'))]) {
+    for (const attempt of [() => db.query('select 1'), () => db.transaction(async (tx) => tx.query('select 1')), () => db.query('select 1')]) {
       await assert.rejects(attempt(), (err) => isLifelineError(err, 'LL_DB_CONNECT') && err.retriable && /database thread exited/.test(err.message))
     }
     const again = await openPglite({ dataDir: 'memory://' })
