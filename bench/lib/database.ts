@@ -43,13 +43,18 @@ export async function benchDatabase(prefix: string, poolSize: number, migrateWit
     await admin.query(`drop database if exists ${name} with (force)`).catch(() => undefined)
     await admin.close().catch(() => undefined)
   }
+  await migratedOrDropped(db, drop, migrateWith)
+  return { db, server: url.replace(/\/\/[^@]*@/, '//***@'), drop }
+}
+
+/** Migrates `db`; if that fails, drops it (`drop`) and rethrows. */
+async function migratedOrDropped(db: SqlExecutor, drop: () => Promise<void>, migrateWith: (db: SqlExecutor) => Promise<unknown>): Promise<void> {
   try {
     await migrateWith(db)
   } catch (err) {
     await drop()
     throw err
   }
-  return { db, server: url.replace(/\/\/[^@]*@/, '//***@'), drop }
 }
 
 /** An embedded PGlite database in a new temporary directory, migrated; `drop()` closes it and deletes the directory. */
@@ -61,11 +66,6 @@ export async function benchPglite(prefix: string): Promise<Omit<BenchDatabase, '
     await db.close().catch(() => undefined)
     rmSync(dir, { recursive: true, force: true })
   }
-  try {
-    await migrateLifeline(db)
-  } catch (err) {
-    await drop()
-    throw err
-  }
+  await migratedOrDropped(db, drop, migrateLifeline)
   return { db, drop }
 }

@@ -147,39 +147,41 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
   let h = (host ??= startHost())
   const db = nextDb++
   const log = (logger ?? silentLogger()).child({ component: 'store', kind, thread: 'database' })
-  h.logs.set(db, log)
+  /** Opens the database in `target` (its log lines go to `log`). */
+  async function openOn(target: Host): Promise<void> {
+    target.logs.set(db, log)
+    try {
+      await call(target, ['open', nextId++, db, spec])
+    } catch (err) {
+      target.logs.delete(db)
+      throw err
+    }
+  }
   try {
-    await call(h, ['open', nextId++, db, spec])
+    await openOn(h)
   } catch (err) {
-    h.logs.delete(db)
     throw here(err)
   }
 
   // A database the thread took with it reopens in a new thread at the next call: a server's pool, or PGlite
   // in a data directory (its files hold what was committed; its lock, still this process's, is released
   // first). An in-memory PGlite went with the thread and stays failed.
-  const lock = spec.kind === 'pglite' ? (spec.dataDir === undefined ? undefined : `${spec.dataDir}.lock`) : ''
+  const lock = spec.kind === 'pglite' && spec.dataDir !== undefined ? `${spec.dataDir}.lock` : undefined
+  const reopens = spec.kind === 'postgres' || lock !== undefined
   let reopening: Promise<void> | undefined
   async function reopen(dead: Host): Promise<void> {
     await dead.exited
-    if (lock) releaseOwnLockFile(lock)
+    if (lock !== undefined) releaseOwnLockFile(lock)
     const next = (host ??= startHost())
-    next.logs.set(db, log)
-    try {
-      await call(next, ['open', nextId++, db, spec])
-    } catch (err) {
-      next.logs.delete(db)
-      throw err
-    }
+    await openOn(next)
     h = next
     log.warn({ cause: dead.dead?.message }, 'the database thread had stopped: the database is open again in a new one')
   }
   /** The thread to post to: the current one, or a new one with the database reopened there. */
   async function live(): Promise<Host> {
     if (h.dead === undefined) return h
-    if (lock === undefined || closing !== undefined) throw h.dead
-    const dead = h
-    reopening ??= reopen(dead).finally(() => (reopening = undefined))
+    if (!reopens || closing !== undefined) throw h.dead
+    reopening ??= reopen(h).finally(() => (reopening = undefined))
     await reopening
     return h
   }
@@ -195,7 +197,8 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
   }
 
   async function query<R extends SqlRow>(text: string, params: readonly unknown[] | undefined, tx?: { id: number; host: Host }): Promise<SqlResult<R>> {
-    const values = params === undefined ? undefined : toTransfer([...params])
+    // No copy of `params` first: posting clones them, and toTransfer copies an array only to change a value.
+    const values = params === undefined ? undefined : toTransfer(params as unknown[])
     const isPrepared = preparedName(text) !== undefined
     try {
       const at = tx?.host ?? (h.dead === undefined ? h : await live())
@@ -215,22 +218,25 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
 
   async function runTransaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
     // A transaction belongs to the thread it began in: if that thread dies, its statements fail with it.
-    const txId = { id: nextTx++, host: h }
+    const txn = { id: nextTx++, host: h }
     try {
-      txId.host = await live()
-      await call(txId.host, ['begin', nextId++, db, txId.id])
+      txn.host = await live()
+      await call(txn.host, ['begin', nextId++, db, txn.id])
     } catch (err) {
       throw here(err)
     }
     const state = { active: true }
+    function assertActive(): void {
+      if (!state.active) throw new LifelineError('LL_DB_CLOSED', 'a transaction handle was used after its transaction ended')
+    }
     const handle: SqlQueryable & ScriptRunner = {
       async query<R extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]) {
-        if (!state.active) throw new LifelineError('LL_DB_CLOSED', 'a transaction handle was used after its transaction ended')
-        return query<R>(text, params, txId)
+        assertActive()
+        return query<R>(text, params, txn)
       },
       async [runScriptKey](sql: string) {
-        if (!state.active) throw new LifelineError('LL_DB_CLOSED', 'a transaction handle was used after its transaction ended')
-        await script(sql, txId)
+        assertActive()
+        await script(sql, txn)
       },
     }
     let result: T
@@ -239,12 +245,12 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
     } catch (err) {
       state.active = false
       // The thread rolls back; a ROLLBACK that fails is logged there, and the callback's error is the one to see.
-      await call(txId.host, ['end', nextId++, txId.id, false]).catch(() => undefined)
+      await call(txn.host, ['end', nextId++, txn.id, false]).catch(() => undefined)
       throw err
     }
     state.active = false
     try {
-      await call(txId.host, ['end', nextId++, txId.id, true])
+      await call(txn.host, ['end', nextId++, txn.id, true])
     } catch (err) {
       throw here(err)
     }
@@ -284,7 +290,7 @@ export async function openInThread(spec: DatabaseSpec, logger?: Logger): Promise
         try {
           await reopening?.catch(() => undefined)
           if (h.dead === undefined) await call(h, ['close', nextId++, db])
-          else if (lock) {
+          else if (lock !== undefined) {
             await h.exited
             releaseOwnLockFile(lock)
           }
